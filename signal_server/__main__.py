@@ -1,0 +1,175 @@
+"""Command line of ``p2pshare-signal`` (also ``python -m signal_server``).
+
+argparse rather than typer keeps the server deployable with ``websockets`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from signal_server import __version__, eventloop
+from signal_server.server import ServerSettings, start_server
+
+logger = logging.getLogger("signal_server")
+
+
+def _count(text: str) -> int:
+    return int(_seconds(text, integer=True))
+
+
+def _seconds(text: str, integer: bool = False) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServerSettings()
+    p = argparse.ArgumentParser(
+        prog="p2pshare-signal",
+        description="Rendezvous server for p2pshare: pairs a sender and a receiver by the "
+        "number at the start of their code and relays their end-to-end encrypted signalling. "
+        "It never sees file data, the secret words of a code, or keys.",
+        epilog="A limit of 0 means unlimited. Put a TLS reverse proxy in front for wss://.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument(
+        "--host",
+        default=d.host,
+        help="address to listen on; 0.0.0.0 or :: for all interfaces (default: %(default)s)",
+    )
+    p.add_argument(
+        "--port",
+        type=_count,
+        default=d.port,
+        help="TCP port; 0 picks a free one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=_count,
+        default=d.max_message_bytes,
+        help="largest frame a client may send (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-messages-per-room",
+        type=_count,
+        default=d.max_messages_per_room,
+        help="messages relayed in one room before it is closed (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-rooms",
+        type=_count,
+        default=d.max_rooms,
+        help="rooms open at once (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-conns-per-ip",
+        type=_count,
+        default=d.max_conns_per_ip,
+        help="simultaneous connections from one address (default: %(default)s)",
+    )
+    p.add_argument(
+        "--joins-per-ip-per-minute",
+        type=_count,
+        default=d.joins_per_ip_per_minute,
+        help="rooms one address may open or join per minute (default: %(default)s)",
+    )
+    p.add_argument(
+        "--room-ttl",
+        type=_seconds,
+        default=d.room_ttl_s,
+        metavar="SECONDS",
+        help="how long a code waits for its peer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=d.idle_timeout_s,
+        metavar="SECONDS",
+        help="paired room with no messages is closed after (default: %(default)s)",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=d.handshake_timeout_s,
+        metavar="SECONDS",
+        help="time to open the websocket and join a room (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ping-interval",
+        type=_seconds,
+        default=d.ping_interval_s,
+        metavar="SECONDS",
+        help="keepalive ping interval, 0 to disable (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=_seconds,
+        default=d.ping_timeout_s,
+        metavar="SECONDS",
+        help="close if a ping is not answered in (default: %(default)s)",
+    )
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    return ServerSettings(
+        host=args.host,
+        port=args.port,
+        max_message_bytes=args.max_message_bytes,
+        max_messages_per_room=args.max_messages_per_room,
+        max_rooms=args.max_rooms,
+        max_conns_per_ip=args.max_conns_per_ip,
+        joins_per_ip_per_minute=args.joins_per_ip_per_minute,
+        room_ttl_s=args.room_ttl,
+        idle_timeout_s=args.idle_timeout,
+        handshake_timeout_s=args.handshake_timeout,
+        ping_interval_s=args.ping_interval,
+        ping_timeout_s=args.ping_timeout,
+    )
+
+
+async def serve_until_signalled(settings: ServerSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with start_server(settings) as running:
+        print(f"listening on {running.url}", flush=True)
+        await stop.wait()
+        logger.info("shutting down (%d rooms open)", len(running.signal.registry))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        eventloop.run(serve_until_signalled(settings_from_args(args)))
+    except OSError as exc:
+        print(
+            f"p2pshare-signal: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The room registry: pairing and relaying as pure logic, with the time passed in.
+
+Nothing here does I/O or reads a clock. Each operation takes the caller's connection id and
+``now`` and returns the list of :class:`Action` to carry out, in order; refusals of the caller's
+own request are raised as :class:`~signal_server.protocol.SignalError`. The websockets handler in
+``server.py`` only decodes frames, calls these methods and executes the actions.
+
+Life of a room::
+
+    allocate / claim(create) ──> waiting ──claim──> paired ──leave/bye/idle──> dropped
+                                    └────────── TTL or creator leaves ───────────┘
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from signal_server import protocol
+from signal_server.protocol import ErrorKind, SignalError
+
+ConnId = int
+
+
+@dataclass(frozen=True)
+class SendTo:
+    """Send ``message`` to connection ``conn``."""
+
+    conn: ConnId
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CloseConn:
+    """Close connection ``conn`` with ``code`` and a human-readable ``reason``."""
+
+    conn: ConnId
+    code: int
+    reason: str
+
+
+Action = SendTo | CloseConn
+
+
+@dataclass
+class Room:
+    nameplate: str
+    created_s: float
+    last_activity_s: float
+    members: list[ConnId] = field(default_factory=list)
+    messages: int = 0
+    # Messages the creator sent before a peer arrived, delivered in order on pairing.
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def paired(self) -> bool:
+        return len(self.members) == 2
+
+
+def _close_with_error(conn: ConnId, kind: ErrorKind, message: str) -> list[Action]:
+    return [
+        SendTo(conn, protocol.error_msg(kind, message)),
+        CloseConn(conn, kind.close_code, message),
+    ]
+
+
+class RoomRegistry:
+    """All rooms of one server. Each connection is in at most one room."""
+
+    def __init__(
+        self,
+        *,
+        max_rooms: int = 10_000,
+        max_messages_per_room: int = 64,
+        room_ttl_s: float = 600.0,
+        idle_timeout_s: float = 120.0,
+    ) -> None:
+        self.max_rooms = max_rooms
+        self.max_messages_per_room = max_messages_per_room
+        self.room_ttl_s = room_ttl_s
+        self.idle_timeout_s = idle_timeout_s
+        self._rooms: dict[str, Room] = {}
+        self._room_of: dict[ConnId, Room] = {}
+        # Allocation hands out the smallest free number. Invariant: every free number below
+        # _next_number is in _free_numbers (which may also hold stale, taken entries).
+        self._free_numbers: list[int] = []
+        self._next_number = 1
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def nameplates(self) -> set[str]:
+        return set(self._rooms)
+
+    def room_of(self, conn: ConnId) -> Room | None:
+        return self._room_of.get(conn)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def allocate(self, conn: ConnId, now: float) -> list[Action]:
+        """Open a room under the smallest free nameplate with ``conn`` waiting in it."""
+        self._check_can_open(conn)
+        while self._free_numbers and str(self._free_numbers[0]) in self._rooms:
+            heapq.heappop(self._free_numbers)
+        if self._free_numbers:
+            number = heapq.heappop(self._free_numbers)
+        else:
+            while str(self._next_number) in self._rooms:
+                self._next_number += 1
+            number = self._next_number
+            self._next_number += 1
+        nameplate = str(number)
+        self._open(conn, nameplate, now)
+        return [SendTo(conn, protocol.allocated_msg(nameplate))]
+
+    def claim(self, conn: ConnId, nameplate: str, create: bool, now: float) -> list[Action]:
+        """Join the room ``nameplate``; with ``create``, open it if nobody holds it yet."""
+        if conn in self._room_of:
+            raise SignalError(protocol.BAD_REQUEST, "this connection already joined a room")
+        room = self._rooms.get(nameplate)
+        if room is None:
+            if not create:
+                raise SignalError(
+                    protocol.NO_SUCH_CODE, "no such code: nobody is waiting on this nameplate"
+                )
+            self._check_can_open(conn)
+            self._open(conn, nameplate, now)
+            return [SendTo(conn, protocol.claimed_msg(nameplate))]
+        if create:
+            raise SignalError(protocol.NAMEPLATE_TAKEN, "this nameplate is already in use")
+        if room.paired:
+            raise SignalError(protocol.CROWDED, "crowded: two peers are already using this code")
+        room.members.append(conn)
+        room.last_activity_s = now
+        self._room_of[conn] = room
+        creator = room.members[0]
+        actions: list[Action] = [
+            SendTo(conn, protocol.claimed_msg(nameplate)),
+            SendTo(creator, protocol.paired_msg()),
+            SendTo(conn, protocol.paired_msg()),
+        ]
+        actions += [SendTo(conn, protocol.relayed_msg(body)) for body in room.pending]
+        room.pending.clear()
+        return actions
+
+    def relay(self, conn: ConnId, body: str, now: float) -> list[Action]:
+        """Pass ``body`` to ``conn``'s peer, or hold it until a peer arrives."""
+        room = self._room_of.get(conn)
+        if room is None:
+            raise SignalError(protocol.BAD_REQUEST, "join a room before sending messages")
+        room.messages += 1
+        if room.messages > self.max_messages_per_room:
+            # The room is spent: the sender of the extra message gets the error, the peer is
+            # told that its partner left.
+            reason = f"room message limit reached ({self.max_messages_per_room} messages)"
+            return self._drop(room, {conn: (protocol.ROOM_LIMIT, reason)})
+        room.last_activity_s = now
+        if not room.paired:
+            room.pending.append(body)
+            return []
+        peer = room.members[1] if room.members[0] == conn else room.members[0]
+        return [SendTo(peer, protocol.relayed_msg(body))]
+
+    def bye(self, conn: ConnId, now: float) -> list[Action]:
+        """``conn`` is done: close it normally, drop its room, tell the peer it finished."""
+        actions: list[Action] = [CloseConn(conn, protocol.CLOSE_NORMAL, "bye")]
+        room = self._room_of.pop(conn, None)
+        if room is not None:
+            room.members.remove(conn)
+            actions += self._drop(room, {}, peer_close=(protocol.CLOSE_NORMAL, "peer finished"))
+        return actions
+
+    def leave(self, conn: ConnId, now: float) -> list[Action]:
+        """``conn`` disconnected: drop its room and tell the peer, if any."""
+        room = self._room_of.get(conn)
+        if room is None:
+            return []
+        del self._room_of[conn]
+        room.members.remove(conn)
+        return self._drop(room, {})
+
+    def expire(self, now: float) -> list[Action]:
+        """Drop waiting rooms older than the TTL and paired rooms idle for too long."""
+        actions: list[Action] = []
+        for room in list(self._rooms.values()):
+            if not room.paired and now - room.created_s >= self.room_ttl_s:
+                reason = "expired: nobody used this code in time"
+                actions += self._drop(room, {m: (protocol.EXPIRED, reason) for m in room.members})
+            elif room.paired and now - room.last_activity_s >= self.idle_timeout_s:
+                reason = "timeout: no messages for too long"
+                actions += self._drop(room, {m: (protocol.TIMEOUT, reason) for m in room.members})
+        return actions
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_can_open(self, conn: ConnId) -> None:
+        if conn in self._room_of:
+            raise SignalError(protocol.BAD_REQUEST, "this connection already joined a room")
+        if len(self._rooms) >= self.max_rooms:
+            raise SignalError(protocol.SERVER_FULL, "server full: too many open rooms, try later")
+
+    def _open(self, conn: ConnId, nameplate: str, now: float) -> None:
+        room = Room(nameplate=nameplate, created_s=now, last_activity_s=now, members=[conn])
+        self._rooms[nameplate] = room
+        self._room_of[conn] = room
+
+    def _forget(self, room: Room) -> None:
+        del self._rooms[room.nameplate]
+        number = int(room.nameplate)
+        if number < self._next_number:
+            heapq.heappush(self._free_numbers, number)
+
+    def _drop(
+        self,
+        room: Room,
+        errors: dict[ConnId, tuple[ErrorKind, str]],
+        peer_close: tuple[int, str] = (protocol.PEER_LEFT.close_code, "peer left"),
+    ) -> list[Action]:
+        """Forget ``room``; members in ``errors`` get that error, the others get peer-left."""
+        self._forget(room)
+        actions: list[Action] = []
+        for member in list(room.members):
+            self._room_of.pop(member, None)
+            if member in errors:
+                kind, message = errors[member]
+                actions += _close_with_error(member, kind, message)
+            else:
+                actions.append(SendTo(member, protocol.peer_left_msg()))
+                actions.append(CloseConn(member, *peer_close))
+        return actions
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` events per key in any ``window_s`` seconds (``limit`` 0: no limit)."""
+
+    def __init__(self, limit: int, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._events: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        if self.limit <= 0:
+            return True
+        events = self._events.setdefault(key, deque())
+        while events and now - events[0] >= self.window_s:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        return True
+
+    def prune(self, now: float) -> None:
+        """Forget keys with no event in the window, so memory follows current traffic."""
+        for key in [k for k, ev in self._events.items() if not ev or now - ev[-1] >= self.window_s]:
+            del self._events[key]

@@ -1,0 +1,270 @@
+"""The websockets side of the rendezvous server: decode frames, call the registry, send.
+
+All pairing decisions live in :mod:`signal_server.rooms`; this module maps frames to registry
+calls and registry actions to frames. Each connection has one writer task fed by a queue, so
+the order in which the registry emits messages is the order in which every client sees them,
+whichever handler produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from signal_server import protocol
+from signal_server.protocol import SignalError
+from signal_server.rooms import Action, CloseConn, RoomRegistry, SendTo, SlidingWindowLimiter
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Every knob of the server, with the defaults a public deployment should start from."""
+
+    host: str = "127.0.0.1"
+    port: int = 4750
+    max_message_bytes: int = 64 * 1024
+    max_messages_per_room: int = 64
+    max_rooms: int = 10_000
+    max_conns_per_ip: int = 64
+    joins_per_ip_per_minute: int = 60
+    room_ttl_s: float = 600.0
+    idle_timeout_s: float = 120.0
+    handshake_timeout_s: float = 10.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    sweep_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class _CloseRequest:
+    code: int
+    reason: str
+
+
+class _Client:
+    """One websocket connection and the writer task that owns its outgoing side."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.outbox: asyncio.Queue[str | _CloseRequest] = asyncio.Queue()
+        self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                item = await self.outbox.get()
+                if isinstance(item, _CloseRequest):
+                    await self.ws.close(item.code, item.reason)
+                    return
+                await self.ws.send(item)
+
+
+class SignalServer:
+    """Pairs peers by nameplate and relays their messages. Use :func:`start_server` to run it."""
+
+    def __init__(self, settings: ServerSettings, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.registry = RoomRegistry(
+            max_rooms=settings.max_rooms,
+            max_messages_per_room=settings.max_messages_per_room,
+            room_ttl_s=settings.room_ttl_s,
+            idle_timeout_s=settings.idle_timeout_s,
+        )
+        self.joins = SlidingWindowLimiter(settings.joins_per_ip_per_minute, 60.0)
+        self._clients: dict[int, _Client] = {}
+        self._conns_per_ip: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self.stats: Counter[str] = Counter()
+        self._handler_exited = asyncio.Condition()
+
+    # -- websockets callbacks ---------------------------------------------------------------
+
+    def select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
+        # Accept clients of other versions too, so that the handler can tell them why it closes
+        # rather than leaving them with a bare HTTP 400.
+        return Subprotocol(protocol.SUBPROTOCOL) if protocol.SUBPROTOCOL in offered else None
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/healthz":
+            headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+            return Response(http.HTTPStatus.OK, "OK", headers, b"ok\n")
+        return None
+
+    async def handler(self, ws: ServerConnection) -> None:
+        conn = next(self._ids)
+        ip = str(ws.remote_address[0]) if ws.remote_address else "?"
+        client = _Client(ws)
+        self._clients[conn] = client
+        self._conns_per_ip[ip] += 1
+        self.stats["connections"] += 1
+        try:
+            await self._serve(conn, ip, client)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._execute(self.registry.leave(conn, self.clock()))
+            self._conns_per_ip[ip] -= 1
+            if not self._conns_per_ip[ip]:
+                del self._conns_per_ip[ip]
+            # Let queued frames (an error, a close reason) reach the client before websockets
+            # closes the connection for us when this handler returns.
+            client.outbox.put_nowait(_CloseRequest(protocol.CLOSE_NORMAL, ""))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.writer, self.settings.handshake_timeout_s)
+            client.writer.cancel()
+            del self._clients[conn]
+            async with self._handler_exited:
+                self._handler_exited.notify_all()
+
+    async def wait_for_connections(self, count: int) -> None:
+        """Return once at most ``count`` connections are open (their rooms already dropped)."""
+        async with self._handler_exited:
+            await self._handler_exited.wait_for(lambda: len(self._clients) <= count)
+
+    async def _serve(self, conn: int, ip: str, client: _Client) -> None:
+        settings = self.settings
+        if client.ws.subprotocol != protocol.SUBPROTOCOL:
+            self._refuse(
+                conn,
+                protocol.UNSUPPORTED_VERSION,
+                "unsupported protocol version: this "
+                f"server speaks {protocol.SUBPROTOCOL}; upgrade p2pshare",
+            )
+            return
+        if settings.max_conns_per_ip and self._conns_per_ip[ip] > settings.max_conns_per_ip:
+            self._refuse(conn, protocol.RATE_LIMITED, "too many connections from your address")
+            return
+        client.outbox.put_nowait(protocol.encode(protocol.welcome_msg([])))
+        while True:
+            joined = self.registry.room_of(conn) is not None
+            try:
+                # Until it joins a room a client has handshake_timeout_s to say what it wants;
+                # after that the registry's TTL and idle timeout govern it.
+                async with asyncio.timeout(None if joined else settings.handshake_timeout_s):
+                    frame = await client.ws.recv()
+            except TimeoutError:
+                self._refuse(conn, protocol.TIMEOUT, "timeout: no request received in time")
+                return
+            if isinstance(frame, bytes):
+                self._refuse(conn, protocol.BINARY_FRAME, "binary frames are not accepted")
+                return
+            try:
+                self._execute(self._dispatch(conn, ip, protocol.parse_client_message(frame)))
+            except SignalError as exc:
+                self.stats[f"error:{exc.kind.name}"] += 1
+                self._refuse(conn, exc.kind, exc.message)
+                return
+
+    def _dispatch(self, conn: int, ip: str, message: protocol.ClientMessage) -> list[Action]:
+        now = self.clock()
+        if isinstance(message, protocol.Send):
+            self.stats["relayed"] += 1
+            return self.registry.relay(conn, message.body, now)
+        if isinstance(message, protocol.Bye):
+            return self.registry.bye(conn, now)
+        if not self.joins.allow(ip, now):
+            raise SignalError(
+                protocol.RATE_LIMITED, "too many codes used from your address; wait a minute"
+            )
+        if isinstance(message, protocol.Allocate):
+            actions = self.registry.allocate(conn, now)
+        else:
+            actions = self.registry.claim(conn, message.nameplate, message.create, now)
+        self.stats["joins"] += 1
+        logger.debug("join accepted (rooms open: %d)", len(self.registry))
+        return actions
+
+    def _refuse(self, conn: int, kind: protocol.ErrorKind, message: str) -> None:
+        self._execute(
+            [
+                SendTo(conn, protocol.error_msg(kind, message)),
+                CloseConn(conn, kind.close_code, message),
+            ]
+        )
+
+    def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            client = self._clients.get(action.conn)
+            if client is None:
+                continue
+            if isinstance(action, SendTo):
+                client.outbox.put_nowait(protocol.encode(action.message))
+            else:
+                client.outbox.put_nowait(_CloseRequest(action.code, action.reason))
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Expire rooms and forget stale rate-limit entries as of ``clock()``."""
+        now = self.clock()
+        actions = self.registry.expire(now)
+        if actions:
+            logger.info("expired rooms; %d open", len(self.registry))
+        self._execute(actions)
+        self.joins.prune(now)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            self.sweep()
+
+
+def ws_url(server: Server) -> str:
+    """The ``ws://`` URL of the first socket ``server`` listens on."""
+    host, port = server.sockets[0].getsockname()[:2]
+    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+
+
+@dataclass
+class RunningServer:
+    signal: SignalServer
+    server: Server
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def start_server(
+    settings: ServerSettings, clock: Clock = time.monotonic
+) -> AsyncIterator[RunningServer]:
+    """Run a rendezvous server until the block exits; ``settings.port`` 0 picks a free port."""
+    signal = SignalServer(settings, clock)
+    async with serve(
+        signal.handler,
+        settings.host,
+        settings.port,
+        subprotocols=[Subprotocol(protocol.SUBPROTOCOL)],
+        select_subprotocol=signal.select_subprotocol,
+        process_request=signal.process_request,
+        compression=None,
+        max_size=settings.max_message_bytes,
+        max_queue=16,
+        open_timeout=settings.handshake_timeout_s,
+        ping_interval=settings.ping_interval_s or None,
+        ping_timeout=settings.ping_timeout_s or None,
+        close_timeout=5,
+        server_header=None,
+    ) as server:
+        sweeper = asyncio.create_task(signal.sweep_forever())
+        try:
+            yield RunningServer(signal, server, ws_url(server))
+        finally:
+            sweeper.cancel()
