@@ -1,0 +1,237 @@
+"""The ``p2pshare`` command: parse arguments into Settings, call the library, report.
+
+Thin on purpose: every decision lives in the library. Errors from the library arrive as
+:class:`~p2pshare.errors.P2PShareError`; this module prints them on one line and exits with
+their code. Nothing here prints a traceback unless ``--verbose`` asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from p2pshare import __version__, session
+from p2pshare.codes import DEFAULT_WORDS, Code, parse_chosen_code, parse_code
+from p2pshare.config import ENV_CODE, ENV_LOCAL_ADDRESSES, ENV_SERVER, Settings
+from p2pshare.errors import DeclinedError, InterruptedTransferError, P2PShareError
+from p2pshare.progress import HumanReporter, JsonReporter, Reporter
+from p2pshare.webrtc import IceConfig
+from signal_server import eventloop
+
+app = typer.Typer(
+    name="p2pshare",
+    help="Send files peer to peer over WebRTC, paired by a short code.\n\n"
+    "Sender: p2pshare send FILE, then read the code to the receiver. "
+    "Receiver: p2pshare receive CODE.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server", envvar=ENV_SERVER, metavar="URL", show_envvar=True,
+        help="Rendezvous server (ws://HOST:PORT or wss://...). On send, without it the sender "
+        "runs one in its own process on this machine's network address.",
+    ),
+]
+LocalAddressOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--local-address", metavar="ADDR",
+        help="Offer only this local IP address to the peer (repeatable; also "
+        f"{ENV_LOCAL_ADDRESSES}, comma-separated). 127.0.0.1 connects two programs on one "
+        "machine. Without --server, the sender's rendezvous server listens on the first.",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON lines on stdout instead of progress bars.")
+]
+VerboseOpt = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Log what happens (-vv: and aiortc).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"p2pshare {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    pass
+
+
+def _setup_logging(verbose: int) -> None:
+    if not verbose:
+        return
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=None, show_path=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+    logging.getLogger("p2pshare").setLevel(logging.DEBUG)
+    logging.getLogger("signal_server").setLevel(logging.DEBUG)
+    if verbose >= 2:
+        for name in ("aiortc", "aioice"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def _settings(server: str | None, local_address: list[str] | None, **kw: Any) -> Settings:
+    addresses = list(local_address or [])
+    if not addresses and os.environ.get(ENV_LOCAL_ADDRESSES):
+        addresses = [a.strip() for a in os.environ[ENV_LOCAL_ADDRESSES].split(",") if a.strip()]
+    ice = IceConfig(local_addresses=tuple(addresses) or None)
+    return Settings(server=server or None, ice=ice, **kw)
+
+
+def _run(coro: Coroutine[Any, Any, session.TransferResult], reporter: Reporter, verb: str,
+         verbose: int) -> NoReturn:
+    try:
+        result = eventloop.run(coro)
+    except P2PShareError as exc:
+        _fail(reporter, exc, verbose)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _fail(reporter, InterruptedTransferError(), verbose)
+    except Exception as exc:
+        if verbose:
+            logging.getLogger("p2pshare").exception("unexpected error")
+        _fail(reporter, P2PShareError(f"unexpected error: {type(exc).__name__}: {exc} "
+                                      "(please report this; -v shows details)"), verbose)
+    reporter.done(result, verb)
+    raise typer.Exit(0)
+
+
+def _fail(reporter: Reporter, exc: P2PShareError, verbose: int) -> NoReturn:
+    if verbose:
+        logging.getLogger("p2pshare").debug("failed", exc_info=exc)
+    reporter.error(exc.name, exc.message)
+    raise typer.Exit(exc.exit_code)
+
+
+def _usage(message: str) -> NoReturn:
+    typer.echo(f"p2pshare: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def send(
+    file: Annotated[Path, typer.Argument(help="The file to send.", show_default=False)],
+    code: Annotated[
+        str | None,
+        typer.Option("--code", envvar=ENV_CODE, show_envvar=True, metavar="CODE",
+                     help="Use this code (like 7-guitar-ocean) instead of a random one. "
+                     f"Prefer the {ENV_CODE} variable: the command line is visible to "
+                     "other users of this machine."),
+    ] = None,
+    code_length: Annotated[
+        int, typer.Option("--code-length", min=1, max=16, metavar="WORDS",
+                          help="Secret words in a generated code (8 bits each).")
+    ] = DEFAULT_WORDS,
+    server: ServerOpt = None,
+    local_address: LocalAddressOpt = None,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Send FILE. Prints a code; the receiver runs: p2pshare receive CODE.
+
+    Exits 0 once the receiver has verified the file's SHA-256.
+    """
+    _setup_logging(verbose)
+    chosen: Code | None = None
+    if code:
+        try:
+            chosen = parse_chosen_code(code)
+        except P2PShareError as exc:
+            _usage(exc.message)
+    reporter: Reporter = JsonReporter() if json_output else HumanReporter(file.name)
+    settings = _settings(server, local_address, code_words=code_length)
+    _run(session.send(file, settings, code=chosen, on_event=reporter), reporter, "Sent", verbose)
+
+
+@app.command()
+def receive(
+    code: Annotated[
+        str | None,
+        typer.Argument(envvar=ENV_CODE, show_envvar=True, show_default=False,
+                       help="The code the sender gave you. Omit it to be asked for it."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="PATH",
+                     help="Directory to save into, or the file name to save as "
+                     "(default: current directory, the sender's file name)."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept without asking.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing file of the same name.")
+    ] = False,
+    server: ServerOpt = None,
+    local_address: LocalAddressOpt = None,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Receive what the sender offers under CODE.
+
+    Shows the file name and size and asks before accepting (--yes to skip; without a
+    terminal, --yes is required). Data goes to a temporary file that gets its final name only
+    once its SHA-256 matches.
+    """
+    _setup_logging(verbose)
+    if not code:
+        if not sys.stdin.isatty():
+            _usage(f"no code given: pass it as an argument or in {ENV_CODE}")
+        code = typer.prompt("Code")
+    try:
+        parsed = parse_code(code)
+    except P2PShareError as exc:
+        _usage(exc.message)
+    if not server:
+        _usage(f"which rendezvous server? pass --server URL (or set {ENV_SERVER}); the "
+               "sender's screen shows the full command")
+    reporter: Reporter = JsonReporter() if json_output else HumanReporter("receiving")
+    interactive = sys.stdin.isatty() and not json_output
+
+    async def confirm(offer: session.OfferSummary) -> bool:
+        names = ", ".join(offer.names)
+        if isinstance(reporter, HumanReporter):
+            reporter.label = names
+        reporter.say(f"Offer: {names} ({_size(offer.total_bytes)}) into {offer.destination}")
+        if yes:
+            return True
+        if not interactive:
+            raise DeclinedError("not accepted: there is no terminal to ask; pass --yes to "
+                                "accept without asking")
+        answer = await asyncio.to_thread(input, "Accept? [Y/n] ")
+        return answer.strip().lower() in ("", "y", "yes")
+
+    settings = _settings(server, local_address, output=output, overwrite=overwrite)
+    _run(session.receive(parsed, settings, on_event=reporter, confirm=confirm), reporter,
+         "Received", verbose)
+
+
+def _size(nbytes: int) -> str:
+    value = float(nbytes)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{nbytes:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,29 @@
+"""One settings object for a transfer; the CLI fills it from flags and environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from p2pshare.transfer import DEFAULT_WINDOW_BYTES
+from p2pshare.webrtc import IceConfig
+
+ENV_CODE = "P2PSHARE_CODE"
+ENV_SERVER = "P2PSHARE_SERVER"
+ENV_LOCAL_ADDRESSES = "P2PSHARE_LOCAL_ADDRESSES"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: str | None = None
+    """Rendezvous server URL; None: the sender runs one in its own process."""
+    ice: IceConfig = field(default_factory=IceConfig)
+    code_words: int = 2
+    connect_timeout_s: float = 30.0
+    """Deadline for the peer's PAKE reply, the answer, and ICE + DTLS."""
+    peer_timeout_s: float = 20.0
+    """During the transfer, silence from the peer for this long means it is gone."""
+    ping_interval_s: float = 2.0
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+    output: Path | None = None
+    overwrite: bool = False

@@ -1,0 +1,107 @@
+"""What the receiver accepts as a file name, and how it prints what the sender said. Pure.
+
+The sender is hostile: every path in an offer is checked here before any byte is written, and
+the whole offer is refused when one entry is bad (croc CVE-2023-43616/-43619/-43620 and
+magic-wormhole CVE-2026-42448 were path and escape-sequence bugs). Nothing is "cleaned up"
+into something the sender did not say: a bad name is refused, with the reason.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from p2pshare import messages as m
+from p2pshare.errors import ProtocolError
+
+MAX_COMPONENT_BYTES = 255
+MAX_PATH_BYTES = 4096
+MAX_DEPTH = 64
+MAX_PRINT_CHARS = 200
+
+_WINDOWS_DEVICES = {
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+    *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10)),
+    *(f"COM{c}" for c in "¹²³"), *(f"LPT{c}" for c in "¹²³"),
+}
+# Characters that are legal in POSIX names but mean something elsewhere (Windows paths,
+# drive letters, alternate data streams) or are a classic source of confusion.
+_FORBIDDEN_CHARS = set('\\/:*?"<>|')
+
+
+class UnsafeNameError(ProtocolError):
+    """The sender offered a file name that is not safe to write."""
+
+    name = "unsafe-name"
+
+
+def printable(text: str, limit: int = MAX_PRINT_CHARS) -> str:
+    """``text`` with every control, format (bidi, zero-width) and separator character escaped,
+    cut to ``limit`` characters: safe to show in a terminal."""
+    out = []
+    for ch in text[:limit]:
+        category = unicodedata.category(ch)
+        if category[0] in "CZ" and ch != " ":
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out) + ("…" if len(text) > limit else "")
+
+
+def check_component(part: str) -> None:
+    """Refuse one path component that could escape, mislead or fail on some system."""
+    shown = printable(part)
+    if part in ("", ".", ".."):
+        raise UnsafeNameError(f"refused unsafe name {shown!r}: empty, '.' or '..' component")
+    if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+        raise UnsafeNameError(f"refused unsafe name {shown!r}: longer than 255 bytes")
+    for ch in part:
+        if ch in _FORBIDDEN_CHARS:
+            raise UnsafeNameError(f"refused unsafe name {shown!r}: contains {ch!r}")
+        category = unicodedata.category(ch)
+        # Cc control (NUL, ESC...), Cf format (bidi overrides, zero-width), Cs surrogates,
+        # Co private use, Cn unassigned, Zl/Zp line and paragraph separators.
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            raise UnsafeNameError(
+                f"refused unsafe name {shown!r}: contains control or invisible character"
+            )
+    if part[-1] in ". " or part[0] == " ":
+        raise UnsafeNameError(f"refused unsafe name {shown!r}: leading space or trailing dot "
+                              "or space")
+    stem = part.split(".", 1)[0].rstrip(" ").upper()
+    if stem in _WINDOWS_DEVICES:
+        raise UnsafeNameError(f"refused unsafe name {shown!r}: reserved device name on Windows")
+
+
+def check_path(path: str) -> tuple[str, ...]:
+    """Split a relative POSIX path from an offer into checked components, or refuse it."""
+    shown = printable(path)
+    if not path or path.startswith("/"):
+        raise UnsafeNameError(f"refused unsafe path {shown!r}: empty or absolute")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafeNameError(f"refused unsafe path {shown!r}: longer than 4096 bytes")
+    parts = tuple(path.split("/"))
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeNameError(f"refused unsafe path {shown!r}: nested too deep")
+    for part in parts:
+        check_component(part)
+    return parts
+
+
+def collision_key(path: str) -> str:
+    """Two paths with the same key would be the same file on some file system."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
+    """Check every entry of ``offer``; return their components, or refuse the whole offer."""
+    seen: dict[str, str] = {}
+    checked = []
+    for entry in offer.files:
+        parts = check_path(entry.path)
+        key = collision_key(entry.path)
+        if key in seen:
+            raise UnsafeNameError(f"refused offer: {printable(entry.path)!r} and "
+                                  f"{printable(seen[key])!r} name the same file")
+        seen[key] = entry.path
+        checked.append(parts)
+    return checked

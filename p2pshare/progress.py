@@ -1,0 +1,120 @@
+"""Turning session events into what a person (rich, on stderr) or a program (JSON lines, on
+stdout) sees. The library never prints; the CLI picks one of these reporters."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from p2pshare import session
+
+JSON_PROGRESS_INTERVAL_S = 0.25
+
+
+class HumanReporter:
+    """Progress bars and messages on stderr, for a person at a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.console = Console(stderr=True, highlight=False)
+        self.label = label
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def say(self, text: str) -> None:
+        """Print ``text`` as is: callers pass names through files.printable first."""
+        self.console.print(text, markup=False)
+
+    def __call__(self, event: session.SessionEvent) -> None:
+        if isinstance(event, session.CodeReady):
+            command = receive_command(event)
+            self.say(f"Code: {event.code}")
+            self.say(f"On the other computer run: {command}")
+        elif isinstance(event, session.Connected):
+            self.say("Connected.")
+        elif isinstance(event, session.Progress):
+            if self._bar is None:
+                self._bar = Progress(
+                    TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+                )
+                self._bar.start()
+                self._task = self._bar.add_task(escape(self.label), total=event.total)
+            assert self._task is not None
+            self._bar.update(self._task, completed=event.done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def done(self, result: session.TransferResult, verb: str) -> None:
+        self.close()
+        where = f" to {result.path}" if verb == "Received" and result.path else ""
+        rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
+        self.say(f"{verb} {result.bytes:,} bytes{where} in {result.seconds:.1f} s "
+                 f"({rate:.1f} MB/s), SHA-256 verified.")
+
+    def error(self, name: str, message: str) -> None:
+        self.close()
+        self.console.print(f"p2pshare: error: {message}", markup=False, soft_wrap=True)
+
+
+class JsonReporter:
+    """One JSON object per line on stdout; progress at most every 0.25 s."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self._last_progress = 0.0
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=True) + "\n")
+        self.out.flush()
+
+    def say(self, text: str) -> None:
+        pass
+
+    def __call__(self, event: session.SessionEvent) -> None:
+        if isinstance(event, session.CodeReady):
+            self.emit({"event": "code", "code": event.code, "server": event.server,
+                       "command": receive_command(event)})
+        elif isinstance(event, session.Connected):
+            self.emit({"event": "connected"})
+        elif isinstance(event, session.Progress):
+            now = time.monotonic()
+            if event.done in (0, event.total) or now - self._last_progress >= \
+                    JSON_PROGRESS_INTERVAL_S:
+                self._last_progress = now
+                self.emit({"event": "progress", "done": event.done, "total": event.total})
+
+    def close(self) -> None:
+        pass
+
+    def done(self, result: session.TransferResult, verb: str) -> None:
+        self.emit({"event": "done", "bytes": result.bytes, "seconds": round(result.seconds, 3),
+                   "sha256": result.sha256,
+                   "path": str(result.path) if result.path else None})
+
+    def error(self, name: str, message: str) -> None:
+        self.emit({"event": "error", "error": name, "message": message})
+
+
+Reporter = HumanReporter | JsonReporter
+
+
+def receive_command(event: session.CodeReady) -> str:
+    server = f" --server {event.server}" if event.server else ""
+    return f"p2pshare receive{server} {event.code}"

@@ -1,0 +1,251 @@
+"""The only module that imports aiortc: one peer connection with one reliable data channel.
+
+It hides aiortc's camelCase and its quirks (measured here, see DESIGN.md):
+
+- aiortc gathers every candidate inside ``setLocalDescription``: one offer, one answer.
+- Without an explicit ``iceServers`` it asks a public STUN server: we always pass our list.
+- aioice never offers 127.0.0.1; :class:`IceConfig.local_addresses` can offer exactly the
+  addresses the user names, loopback included (two peers on one machine, tests).
+- ``send()`` raises above the peer's max-message-size; we read it from the peer's SDP.
+- aiortc waits in "checking" for a long time: :meth:`PeerLink.wait_open` has its own deadline
+  and says which step failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from p2pshare.errors import ConnectError, PeerLostError, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+"""What RFC 8841 says to assume when the peer's SDP advertises no max-message-size."""
+PREFERRED_MESSAGE_BYTES = 64 * 1024
+"""Larger messages did not move more data through aiortc here; smaller ones cost more calls."""
+BUFFER_HIGH_BYTES = 1024 * 1024
+BUFFER_LOW_BYTES = 256 * 1024
+CHANNEL_LABEL = "p2pshare"
+
+_MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    """ICE servers (RTCIceServer-shaped dicts) and which local addresses to offer."""
+
+    servers: tuple[dict[str, Any], ...] = ()
+    local_addresses: tuple[str, ...] | None = None
+    """None: every non-loopback address of the machine (aioice's choice)."""
+
+
+# aioice asks this module-level function for the host addresses to gather candidates on. We
+# wrap it once so that a connection created with ``local_addresses`` gets exactly those; the
+# choice travels in a context variable so that concurrent connections do not interfere.
+_local_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "p2pshare_local_addresses", default=None
+)
+_stock_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    chosen = _local_addresses.get()
+    if chosen is None:
+        addresses: list[str] = _stock_get_host_addresses(use_ipv4, use_ipv6)
+        return addresses
+    return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+aioice.ice.get_host_addresses = _get_host_addresses
+
+
+def lan_addresses() -> list[str]:
+    """This machine's non-loopback addresses, private IPv4 ranges first."""
+    addresses: list[str] = _stock_get_host_addresses(True, True)
+    return sorted(addresses, key=lambda a: (":" in a, not _is_private_v4(a)))
+
+
+def _is_private_v4(address: str) -> bool:
+    return ipaddress.ip_address(address).is_private if ":" not in address else False
+
+
+@contextmanager
+def _offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    token = _local_addresses.set(addresses)
+    try:
+        yield
+    finally:
+        _local_addresses.reset(token)
+
+
+def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in config.servers
+    ]
+
+
+@dataclass
+class PeerLink:
+    """One RTCPeerConnection and its data channel, with incoming frames on a queue."""
+
+    config: IceConfig
+    pc: RTCPeerConnection = field(init=False)
+    channel: RTCDataChannel | None = field(init=False, default=None)
+    incoming: asyncio.Queue[bytes] = field(init=False, default_factory=asyncio.Queue)
+    max_message_bytes: int = field(init=False, default=DEFAULT_MAX_MESSAGE_BYTES)
+    _opened: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _lost: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _drained: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _closing: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))
+        self.pc.on("connectionstatechange", self._on_state)
+        self.pc.on("datachannel", self._adopt)
+
+    # -- negotiation -----------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        self._adopt(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
+        with _offering(self.config.local_addresses):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_offer(self, sdp: str) -> str:
+        await self._set_remote(sdp, "offer")
+        with _offering(self.config.local_addresses):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        await self._set_remote(sdp, "answer")
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ProtocolError(f"the other side sent an unusable {kind}") from exc
+        match = _MAX_MESSAGE_RE.search(sdp)
+        if match:
+            advertised = int(match.group(1))
+            # 0 means "any size"; we still keep to our preferred size.
+            self.max_message_bytes = min(advertised or PREFERRED_MESSAGE_BYTES,
+                                         PREFERRED_MESSAGE_BYTES)
+        else:
+            self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+
+    def _adopt(self, channel: RTCDataChannel) -> None:
+        if self.channel is not None:
+            logger.warning("ignoring an extra data channel from the peer")
+            channel.close()
+            return
+        self.channel = channel
+        channel.bufferedAmountLowThreshold = BUFFER_LOW_BYTES
+        channel.on("open", self._opened.set)
+        channel.on("close", self._mark_lost)
+        channel.on("bufferedamountlow", self._drained.set)
+        channel.on("message", self._on_message)
+        if channel.readyState == "open":
+            self._opened.set()
+
+    def _on_message(self, frame: bytes | str) -> None:
+        if isinstance(frame, str):
+            frame = frame.encode("utf-8", "surrogateescape")
+        self.incoming.put_nowait(frame)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        logger.debug("peer connection state: %s", state)
+        if state in ("failed", "closed"):
+            self._mark_lost()
+
+    def _mark_lost(self) -> None:
+        if not self._lost.is_set():
+            self._lost.set()
+            self.incoming.put_nowait(b"")  # wakes the reader: an empty frame means "lost"
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def wait_open(self, timeout_s: float) -> None:
+        """Wait for the data channel; on failure say whether ICE or DTLS was the problem."""
+        opened = asyncio.ensure_future(self._opened.wait())
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({opened, lost}, timeout=timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opened.cancel()
+            lost.cancel()
+        if self._opened.is_set():
+            return
+        ice = self.pc.iceConnectionState
+        if ice in ("new", "checking", "failed"):
+            gathered = sorted({c.type for c in self._local_candidates()})
+            raise ConnectError(
+                "could not connect: no network path to the other side was found "
+                f"(local candidates: {', '.join(gathered) or 'none'}; "
+                f"ICE servers configured: {len(self.config.servers)}). "
+                "If you are on different networks, configure a STUN or TURN server."
+            )
+        raise ConnectError("could not connect: the encrypted (DTLS) handshake with the other "
+                           f"side did not complete (ICE state {ice})")
+
+    def _local_candidates(self) -> list[Any]:
+        try:
+            transceiver = self.pc.sctp
+            if transceiver is None:
+                return []
+            gatherer = transceiver.transport.transport.iceGatherer
+            return list(gatherer.getLocalCandidates())
+        except AttributeError:
+            return []
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    async def wait_lost(self) -> None:
+        await self._lost.wait()
+
+    def send(self, frame: bytes) -> None:
+        if self.channel is None or self.channel.readyState != "open":
+            raise PeerLostError("the connection to the other side was lost")
+        self.channel.send(frame)
+
+    async def drain(self) -> None:
+        """Wait while aiortc holds more than the high-water mark of unsent data."""
+        channel = self.channel
+        while channel is not None and channel.bufferedAmount > BUFFER_HIGH_BYTES:
+            if self._lost.is_set():
+                raise PeerLostError("the connection to the other side was lost")
+            self._drained.clear()
+            waiter = asyncio.ensure_future(self._drained.wait())
+            lost = asyncio.ensure_future(self._lost.wait())
+            try:
+                await asyncio.wait({waiter, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                lost.cancel()
+
+    async def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            await self.pc.close()
