@@ -40,7 +40,10 @@ app = typer.Typer(
 ServerOpt = Annotated[
     str | None,
     typer.Option(
-        "--server", envvar=ENV_SERVER, metavar="URL", show_envvar=True,
+        "--server",
+        envvar=ENV_SERVER,
+        metavar="URL",
+        show_envvar=True,
         help="Rendezvous server (ws://HOST:PORT or wss://...). On send, without it the sender "
         "runs one in its own process on this machine's network address.",
     ),
@@ -48,7 +51,8 @@ ServerOpt = Annotated[
 LocalAddressOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--local-address", metavar="ADDR",
+        "--local-address",
+        metavar="ADDR",
         help="Offer only this local IP address to the peer (repeatable; also "
         f"{ENV_LOCAL_ADDRESSES}, comma-separated). 127.0.0.1 connects two programs on one "
         "machine. Without --server, the sender's rendezvous server listens on the first.",
@@ -80,9 +84,10 @@ def _main(
 def _setup_logging(verbose: int) -> None:
     if not verbose:
         return
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=None, show_path=False, markup=False)
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
     logging.getLogger("p2pshare").setLevel(logging.DEBUG)
     logging.getLogger("signal_server").setLevel(logging.DEBUG)
@@ -99,8 +104,9 @@ def _settings(server: str | None, local_address: list[str] | None, **kw: Any) ->
     return Settings(server=server or None, ice=ice, **kw)
 
 
-def _run(coro: Coroutine[Any, Any, session.TransferResult], reporter: Reporter, verb: str,
-         verbose: int) -> NoReturn:
+def _run(
+    coro: Coroutine[Any, Any, session.TransferResult], reporter: Reporter, verb: str, verbose: int
+) -> NoReturn:
     try:
         result = eventloop.run(coro)
     except P2PShareError as exc:
@@ -110,8 +116,14 @@ def _run(coro: Coroutine[Any, Any, session.TransferResult], reporter: Reporter, 
     except Exception as exc:
         if verbose:
             logging.getLogger("p2pshare").exception("unexpected error")
-        _fail(reporter, P2PShareError(f"unexpected error: {type(exc).__name__}: {exc} "
-                                      "(please report this; -v shows details)"), verbose)
+        _fail(
+            reporter,
+            P2PShareError(
+                f"unexpected error: {type(exc).__name__}: {exc} "
+                "(please report this; -v shows details)"
+            ),
+            verbose,
+        )
     reporter.done(result, verb)
     raise typer.Exit(0)
 
@@ -133,14 +145,25 @@ def send(
     file: Annotated[Path, typer.Argument(help="The file to send.", show_default=False)],
     code: Annotated[
         str | None,
-        typer.Option("--code", envvar=ENV_CODE, show_envvar=True, metavar="CODE",
-                     help="Use this code (like 7-guitar-ocean) instead of a random one. "
-                     f"Prefer the {ENV_CODE} variable: the command line is visible to "
-                     "other users of this machine."),
+        typer.Option(
+            "--code",
+            envvar=ENV_CODE,
+            show_envvar=True,
+            metavar="CODE",
+            help="Use this code (like 7-guitar-ocean) instead of a random one. "
+            f"Prefer the {ENV_CODE} variable: the command line is visible to "
+            "other users of this machine.",
+        ),
     ] = None,
     code_length: Annotated[
-        int, typer.Option("--code-length", min=1, max=16, metavar="WORDS",
-                          help="Secret words in a generated code (8 bits each).")
+        int,
+        typer.Option(
+            "--code-length",
+            min=1,
+            max=16,
+            metavar="WORDS",
+            help="Secret words in a generated code (8 bits each).",
+        ),
     ] = DEFAULT_WORDS,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
@@ -167,14 +190,22 @@ def send(
 def receive(
     code: Annotated[
         str | None,
-        typer.Argument(envvar=ENV_CODE, show_envvar=True, show_default=False,
-                       help="The code the sender gave you. Omit it to be asked for it."),
+        typer.Argument(
+            envvar=ENV_CODE,
+            show_envvar=True,
+            show_default=False,
+            help="The code the sender gave you. Omit it to be asked for it.",
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="PATH",
-                     help="Directory to save into, or the file name to save as "
-                     "(default: current directory, the sender's file name)."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Directory to save into, or the file name to save as "
+            "(default: current directory, the sender's file name).",
+        ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept without asking.")] = False,
     overwrite: Annotated[
@@ -201,8 +232,10 @@ def receive(
     except P2PShareError as exc:
         _usage(exc.message)
     if not server:
-        _usage(f"which rendezvous server? pass --server URL (or set {ENV_SERVER}); the "
-               "sender's screen shows the full command")
+        _usage(
+            f"which rendezvous server? pass --server URL (or set {ENV_SERVER}); the "
+            "sender's screen shows the full command"
+        )
     reporter: Reporter = JsonReporter() if json_output else HumanReporter("receiving")
     interactive = sys.stdin.isatty() and not json_output
 
@@ -214,14 +247,19 @@ def receive(
         if yes:
             return True
         if not interactive:
-            raise DeclinedError("not accepted: there is no terminal to ask; pass --yes to "
-                                "accept without asking")
+            raise DeclinedError(
+                "not accepted: there is no terminal to ask; pass --yes to accept without asking"
+            )
         answer = await asyncio.to_thread(input, "Accept? [Y/n] ")
         return answer.strip().lower() in ("", "y", "yes")
 
     settings = _settings(server, local_address, output=output, overwrite=overwrite)
-    _run(session.receive(parsed, settings, on_event=reporter, confirm=confirm), reporter,
-         "Received", verbose)
+    _run(
+        session.receive(parsed, settings, on_event=reporter, confirm=confirm),
+        reporter,
+        "Received",
+        verbose,
+    )
 
 
 def _size(nbytes: int) -> str:

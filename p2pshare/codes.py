@@ -62,8 +62,9 @@ def parse_code(text: str) -> Code:
         raise BadCodeError()
     words = tuple(parts[1:])
     if len(words) > _MAX_WORDS or not all(_WORD_RE.fullmatch(w) for w in words):
-        raise BadCodeError("a code is a number followed by words of letters and digits, "
-                           "like 7-guitar-ocean")
+        raise BadCodeError(
+            "a code is a number followed by words of letters and digits, like 7-guitar-ocean"
+        )
     return Code(parts[0], words)
 
 
@@ -71,6 +72,8 @@ def parse_chosen_code(text: str) -> Code:
     """A code the sender picked with ``--code``: as :func:`parse_code`, plus a minimum secret."""
     code = parse_code(text)
     if sum(len(w) for w in code.words) < MIN_SECRET_CHARS:
-        raise BadCodeError(f"a chosen code needs at least {MIN_SECRET_CHARS} secret characters "
-                           "after the number, like 7-guitar-ocean")
+        raise BadCodeError(
+            f"a chosen code needs at least {MIN_SECRET_CHARS} secret characters "
+            "after the number, like 7-guitar-ocean"
+        )
     return code

@@ -56,8 +56,9 @@ class FileSource:
             self._file.close()
             raise LocalFileError(f"{path}: not a regular file")
         self.size = st.st_size
-        self.entry = m.FileEntry(path.name, st.st_size, stat.S_IMODE(st.st_mode) & 0o777,
-                                 st.st_mtime)
+        self.entry = m.FileEntry(
+            path.name, st.st_size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime
+        )
         self._hash = hashlib.sha256()
         self.read_bytes = 0
 
@@ -118,8 +119,9 @@ def resolve_target(output: Path | None, name: str, overwrite: bool) -> Target:
 def check_free_space(directory: Path, nbytes: int) -> None:
     free = shutil.disk_usage(directory).free
     if free < nbytes + FREE_SPACE_MARGIN_BYTES:
-        raise DiskFullError(f"not enough free space in {directory}: {nbytes:,} bytes needed, "
-                            f"{free:,} free")
+        raise DiskFullError(
+            f"not enough free space in {directory}: {nbytes:,} bytes needed, {free:,} free"
+        )
 
 
 class FileSink:
@@ -165,8 +167,10 @@ class FileSink:
                 self._file.close()
             digest = self._hash.hexdigest()
             if digest != expected_sha256:
-                raise IntegrityError(f"integrity failure: {self.target.final.name} does not "
-                                     "match the sender's SHA-256; it was not saved")
+                raise IntegrityError(
+                    f"integrity failure: {self.target.final.name} does not "
+                    "match the sender's SHA-256; it was not saved"
+                )
             if self.entry.mtime is not None:
                 os.utime(self.temp, (self.entry.mtime, self.entry.mtime))
             self._move_into_place()

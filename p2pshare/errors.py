@@ -35,7 +35,10 @@ class P2PShareError(Exception):
     exit_code: ClassVar[int] = 1
 
     def __init__(self, message: str | None = None, *, remote: bool = False) -> None:
-        super().__init__(message or (self.__doc__ or self.name).strip().splitlines()[0])
+        if message is None:
+            text = " ".join((self.__doc__ or self.name).split())
+            message = text[:1].lower() + text[1:]
+        super().__init__(message)
         self.remote = remote
         """True when the peer reported this error to us (so we do not report it back)."""
 
@@ -137,9 +140,20 @@ class InterruptedTransferError(P2PShareError):
 ERRORS_BY_NAME: dict[str, type[P2PShareError]] = {
     cls.name: cls
     for cls in (
-        P2PShareError, BadCodeError, SignallingError, NoSuchCodeError, CrowdedError,
-        WrongCodeError, PeerLostError, ConnectError, DeclinedError, IntegrityError,
-        ProtocolError, LocalFileError, DiskFullError, InterruptedTransferError,
+        P2PShareError,
+        BadCodeError,
+        SignallingError,
+        NoSuchCodeError,
+        CrowdedError,
+        WrongCodeError,
+        PeerLostError,
+        ConnectError,
+        DeclinedError,
+        IntegrityError,
+        ProtocolError,
+        LocalFileError,
+        DiskFullError,
+        InterruptedTransferError,
     )
 }
 

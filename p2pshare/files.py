@@ -19,9 +19,16 @@ MAX_DEPTH = 64
 MAX_PRINT_CHARS = 200
 
 _WINDOWS_DEVICES = {
-    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
-    *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10)),
-    *(f"COM{c}" for c in "¹²³"), *(f"LPT{c}" for c in "¹²³"),
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "CONIN$",
+    "CONOUT$",
+    *(f"COM{i}" for i in range(10)),
+    *(f"LPT{i}" for i in range(10)),
+    *(f"COM{c}" for c in "¹²³"),
+    *(f"LPT{c}" for c in "¹²³"),
 }
 # Characters that are legal in POSIX names but mean something elsewhere (Windows paths,
 # drive letters, alternate data streams) or are a classic source of confusion.
@@ -65,8 +72,9 @@ def check_component(part: str) -> None:
                 f"refused unsafe name {shown!r}: contains control or invisible character"
             )
     if part[-1] in ". " or part[0] == " ":
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: leading space or trailing dot "
-                              "or space")
+        raise UnsafeNameError(
+            f"refused unsafe name {shown!r}: leading space or trailing dot or space"
+        )
     stem = part.split(".", 1)[0].rstrip(" ").upper()
     if stem in _WINDOWS_DEVICES:
         raise UnsafeNameError(f"refused unsafe name {shown!r}: reserved device name on Windows")
@@ -100,8 +108,10 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
         parts = check_path(entry.path)
         key = collision_key(entry.path)
         if key in seen:
-            raise UnsafeNameError(f"refused offer: {printable(entry.path)!r} and "
-                                  f"{printable(seen[key])!r} name the same file")
+            raise UnsafeNameError(
+                f"refused offer: {printable(entry.path)!r} and "
+                f"{printable(seen[key])!r} name the same file"
+            )
         seen[key] = entry.path
         checked.append(parts)
     return checked

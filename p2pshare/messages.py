@@ -56,8 +56,9 @@ class FileEntry:
         if not isinstance(obj, dict):
             raise ProtocolError("a file entry must be an object")
         mtime = obj.get("mtime")
-        if mtime is not None and (not isinstance(mtime, int | float) or isinstance(mtime, bool)
-                                  or not 0 <= mtime < 2**40):
+        if mtime is not None and (
+            not isinstance(mtime, int | float) or isinstance(mtime, bool) or not 0 <= mtime < 2**40
+        ):
             raise ProtocolError("field 'mtime' must be a timestamp")
         return cls(
             path=_str(obj, "path", 4096),
@@ -80,15 +81,20 @@ class Offer:
         return sum(f.size for f in self.files)
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": self.version, "files": [f.to_json() for f in self.files],
-                "total": self.total_bytes}
+        return {
+            "v": self.version,
+            "files": [f.to_json() for f in self.files],
+            "total": self.total_bytes,
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Offer:
         version = _int(obj, "v", 1, 1_000)
         if version != PROTOCOL_VERSION:
-            raise ProtocolError(f"the sender speaks protocol version {version}, we speak "
-                                f"{PROTOCOL_VERSION}: upgrade p2pshare on both sides")
+            raise ProtocolError(
+                f"the sender speaks protocol version {version}, we speak "
+                f"{PROTOCOL_VERSION}: upgrade p2pshare on both sides"
+            )
         raw = obj.get("files")
         if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ENTRIES:
             raise ProtocolError("an offer must list between 1 and 1,000,000 files")

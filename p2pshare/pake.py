@@ -49,8 +49,9 @@ class Role(Enum):
 
 
 def _hkdf(key: bytes, purpose: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=PROTOCOL_ID + b" " + purpose).derive(key)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=PROTOCOL_ID + b" " + purpose
+    ).derive(key)
 
 
 class PakeSession:
@@ -127,7 +128,9 @@ class PakeSession:
         try:
             plaintext = self._open_key.decrypt(nonce, sealed, aad)
         except InvalidTag:
-            raise ProtocolError("a signalling message was altered in transit "
-                                "(the rendezvous server may be tampering)") from None
+            raise ProtocolError(
+                "a signalling message was altered in transit "
+                "(the rendezvous server may be tampering)"
+            ) from None
         self._recv_counter += 1
         return plaintext

@@ -48,8 +48,12 @@ class HumanReporter:
         elif isinstance(event, session.Progress):
             if self._bar is None:
                 self._bar = Progress(
-                    TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=self.console,
                 )
                 self._bar.start()
                 self._task = self._bar.add_task(escape(self.label), total=event.total)
@@ -65,8 +69,10 @@ class HumanReporter:
         self.close()
         where = f" to {result.path}" if verb == "Received" and result.path else ""
         rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
-        self.say(f"{verb} {result.bytes:,} bytes{where} in {result.seconds:.1f} s "
-                 f"({rate:.1f} MB/s), SHA-256 verified.")
+        self.say(
+            f"{verb} {result.bytes:,} bytes{where} in {result.seconds:.1f} s "
+            f"({rate:.1f} MB/s), SHA-256 verified."
+        )
 
     def error(self, name: str, message: str) -> None:
         self.close()
@@ -89,14 +95,22 @@ class JsonReporter:
 
     def __call__(self, event: session.SessionEvent) -> None:
         if isinstance(event, session.CodeReady):
-            self.emit({"event": "code", "code": event.code, "server": event.server,
-                       "command": receive_command(event)})
+            self.emit(
+                {
+                    "event": "code",
+                    "code": event.code,
+                    "server": event.server,
+                    "command": receive_command(event),
+                }
+            )
         elif isinstance(event, session.Connected):
             self.emit({"event": "connected"})
         elif isinstance(event, session.Progress):
             now = time.monotonic()
-            if event.done in (0, event.total) or now - self._last_progress >= \
-                    JSON_PROGRESS_INTERVAL_S:
+            if (
+                event.done in (0, event.total)
+                or now - self._last_progress >= JSON_PROGRESS_INTERVAL_S
+            ):
                 self._last_progress = now
                 self.emit({"event": "progress", "done": event.done, "total": event.total})
 
@@ -104,9 +118,15 @@ class JsonReporter:
         pass
 
     def done(self, result: session.TransferResult, verb: str) -> None:
-        self.emit({"event": "done", "bytes": result.bytes, "seconds": round(result.seconds, 3),
-                   "sha256": result.sha256,
-                   "path": str(result.path) if result.path else None})
+        self.emit(
+            {
+                "event": "done",
+                "bytes": result.bytes,
+                "seconds": round(result.seconds, 3),
+                "sha256": result.sha256,
+                "path": str(result.path) if result.path else None,
+            }
+        )
 
     def error(self, name: str, message: str) -> None:
         self.emit({"event": "error", "error": name, "message": message})

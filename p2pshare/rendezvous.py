@@ -53,15 +53,23 @@ class RendezvousClient:
     @classmethod
     async def connect(cls, url: str) -> RendezvousClient:
         try:
-            ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None,
-                               open_timeout=CONNECT_TIMEOUT_S, max_size=256 * 1024)
-        except InvalidURI:
-            raise SignallingError(f"not a rendezvous server address: {printable(url)} "
-                                  "(expected ws://HOST:PORT or wss://...)") from None
+            ws = await connect(
+                url,
+                subprotocols=[SUBPROTOCOL],
+                compression=None,
+                open_timeout=CONNECT_TIMEOUT_S,
+                max_size=256 * 1024,
+            )
+        except (InvalidURI, ValueError):
+            raise SignallingError(
+                f"not a rendezvous server address: {printable(url)} "
+                "(expected ws://HOST:PORT or wss://...)"
+            ) from None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             reason = printable(str(exc) or type(exc).__name__)
-            raise SignallingError(f"cannot reach the rendezvous server at {printable(url)}: "
-                                  f"{reason}") from None
+            raise SignallingError(
+                f"cannot reach the rendezvous server at {printable(url)}: {reason}"
+            ) from None
         client = cls(ws, url, [])
         welcome = await client._next()
         if welcome.get("type") != "welcome":

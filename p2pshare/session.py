@@ -122,8 +122,9 @@ async def _rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClien
     addresses = settings.ice.local_addresses or tuple(lan_addresses())
     host = next((a for a in addresses if ":" not in a), None)
     if host is None:
-        raise P2PShareError("no local network address found to run the rendezvous server on; "
-                            "pass --server")
+        raise P2PShareError(
+            "no local network address found to run the rendezvous server on; pass --server"
+        )
     async with start_server(ServerSettings(host=host, port=0)) as running:
         client = await RendezvousClient.connect(running.url)
         try:
@@ -230,10 +231,13 @@ class _Wire:
         try:
             while True:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                # A helper's error is the root cause (the peer aborted, or vanished) even when
+                # main failed in the same round because of it; a helper's clean end is not.
+                for helper in helpers:
+                    if helper in done:
+                        helper.result()
                 if main_task in done:
                     return main_task.result()
-                for helper in done:
-                    helper.result()  # a helper's error ends the transfer; a clean end does not
         finally:
             for task in (main_task, *helpers):
                 task.cancel()
@@ -429,4 +433,3 @@ async def _receive_file(
         return TransferResult(total, seconds, digest, sink.target.final)
 
     return await wire.run(main())
-

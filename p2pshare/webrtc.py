@@ -147,8 +147,9 @@ class PeerLink:
         if match:
             advertised = int(match.group(1))
             # 0 means "any size"; we still keep to our preferred size.
-            self.max_message_bytes = min(advertised or PREFERRED_MESSAGE_BYTES,
-                                         PREFERRED_MESSAGE_BYTES)
+            self.max_message_bytes = min(
+                advertised or PREFERRED_MESSAGE_BYTES, PREFERRED_MESSAGE_BYTES
+            )
         else:
             self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
 
@@ -189,8 +190,9 @@ class PeerLink:
         opened = asyncio.ensure_future(self._opened.wait())
         lost = asyncio.ensure_future(self._lost.wait())
         try:
-            await asyncio.wait({opened, lost}, timeout=timeout_s,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {opened, lost}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             opened.cancel()
             lost.cancel()
@@ -205,8 +207,10 @@ class PeerLink:
                 f"ICE servers configured: {len(self.config.servers)}). "
                 "If you are on different networks, configure a STUN or TURN server."
             )
-        raise ConnectError("could not connect: the encrypted (DTLS) handshake with the other "
-                           f"side did not complete (ICE state {ice})")
+        raise ConnectError(
+            "could not connect: the encrypted (DTLS) handshake with the other "
+            f"side did not complete (ICE state {ice})"
+        )
 
     def _local_candidates(self) -> list[Any]:
         try:

@@ -243,10 +243,15 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def start_server(
-    settings: ServerSettings, clock: Clock = time.monotonic
+    settings: ServerSettings,
+    clock: Clock = time.monotonic,
+    signal: SignalServer | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Run a rendezvous server until the block exits; ``settings.port`` 0 picks a free port."""
-    signal = SignalServer(settings, clock)
+    """Run a rendezvous server until the block exits; ``settings.port`` 0 picks a free port.
+
+    ``signal`` substitutes the connection logic (tests use a deliberately malicious one).
+    """
+    signal = signal or SignalServer(settings, clock)
     async with serve(
         signal.handler,
         settings.host,

@@ -1,0 +1,125 @@
+"""Running the real ``p2pshare`` and ``p2pshare-signal`` commands as separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+P2PSHARE = str(BIN / "p2pshare")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peer_env(**extra: str) -> dict[str, str]:
+    """The environment of a test peer: loopback candidates only, nothing inherited that
+    would change what the command does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
+    env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Peer:
+    """A running p2pshare command whose JSON lines (or stderr lines) the test reads."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> None:
+        self.args = list(args)
+        self.proc = subprocess.Popen(
+            [P2PSHARE, *args],
+            cwd=cwd,
+            env=env or peer_env(),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._stderr: str | None = None
+
+    def event(self, name: str, where: Any = None) -> dict[str, Any]:
+        """Read JSON lines until an event called ``name`` (matching ``where``) arrives."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            obj: dict[str, Any] = json.loads(line)
+            self.events.append(obj)
+            if obj["event"] == name and (where is None or where(obj)):
+                return obj
+        raise AssertionError(
+            f"no {name!r} event; exit {self.proc.wait()}; "
+            f"events {self.events}; stderr: {self.stderr}"
+        )
+
+    def stderr_line(self, contains: str) -> str:
+        """Read stderr lines until one contains ``contains`` (human output mode)."""
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if contains in line:
+                return line
+        raise AssertionError(f"{contains!r} never printed; exit {self.proc.wait()}")
+
+    def wait(self, timeout: float = 90) -> int:
+        """Wait for exit; read the remaining JSON events."""
+        out, err = self.proc.communicate(timeout=timeout)
+        self.events += [json.loads(line) for line in out.splitlines() if line.strip()]
+        self._stderr = err
+        return self.proc.returncode
+
+    @property
+    def stderr(self) -> str:
+        if self._stderr is None:
+            self.wait()
+        return self._stderr or ""
+
+    def last(self, name: str) -> dict[str, Any]:
+        return [e for e in self.events if e["event"] == name][-1]
+
+    def send_signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str]:
+    """Start a rendezvous server process on 127.0.0.1, port 0; yield its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on ws://127.0.0.1:"), line
+        yield line.split()[-1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Everything in ``directory``: a failed receive must leave nothing (no temp files)."""
+    return sorted(p.name for p in directory.iterdir())

@@ -1,0 +1,295 @@
+"""End to end through the real CLI: two p2pshare processes and a real p2pshare-signal."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.cli_helpers import Peer, leftovers, peer_env, run_signal_server
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
+        yield url
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    return src, out
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Large enough that a transfer is still running when the test interrupts it."""
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    with open(path, "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(MIB))
+    return path
+
+
+def start_pair(
+    server: str, path: Path, out: Path, *recv_args: str, send_args: tuple[str, ...] = ()
+) -> tuple[Peer, Peer]:
+    sender = Peer(["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent)
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args], cwd=out
+    )
+    return sender, receiver
+
+
+@pytest.mark.parametrize("size", [0, 1, 10 * MIB], ids=["empty", "1-byte", "10MiB"])
+def test_file_arrives_intact(server: str, dirs: tuple[Path, Path], size: int) -> None:
+    """The received file is byte-identical, both sides report its SHA-256 and exit 0."""
+    src, out = dirs
+    data = os.urandom(size)
+    (src / "data.bin").write_bytes(data)
+    sender, receiver = start_pair(server, src / "data.bin", out, "--yes")
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    digest = hashlib.sha256(data).hexdigest()
+    assert (out / "data.bin").read_bytes() == data
+    assert sender.last("done")["sha256"] == receiver.last("done")["sha256"] == digest
+    assert receiver.last("done")["bytes"] == size
+    assert leftovers(out) == ["data.bin"]
+
+
+def test_wrong_code_stops_both_sides(server: str, dirs: tuple[Path, Path]) -> None:
+    """A mistyped code makes both sides exit with the wrong-code status; nothing is written."""
+    src, out = dirs
+    (src / "secret.txt").write_text("top secret")
+    sender = Peer(["send", str(src / "secret.txt"), "--server", server, "--json"], cwd=src)
+    nameplate = sender.event("code")["code"].split("-")[0]
+    receiver = Peer(
+        [
+            "receive",
+            f"{nameplate}-wrong-words",
+            "--server",
+            server,
+            "--json",
+            "--yes",
+            "-o",
+            str(out),
+        ],
+        cwd=out,
+    )
+    assert receiver.wait() == 6
+    assert sender.wait() == 6
+    assert receiver.last("error")["error"] == sender.last("error")["error"] == "wrong-code"
+    assert "wrong code" in receiver.last("error")["message"]
+    assert not any(e["event"] == "connected" for e in receiver.events + sender.events)
+    assert leftovers(out) == []
+
+
+def test_code_from_environment(server: str, dirs: tuple[Path, Path]) -> None:
+    """P2PSHARE_CODE keeps the code out of the process list."""
+    src, out = dirs
+    (src / "a.txt").write_text("hello")
+    sender = Peer(["send", str(src / "a.txt"), "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        ["receive", "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+        env=peer_env(P2PSHARE_CODE=code),
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    assert code not in receiver.args
+    assert sender.wait() == 0
+    assert (out / "a.txt").read_text() == "hello"
+
+
+def test_sender_chosen_code(server: str, dirs: tuple[Path, Path]) -> None:
+    """--code lets the sender pick the code; the receiver uses it as is."""
+    src, out = dirs
+    (src / "a.txt").write_text("chosen")
+    sender = Peer(
+        ["send", str(src / "a.txt"), "--server", server, "--json"],
+        cwd=src,
+        env=peer_env(P2PSHARE_CODE="4711-purple-tractor"),
+    )
+    assert sender.event("code")["code"] == "4711-purple-tractor"
+    receiver = Peer(
+        ["receive", "4711-Purple-Tractor", "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0
+    assert (out / "a.txt").read_text() == "chosen"
+
+
+def test_third_party_gets_crowded(server: str, dirs: tuple[Path, Path]) -> None:
+    """While a pair holds a code, another receiver is told 'crowded' at once."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    sender = Peer(["send", str(src / "a.txt"), "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    with connect(server, subprotocols=["p2pshare.v1"]) as squatter:  # type: ignore[list-item]
+        squatter.recv()
+        squatter.send('{{"type":"claim","nameplate":"{}"}}'.format(code.split("-")[0]))
+        assert '"claimed"' in str(squatter.recv())
+        receiver = Peer(["receive", code, "--server", server, "--json", "--yes"], cwd=out)
+        assert receiver.wait() == 5
+        assert receiver.last("error")["error"] == "crowded"
+    # The squatter left without a word: the sender learns that its peer is gone.
+    assert sender.wait() == 7
+    assert leftovers(out) == []
+
+
+def test_unknown_code_fails_at_once(server: str, dirs: tuple[Path, Path]) -> None:
+    """A code nobody is waiting on is reported as such, with its own exit status."""
+    receiver = Peer(["receive", "99-no-body", "--server", server, "--json"], cwd=dirs[1])
+    assert receiver.wait() == 4
+    assert receiver.last("error")["error"] == "no-such-code"
+
+
+def test_existing_file_is_not_overwritten(server: str, dirs: tuple[Path, Path]) -> None:
+    """Without --overwrite the receiver declines before any byte moves; the sender hears why."""
+    src, out = dirs
+    (src / "report.txt").write_text("new version")
+    (out / "report.txt").write_text("precious")
+    sender, receiver = start_pair(server, src / "report.txt", out, "--yes")
+    assert receiver.wait() == 9
+    assert sender.wait() == 9
+    assert "--overwrite" in receiver.last("error")["message"]
+    assert "already exists" in sender.last("error")["message"]
+    assert (out / "report.txt").read_text() == "precious"
+    assert leftovers(out) == ["report.txt"]
+
+
+def test_overwrite_replaces(server: str, dirs: tuple[Path, Path]) -> None:
+    """With --overwrite the existing file is replaced once the new one verified."""
+    src, out = dirs
+    (src / "report.txt").write_text("new version")
+    (out / "report.txt").write_text("old")
+    sender, receiver = start_pair(server, src / "report.txt", out, "--yes", "--overwrite")
+    assert receiver.wait() == 0 and sender.wait() == 0
+    assert (out / "report.txt").read_text() == "new version"
+
+
+def test_no_terminal_and_no_yes_declines(server: str, dirs: tuple[Path, Path]) -> None:
+    """With nobody to ask, the receiver declines and says to pass --yes."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    sender, receiver = start_pair(server, src / "a.txt", out)
+    assert receiver.wait() == 9
+    assert "--yes" in receiver.last("error")["message"]
+    assert sender.wait() == 9
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize("who", ["receiver", "sender"])
+def test_ctrl_c_mid_transfer_stops_both(
+    server: str, dirs: tuple[Path, Path], big_file: Path, who: str
+) -> None:
+    """SIGINT on either side stops both, non-zero, with nothing under the final name."""
+    _, out = dirs
+    sender, receiver = start_pair(server, big_file, out, "--yes")
+    victim, other = (receiver, sender) if who == "receiver" else (sender, receiver)
+    victim.event("progress", where=lambda e: 0 < e["done"] < e["total"])
+    victim.send_signal(signal.SIGINT)
+    assert victim.wait() == 130
+    assert other.wait() == 7
+    assert victim.last("error")["error"] == "interrupted"
+    assert "cancelled" in other.last("error")["message"]
+    assert leftovers(out) == []
+
+
+@pytest.mark.timeout(90)
+def test_sender_killed_mid_transfer(server: str, dirs: tuple[Path, Path], big_file: Path) -> None:
+    """A sender that dies without a word is detected; no partial file is left behind."""
+    _, out = dirs
+    sender, receiver = start_pair(server, big_file, out, "--yes")
+    receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
+    sender.kill()
+    assert receiver.wait(timeout=60) == 7
+    assert receiver.last("error")["error"] == "peer-lost"
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize(
+    ("victim", "expected"),
+    [(1, {6}), (3, {6}), (5, {10, 7})],
+    ids=["pake-message", "confirmation", "sealed-offer"],
+)
+def test_tampering_server_is_detected(
+    dirs: tuple[Path, Path], victim: int, expected: set[int]
+) -> None:
+    """A server that alters any relayed blob cannot get a file through: both sides refuse."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    with run_signal_server(str(victim), module="tests.tampering_signal") as url:
+        sender, receiver = start_pair(url, src / "a.txt", out, "--yes")
+        codes = {receiver.wait(), sender.wait()}
+    assert codes <= expected | {7}, (codes, receiver.stderr, sender.stderr)
+    assert codes & expected
+    assert not any(e["event"] == "connected" for e in receiver.events)
+    assert leftovers(out) == []
+
+
+def test_embedded_server(dirs: tuple[Path, Path]) -> None:
+    """Without --server the sender serves the rendezvous itself and prints the full command."""
+    src, out = dirs
+    (src / "a.txt").write_text("no server needed")
+    sender = Peer(["send", str(src / "a.txt"), "--json"], cwd=src)
+    event = sender.event("code")
+    assert event["server"].startswith("ws://127.0.0.1:")
+    assert event["command"] == f"p2pshare receive --server {event['server']} {event['code']}"
+    receiver = Peer(
+        ["receive", event["code"], "--server", event["server"], "--json", "--yes", "-o", str(out)],
+        cwd=out,
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0
+    assert (out / "a.txt").read_text() == "no server needed"
+
+
+def test_human_output(server: str, dirs: tuple[Path, Path]) -> None:
+    """Without --json the sender tells the user exactly what to run on the other computer."""
+    src, out = dirs
+    (src / "a.txt").write_text("hi")
+    sender = Peer(["send", str(src / "a.txt"), "--server", server], cwd=src)
+    line = sender.stderr_line("On the other computer run:")
+    command = line.split("run:", 1)[1].split()
+    assert command[:2] == ["p2pshare", "receive"]
+    receiver = Peer(["receive", command[-1], "--server", server, "--yes", "-o", str(out)], cwd=out)
+    assert receiver.wait() == 0, receiver.stderr
+    assert "SHA-256 verified" in receiver.stderr
+    assert sender.wait() == 0
+    assert (out / "a.txt").read_text() == "hi"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["receive", "not-a-code", "--server", "ws://127.0.0.1:9"], 2, "codes look like"),
+        (["receive", "7-a-b"], 2, "--server"),
+        (["receive", "7-a-b", "--server", "ws://127.0.0.1:9"], 3, "cannot reach"),
+        (["receive", "7-a-b", "--server", "http://[::1"], 3, "rendezvous server"),
+        (["send", "/nonexistent/file", "--server", "ws://127.0.0.1:9"], 11, "no such file"),
+        (["send", "/", "--server", "ws://127.0.0.1:9"], 11, "/"),
+        (["send", "x", "--code", "7-ab"], 2, "secret"),
+    ],
+)
+def test_bad_input_gets_one_line_and_a_status(
+    tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    """Bad input: one clear line on stderr, a specific exit status, never a traceback."""
+    peer = Peer(args, cwd=tmp_path)
+    assert peer.wait() == code
+    lines = peer.stderr.strip().splitlines()
+    assert len(lines) == 1, peer.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in peer.stderr

@@ -1,0 +1,195 @@
+"""The sans-I/O transfer protocol: happy path, flow control, and a peer that misbehaves."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from p2pshare import messages as m
+from p2pshare import transfer
+from p2pshare.errors import DeclinedError, IntegrityError, PeerLostError, ProtocolError
+
+
+def offer(*sizes: int) -> m.Offer:
+    return m.Offer(tuple(m.FileEntry(f"f{i}", s) for i, s in enumerate(sizes)))
+
+
+def run_transfer(data: list[bytes], window: int, chunk: int) -> list[bytes]:
+    """Drive both state machines against each other and return what the receiver got."""
+    sender = transfer.SenderProtocol(offer(*(len(d) for d in data)))
+    receiver = transfer.ReceiverProtocol()
+    assert isinstance(receiver.receive(sender.start())[0], transfer.OfferReceived)
+    assert sender.receive(receiver.accept(window)) == [transfer.Accepted(window)]
+    got: list[bytes] = [b"" for _ in data]
+    for index, blob in enumerate(data):
+        pos = 0
+        while pos < len(blob):
+            n = min(chunk, len(blob) - pos, sender.credit)
+            assert n > 0, "sender starved: credit never returned"
+            for event in receiver.receive(sender.data(blob[pos : pos + n])):
+                assert isinstance(event, transfer.ChunkReceived)
+                got[event.index] += event.payload
+                grant = receiver.consumed(len(event.payload))
+                if grant:
+                    assert sender.receive(grant) == []
+            pos += n
+        ended = receiver.receive(sender.end_file(hashlib.sha256(blob).hexdigest()))
+        assert ended == [transfer.FileEnded(index, hashlib.sha256(blob).hexdigest())]
+        for frame in receiver.file_verified(index):
+            for event in sender.receive(frame):
+                assert isinstance(event, transfer.FileAcked | transfer.Finished)
+    assert receiver.finished
+    return got
+
+
+def test_transfer_of_several_files_with_small_window() -> None:
+    """Credit returns in quarter windows; everything arrives, in order."""
+    data = [b"", b"x", bytes(range(256)) * 300]
+    assert run_transfer(data, window=4096, chunk=1000) == data
+
+
+@given(
+    data=st.lists(st.binary(max_size=3000), min_size=1, max_size=4),
+    window=st.integers(1, 5000),
+    chunk=st.integers(1, 2000),
+)
+def test_any_sizes_window_and_chunking(data: list[bytes], window: int, chunk: int) -> None:
+    """For any files, window and chunk size the transfer completes byte-exact."""
+    assert run_transfer(data, window, chunk) == data
+
+
+def accepted_receiver(*sizes: int, window: int = 100) -> transfer.ReceiverProtocol:
+    receiver = transfer.ReceiverProtocol()
+    receiver.receive(m.encode(offer(*sizes)))
+    receiver.accept(window)
+    return receiver
+
+
+def test_more_bytes_than_declared_is_an_integrity_error() -> None:
+    """A sender cannot push past the size it declared."""
+    receiver = accepted_receiver(3)
+    receiver.receive(m.encode(m.Data(b"abc")))
+    with pytest.raises(IntegrityError, match="more bytes"):
+        receiver.receive(m.encode(m.Data(b"d")))
+
+
+def test_fewer_bytes_than_declared_is_an_integrity_error() -> None:
+    """A file that ends early is refused."""
+    receiver = accepted_receiver(3)
+    receiver.receive(m.encode(m.Data(b"ab")))
+    with pytest.raises(IntegrityError, match="fewer bytes"):
+        receiver.receive(m.encode(m.FileEnd(0, "0" * 64)))
+
+
+def test_data_beyond_credit_is_refused() -> None:
+    """A sender that ignores flow control is stopped before it can fill memory."""
+    receiver = accepted_receiver(1000, window=10)
+    with pytest.raises(ProtocolError, match="flow control"):
+        receiver.receive(m.encode(m.Data(b"x" * 11)))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        m.encode(m.Data(b"early")),  # data before accept
+        m.encode(m.FileEnd(0, "0" * 64)),
+        m.encode(m.Accept(5)),  # receiver-only message
+        m.encode(m.Done()),
+    ],
+)
+def test_out_of_order_messages_before_accept_are_refused(frame: bytes) -> None:
+    """Before the user accepted, only an offer (or abort or ping) is acceptable."""
+    receiver = transfer.ReceiverProtocol()
+    receiver.receive(m.encode(offer(5)))
+    with pytest.raises(ProtocolError):
+        receiver.receive(frame)
+
+
+def test_second_offer_is_refused() -> None:
+    """An offer cannot be swapped after the user saw the first one."""
+    receiver = transfer.ReceiverProtocol()
+    receiver.receive(m.encode(offer(5)))
+    with pytest.raises(ProtocolError):
+        receiver.receive(m.encode(offer(6)))
+
+
+def test_file_end_for_the_wrong_file_is_refused() -> None:
+    receiver = accepted_receiver(0, 0)
+    with pytest.raises(ProtocolError, match="out of order"):
+        receiver.receive(m.encode(m.FileEnd(1, "0" * 64)))
+
+
+def test_sender_refuses_done_before_acks_and_unknown_acks() -> None:
+    """The sender only finishes after every file was acknowledged in order."""
+    sender = transfer.SenderProtocol(offer(0))
+    sender.start()
+    sender.receive(m.encode(m.Accept(10)))
+    with pytest.raises(ProtocolError):
+        sender.receive(m.encode(m.FileAck(0)))  # not sent yet
+    sender.end_file(hashlib.sha256(b"").hexdigest())
+    with pytest.raises(ProtocolError):
+        sender.receive(m.encode(m.Done()))
+    assert sender.receive(m.encode(m.FileAck(0))) == [transfer.FileAcked(0)]
+    assert sender.receive(m.encode(m.Done())) == [transfer.Finished()]
+
+
+def test_abort_from_peer_becomes_its_error_and_interrupt_means_peer_left() -> None:
+    """The peer's reason arrives as our error type, marked remote and made printable."""
+    sender = transfer.SenderProtocol(offer(1))
+    sender.start()
+    [event] = sender.receive(m.encode(m.Abort("declined", "exists\x1b[31m")))
+    assert isinstance(event, transfer.PeerAborted)
+    assert isinstance(event.error, DeclinedError) and event.error.remote
+    assert "\x1b" not in event.error.message
+    [event] = sender.receive(m.encode(m.Abort("interrupted", "ctrl-c")))
+    assert isinstance(event, transfer.PeerAborted) and isinstance(event.error, PeerLostError)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x00",
+        b"\x01not json",
+        b"\x01[]",
+        b'\x01{"v":1}',
+        b'\x01{"v":2,"files":[]}',
+        b'\x01{"v":1,"files":[{"path":"a","size":-1}],"total":0}',
+        b'\x01{"v":1,"files":[{"path":"a","size":1}],"total":2}',
+        b'\x01{"v":1,"files":[{"path":"a","size":true}],"total":1}',
+        b'\x05{"index":0,"sha256":"XYZ"}',
+        b'\x04{"bytes":0}',
+        b"\x02\xff\xfe",
+    ],
+)
+def test_malformed_frames_are_protocol_errors(frame: bytes) -> None:
+    """Garbage on the data channel is a ProtocolError, never a crash."""
+    with pytest.raises(ProtocolError):
+        m.decode(frame)
+
+
+@given(st.binary(max_size=300))
+def test_decode_never_raises_anything_else(frame: bytes) -> None:
+    """Whatever arrives, decoding either succeeds or raises ProtocolError."""
+    with contextlib.suppress(ProtocolError):
+        m.decode(frame)
+
+
+@given(
+    st.sampled_from(list(range(1, 9))),
+    st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(st.integers(), st.text(max_size=8), st.booleans(), st.none()),
+        max_size=4,
+    ),
+)
+def test_decode_of_arbitrary_json_objects(kind: int, obj: dict[str, object]) -> None:
+    """Control messages with arbitrary fields are validated, not trusted."""
+    import json
+
+    with contextlib.suppress(ProtocolError):
+        m.decode(bytes([kind]) + json.dumps(obj).encode())
