@@ -180,6 +180,22 @@ async def _connect(
     return link
 
 
+async def _pair_and_connect(
+    rv: RendezvousClient,
+    role: Role,
+    code: Code,
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    on_event: EventSink,
+) -> PeerLink:
+    """PAKE, sealed offer/answer, ICE+DTLS; then leave the server, which is no longer needed."""
+    pake = await _pake(rv, role, code, settings)
+    link = await _connect(rv, pake, settings, stack)
+    await rv.close()
+    on_event(Connected())
+    return link
+
+
 # -- running the data channel -----------------------------------------------------------------
 
 
@@ -293,10 +309,7 @@ async def send(
                 chosen = parse_code(code) if isinstance(code, str) else code
                 await rv.claim(chosen.nameplate, create=True)
             on_event(CodeReady(str(chosen), embedded_url))
-            pake = await _pake(rv, Role.SENDER, chosen, settings)
-            link = await _connect(rv, pake, settings, stack)
-            await rv.close()
-            on_event(Connected())
+            link = await _pair_and_connect(rv, Role.SENDER, chosen, settings, stack, on_event)
             async with _telling_peer(link):
                 return await _send_file(link, source, settings, on_event)
     finally:
@@ -364,10 +377,7 @@ async def receive(
     async with contextlib.AsyncExitStack() as stack:
         rv, _ = await stack.enter_async_context(_rendezvous(settings))
         await rv.claim(parsed.nameplate)
-        pake = await _pake(rv, Role.RECEIVER, parsed, settings)
-        link = await _connect(rv, pake, settings, stack)
-        await rv.close()
-        on_event(Connected())
+        link = await _pair_and_connect(rv, Role.RECEIVER, parsed, settings, stack, on_event)
         async with _telling_peer(link):
             return await _receive_file(link, settings, on_event, confirm)
 

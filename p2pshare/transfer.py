@@ -84,7 +84,20 @@ def _peer_abort(msg: m.Abort) -> PeerAborted:
     return PeerAborted(error_from_peer(msg.error, "the other side: " + printable(msg.message)))
 
 
-class SenderProtocol:
+class _Side:
+    _state: _State
+
+    def _common(self, msg: m.Message) -> list[Event] | None:
+        """Messages either side may get at any time: pings, and the peer giving up."""
+        if isinstance(msg, m.Ping):
+            return []
+        if isinstance(msg, m.Abort):
+            self._state = _State.ABORTED
+            return [_peer_abort(msg)]
+        return None
+
+
+class SenderProtocol(_Side):
     """The sending side: offers ``offer``, then sends files in order within the credit."""
 
     def __init__(self, offer: m.Offer) -> None:
@@ -108,11 +121,9 @@ class SenderProtocol:
 
     def receive(self, frame: bytes) -> list[Event]:
         msg = m.decode(frame)
-        if isinstance(msg, m.Ping):
-            return []
-        if isinstance(msg, m.Abort):
-            self._state = _State.ABORTED
-            return [_peer_abort(msg)]
+        common = self._common(msg)
+        if common is not None:
+            return common
         if self._state is _State.OFFERING and isinstance(msg, m.Accept):
             self._state = _State.TRANSFERRING
             self.credit = msg.window
@@ -152,7 +163,7 @@ class SenderProtocol:
         return frame
 
 
-class ReceiverProtocol:
+class ReceiverProtocol(_Side):
     """The receiving side: enforces order, declared sizes and the credit it granted."""
 
     def __init__(self) -> None:
@@ -167,11 +178,9 @@ class ReceiverProtocol:
 
     def receive(self, frame: bytes) -> list[Event]:
         msg = m.decode(frame)
-        if isinstance(msg, m.Ping):
-            return []
-        if isinstance(msg, m.Abort):
-            self._state = _State.ABORTED
-            return [_peer_abort(msg)]
+        common = self._common(msg)
+        if common is not None:
+            return common
         if self._state is _State.OFFERING and self.offer is None and isinstance(msg, m.Offer):
             self.offer = msg
             return [OfferReceived(msg)]

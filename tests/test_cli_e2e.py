@@ -293,3 +293,17 @@ def test_bad_input_gets_one_line_and_a_status(
     assert len(lines) == 1, peer.stderr
     assert needle in lines[0]
     assert "Traceback" not in peer.stderr
+
+
+def test_verbose_logs_never_contain_the_code_or_sdp(server: str, dirs: tuple[Path, Path]) -> None:
+    """-v logs what happens but never the secret words, keys or SDP."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    sender, receiver = start_pair(server, src / "a.txt", out, "--yes", "-v", send_args=("-v",))
+    assert receiver.wait() == 0 and sender.wait() == 0
+    code = sender.last("code")["code"]
+    secret = "-".join(code.split("-")[1:])
+    for log in (sender.stderr, receiver.stderr):
+        assert "peer connection state" in log  # logging is on
+        assert code not in log and secret not in log
+        assert "a=fingerprint" not in log and "a=candidate" not in log
