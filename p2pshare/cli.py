@@ -142,7 +142,33 @@ def _usage(message: str) -> NoReturn:
 
 @app.command()
 def send(
-    file: Annotated[Path, typer.Argument(help="The file to send.", show_default=False)],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files and directories to send; - sends standard input (read as it comes, "
+            "never whole into memory). Directories keep their structure, empty ones, "
+            "executable bits and modification times included. Symlinks are not followed: "
+            "they are skipped with a warning.",
+            show_default=False,
+        ),
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            metavar="TEXT",
+            help="Send this text instead of files; the receiver prints it.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            metavar="NAME",
+            help="Name the receiver sees for a single file or for standard input "
+            "(default: the file's own name; 'stdin' for -).",
+        ),
+    ] = None,
     code: Annotated[
         str | None,
         typer.Option(
@@ -170,20 +196,27 @@ def send(
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Send FILE. Prints a code; the receiver runs: p2pshare receive CODE.
+    """Send files, directories, standard input (-) or --text. Prints a code; the receiver runs:
+    p2pshare receive CODE.
 
-    Exits 0 once the receiver has verified the file's SHA-256.
+    Exits 0 once the receiver has verified every file's SHA-256.
     """
     _setup_logging(verbose)
+    if bool(paths) == (text is not None):
+        _usage("give files or directories to send, or --text, but not both")
     chosen: Code | None = None
     if code:
         try:
             chosen = parse_chosen_code(code)
         except P2PShareError as exc:
             _usage(exc.message)
-    reporter: Reporter = JsonReporter() if json_output else HumanReporter(file.name)
+    label = (
+        "text" if text is not None else (name or ", ".join(p.name or str(p) for p in paths or []))
+    )
+    reporter: Reporter = JsonReporter() if json_output else HumanReporter(label)
     settings = _settings(server, local_address, code_words=code_length)
-    _run(session.send(file, settings, code=chosen, on_event=reporter), reporter, "Sent", verbose)
+    coro = session.send(paths or [], settings, text=text, name=name, code=chosen, on_event=reporter)
+    _run(coro, reporter, "Sent", verbose)
 
 
 @app.command()
@@ -203,13 +236,14 @@ def receive(
             "--output",
             "-o",
             metavar="PATH",
-            help="Directory to save into, or the file name to save as "
-            "(default: current directory, the sender's file name).",
+            help="Directory to save into (created for several entries if it does not "
+            "exist), or the file name to save a single file as; - writes a single "
+            "file to standard output. Default: the current directory.",
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept without asking.")] = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing file of the same name.")
+        bool, typer.Option("--overwrite", help="Replace existing files of the same names.")
     ] = False,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
@@ -218,9 +252,10 @@ def receive(
 ) -> None:
     """Receive what the sender offers under CODE.
 
-    Shows the file name and size and asks before accepting (--yes to skip; without a
-    terminal, --yes is required). Data goes to a temporary file that gets its final name only
-    once its SHA-256 matches.
+    Shows what is offered (number of files, total size, names) and asks before accepting
+    (--yes to skip; without a terminal, --yes is required). Names the sender chose are checked
+    and the whole offer is refused if any is unsafe. Each file lands in a temporary file that
+    gets its final name only once its SHA-256 matches. A text message is printed on stdout.
     """
     _setup_logging(verbose)
     if not code:
@@ -236,14 +271,26 @@ def receive(
             f"which rendezvous server? pass --server URL (or set {ENV_SERVER}); the "
             "sender's screen shows the full command"
         )
+    to_stdout = output is not None and str(output) == "-"
+    if to_stdout and json_output:
+        _usage("--output - writes the data to standard output; it cannot be used with --json")
     reporter: Reporter = JsonReporter() if json_output else HumanReporter("receiving")
     interactive = sys.stdin.isatty() and not json_output
 
     async def confirm(offer: session.OfferSummary) -> bool:
-        names = ", ".join(offer.names)
         if isinstance(reporter, HumanReporter):
-            reporter.label = names
-        reporter.say(f"Offer: {names} ({_size(offer.total_bytes)}) into {offer.destination}")
+            reporter.label = ", ".join(offer.names)
+        reporter.say("Offer: " + describe_offer(offer))
+        if isinstance(reporter, JsonReporter):
+            reporter.emit(
+                {
+                    "event": "offer",
+                    "files": offer.files,
+                    "dirs": offer.dirs,
+                    "bytes": offer.total_bytes,
+                    "names": list(offer.names),
+                }
+            )
         if yes:
             return True
         if not interactive:
@@ -253,7 +300,13 @@ def receive(
         answer = await asyncio.to_thread(input, "Accept? [Y/n] ")
         return answer.strip().lower() in ("", "y", "yes")
 
-    settings = _settings(server, local_address, output=output, overwrite=overwrite)
+    settings = _settings(
+        server,
+        local_address,
+        output=None if to_stdout else output,
+        to_stdout=to_stdout,
+        overwrite=overwrite,
+    )
     _run(
         session.receive(parsed, settings, on_event=reporter, confirm=confirm),
         reporter,
@@ -262,7 +315,21 @@ def receive(
     )
 
 
-def _size(nbytes: int) -> str:
+def describe_offer(offer: session.OfferSummary) -> str:
+    """One line for the receiver: what, how much, where. Names are already printable."""
+    if offer.is_text:
+        return f"a text message ({_size(offer.total_bytes)})"
+    counts = [f"{offer.files} file{'s' if offer.files != 1 else ''}"]
+    if offer.dirs:
+        counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
+    names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
+    where = f" into {offer.destination}" if offer.destination else " to standard output"
+    return f"{names} ({', '.join(counts)}, {_size(offer.total_bytes)}){where}"
+
+
+def _size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "size unknown"
     value = float(nbytes)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":

@@ -26,4 +26,6 @@ class Settings:
     ping_interval_s: float = 2.0
     window_bytes: int = DEFAULT_WINDOW_BYTES
     output: Path | None = None
+    to_stdout: bool = False
+    """Write the single received file to standard output (``--output -``)."""
     overwrite: bool = False

@@ -1,9 +1,11 @@
-"""Reading files to send and writing files received. Blocking: call from a worker thread.
+"""Reading what is sent and writing what is received. Blocking code, run in worker threads.
 
-A received file is written to a fresh temporary file in its target directory (created with
-O_EXCL, so an existing file or symlink there is never followed) and reaches its final name only
-after its SHA-256 matched, by ``link`` (which refuses to replace anything) or, with
-``--overwrite``, ``replace``. Mode bits are limited to rwx; setuid and friends are dropped.
+Receiving is where a hostile sender would strike, so every write goes through directory file
+descriptors opened from the output root with ``O_NOFOLLOW``: a symlink already in the output
+directory (or swapped in during the transfer) is never followed. Each file is written to a
+fresh ``O_EXCL`` temporary file in its directory and gets its final name only after its SHA-256
+matched, by ``link`` (which never replaces anything) or, with ``--overwrite``, ``replace``.
+Mode bits are limited to rwx; setuid, setgid and sticky bits are dropped.
 """
 
 from __future__ import annotations
@@ -11,18 +13,39 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
+import queue
 import shutil
 import stat
-from dataclasses import dataclass
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from p2pshare import messages as m
-from p2pshare.errors import DeclinedError, DiskFullError, IntegrityError, LocalFileError
+from p2pshare.errors import (
+    DeclinedError,
+    DiskFullError,
+    IntegrityError,
+    LocalFileError,
+    P2PShareError,
+    ProtocolError,
+)
+from p2pshare.files import UnsafeNameError, printable
+
+logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".p2pshare-"
 TEMP_SUFFIX = ".part"
 FREE_SPACE_MARGIN_BYTES = 16 * 1024 * 1024
+FSYNC_MIN_BYTES = 1024 * 1024
+"""Files this large are fsynced before they get their final name; for smaller ones the cost
+(milliseconds each, thousands of files) outweighs the benefit."""
+STDIN_NAME = "stdin"
+TEXT_NAME = "message.txt"
 
 
 def _read_umask() -> int:
@@ -42,78 +65,136 @@ def _describe(exc: OSError, path: Path | str) -> LocalFileError:
     return LocalFileError(f"{path}: {reason.lower()}")
 
 
-class FileSource:
-    """A regular file opened for sending; hashes what it reads."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
-            st = os.fstat(self._file.fileno())
-        except OSError as exc:
-            raise _describe(exc, path) from None
-        if not stat.S_ISREG(st.st_mode):
-            self._file.close()
-            raise LocalFileError(f"{path}: not a regular file")
-        self.size = st.st_size
-        self.entry = m.FileEntry(
-            path.name, st.st_size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime
-        )
-        self._hash = hashlib.sha256()
-        self.read_bytes = 0
-
-    def read(self, nbytes: int) -> bytes:
-        try:
-            data = self._file.read(nbytes)
-        except OSError as exc:
-            raise _describe(exc, self.path) from None
-        if len(data) != nbytes:
-            raise LocalFileError(f"{self.path}: the file changed while it was being sent")
-        self._hash.update(data)
-        self.read_bytes += len(data)
-        return data
-
-    def hexdigest(self) -> str:
-        if self._file.read(1):
-            raise LocalFileError(f"{self.path}: the file grew while it was being sent")
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        self._file.close()
+# -- sending ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where one received file goes."""
+class Source:
+    """Where the bytes of one offered entry come from."""
 
-    final: Path
-    overwrite: bool
-
-    @property
-    def directory(self) -> Path:
-        return self.final.parent
+    entry: m.FileEntry
+    path: Path | None = None  # a regular file
+    stdin: bool = False
+    text: bytes | None = None
 
 
-def resolve_target(output: Path | None, name: str, overwrite: bool) -> Target:
-    """The final path for a file the sender calls ``name`` (already checked by files.py).
+def collect(
+    paths: Sequence[str | Path],
+    *,
+    text: str | None = None,
+    name: str | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[Source]:
+    """The entries to offer for ``paths`` (files, directories, ``-`` for stdin) or ``text``.
 
-    ``output`` is the user's ``--output``: an existing directory receives ``name`` inside it;
-    anything else is the file name to use. An existing file is refused without ``overwrite``,
-    before a single byte is transferred.
+    Directories keep their structure under their own name, empty ones included. Symlinks are
+    not followed: they are skipped, with a warning.
     """
-    if output is None:
-        final = Path.cwd() / name
-    elif output.is_dir():
-        final = output / name
-    else:
-        final = output
-        if not final.parent.is_dir():
-            raise LocalFileError(f"{final.parent}: no such directory")
-    if final.is_dir():
-        raise DeclinedError(f"{final} is a directory; not replacing it")
-    if os.path.lexists(final) and not overwrite:
-        raise DeclinedError(f"{final} already exists; pass --overwrite to replace it")
-    return Target(final, overwrite)
+    if text is not None:
+        data = text.encode("utf-8")
+        if len(data) > m.MAX_TEXT_BYTES:
+            raise LocalFileError("the text is larger than 1 MiB; send it as a file")
+        return [Source(m.FileEntry(TEXT_NAME, len(data), kind="text"), text=data)]
+    sources: list[Source] = []
+    tops: dict[str, str] = {}
+    for raw in paths:
+        if str(raw) == "-":
+            if len(paths) != 1:
+                raise LocalFileError("'-' (standard input) must be the only thing sent")
+            entry = m.FileEntry(name or STDIN_NAME, None, 0o644, None, kind="stream")
+            return [Source(entry, stdin=True)]
+        path = Path(raw)
+        try:
+            st = path.lstat()
+        except OSError as exc:
+            raise _describe(exc, path) from None
+        top = path.resolve().name if path.name in ("", ".", "..") else path.name
+        if name is not None and len(paths) == 1:
+            top = name
+        if not top:
+            raise LocalFileError(f"{path}: cannot send the root directory")
+        if top in tops:
+            raise LocalFileError(f"{path} and {tops[top]} would have the same name, {top}")
+        tops[top] = str(path)
+        if stat.S_ISLNK(st.st_mode):
+            warn(f"skipping symlink {printable(str(path))} (symlinks are not followed)")
+        elif stat.S_ISDIR(st.st_mode):
+            sources += _walk(path, top, warn)
+        elif stat.S_ISREG(st.st_mode):
+            sources.append(Source(_entry(top, st), path=path))
+        else:
+            raise LocalFileError(f"{path}: not a regular file or directory")
+    if not sources:
+        raise LocalFileError("nothing to send")
+    return sources
+
+
+def _entry(rel: str, st: os.stat_result, kind: str = "file") -> m.FileEntry:
+    size = 0 if kind == "dir" else st.st_size
+    return m.FileEntry(rel, size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime, kind=kind)
+
+
+def _walk(root: Path, top: str, warn: Callable[[str], None]) -> list[Source]:
+    sources = [Source(_entry(top, root.stat(), "dir"))]
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
+        base = Path(dirpath)
+        rel = top + "/" + base.relative_to(root).as_posix() if base != root else top
+        for child in sorted(dirnames) + sorted(filenames):
+            full = base / child
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                warn(f"skipping symlink {printable(str(full))} (symlinks are not followed)")
+            elif stat.S_ISDIR(st.st_mode):
+                sources.append(Source(_entry(f"{rel}/{child}", st, "dir")))
+            elif stat.S_ISREG(st.st_mode):
+                sources.append(Source(_entry(f"{rel}/{child}", st), path=full))
+            else:
+                warn(f"skipping {printable(str(full))} (not a regular file)")
+        dirnames.sort()
+    return sources
+
+
+def _raise(exc: OSError) -> None:
+    raise _describe(exc, exc.filename or "?")
+
+
+@dataclass
+class Reader:
+    """Reads every source in order, ``chunk_bytes`` at a time, hashing as it goes."""
+
+    sources: list[Source]
+    chunk_bytes: int
+    read_bytes: int = 0
+
+    def chunks(self, source: Source) -> Iterator[bytes]:
+        """The bytes of ``source``; a file that changes size while sent is an error."""
+        if source.text is not None:
+            yield source.text
+            return
+        if source.stdin:
+            stream: BinaryIO = sys.stdin.buffer
+            while chunk := stream.read(self.chunk_bytes):
+                self.read_bytes += len(chunk)
+                yield chunk
+            return
+        assert source.path is not None and source.entry.size is not None
+        try:
+            with open(source.path, "rb") as f:
+                remaining = source.entry.size
+                while remaining:
+                    chunk = f.read(min(self.chunk_bytes, remaining))
+                    if not chunk:
+                        raise LocalFileError(f"{source.path}: the file shrank while being sent")
+                    remaining -= len(chunk)
+                    self.read_bytes += len(chunk)
+                    yield chunk
+                if f.read(1):
+                    raise LocalFileError(f"{source.path}: the file grew while being sent")
+        except OSError as exc:
+            raise _describe(exc, source.path) from None
+
+
+# -- receiving --------------------------------------------------------------------------------
 
 
 def check_free_space(directory: Path, nbytes: int) -> None:
@@ -124,80 +205,358 @@ def check_free_space(directory: Path, nbytes: int) -> None:
         )
 
 
-class FileSink:
-    """A temporary file next to the target that becomes the target once verified."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
-    def __init__(self, target: Target, entry: m.FileEntry) -> None:
-        self.target = target
-        self.entry = entry
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        for attempt in range(100):
-            suffix = os.urandom(6).hex()
-            self.temp = target.directory / f"{TEMP_PREFIX}{suffix}{TEMP_SUFFIX}"
+
+def _lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class Layout:
+    """Where each entry of an accepted offer goes: relative parts under ``root``."""
+
+    root: Path
+    create_root: bool
+    parts: list[tuple[str, ...]]
+    overwrite: bool
+
+    def shown(self, index: int) -> Path:
+        return self.root.joinpath(*self.parts[index])
+
+
+def plan(
+    output: Path | None, offer: m.Offer, parts: list[tuple[str, ...]], overwrite: bool
+) -> Layout:
+    """Decide where everything goes and refuse, before any byte moves, what cannot be done.
+
+    ``output`` is the user's ``--output``: an existing directory receives the entries inside
+    it; for a single file any other path is the name to save as; for several entries a path
+    that does not exist yet becomes the directory to create.
+    """
+    single = len(offer.files) == 1 and offer.files[0].kind != "dir"
+    create_root = False
+    if output is None:
+        root = Path.cwd()
+    elif output.is_dir():
+        root = output
+    elif single:
+        root = output.parent
+        parts = [(output.name,)]
+    elif not output.exists() and output.parent.is_dir():
+        root, create_root = output, True
+    else:
+        raise LocalFileError(f"{output}: not a directory (the offer has several entries)")
+    if not root.is_dir() and not create_root:
+        raise LocalFileError(f"{root}: no such directory")
+    layout = Layout(root, create_root, parts, overwrite)
+    if not create_root:
+        _preflight(layout, offer)
+    return layout
+
+
+def _preflight(layout: Layout, offer: m.Offer) -> None:
+    """Walk the existing tree without following links; refuse conflicts and existing files."""
+    root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index, (entry, parts) in enumerate(zip(offer.files, layout.parts, strict=True)):
+            fd, opened = root_fd, []
             try:
-                fd = os.open(self.temp, flags, 0o600)
+                for depth, part in enumerate(parts):
+                    st = _lstat_at(fd, part)
+                    last = depth == len(parts) - 1
+                    if st is None:
+                        break
+                    shown = layout.root.joinpath(*parts[: depth + 1])
+                    if not last or entry.kind == "dir":
+                        if not stat.S_ISDIR(st.st_mode):
+                            raise UnsafeNameError(
+                                f"refused: {printable(str(shown))} exists and is not a directory "
+                                "(a symlink is never followed)"
+                            )
+                        if not last:
+                            fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                            opened.append(fd)
+                    elif stat.S_ISDIR(st.st_mode):
+                        raise DeclinedError(
+                            f"{printable(str(shown))} is a directory; not replacing it"
+                        )
+                    elif not layout.overwrite:
+                        raise DeclinedError(
+                            f"{printable(str(layout.shown(index)))} already "
+                            "exists; pass --overwrite to replace it"
+                        )
+            finally:
+                for f in opened:
+                    os.close(f)
+    finally:
+        os.close(root_fd)
+
+
+@dataclass
+class _Open:
+    """A file being received: its temporary file in its directory."""
+
+    index: int
+    dir_fd: int
+    name: str
+    temp: str
+    fd: int
+    entry: m.FileEntry
+    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    written: int = 0
+
+
+class Tree:
+    """Writes received entries under a layout's root. Used from one thread at a time."""
+
+    def __init__(self, layout: Layout, offer: m.Offer) -> None:
+        self.layout = layout
+        self.offer = offer
+        if layout.create_root:
+            try:
+                os.mkdir(layout.root, 0o755)
+            except FileExistsError:
+                raise DeclinedError(f"{layout.root} appeared while receiving") from None
+        self._root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
+        self._dirs: dict[tuple[str, ...], int] = {(): self._root_fd}
+        self._current: _Open | None = None
+
+    def _dir(self, parts: tuple[str, ...]) -> int:
+        """An fd for directory ``parts`` under the root, created as needed, never via a link."""
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            return fd
+        parent = self._dir(parts[:-1])
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(parts[-1], 0o700, dir_fd=parent)
+        try:
+            fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafeNameError(
+                    f"refused: {printable('/'.join(parts))} is not a directory (a symlink is "
+                    "never followed)"
+                ) from None
+            raise _describe(exc, self.layout.root.joinpath(*parts)) from None
+        self._dirs[parts] = fd
+        return fd
+
+    def make_dirs(self) -> None:
+        for entry, parts in zip(self.offer.files, self.layout.parts, strict=True):
+            if entry.kind == "dir":
+                self._dir(parts)
+
+    def begin(self, index: int) -> None:
+        parts = self.layout.parts[index]
+        dir_fd = self._dir(parts[:-1])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        while True:
+            temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
                 break
             except FileExistsError:
-                if attempt == 99:
-                    raise
+                continue
             except OSError as exc:
-                raise _describe(exc, target.directory) from None
-        self._file = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self.written = 0
+                raise _describe(exc, self.layout.shown(index).parent) from None
+        self._current = _Open(index, dir_fd, parts[-1], temp, fd, self.offer.files[index])
 
     def write(self, data: bytes) -> None:
+        current = self._current
+        assert current is not None
         try:
-            self._file.write(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(current.fd, view) :]
         except OSError as exc:
-            raise _describe(exc, self.target.final) from None
-        self._hash.update(data)
-        self.written += len(data)
+            raise _describe(exc, self.layout.shown(current.index)) from None
+        current.hash.update(data)
+        current.written += len(data)
 
-    def finish(self, expected_sha256: str) -> str:
-        """Verify and move into place; on any failure the temporary file is removed."""
+    def finish(self, index: int, expected_sha256: str) -> str:
+        """Verify the current file and move it into place; on failure it is removed."""
+        current = self._current
+        assert current is not None and current.index == index
+        self._current = None
+        shown = printable(str(self.layout.shown(index)))
         try:
-            try:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                os.fchmod(self._file.fileno(), ((self.entry.mode & 0o777) | 0o600) & ~_UMASK)
-            except OSError as exc:
-                raise _describe(exc, self.target.final) from None
-            finally:
-                self._file.close()
-            digest = self._hash.hexdigest()
+            digest = current.hash.hexdigest()
             if digest != expected_sha256:
                 raise IntegrityError(
-                    f"integrity failure: {self.target.final.name} does not "
-                    "match the sender's SHA-256; it was not saved"
+                    f"integrity failure: {shown} does not match the sender's SHA-256; it was "
+                    "not saved"
                 )
-            if self.entry.mtime is not None:
-                os.utime(self.temp, (self.entry.mtime, self.entry.mtime))
-            self._move_into_place()
+            try:
+                if current.written >= FSYNC_MIN_BYTES:
+                    os.fsync(current.fd)
+                mode = ((current.entry.mode & 0o777) | 0o600) & ~_UMASK
+                os.fchmod(current.fd, mode)
+                if current.entry.mtime is not None:
+                    os.utime(current.fd, (current.entry.mtime, current.entry.mtime))
+            except OSError as exc:
+                raise _describe(exc, shown) from None
+            self._move_into_place(current, shown)
             return digest
         except BaseException:
-            self.discard()
+            self._discard(current)
             raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(current.fd)
 
-    def _move_into_place(self) -> None:
-        final = self.target.final
-        if self.target.overwrite:
-            os.replace(self.temp, final)
+    def _move_into_place(self, current: _Open, shown: str) -> None:
+        fds = {"src_dir_fd": current.dir_fd, "dst_dir_fd": current.dir_fd}
+        if self.layout.overwrite:
+            existing = _lstat_at(current.dir_fd, current.name)
+            if existing is not None and stat.S_ISDIR(existing.st_mode):
+                raise DeclinedError(f"{shown} is a directory; not replacing it")
+            os.replace(current.temp, current.name, **fds)
             return
         try:
-            os.link(self.temp, final, follow_symlinks=False)
+            os.link(current.temp, current.name, **fds, follow_symlinks=False)
         except FileExistsError:
-            raise DeclinedError(f"{final} appeared while receiving; not replacing it") from None
-        except OSError:
+            raise DeclinedError(f"{shown} appeared while receiving; not replacing it") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                raise _describe(exc, shown) from None
             # File systems without hard links: check, then rename (a small race remains).
-            if os.path.lexists(final):
-                raise DeclinedError(f"{final} appeared while receiving; not replacing it") from None
-            os.rename(self.temp, final)
+            if _lstat_at(current.dir_fd, current.name) is not None:
+                raise DeclinedError(f"{shown} appeared while receiving; not replacing it") from None
+            os.rename(current.temp, current.name, **fds)
             return
-        os.unlink(self.temp)
+        os.unlink(current.temp, dir_fd=current.dir_fd)
 
-    def discard(self) -> None:
+    def _discard(self, current: _Open) -> None:
         with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.temp)
+            os.unlink(current.temp, dir_fd=current.dir_fd)
+
+    def finish_dirs(self) -> None:
+        """Give directories their modes and times, deepest first (writing inside changes them)."""
+        entries = [
+            (p, e)
+            for e, p in zip(self.offer.files, self.layout.parts, strict=True)
+            if e.kind == "dir"
+        ]
+        for parts, entry in sorted(entries, key=lambda pe: -len(pe[0])):
+            parent = self._dir(parts[:-1])
+            with contextlib.suppress(OSError):
+                os.chmod(
+                    parts[-1],
+                    ((entry.mode & 0o777) | 0o700) & ~_UMASK,
+                    dir_fd=parent,
+                    follow_symlinks=False,
+                )
+                if entry.mtime is not None:
+                    os.utime(
+                        parts[-1], (entry.mtime, entry.mtime), dir_fd=parent, follow_symlinks=False
+                    )
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._discard(self._current)
+            with contextlib.suppress(OSError):
+                os.close(self._current.fd)
+            self._current = None
+        for fd in self._dirs.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._dirs.clear()
+
+
+class StreamSink:
+    """Receives one entry into memory (text) or onto a stream (``--output -``)."""
+
+    def __init__(self, out: BinaryIO | None) -> None:
+        self.out = out
+        self.buffer = bytearray()
+        self._hash = hashlib.sha256()
+
+    def begin(self, index: int) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        if self.out is None:
+            self.buffer += data
+            return
+        try:
+            self.out.write(data)
+        except OSError as exc:
+            raise _describe(exc, "standard output") from None
+
+    def finish(self, index: int, expected_sha256: str) -> str:
+        if self.out is not None:
+            with contextlib.suppress(OSError):
+                self.out.flush()
+        digest = self._hash.hexdigest()
+        if digest != expected_sha256:
+            raise IntegrityError("integrity failure: the data does not match the sender's SHA-256")
+        return digest
+
+    def make_dirs(self) -> None:
+        pass
+
+    def finish_dirs(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+Sink = Tree | StreamSink
+
+
+class Writer(threading.Thread):
+    """One thread that does every blocking write of a receive, in order.
+
+    The event loop hands it frames' payloads with :meth:`submit`; it reports back through
+    ``report(kind, value)``, which it calls from its own thread (the caller makes that
+    thread-safe): ``("written", nbytes)``, ``("verified", (index, sha256))``,
+    ``("failed", exception)``. Memory is bounded by the transfer's credit window.
+    """
+
+    def __init__(self, sink: Sink, report: Callable[[str, object], None]) -> None:
+        super().__init__(name="p2pshare-writer", daemon=True)
+        self.sink = sink
+        self.report = report
+        self._queue: queue.SimpleQueue[tuple[str, object] | None] = queue.SimpleQueue()
+
+    def submit(self, op: str, value: object = None) -> None:
+        self._queue.put((op, value))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def run(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                op, value = item
+                if op == "data":
+                    assert isinstance(value, bytes)
+                    self.sink.write(value)
+                    self.report("written", len(value))
+                elif op == "begin":
+                    assert isinstance(value, int)
+                    self.sink.begin(value)
+                elif op == "end":
+                    assert isinstance(value, tuple)
+                    index, sha = value
+                    self.report("verified", (index, self.sink.finish(index, sha)))
+                elif op == "dirs":
+                    self.sink.make_dirs()
+                elif op == "finish-dirs":
+                    self.sink.finish_dirs()
+                    self.report("dirs-done", None)
+        except P2PShareError as exc:
+            self.report("failed", exc)
+        except OSError as exc:
+            self.report("failed", _describe(exc, "output"))
+        except Exception as exc:  # a bug: still end the transfer cleanly
+            logger.exception("writer failed")
+            self.report("failed", ProtocolError(f"internal error while writing: {exc}"))
+        finally:
+            self.sink.close()

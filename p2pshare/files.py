@@ -54,6 +54,20 @@ def printable(text: str, limit: int = MAX_PRINT_CHARS) -> str:
     return "".join(out) + ("…" if len(text) > limit else "")
 
 
+def terminal_safe(text: str) -> str:
+    """A received text message made safe for a terminal: newlines and tabs stay, every other
+    control or format character (escape sequences, bidi overrides) is escaped."""
+    return "".join(
+        ch
+        if ch in "\n\t"
+        or (unicodedata.category(ch)[0] not in "C" and unicodedata.category(ch) not in ("Zl", "Zp"))
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}"
+        for ch in text
+    )
+
+
 def check_component(part: str) -> None:
     """Refuse one path component that could escape, mislead or fail on some system."""
     shown = printable(part)
@@ -101,17 +115,38 @@ def collision_key(path: str) -> str:
 
 
 def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
-    """Check every entry of ``offer``; return their components, or refuse the whole offer."""
-    seen: dict[str, str] = {}
+    """Check every entry of ``offer``; return their components, or refuse the whole offer.
+
+    Besides each path, the manifest as a whole must make sense: no two entries that are the
+    same file after case folding and Unicode normalisation, no file where another entry needs
+    a directory (``a`` and ``a/b``), and text only as the sole entry.
+    """
+    kinds: dict[str, str] = {}  # collision key -> "dir" or "file"
+    names: dict[str, str] = {}
     checked = []
     for entry in offer.files:
+        if entry.kind == "text" and len(offer.files) != 1:
+            raise UnsafeNameError("refused offer: a text message must come alone")
         parts = check_path(entry.path)
+        shown = printable(entry.path)
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            key = collision_key(parent)
+            if kinds.get(key, "dir") != "dir":
+                raise UnsafeNameError(
+                    f"refused offer: {shown!r} needs {printable(parent)!r} to be a directory, "
+                    "but the offer also sends it as a file"
+                )
+            kinds[key] = "dir"
+            names.setdefault(key, parent)
         key = collision_key(entry.path)
-        if key in seen:
+        kind = "dir" if entry.kind == "dir" else "file"
+        if key in kinds and (kind == "file" or kinds[key] == "file"):
             raise UnsafeNameError(
-                f"refused offer: {printable(entry.path)!r} and "
-                f"{printable(seen[key])!r} name the same file"
+                f"refused offer: {shown!r} and {printable(names[key])!r} name the same "
+                "file (or a file and a directory)"
             )
-        seen[key] = entry.path
+        kinds[key] = kind
+        names[key] = entry.path
         checked.append(parts)
     return checked

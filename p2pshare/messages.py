@@ -36,17 +36,34 @@ def _str(obj: dict[str, Any], key: str, max_chars: int = MAX_TEXT_CHARS) -> str:
     return value
 
 
+KINDS = ("file", "dir", "stream", "text")
+MAX_TEXT_BYTES = 1024 * 1024
+OFFER_BATCH_BYTES = 48 * 1024
+"""Entries are sent in batches that keep each Offer/OfferMore message under this size."""
+
+
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of an offer, as the sender declares it (untrusted until ``files.py`` says so)."""
+    """One entry of an offer, as the sender declares it (untrusted until ``files.py`` says so).
+
+    ``kind``: ``file`` (``size`` bytes follow), ``dir`` (nothing follows), ``stream`` (size
+    unknown: ``size`` is None, e.g. stdin), ``text`` (a message to print, at most 1 MiB).
+    """
 
     path: str
-    size: int
+    size: int | None
     mode: int = 0o644
     mtime: float | None = None
+    kind: str = "file"
+
+    @property
+    def carries_data(self) -> bool:
+        return self.kind != "dir"
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"path": self.path, "size": self.size, "mode": self.mode}
+        if self.kind != "file":
+            obj["kind"] = self.kind
         if self.mtime is not None:
             obj["mtime"] = self.mtime
         return obj
@@ -55,53 +72,111 @@ class FileEntry:
     def from_json(cls, obj: Any) -> FileEntry:
         if not isinstance(obj, dict):
             raise ProtocolError("a file entry must be an object")
+        kind = obj.get("kind", "file")
+        if kind not in KINDS:
+            raise ProtocolError("unknown entry kind")
         mtime = obj.get("mtime")
         if mtime is not None and (
             not isinstance(mtime, int | float) or isinstance(mtime, bool) or not 0 <= mtime < 2**40
         ):
             raise ProtocolError("field 'mtime' must be a timestamp")
+        if kind == "stream":
+            if obj.get("size") is not None:
+                raise ProtocolError("a stream has no declared size")
+            size = None
+        else:
+            size = _int(obj, "size", 0, MAX_TEXT_BYTES if kind == "text" else MAX_FILE_BYTES)
+            if kind == "dir" and size != 0:
+                raise ProtocolError("a directory has size 0")
         return cls(
             path=_str(obj, "path", 4096),
-            size=_int(obj, "size"),
+            size=size,
             mode=_int(obj, "mode", 0, 0o7777),
             mtime=float(mtime) if mtime is not None else None,
+            kind=kind,
         )
+
+
+def _batches(entries: tuple[FileEntry, ...]) -> list[list[dict[str, Any]]]:
+    batches: list[list[dict[str, Any]]] = [[]]
+    used = 0
+    for entry in entries:
+        obj = entry.to_json()
+        cost = len(json.dumps(obj, ensure_ascii=False).encode()) + 1
+        if batches[-1] and used + cost > OFFER_BATCH_BYTES:
+            batches.append([])
+            used = 0
+        batches[-1].append(obj)
+        used += cost
+    return batches
 
 
 @dataclass(frozen=True)
 class Offer:
-    """Sender → receiver: what it wants to send."""
+    """Sender → receiver: what it wants to send. On the wire: this message with the first
+    batch of entries, then :class:`OfferMore` messages until ``count`` entries were sent."""
 
     TYPE: ClassVar[int] = 0x01
     files: tuple[FileEntry, ...]
     version: int = PROTOCOL_VERSION
 
     @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
+    def total_bytes(self) -> int | None:
+        """The sum of declared sizes, or None when a stream's size is unknown."""
+        if any(f.size is None for f in self.files):
+            return None
+        return sum(f.size or 0 for f in self.files)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def frames(self) -> list[bytes]:
+        first, *rest = _batches(self.files)
+        head = {
             "v": self.version,
-            "files": [f.to_json() for f in self.files],
+            "count": len(self.files),
             "total": self.total_bytes,
+            "files": first,
         }
+        return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in rest)]
+
+
+@dataclass(frozen=True)
+class OfferHead:
+    """The first message of an offer: counts, and the first entries."""
+
+    TYPE: ClassVar[int] = Offer.TYPE
+    count: int
+    total: int | None
+    files: tuple[FileEntry, ...]
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Offer:
+    def from_json(cls, obj: dict[str, Any]) -> OfferHead:
         version = _int(obj, "v", 1, 1_000)
         if version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"the sender speaks protocol version {version}, we speak "
                 f"{PROTOCOL_VERSION}: upgrade p2pshare on both sides"
             )
-        raw = obj.get("files")
-        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ENTRIES:
-            raise ProtocolError("an offer must list between 1 and 1,000,000 files")
-        offer = cls(tuple(FileEntry.from_json(f) for f in raw))
-        if _int(obj, "total", 0, MAX_FILE_BYTES * 4) != offer.total_bytes:
-            raise ProtocolError("the offer's total does not match its files")
-        return offer
+        count = _int(obj, "count", 1, MAX_ENTRIES)
+        total = None if obj.get("total") is None else _int(obj, "total", 0, MAX_FILE_BYTES * 4)
+        return cls(count, total, _entries(obj))
+
+
+@dataclass(frozen=True)
+class OfferMore:
+    """More entries of the offer in progress."""
+
+    TYPE: ClassVar[int] = 0x09
+    files: tuple[FileEntry, ...]
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> OfferMore:
+        return cls(_entries(obj))
+
+
+def _entries(obj: dict[str, Any]) -> tuple[FileEntry, ...]:
+    raw = obj.get("files")
+    if not isinstance(raw, list) or len(raw) > MAX_ENTRIES:
+        raise ProtocolError("'files' must be a list of entries")
+    return tuple(FileEntry.from_json(f) for f in raw)
 
 
 @dataclass(frozen=True)
@@ -152,21 +227,22 @@ class Credit:
 
 @dataclass(frozen=True)
 class FileEnd:
-    """Sender → receiver: all bytes of file ``index`` were sent; their SHA-256."""
+    """Sender → receiver: all ``size`` bytes of entry ``index`` were sent; their SHA-256."""
 
     TYPE: ClassVar[int] = 0x05
     index: int
+    size: int
     sha256: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "sha256": self.sha256}
+        return {"index": self.index, "size": self.size, "sha256": self.sha256}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FileEnd:
         digest = _str(obj, "sha256", 64)
         if not _HEX64.fullmatch(digest):
             raise ProtocolError("field 'sha256' must be 64 lowercase hex digits")
-        return cls(_int(obj, "index", 0, MAX_ENTRIES), digest)
+        return cls(_int(obj, "index", 0, MAX_ENTRIES), _int(obj, "size"), digest)
 
 
 @dataclass(frozen=True)
@@ -220,20 +296,28 @@ class Data:
     payload: bytes
 
 
-Control = Offer | Accept | Abort | Credit | FileEnd | FileAck | Done | Ping
+Control = OfferHead | OfferMore | Accept | Abort | Credit | FileEnd | FileAck | Done | Ping
 Message = Control | Data
 
 _CONTROL_TYPES: dict[int, type[Control]] = {
-    cls.TYPE: cls for cls in (Offer, Accept, Abort, Credit, FileEnd, FileAck, Done, Ping)
+    cls.TYPE: cls
+    for cls in (OfferHead, OfferMore, Accept, Abort, Credit, FileEnd, FileAck, Done, Ping)
 }
+
+
+def _frame(kind: int, obj: dict[str, Any]) -> bytes:
+    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return bytes([kind]) + body.encode("utf-8")
+
+
 DATA_HEADER = bytes([Data.TYPE])
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Accept | Abort | Credit | FileEnd | FileAck | Done | Ping | Data) -> bytes:
+    """One frame for ``message`` (an :class:`Offer` takes several: ``Offer.frames()``)."""
     if isinstance(message, Data):
         return DATA_HEADER + message.payload
-    body = json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False)
-    return bytes([message.TYPE]) + body.encode("utf-8")
+    return _frame(message.TYPE, message.to_json())
 
 
 def decode(frame: bytes | str) -> Message:

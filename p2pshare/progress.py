@@ -45,6 +45,8 @@ class HumanReporter:
             self.say(f"On the other computer run: {command}")
         elif isinstance(event, session.Connected):
             self.say("Connected.")
+        elif isinstance(event, session.Notice):
+            self.say(f"warning: {event.message}")
         elif isinstance(event, session.Progress):
             if self._bar is None:
                 self._bar = Progress(
@@ -105,6 +107,8 @@ class JsonReporter:
             )
         elif isinstance(event, session.Connected):
             self.emit({"event": "connected"})
+        elif isinstance(event, session.Notice):
+            self.emit({"event": "warning", "message": event.message})
         elif isinstance(event, session.Progress):
             now = time.monotonic()
             if (

@@ -22,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
+import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,7 +77,15 @@ class Connected:
 @dataclass(frozen=True)
 class Progress:
     done: int
-    total: int
+    total: int | None
+    """None while the size is unknown (a stream from stdin)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the transfer (a skipped symlink)."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -82,20 +93,27 @@ class OfferSummary:
     """What the receiver is asked to accept. Names are already made printable."""
 
     files: int
-    total_bytes: int
+    dirs: int
+    total_bytes: int | None
     names: tuple[str, ...]
-    destination: Path
+    """The top-level names (at most 10), printable."""
+    destination: Path | None
+    """Where it goes; None for a text message or --output -."""
+    is_text: bool = False
 
 
 @dataclass(frozen=True)
 class TransferResult:
     bytes: int
     seconds: float
-    sha256: str
+    files: int
+    sha256: str | None
+    """The SHA-256 when exactly one file was transferred."""
     path: Path | None
+    text: str | None = None
 
 
-SessionEvent = CodeReady | Connected | Progress
+SessionEvent = CodeReady | Connected | Progress | Notice
 EventSink = Callable[[SessionEvent], None]
 Confirm = Callable[[OfferSummary], Awaitable[bool]]
 
@@ -286,40 +304,49 @@ async def _telling_peer(link: PeerLink) -> AsyncIterator[None]:
 
 
 async def send(
-    path: Path | str,
+    paths: Path | str | Sequence[Path | str] = (),
     settings: Settings | None = None,
     *,
+    text: str | None = None,
+    name: str | None = None,
     code: Code | str | None = None,
     on_event: EventSink = _ignore,
 ) -> TransferResult:
-    """Send the file at ``path``; returns once the receiver has verified it.
+    """Send files and directories (``-``: standard input), or ``text``; returns once the
+    receiver has verified everything.
 
-    ``code`` chooses the code (its words must be hard to guess); by default the server
-    allocates a nameplate and the words are drawn at random. Progress and the code are reported
-    through ``on_event``.
+    ``name`` renames a single entry (useful for stdin). ``code`` chooses the code (its words
+    must be hard to guess); by default the server allocates a nameplate and the words are
+    drawn at random. The code, progress and notices are reported through ``on_event``.
     """
     settings = settings or Settings()
-    source = await asyncio.to_thread(disk.FileSource, Path(path))
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            rv, embedded_url = await stack.enter_async_context(_rendezvous(settings))
-            if code is None:
-                chosen = Code(await rv.allocate(), generate_words(settings.code_words))
-            else:
-                chosen = parse_code(code) if isinstance(code, str) else code
-                await rv.claim(chosen.nameplate, create=True)
-            on_event(CodeReady(str(chosen), embedded_url))
-            link = await _pair_and_connect(rv, Role.SENDER, chosen, settings, stack, on_event)
-            async with _telling_peer(link):
-                return await _send_file(link, source, settings, on_event)
-    finally:
-        source.close()
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+
+    def warn(message: str) -> None:
+        on_event(Notice(message))
+
+    sources = await asyncio.to_thread(disk.collect, paths, text=text, name=name, warn=warn)
+    async with contextlib.AsyncExitStack() as stack:
+        rv, embedded_url = await stack.enter_async_context(_rendezvous(settings))
+        if code is None:
+            chosen = Code(await rv.allocate(), generate_words(settings.code_words))
+        else:
+            chosen = parse_code(code) if isinstance(code, str) else code
+            await rv.claim(chosen.nameplate, create=True)
+        on_event(CodeReady(str(chosen), embedded_url))
+        link = await _pair_and_connect(rv, Role.SENDER, chosen, settings, stack, on_event)
+        async with _telling_peer(link):
+            return await _send_entries(link, sources, settings, on_event)
 
 
-async def _send_file(
-    link: PeerLink, source: disk.FileSource, settings: Settings, on_event: EventSink
+_END = object()
+
+
+async def _send_entries(
+    link: PeerLink, sources: list[disk.Source], settings: Settings, on_event: EventSink
 ) -> TransferResult:
-    proto = transfer.SenderProtocol(m.Offer((source.entry,)))
+    offer = m.Offer(tuple(s.entry for s in sources))
+    proto = transfer.SenderProtocol(offer)
     state = {"accepted": False, "finished": False}
 
     def handle(frame: bytes) -> None:
@@ -332,27 +359,80 @@ async def _send_file(
                 state["finished"] = True
 
     wire = _Wire(link, settings, handle)
+    data_sources = [s for s in sources if s.entry.carries_data]
+    reader = disk.Reader(data_sources, link.max_message_bytes - len(m.DATA_HEADER))
 
     async def main() -> TransferResult:
-        link.send(proto.start())
+        for frame in proto.start():
+            link.send(frame)
+            await link.drain()
         await wire.until(lambda: state["accepted"])
         started = time.monotonic()
-        payload_max = link.max_message_bytes - len(m.DATA_HEADER)
-        total = source.size
+        total = offer.total_bytes
         on_event(Progress(0, total))
-        while proto.current_remaining:
-            chunk = await asyncio.to_thread(source.read, min(payload_max, proto.current_remaining))
-            await wire.until(functools.partial(proto.can_send, len(chunk)))
-            link.send(proto.data(chunk))
-            await link.drain()
-            on_event(Progress(source.read_bytes, total))
-        digest = await asyncio.to_thread(source.hexdigest)
-        link.send(proto.end_file(digest))
+        digests: list[str] = []
+        async for item in _read_ahead(reader):
+            if isinstance(item, bytes):
+                await wire.until(functools.partial(proto.can_send, len(item)))
+                link.send(proto.data(item))
+                await link.drain()
+                on_event(Progress(reader.read_bytes, total))
+            else:
+                assert isinstance(item, str)
+                digests.append(item)
+                link.send(proto.end_file(item))
         await wire.until(lambda: state["finished"])
         wire.closing = True
-        return TransferResult(total, time.monotonic() - started, digest, source.path)
+        return TransferResult(
+            reader.read_bytes,
+            time.monotonic() - started,
+            len(data_sources),
+            digests[0] if len(digests) == 1 else None,
+            data_sources[0].path if len(data_sources) == 1 else None,
+        )
 
     return await wire.run(main())
+
+
+async def _read_ahead(reader: disk.Reader, depth: int = 16) -> AsyncIterator[bytes | str]:
+    """Chunks of every source in order, each file followed by its SHA-256 (a str), read and
+    hashed in a worker thread that stays at most ``depth`` items ahead."""
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        future = asyncio.run_coroutine_threadsafe(items.put(item), loop)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                future.result(timeout=0.5)
+                return
+        future.cancel()
+
+    def produce() -> None:
+        try:
+            for source in reader.sources:
+                digest = hashlib.sha256()
+                for chunk in reader.chunks(source):
+                    if stop.is_set():
+                        return
+                    digest.update(chunk)
+                    put(chunk)
+                put(digest.hexdigest())
+            put(_END)
+        except BaseException as exc:  # delivered to the loop and raised there
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="p2pshare-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := await items.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes | str)
+            yield item
+    finally:
+        stop.set()
 
 
 # -- receiving --------------------------------------------------------------------------------
@@ -365,7 +445,8 @@ async def receive(
     on_event: EventSink = _ignore,
     confirm: Confirm | None = None,
 ) -> TransferResult:
-    """Receive what the holder of ``code`` sends; returns once it is verified and in place.
+    """Receive what the holder of ``code`` sends; returns once everything is verified and in
+    place (a text message is returned in ``TransferResult.text``).
 
     ``confirm`` is asked before anything is written (None: accept). ``settings.server`` is
     required: only the sender can run an embedded server.
@@ -379,67 +460,161 @@ async def receive(
         await rv.claim(parsed.nameplate)
         link = await _pair_and_connect(rv, Role.RECEIVER, parsed, settings, stack, on_event)
         async with _telling_peer(link):
-            return await _receive_file(link, settings, on_event, confirm)
+            return await _receive_entries(link, settings, on_event, confirm)
 
 
-async def _receive_file(
+def _summary(offer: m.Offer, parts: list[tuple[str, ...]], where: Path | None) -> OfferSummary:
+    tops: dict[str, None] = {}
+    for p, entry in zip(parts, offer.files, strict=True):
+        tops.setdefault(printable(p[0]) + ("/" if len(p) > 1 or entry.kind == "dir" else ""))
+    dirs = sum(1 for e in offer.files if e.kind == "dir")
+    return OfferSummary(
+        files=len(offer.files) - dirs,
+        dirs=dirs,
+        total_bytes=offer.total_bytes,
+        names=tuple(list(tops)[:10]),
+        destination=where,
+        is_text=offer.files[0].kind == "text",
+    )
+
+
+async def _prepare(
+    offer: m.Offer, settings: Settings
+) -> tuple[disk.StreamSink | disk.Layout, OfferSummary]:
+    """Check the offer against our rules and the disk, before asking anyone or writing.
+
+    Returns where the data goes: a stream sink (text, stdout) or the layout of the tree to
+    create once the user accepted.
+    """
+    parts = check_offer(offer)
+    data_entries = [e for e in offer.files if e.carries_data]
+    if offer.files[0].kind == "text":
+        return disk.StreamSink(None), _summary(offer, parts, None)
+    if settings.to_stdout:
+        if len(offer.files) != 1 or not data_entries:
+            raise DeclinedError(
+                f"--output - takes a single file; the offer has {len(offer.files)} entries"
+            )
+        return disk.StreamSink(sys.stdout.buffer), _summary(offer, parts, None)
+    layout = await asyncio.to_thread(disk.plan, settings.output, offer, parts, settings.overwrite)
+    if offer.total_bytes is not None:
+        space_in = layout.root.parent if layout.create_root else layout.root
+        await asyncio.to_thread(disk.check_free_space, space_in, offer.total_bytes)
+    where = layout.shown(0) if len(offer.files) == 1 else layout.root
+    return layout, _summary(offer, layout.parts, where)
+
+
+async def _receive_entries(
     link: PeerLink, settings: Settings, on_event: EventSink, confirm: Confirm | None
 ) -> TransferResult:
+    loop = asyncio.get_running_loop()
     proto = transfer.ReceiverProtocol()
-    offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
-    work: asyncio.Queue[transfer.ChunkReceived | transfer.FileEnded] = asyncio.Queue()
+    offers: asyncio.Future[m.Offer] = loop.create_future()
+    outcome: asyncio.Future[None] = loop.create_future()
+    writer: disk.Writer | None = None
+    begun = -1
+    written = 0
+    pending_done: list[bytes] = []
 
     def handle(frame: bytes) -> None:
+        nonlocal begun
         for event in proto.receive(frame):
             if isinstance(event, transfer.PeerAborted):
                 raise event.error
             if isinstance(event, transfer.OfferReceived):
                 offers.set_result(event.offer)
             elif isinstance(event, transfer.ChunkReceived | transfer.FileEnded):
-                work.put_nowait(event)
+                assert writer is not None
+                if event.index != begun:
+                    writer.submit("begin", event.index)
+                    begun = event.index
+                if isinstance(event, transfer.ChunkReceived):
+                    writer.submit("data", event.payload)
+                else:
+                    writer.submit("end", (event.index, event.sha256))
+
+    def on_report(kind: str, value: object) -> None:
+        # Runs on the event loop, called from the writer thread via call_soon_threadsafe.
+        nonlocal written
+        if outcome.done():
+            return
+        if kind == "written":
+            assert isinstance(value, int)
+            written += value
+            grant = proto.consumed(value)
+            if grant is not None:
+                link.send(grant)
+            on_event(Progress(written, total))
+        elif kind == "verified":
+            assert isinstance(value, tuple)
+            digests.append(value[1])
+            frames = proto.file_verified(value[0])
+            if proto.finished:
+                pending_done.extend(frames)
+                assert writer is not None
+                writer.submit("finish-dirs")
+            else:
+                for frame in frames:
+                    link.send(frame)
+        elif kind == "dirs-done":
+            wire.closing = True
+            for frame in pending_done or proto.finish_without_data():
+                link.send(frame)
+            outcome.set_result(None)
+        elif kind == "failed":
+            assert isinstance(value, BaseException)
+            outcome.set_exception(value)
+
+    def report(kind: str, value: object) -> None:
+        loop.call_soon_threadsafe(on_report, kind, value)
 
     wire = _Wire(link, settings, handle)
+    digests: list[str] = []
+    total: int | None = None
 
     async def main() -> TransferResult:
+        nonlocal writer, total
         offer = await offers
-        parts = check_offer(offer)
-        if len(offer.files) != 1 or len(parts[0]) != 1:
-            raise ProtocolError("this version receives one file at a time")
-        entry = offer.files[0]
-        target = disk.resolve_target(settings.output, parts[0][0], settings.overwrite)
-        disk.check_free_space(target.directory, offer.total_bytes)
-        summary = OfferSummary(1, offer.total_bytes, (printable(entry.path),), target.final)
+        prepared, summary = await _prepare(offer, settings)
         if confirm is not None and not await confirm(summary):
             raise DeclinedError("declined by the receiver")
-        sink = await asyncio.to_thread(disk.FileSink, target, entry)
-        try:
-            return await _write_file(sink, entry.size)
-        except BaseException:
-            await asyncio.to_thread(sink.discard)
-            raise
-
-    async def _write_file(sink: disk.FileSink, total: int) -> TransferResult:
+        sink: disk.Sink
+        if isinstance(prepared, disk.Layout):
+            sink = await asyncio.to_thread(disk.Tree, prepared, offer)
+        else:
+            sink = prepared
+        total = offer.total_bytes
+        writer = disk.Writer(sink, report)
+        writer.start()
+        writer.submit("dirs")
         link.send(proto.accept(settings.window_bytes))
         started = time.monotonic()
         on_event(Progress(0, total))
-        while True:
-            item = await work.get()
-            if isinstance(item, transfer.ChunkReceived):
-                await asyncio.to_thread(sink.write, item.payload)
-                grant = proto.consumed(len(item.payload))
-                if grant is not None:
-                    link.send(grant)
-                on_event(Progress(sink.written, total))
-                continue
-            digest = await asyncio.to_thread(sink.finish, item.sha256)
-            wire.closing = True
-            for frame in proto.file_verified(item.index):
-                link.send(frame)
-            break
+        if not any(e.carries_data for e in offer.files):
+            writer.submit("finish-dirs")
+        try:
+            await outcome
+        finally:
+            writer.stop()
         seconds = time.monotonic() - started
         # The sender closes once it has read Done; closing first could lose Done (DESIGN.md).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(link.wait_lost(), GOODBYE_WAIT_S)
-        return TransferResult(total, seconds, digest, sink.target.final)
+        text = None
+        if summary.is_text and isinstance(sink, disk.StreamSink):
+            text = bytes(sink.buffer).decode("utf-8", errors="replace")
+        return TransferResult(
+            written,
+            seconds,
+            summary.files,
+            digests[0] if len(digests) == 1 else None,
+            summary.destination,
+            text,
+        )
 
-    return await wire.run(main())
+    try:
+        return await wire.run(main())
+    finally:
+        if writer is not None:
+            writer.stop()
+            await asyncio.to_thread(writer.join, 10)

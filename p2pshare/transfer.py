@@ -97,23 +97,39 @@ class _Side:
         return None
 
 
+def _data_indexes(offer: m.Offer) -> list[int]:
+    """Entries that carry bytes (everything but directories), in offer order."""
+    return [i for i, entry in enumerate(offer.files) if entry.carries_data]
+
+
 class SenderProtocol(_Side):
-    """The sending side: offers ``offer``, then sends files in order within the credit."""
+    """The sending side: offers ``offer``, then sends its entries in order within the credit."""
 
     def __init__(self, offer: m.Offer) -> None:
         self.offer = offer
         self._state = _State.OFFERING
         self.credit = 0
-        self.index = 0  # file being sent
+        self._order = _data_indexes(offer)
+        self._position = 0  # into _order: the entry being sent
         self.sent_in_file = 0
         self.acked = 0
 
-    def start(self) -> bytes:
-        return m.encode(self.offer)
+    def start(self) -> list[bytes]:
+        return self.offer.frames()
 
     @property
-    def current_remaining(self) -> int:
-        return self.offer.files[self.index].size - self.sent_in_file
+    def current(self) -> int | None:
+        """Index of the entry being sent, or None when all were sent."""
+        return self._order[self._position] if self._position < len(self._order) else None
+
+    @property
+    def current_remaining(self) -> int | None:
+        """Bytes still to send of the current entry (None: a stream, size unknown)."""
+        index = self.current
+        if index is None:
+            return 0
+        size = self.offer.files[index].size
+        return None if size is None else size - self.sent_in_file
 
     def can_send(self, nbytes: int) -> bool:
         """Whether the receiver's credit covers ``nbytes`` more."""
@@ -133,43 +149,52 @@ class SenderProtocol(_Side):
                 self.credit += msg.bytes
                 return []
             if isinstance(msg, m.FileAck):
-                if msg.index != self.acked or msg.index >= self.index:
+                if self.acked >= self._position or msg.index != self._order[self.acked]:
                     raise ProtocolError("acknowledgement for a file not yet sent")
                 self.acked += 1
                 return [FileAcked(msg.index)]
             if isinstance(msg, m.Done):
-                if self.acked != len(self.offer.files):
+                if self.acked != len(self._order):
                     raise ProtocolError("done before every file was acknowledged")
                 self._state = _State.FINISHED
                 return [Finished()]
         raise ProtocolError(f"unexpected {type(msg).__name__} message")
 
     def data(self, payload: bytes) -> bytes:
-        """Frame the next bytes of the current file; the caller stays within the credit."""
-        if self._state is not _State.TRANSFERRING or self.index >= len(self.offer.files):
+        """Frame the next bytes of the current entry; the caller stays within the credit."""
+        if self._state is not _State.TRANSFERRING or self.current is None:
             raise RuntimeError("not sending a file")
-        if not 0 < len(payload) <= min(self.credit, self.current_remaining):
+        remaining = self.current_remaining
+        if (
+            not payload
+            or len(payload) > self.credit
+            or (remaining is not None and len(payload) > remaining)
+        ):
             raise RuntimeError("payload exceeds credit or file size")
         self.credit -= len(payload)
         self.sent_in_file += len(payload)
         return m.encode(m.Data(payload))
 
     def end_file(self, sha256: str) -> bytes:
-        if self.current_remaining != 0:
+        index = self.current
+        if index is None or self.current_remaining not in (0, None):
             raise RuntimeError("file not completely sent")
-        frame = m.encode(m.FileEnd(self.index, sha256))
-        self.index += 1
+        frame = m.encode(m.FileEnd(index, self.sent_in_file, sha256))
+        self._position += 1
         self.sent_in_file = 0
         return frame
 
 
 class ReceiverProtocol(_Side):
-    """The receiving side: enforces order, declared sizes and the credit it granted."""
+    """The receiving side: enforces order, declared counts and sizes, and its credit."""
 
     def __init__(self) -> None:
         self._state = _State.OFFERING
         self.offer: m.Offer | None = None
-        self.index = 0  # file being received
+        self._head: m.OfferHead | None = None
+        self._entries: list[m.FileEntry] = []
+        self._order: list[int] = []
+        self._position = 0  # into _order: the entry being received
         self.received_in_file = 0
         self.outstanding = 0  # credit granted and not yet used by the sender
         self.window = 0
@@ -181,33 +206,53 @@ class ReceiverProtocol(_Side):
         common = self._common(msg)
         if common is not None:
             return common
-        if self._state is _State.OFFERING and self.offer is None and isinstance(msg, m.Offer):
-            self.offer = msg
-            return [OfferReceived(msg)]
+        if self._state is _State.OFFERING and self.offer is None:
+            if isinstance(msg, m.OfferHead) and self._head is None:
+                self._head = msg
+                return self._collect(msg.files)
+            if isinstance(msg, m.OfferMore) and self._head is not None:
+                return self._collect(msg.files)
         if self._state is _State.TRANSFERRING and self.offer is not None:
-            files = self.offer.files
-            if self.index >= len(files):
+            if self._position >= len(self._order):
                 raise ProtocolError("more files than offered")
+            index = self._order[self._position]
+            size = self.offer.files[index].size
             if isinstance(msg, m.Data):
-                size = files[self.index].size
-                if self.received_in_file + len(msg.payload) > size:
+                if not msg.payload:
+                    raise ProtocolError("empty data message")
+                if size is not None and self.received_in_file + len(msg.payload) > size:
                     raise IntegrityError("the sender sent more bytes than it declared")
                 if len(msg.payload) > self.outstanding:
                     raise ProtocolError("the sender ignored flow control")
-                if not msg.payload:
-                    raise ProtocolError("empty data message")
                 self.outstanding -= len(msg.payload)
                 self.received_in_file += len(msg.payload)
-                return [ChunkReceived(self.index, msg.payload)]
+                return [ChunkReceived(index, msg.payload)]
             if isinstance(msg, m.FileEnd):
-                if msg.index != self.index:
+                if msg.index != index:
                     raise ProtocolError("file end out of order")
-                if self.received_in_file != files[self.index].size:
+                if msg.size != self.received_in_file or (
+                    size is not None and self.received_in_file != size
+                ):
                     raise IntegrityError("the sender sent fewer bytes than it declared")
-                self.index += 1
+                self._position += 1
                 self.received_in_file = 0
-                return [FileEnded(msg.index, msg.sha256)]
+                return [FileEnded(index, msg.sha256)]
         raise ProtocolError(f"unexpected {type(msg).__name__} message")
+
+    def _collect(self, entries: tuple[m.FileEntry, ...]) -> list[Event]:
+        assert self._head is not None
+        self._entries.extend(entries)
+        if len(self._entries) > self._head.count:
+            raise ProtocolError("the sender offered more entries than it declared")
+        if len(self._entries) < self._head.count:
+            return []
+        offer = m.Offer(tuple(self._entries))
+        if offer.total_bytes != self._head.total:
+            raise ProtocolError("the offer's total does not match its entries")
+        self.offer = offer
+        self._order = _data_indexes(offer)
+        self._entries = []
+        return [OfferReceived(offer)]
 
     def accept(self, window: int = DEFAULT_WINDOW_BYTES) -> bytes:
         if self.offer is None or self._state is not _State.OFFERING:
@@ -226,15 +271,26 @@ class ReceiverProtocol(_Side):
         return m.encode(m.Credit(grant))
 
     def file_verified(self, index: int) -> list[bytes]:
-        """File ``index`` is in place: acknowledge it, and finish after the last one."""
-        if self.offer is None or index != self.verified or index >= self.index:
+        """Entry ``index`` is in place: acknowledge it, and finish after the last one."""
+        if (
+            self.offer is None
+            or self.verified >= self._position
+            or index != self._order[self.verified]
+        ):
             raise RuntimeError("file verified out of order")
         self.verified += 1
         frames = [m.encode(m.FileAck(index))]
-        if self.verified == len(self.offer.files):
+        if self.verified == len(self._order):
             self._state = _State.FINISHED
             frames.append(m.encode(m.Done()))
         return frames
+
+    def finish_without_data(self) -> list[bytes]:
+        """An offer of directories only: nothing to receive, finish at once."""
+        if self._order:
+            raise RuntimeError("the offer has files")
+        self._state = _State.FINISHED
+        return [m.encode(m.Done())]
 
     @property
     def finished(self) -> bool:

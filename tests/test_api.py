@@ -24,7 +24,7 @@ async def test_send_and_receive_from_python(signal: RunningServer, tmp_path: Pat
     out = tmp_path / "out"
     out.mkdir()
     codes: asyncio.Queue[str] = asyncio.Queue()
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[int, int | None]] = []
 
     def on_send_event(event: session.SessionEvent) -> None:
         if isinstance(event, session.CodeReady):
@@ -54,7 +54,7 @@ async def test_send_and_receive_from_python(signal: RunningServer, tmp_path: Pat
     assert (out / "in.bin").read_bytes() == data
     assert sent.sha256 == received.sha256 and received.bytes == len(data)
     assert progress[-1] == (len(data), len(data))
-    assert offers == [session.OfferSummary(1, len(data), ("in.bin",), out / "in.bin")]
+    assert offers == [session.OfferSummary(1, 0, len(data), ("in.bin",), out / "in.bin")]
 
 
 async def test_receiver_declining_reaches_the_sender(signal: RunningServer, tmp_path: Path) -> None:

@@ -18,27 +18,56 @@ def offer(*sizes: int) -> m.Offer:
     return m.Offer(tuple(m.FileEntry(f"f{i}", s) for i, s in enumerate(sizes)))
 
 
-def run_transfer(data: list[bytes], window: int, chunk: int) -> list[bytes]:
-    """Drive both state machines against each other and return what the receiver got."""
-    sender = transfer.SenderProtocol(offer(*(len(d) for d in data)))
+def deliver_offer(receiver: transfer.ReceiverProtocol, the_offer: m.Offer) -> list[object]:
+    events: list[object] = []
+    for frame in the_offer.frames():
+        events += receiver.receive(frame)
+    return events
+
+
+def run_transfer(
+    data: list[bytes | None], window: int, chunk: int, streams: frozenset[int] = frozenset()
+) -> list[bytes | None]:
+    """Drive both state machines against each other and return what the receiver got.
+
+    ``None`` in ``data`` is a directory; indexes in ``streams`` are sent with unknown size.
+    """
+    entries = tuple(
+        m.FileEntry(f"d{i}", 0, kind="dir")
+        if blob is None
+        else m.FileEntry(f"s{i}", None, kind="stream")
+        if i in streams
+        else m.FileEntry(f"f{i}", len(blob))
+        for i, blob in enumerate(data)
+    )
+    sender = transfer.SenderProtocol(m.Offer(entries))
     receiver = transfer.ReceiverProtocol()
-    assert isinstance(receiver.receive(sender.start())[0], transfer.OfferReceived)
+    received = [event for frame in sender.start() for event in receiver.receive(frame)]
+    assert received == [transfer.OfferReceived(m.Offer(entries))]
     assert sender.receive(receiver.accept(window)) == [transfer.Accepted(window)]
-    got: list[bytes] = [b"" for _ in data]
+    got: list[bytes | None] = [None if blob is None else b"" for blob in data]
+    if all(blob is None for blob in data):
+        assert sender.receive(receiver.finish_without_data()[0]) == [transfer.Finished()]
+        return got
     for index, blob in enumerate(data):
+        if blob is None:
+            continue
+        assert sender.current == index
         pos = 0
         while pos < len(blob):
             n = min(chunk, len(blob) - pos, sender.credit)
             assert n > 0, "sender starved: credit never returned"
             for event in receiver.receive(sender.data(blob[pos : pos + n])):
                 assert isinstance(event, transfer.ChunkReceived)
-                got[event.index] += event.payload
+                current = got[event.index]
+                assert current is not None
+                got[event.index] = current + event.payload
                 grant = receiver.consumed(len(event.payload))
                 if grant:
                     assert sender.receive(grant) == []
             pos += n
-        ended = receiver.receive(sender.end_file(hashlib.sha256(blob).hexdigest()))
-        assert ended == [transfer.FileEnded(index, hashlib.sha256(blob).hexdigest())]
+        digest = hashlib.sha256(blob).hexdigest()
+        assert receiver.receive(sender.end_file(digest)) == [transfer.FileEnded(index, digest)]
         for frame in receiver.file_verified(index):
             for event in sender.receive(frame):
                 assert isinstance(event, transfer.FileAcked | transfer.Finished)
@@ -48,23 +77,81 @@ def run_transfer(data: list[bytes], window: int, chunk: int) -> list[bytes]:
 
 def test_transfer_of_several_files_with_small_window() -> None:
     """Credit returns in quarter windows; everything arrives, in order."""
-    data = [b"", b"x", bytes(range(256)) * 300]
+    data: list[bytes | None] = [b"", None, b"x", bytes(range(256)) * 300]
     assert run_transfer(data, window=4096, chunk=1000) == data
 
 
+def test_directories_only() -> None:
+    """An offer of empty directories finishes without any data."""
+    assert run_transfer([None, None], window=10, chunk=10) == [None, None]
+
+
+def test_stream_of_unknown_size() -> None:
+    """A stream's size is only known at its end, and is still checked there."""
+    data: list[bytes | None] = [b"streamed " * 1000]
+    assert run_transfer(data, window=2048, chunk=500, streams=frozenset({0})) == data
+
+
 @given(
-    data=st.lists(st.binary(max_size=3000), min_size=1, max_size=4),
+    data=st.lists(st.one_of(st.none(), st.binary(max_size=3000)), min_size=1, max_size=5),
     window=st.integers(1, 5000),
     chunk=st.integers(1, 2000),
 )
-def test_any_sizes_window_and_chunking(data: list[bytes], window: int, chunk: int) -> None:
-    """For any files, window and chunk size the transfer completes byte-exact."""
+def test_any_sizes_window_and_chunking(data: list[bytes | None], window: int, chunk: int) -> None:
+    """For any entries, window and chunk size the transfer completes byte-exact."""
     assert run_transfer(data, window, chunk) == data
+
+
+def test_large_manifest_is_sent_in_batches() -> None:
+    """10,000 entries do not fit one message: the offer arrives in several, all under 64 KiB."""
+    big = m.Offer(tuple(m.FileEntry(f"dir/file-{i:05}.txt", 1024) for i in range(10_000)))
+    frames = big.frames()
+    assert len(frames) > 1 and all(len(f) <= 64 * 1024 for f in frames)
+    receiver = transfer.ReceiverProtocol()
+    events = [e for f in frames for e in receiver.receive(f)]
+    assert events == [transfer.OfferReceived(big)]
+
+
+def test_more_entries_than_declared_are_refused() -> None:
+    """Entries past the declared count are refused, in the head or in a later batch."""
+    entry = {"path": "x", "size": 1, "mode": 420}
+    receiver = transfer.ReceiverProtocol()
+    with pytest.raises(ProtocolError, match="more entries"):
+        receiver.receive(
+            m._frame(m.Offer.TYPE, {"v": 1, "count": 1, "total": 2, "files": [entry, entry]})
+        )
+    receiver = transfer.ReceiverProtocol()
+    receiver.receive(m._frame(m.Offer.TYPE, {"v": 1, "count": 2, "total": 2, "files": [entry]}))
+    with pytest.raises(ProtocolError, match="more entries"):
+        receiver.receive(m._frame(m.OfferMore.TYPE, {"files": [entry, entry]}))
+    # A complete offer takes no more batches.
+    receiver = transfer.ReceiverProtocol()
+    deliver_offer(receiver, offer(1, 2))
+    with pytest.raises(ProtocolError):
+        receiver.receive(m._frame(m.OfferMore.TYPE, {"files": [entry]}))
+
+
+def test_offer_total_must_match() -> None:
+    """The declared total is checked against the entries."""
+    receiver = transfer.ReceiverProtocol()
+    head = {"v": 1, "count": 1, "total": 5, "files": [{"path": "a", "size": 4, "mode": 420}]}
+    with pytest.raises(ProtocolError, match="total"):
+        receiver.receive(m._frame(m.Offer.TYPE, head))
+
+
+def test_stream_size_is_checked_at_its_end() -> None:
+    """A FileEnd whose size differs from the bytes that came is refused, stream or not."""
+    receiver = transfer.ReceiverProtocol()
+    deliver_offer(receiver, m.Offer((m.FileEntry("s", None, kind="stream"),)))
+    receiver.accept(100)
+    receiver.receive(m.encode(m.Data(b"abc")))
+    with pytest.raises(IntegrityError):
+        receiver.receive(m.encode(m.FileEnd(0, 4, "0" * 64)))
 
 
 def accepted_receiver(*sizes: int, window: int = 100) -> transfer.ReceiverProtocol:
     receiver = transfer.ReceiverProtocol()
-    receiver.receive(m.encode(offer(*sizes)))
+    deliver_offer(receiver, offer(*sizes))
     receiver.accept(window)
     return receiver
 
@@ -82,7 +169,7 @@ def test_fewer_bytes_than_declared_is_an_integrity_error() -> None:
     receiver = accepted_receiver(3)
     receiver.receive(m.encode(m.Data(b"ab")))
     with pytest.raises(IntegrityError, match="fewer bytes"):
-        receiver.receive(m.encode(m.FileEnd(0, "0" * 64)))
+        receiver.receive(m.encode(m.FileEnd(0, 2, "0" * 64)))
 
 
 def test_data_beyond_credit_is_refused() -> None:
@@ -96,7 +183,7 @@ def test_data_beyond_credit_is_refused() -> None:
     "frame",
     [
         m.encode(m.Data(b"early")),  # data before accept
-        m.encode(m.FileEnd(0, "0" * 64)),
+        m.encode(m.FileEnd(0, 0, "0" * 64)),
         m.encode(m.Accept(5)),  # receiver-only message
         m.encode(m.Done()),
     ],
@@ -104,7 +191,7 @@ def test_data_beyond_credit_is_refused() -> None:
 def test_out_of_order_messages_before_accept_are_refused(frame: bytes) -> None:
     """Before the user accepted, only an offer (or abort or ping) is acceptable."""
     receiver = transfer.ReceiverProtocol()
-    receiver.receive(m.encode(offer(5)))
+    deliver_offer(receiver, offer(5))
     with pytest.raises(ProtocolError):
         receiver.receive(frame)
 
@@ -112,15 +199,15 @@ def test_out_of_order_messages_before_accept_are_refused(frame: bytes) -> None:
 def test_second_offer_is_refused() -> None:
     """An offer cannot be swapped after the user saw the first one."""
     receiver = transfer.ReceiverProtocol()
-    receiver.receive(m.encode(offer(5)))
+    deliver_offer(receiver, offer(5))
     with pytest.raises(ProtocolError):
-        receiver.receive(m.encode(offer(6)))
+        receiver.receive(offer(6).frames()[0])
 
 
 def test_file_end_for_the_wrong_file_is_refused() -> None:
     receiver = accepted_receiver(0, 0)
     with pytest.raises(ProtocolError, match="out of order"):
-        receiver.receive(m.encode(m.FileEnd(1, "0" * 64)))
+        receiver.receive(m.encode(m.FileEnd(1, 0, "0" * 64)))
 
 
 def test_sender_refuses_done_before_acks_and_unknown_acks() -> None:
