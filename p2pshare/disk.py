@@ -5,7 +5,8 @@ descriptors opened from the output root with ``O_NOFOLLOW``: a symlink already i
 directory (or swapped in during the transfer) is never followed. Each file is written to a
 fresh ``O_EXCL`` temporary file in its directory and gets its final name only after its SHA-256
 matched, by ``link`` (which never replaces anything) or, with ``--overwrite``, ``replace``.
-Mode bits are limited to rwx; setuid, setgid and sticky bits are dropped.
+Mode bits are limited to rwx (setuid, setgid and sticky are dropped) and the umask applies;
+directories always keep the owner's rwx so that the received tree stays usable.
 """
 
 from __future__ import annotations
@@ -393,7 +394,7 @@ class Tree:
             try:
                 if current.written >= FSYNC_MIN_BYTES:
                     os.fsync(current.fd)
-                mode = ((current.entry.mode & 0o777) | 0o600) & ~_UMASK
+                mode = current.entry.mode & 0o777 & ~_UMASK
                 os.fchmod(current.fd, mode)
                 if current.entry.mtime is not None:
                     os.utime(current.fd, (current.entry.mtime, current.entry.mtime))

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from p2pshare import session
+from p2pshare.files import terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
 
@@ -69,10 +70,17 @@ class HumanReporter:
 
     def done(self, result: session.TransferResult, verb: str) -> None:
         self.close()
+        if result.text is not None:
+            # A received message goes to stdout, escaped when a terminal would interpret it.
+            out = terminal_safe(result.text) if sys.stdout.isatty() else result.text
+            sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
+            sys.stdout.flush()
+            return
         where = f" to {result.path}" if verb == "Received" and result.path else ""
+        what = f"{result.files} files, " if result.files != 1 else ""
         rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
         self.say(
-            f"{verb} {result.bytes:,} bytes{where} in {result.seconds:.1f} s "
+            f"{verb} {what}{result.bytes:,} bytes{where} in {result.seconds:.1f} s "
             f"({rate:.1f} MB/s), SHA-256 verified."
         )
 
@@ -122,15 +130,17 @@ class JsonReporter:
         pass
 
     def done(self, result: session.TransferResult, verb: str) -> None:
-        self.emit(
-            {
-                "event": "done",
-                "bytes": result.bytes,
-                "seconds": round(result.seconds, 3),
-                "sha256": result.sha256,
-                "path": str(result.path) if result.path else None,
-            }
-        )
+        done: dict[str, Any] = {
+            "event": "done",
+            "bytes": result.bytes,
+            "files": result.files,
+            "seconds": round(result.seconds, 3),
+            "sha256": result.sha256,
+            "path": str(result.path) if result.path else None,
+        }
+        if result.text is not None:
+            done["text"] = result.text
+        self.emit(done)
 
     def error(self, name: str, message: str) -> None:
         self.emit({"event": "error", "error": name, "message": message})

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,3 +124,15 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
 def leftovers(directory: Path) -> list[str]:
     """Everything in ``directory``: a failed receive must leave nothing (no temp files)."""
     return sorted(p.name for p in directory.iterdir())
+
+
+def wait_with_peak_rss(proc: subprocess.Popen[Any], timeout: float = 120) -> tuple[int, int]:
+    """Wait for ``proc``; return (exit code, peak RSS in bytes) from the kernel's rusage."""
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss * 1024

@@ -1,0 +1,139 @@
+"""A malicious sender for tests: real pairing and data channel, then crafted offers and data.
+
+Run as ``python -m tests.hostile_sender SERVER CASE``. It prints ``{"code": ...}`` on stdout,
+pairs with the receiver through the library (PAKE, sealed SDP, aiortc), then sends what CASE
+says, whatever the protocol allows, and waits for the receiver to react.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any
+
+from p2pshare import messages as m
+from p2pshare.codes import Code, generate_words
+from p2pshare.config import Settings
+from p2pshare.pake import Role
+from p2pshare.session import _pair_and_connect, _rendezvous
+from p2pshare.webrtc import IceConfig
+from signal_server import eventloop
+
+
+def entry(path: str, size: int | None = 1, kind: str = "file") -> dict[str, Any]:
+    return {"path": path, "size": size, "mode": 0o644, "kind": kind}
+
+
+def offer(*entries: dict[str, Any], count: int | None = None, total: int | None = None) -> bytes:
+    sizes = [e["size"] or 0 for e in entries]
+    head = {
+        "v": 1,
+        "count": count if count is not None else len(entries),
+        "total": total if total is not None else sum(sizes),
+        "files": list(entries),
+    }
+    return m._frame(m.Offer.TYPE, head)
+
+
+# name -> (frames sent before the receiver accepts, frames sent after it accepts)
+BAD_NAMES = {
+    "absolute": "/tmp/p2pshare-owned",
+    "dotdot": "../escaped.txt",
+    "dotdot-inside": "a/../../b.txt",
+    "dotdot-last": "a/..",
+    "dot": "a/./b",
+    "empty-component": "a//b",
+    "backslash": "..\\..\\escaped.txt",
+    "drive-letter": "C:evil.txt",
+    "drive-path": "C:\\Windows\\evil.txt",
+    "unc": "\\\\server\\share\\evil.txt",
+    "nul": "a\x00b.txt",
+    "control": "bell\x07.txt",
+    "ansi-escape": "\x1b[31mred\x1b[0m.txt",
+    "osc-title": "\x1b]0;owned\x07.txt",
+    "bidi-override": "invoice\u202etxt.exe",
+    "zero-width": "pay\u200bpal.txt",
+    "line-separator": "a\u2028b.txt",
+    "long-name": "n" * 300,
+    "long-path": "d/" * 2100 + "f",
+    "device-con": "CON",
+    "device-aux-ext": "aux.txt",
+    "device-lpt": "lpt1",
+    "trailing-dot": "name.",
+    "trailing-space": "name ",
+}
+
+
+def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
+    table: dict[str, tuple[list[bytes], list[bytes]]] = {
+        name: ([offer(entry(path))], []) for name, path in BAD_NAMES.items()
+    }
+    table.update(
+        {
+            "case-collision": ([offer(entry("Readme.txt"), entry("README.TXT"))], []),
+            "unicode-collision": ([offer(entry("caf\u00e9.txt"), entry("cafe\u0301.txt"))], []),
+            "dir-replaces-file": ([offer(entry("a"), entry("a/b"))], []),
+            "file-replaces-dir": ([offer(entry("a/b"), entry("a"))], []),
+            "dir-and-file-same": ([offer(entry("a", 0, "dir"), entry("a"))], []),
+            "text-with-files": ([offer(entry("t", 1, "text"), entry("f"))], []),
+            "more-entries-than-declared": ([offer(entry("a"), entry("b"), count=1, total=2)], []),
+            "more-batches-than-declared": (
+                [offer(entry("a"), count=1), m._frame(m.OfferMore.TYPE, {"files": [entry("b")]})],
+                [],
+            ),
+            "total-mismatch": ([offer(entry("a", 5), total=4)], []),
+            "larger-than-disk": ([offer(entry("huge.bin", 2**50))], []),
+            "symlink-dir": ([offer(entry("link/owned.txt"))], []),
+            "symlink-file": ([offer(entry("link"))], []),
+            "more-bytes-than-declared": (
+                [offer(entry("short.txt", 3))],
+                [m.encode(m.Data(b"12345"))],
+            ),
+            "fewer-bytes-than-declared": (
+                [offer(entry("long.txt", 5))],
+                [m.encode(m.Data(b"123")), m.encode(m.FileEnd(0, 3, "0" * 64))],
+            ),
+            "wrong-hash": (
+                [offer(entry("bad.txt", 3))],
+                [m.encode(m.Data(b"abc")), m.encode(m.FileEnd(0, 3, "0" * 64))],
+            ),
+        }
+    )
+    return table
+
+
+async def main(server: str, case: str) -> None:
+    before, after = cases()[case]
+    settings = Settings(server=server, ice=IceConfig(local_addresses=("127.0.0.1",)))
+    async with contextlib.AsyncExitStack() as stack:
+        rv, _ = await stack.enter_async_context(_rendezvous(settings))
+        code = Code(await rv.allocate(), generate_words(2))
+        print(json.dumps({"code": str(code)}), flush=True)
+        link = await _pair_and_connect(rv, Role.SENDER, code, settings, stack, lambda e: None)
+        with contextlib.suppress(Exception):  # the receiver may hang up at any point
+            await send_case(link, before, after)
+        # Hang up as soon as the receiver aborts (or goes), as a real sender would.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                while (frame := await link.incoming.get()) and frame[:1] != bytes([m.Abort.TYPE]):
+                    pass
+
+
+async def send_case(link: Any, before: list[bytes], after: list[bytes]) -> None:
+    for frame in before:
+        link.send(frame)
+    if after:
+        # Wait for the Accept (or the refusal), then push the rest regardless of credit.
+        reply = await asyncio.wait_for(link.incoming.get(), 30)
+        while reply[:1] == bytes([m.Ping.TYPE]):
+            reply = await asyncio.wait_for(link.incoming.get(), 30)
+        if reply[:1] == bytes([m.Accept.TYPE]):
+            for frame in after:
+                link.send(frame)
+                await link.drain()
+
+
+if __name__ == "__main__":
+    eventloop.run(main(sys.argv[1], sys.argv[2]))

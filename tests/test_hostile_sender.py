@@ -1,0 +1,106 @@
+"""A malicious sender against the real receiver: every hostile offer is refused, safely."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import ROOT, Peer, peer_env, run_signal_server
+from tests.hostile_sender import BAD_NAMES, cases
+
+EXIT_BY_CASE = {
+    "larger-than-disk": 11,  # disk-full: declined before any byte
+    "symlink-file": 9,  # an existing entry (the link) is not replaced without --overwrite
+}
+RAW_DANGER = ("\x1b", "\x00", "\x07", "\u202e", "\u200b", "\u2028")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    # One server for the module; the join rate limit is lifted for this many quick pairs.
+    with run_signal_server("--port", "0", "--joins-per-ip-per-minute", "0") as url:
+        yield url
+
+
+def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer, Path, Path]:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    if case == "symlink-dir":
+        (out / "link").symlink_to(outside, target_is_directory=True)
+    if case == "symlink-file":
+        (out / "link").symlink_to(outside / "target.txt")
+    hostile = subprocess.Popen(
+        [sys.executable, "-m", "tests.hostile_sender", server, case],
+        cwd=ROOT,
+        env=peer_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert hostile.stdout is not None
+        code = json.loads(hostile.stdout.readline())["code"]
+        receiver = Peer(
+            ["receive", code, "--server", server, "--yes", "-o", str(out), *extra], cwd=tmp_path
+        )
+        receiver.wait()
+    finally:
+        hostile.kill()
+        hostile.wait()
+    return receiver, out, outside
+
+
+@pytest.mark.parametrize("case", sorted(cases()))
+def test_hostile_offer_is_refused(server: str, tmp_path: Path, case: str) -> None:
+    """Refused with a clear reason; nothing written anywhere; nothing printed raw."""
+    receiver, out, outside = run_case(server, tmp_path, case, "--json")
+    expected = EXIT_BY_CASE.get(case, 10)
+    assert receiver.proc.returncode == expected, (receiver.events, receiver.stderr)
+    error = receiver.last("error")
+    assert error["message"] and error["error"] in (
+        "unsafe-name",
+        "protocol",
+        "integrity",
+        "disk-full",
+        "declined",
+    )
+    assert not any(d in error["message"] for d in RAW_DANGER)
+    assert not any(d in receiver.stderr for d in RAW_DANGER)
+    assert sorted(p.name for p in out.iterdir()) == (["link"] if "symlink" in case else [])
+    assert list(outside.iterdir()) == []
+    assert not Path("/tmp/p2pshare-owned").exists()
+
+
+@pytest.mark.parametrize("case", ["ansi-escape", "osc-title", "bidi-override", "control"])
+def test_hostile_names_are_printed_escaped(server: str, tmp_path: Path, case: str) -> None:
+    """In a terminal-style (human) run the refused name is shown escaped, never raw."""
+    receiver, _, _ = run_case(server, tmp_path, case)
+    assert receiver.proc.returncode == 10
+    assert "refused unsafe" in receiver.stderr
+    assert not any(d in receiver.stderr for d in RAW_DANGER)
+
+
+def test_every_bad_name_is_a_case() -> None:
+    """The table covers each hostile-name family the receiver must refuse."""
+    assert {
+        "absolute",
+        "dotdot-inside",
+        "backslash",
+        "drive-letter",
+        "unc",
+        "nul",
+        "ansi-escape",
+        "bidi-override",
+        "zero-width",
+        "long-name",
+        "long-path",
+        "device-con",
+        "trailing-dot",
+        "trailing-space",
+    } <= set(BAD_NAMES)
