@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -247,7 +248,8 @@ class FileEnd:
 
 @dataclass(frozen=True)
 class FileAck:
-    """Receiver → sender: file ``index`` verified and stored under its final name."""
+    """Receiver → sender: every entry up to and including ``index`` is verified and stored
+    under its final name (cumulative: the receiver need not acknowledge each file)."""
 
     TYPE: ClassVar[int] = 0x06
     index: int
@@ -296,8 +298,22 @@ class Data:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class DataEnd:
+    """Sender → receiver: the last bytes of entry ``index`` and its end, in one message (a
+    small file costs one message instead of two). Binary header after the type byte:
+    index (u32), size (u64), SHA-256 (32 bytes), all big-endian; then the payload."""
+
+    TYPE: ClassVar[int] = 0x11
+    HEADER: ClassVar[struct.Struct] = struct.Struct(">IQ32s")
+    index: int
+    size: int
+    sha256: str
+    payload: bytes
+
+
 Control = OfferHead | OfferMore | Accept | Abort | Credit | FileEnd | FileAck | Done | Ping
-Message = Control | Data
+Message = Control | Data | DataEnd
 
 _CONTROL_TYPES: dict[int, type[Control]] = {
     cls.TYPE: cls
@@ -311,12 +327,18 @@ def _frame(kind: int, obj: dict[str, Any]) -> bytes:
 
 
 DATA_HEADER = bytes([Data.TYPE])
+DATA_END_OVERHEAD = 1 + DataEnd.HEADER.size
 
 
-def encode(message: Accept | Abort | Credit | FileEnd | FileAck | Done | Ping | Data) -> bytes:
+def encode(
+    message: Accept | Abort | Credit | FileEnd | FileAck | Done | Ping | Data | DataEnd,
+) -> bytes:
     """One frame for ``message`` (an :class:`Offer` takes several: ``Offer.frames()``)."""
     if isinstance(message, Data):
         return DATA_HEADER + message.payload
+    if isinstance(message, DataEnd):
+        header = DataEnd.HEADER.pack(message.index, message.size, bytes.fromhex(message.sha256))
+        return bytes([DataEnd.TYPE]) + header + message.payload
     return _frame(message.TYPE, message.to_json())
 
 
@@ -327,6 +349,14 @@ def decode(frame: bytes | str) -> Message:
     kind = frame[0]
     if kind == Data.TYPE:
         return Data(frame[1:])
+    if kind == DataEnd.TYPE:
+        end = 1 + DataEnd.HEADER.size
+        if len(frame) < end:
+            raise ProtocolError("truncated data-end message")
+        index, size, digest = DataEnd.HEADER.unpack_from(frame, 1)
+        if index > MAX_ENTRIES or size > MAX_FILE_BYTES:
+            raise ProtocolError("data-end fields out of range")
+        return DataEnd(index, size, digest.hex(), frame[end:])
     cls = _CONTROL_TYPES.get(kind)
     if cls is None:
         raise ProtocolError(f"unknown message type {kind}")

@@ -360,7 +360,7 @@ async def _send_entries(
 
     wire = _Wire(link, settings, handle)
     data_sources = [s for s in sources if s.entry.carries_data]
-    reader = disk.Reader(data_sources, link.max_message_bytes - len(m.DATA_HEADER))
+    reader = disk.Reader(data_sources, link.max_message_bytes - m.DATA_END_OVERHEAD)
 
     async def main() -> TransferResult:
         for frame in proto.start():
@@ -372,15 +372,15 @@ async def _send_entries(
         on_event(Progress(0, total))
         digests: list[str] = []
         async for item in _read_ahead(reader):
+            chunk = item if isinstance(item, bytes) else item[0]
+            await wire.until(functools.partial(proto.can_send, len(chunk)))
             if isinstance(item, bytes):
-                await wire.until(functools.partial(proto.can_send, len(item)))
-                link.send(proto.data(item))
-                await link.drain()
-                on_event(Progress(reader.read_bytes, total))
+                link.send(proto.data(chunk))
             else:
-                assert isinstance(item, str)
-                digests.append(item)
-                link.send(proto.end_file(item))
+                digests.append(item[1])
+                link.send(proto.data_end(chunk, item[1]))
+            await link.drain()
+            on_event(Progress(reader.read_bytes, total))
         await wire.until(lambda: state["finished"])
         wire.closing = True
         return TransferResult(
@@ -394,9 +394,12 @@ async def _send_entries(
     return await wire.run(main())
 
 
-async def _read_ahead(reader: disk.Reader, depth: int = 16) -> AsyncIterator[bytes | str]:
-    """Chunks of every source in order, each file followed by its SHA-256 (a str), read and
-    hashed in a worker thread that stays at most ``depth`` items ahead."""
+async def _read_ahead(
+    reader: disk.Reader, depth: int = 16
+) -> AsyncIterator[bytes | tuple[bytes, str]]:
+    """Every source's chunks in order; each source's last chunk (maybe empty) comes paired with
+    the source's SHA-256. Reading and hashing happen in a worker thread that stays at most
+    ``depth`` items ahead."""
     loop = asyncio.get_running_loop()
     items: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
     stop = threading.Event()
@@ -413,12 +416,15 @@ async def _read_ahead(reader: disk.Reader, depth: int = 16) -> AsyncIterator[byt
         try:
             for source in reader.sources:
                 digest = hashlib.sha256()
+                held: bytes | None = None  # one chunk of look-ahead finds the last one
                 for chunk in reader.chunks(source):
                     if stop.is_set():
                         return
                     digest.update(chunk)
-                    put(chunk)
-                put(digest.hexdigest())
+                    if held is not None:
+                        put(held)
+                    held = chunk
+                put((held or b"", digest.hexdigest()))
             put(_END)
         except BaseException as exc:  # delivered to the loop and raised there
             put(exc)
@@ -429,7 +435,7 @@ async def _read_ahead(reader: disk.Reader, depth: int = 16) -> AsyncIterator[byt
         while (item := await items.get()) is not _END:
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, bytes | str)
+            assert isinstance(item, bytes | tuple)
             yield item
     finally:
         stop.set()

@@ -19,6 +19,7 @@ what they return; tests drive them directly.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from enum import Enum, auto
 
@@ -28,6 +29,9 @@ from p2pshare.files import printable
 
 DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
 """Credit the receiver grants: bounds the receiver's memory whatever its disk speed."""
+ACK_EVERY_FILES = 256
+"""The receiver acknowledges verified files cumulatively, at most this many at a time (and
+after any large file, and after the last), so small files cost no message of their own."""
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -149,9 +153,10 @@ class SenderProtocol(_Side):
                 self.credit += msg.bytes
                 return []
             if isinstance(msg, m.FileAck):
-                if self.acked >= self._position or msg.index != self._order[self.acked]:
+                upto = bisect.bisect_left(self._order, msg.index)
+                if upto >= self._position or self._order[upto] != msg.index or upto < self.acked:
                     raise ProtocolError("acknowledgement for a file not yet sent")
-                self.acked += 1
+                self.acked = upto + 1
                 return [FileAcked(msg.index)]
             if isinstance(msg, m.Done):
                 if self.acked != len(self._order):
@@ -184,6 +189,20 @@ class SenderProtocol(_Side):
         self.sent_in_file = 0
         return frame
 
+    def data_end(self, payload: bytes, sha256: str) -> bytes:
+        """The last bytes of the current entry and its end in one frame (payload may be
+        empty); the caller stays within the credit."""
+        index, remaining = self.current, self.current_remaining
+        if self._state is not _State.TRANSFERRING or index is None:
+            raise RuntimeError("not sending a file")
+        if len(payload) > self.credit or (remaining is not None and len(payload) != remaining):
+            raise RuntimeError("payload exceeds credit or does not end the file")
+        self.credit -= len(payload)
+        size = self.sent_in_file + len(payload)
+        self._position += 1
+        self.sent_in_file = 0
+        return m.encode(m.DataEnd(index, size, sha256, payload))
+
 
 class ReceiverProtocol(_Side):
     """The receiving side: enforces order, declared counts and sizes, and its credit."""
@@ -200,6 +219,7 @@ class ReceiverProtocol(_Side):
         self.window = 0
         self._returned = 0  # consumed bytes not yet granted back
         self.verified = 0
+        self._unacked = 0
 
     def receive(self, frame: bytes) -> list[Event]:
         msg = m.decode(frame)
@@ -220,24 +240,35 @@ class ReceiverProtocol(_Side):
             if isinstance(msg, m.Data):
                 if not msg.payload:
                     raise ProtocolError("empty data message")
-                if size is not None and self.received_in_file + len(msg.payload) > size:
-                    raise IntegrityError("the sender sent more bytes than it declared")
-                if len(msg.payload) > self.outstanding:
-                    raise ProtocolError("the sender ignored flow control")
-                self.outstanding -= len(msg.payload)
-                self.received_in_file += len(msg.payload)
-                return [ChunkReceived(index, msg.payload)]
+                return [self._take(index, size, msg.payload)]
+            if isinstance(msg, m.DataEnd):
+                events: list[Event] = [self._take(index, size, msg.payload)] if msg.payload else []
+                return [*events, self._end(index, size, msg.index, msg.size, msg.sha256)]
             if isinstance(msg, m.FileEnd):
-                if msg.index != index:
-                    raise ProtocolError("file end out of order")
-                if msg.size != self.received_in_file or (
-                    size is not None and self.received_in_file != size
-                ):
-                    raise IntegrityError("the sender sent fewer bytes than it declared")
-                self._position += 1
-                self.received_in_file = 0
-                return [FileEnded(index, msg.sha256)]
+                return [self._end(index, size, msg.index, msg.size, msg.sha256)]
         raise ProtocolError(f"unexpected {type(msg).__name__} message")
+
+    def _take(self, index: int, size: int | None, payload: bytes) -> ChunkReceived:
+        if size is not None and self.received_in_file + len(payload) > size:
+            raise IntegrityError("the sender sent more bytes than it declared")
+        if len(payload) > self.outstanding:
+            raise ProtocolError("the sender ignored flow control")
+        self.outstanding -= len(payload)
+        self.received_in_file += len(payload)
+        return ChunkReceived(index, payload)
+
+    def _end(
+        self, index: int, size: int | None, claimed_index: int, claimed_size: int, sha256: str
+    ) -> FileEnded:
+        if claimed_index != index:
+            raise ProtocolError("file end out of order")
+        if claimed_size != self.received_in_file or (
+            size is not None and self.received_in_file != size
+        ):
+            raise IntegrityError("the sender sent fewer bytes than it declared")
+        self._position += 1
+        self.received_in_file = 0
+        return FileEnded(index, sha256)
 
     def _collect(self, entries: tuple[m.FileEntry, ...]) -> list[Event]:
         assert self._head is not None
@@ -271,7 +302,8 @@ class ReceiverProtocol(_Side):
         return m.encode(m.Credit(grant))
 
     def file_verified(self, index: int) -> list[bytes]:
-        """Entry ``index`` is in place: acknowledge it, and finish after the last one."""
+        """Entry ``index`` is in place. Acknowledges cumulatively (every ACK_EVERY_FILES
+        files, after a large file, and after the last one, followed by Done)."""
         if (
             self.offer is None
             or self.verified >= self._position
@@ -279,8 +311,16 @@ class ReceiverProtocol(_Side):
         ):
             raise RuntimeError("file verified out of order")
         self.verified += 1
+        self._unacked += 1
+        size = self.offer.files[index].size
+        last = self.verified == len(self._order)
+        if not (
+            last or self._unacked >= ACK_EVERY_FILES or size is None or size >= self.window // 4
+        ):
+            return []
+        self._unacked = 0
         frames = [m.encode(m.FileAck(index))]
-        if self.verified == len(self._order):
+        if last:
             self._state = _State.FINISHED
             frames.append(m.encode(m.Done()))
         return frames

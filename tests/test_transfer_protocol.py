@@ -26,7 +26,11 @@ def deliver_offer(receiver: transfer.ReceiverProtocol, the_offer: m.Offer) -> li
 
 
 def run_transfer(
-    data: list[bytes | None], window: int, chunk: int, streams: frozenset[int] = frozenset()
+    data: list[bytes | None],
+    window: int,
+    chunk: int,
+    streams: frozenset[int] = frozenset(),
+    combine_end: bool = False,
 ) -> list[bytes | None]:
     """Drive both state machines against each other and return what the receiver got.
 
@@ -54,10 +58,19 @@ def run_transfer(
             continue
         assert sender.current == index
         pos = 0
-        while pos < len(blob):
+        digest = hashlib.sha256(blob).hexdigest()
+        ended = False
+        while pos < len(blob) or (combine_end and not ended):
             n = min(chunk, len(blob) - pos, sender.credit)
-            assert n > 0, "sender starved: credit never returned"
-            for event in receiver.receive(sender.data(blob[pos : pos + n])):
+            if combine_end and pos + n == len(blob):
+                frame, ended = sender.data_end(blob[pos : pos + n], digest), True
+            else:
+                assert n > 0, "sender starved: credit never returned"
+                frame = sender.data(blob[pos : pos + n])
+            for event in receiver.receive(frame):
+                if isinstance(event, transfer.FileEnded):
+                    assert event == transfer.FileEnded(index, digest)
+                    continue
                 assert isinstance(event, transfer.ChunkReceived)
                 current = got[event.index]
                 assert current is not None
@@ -66,8 +79,9 @@ def run_transfer(
                 if grant:
                     assert sender.receive(grant) == []
             pos += n
-        digest = hashlib.sha256(blob).hexdigest()
-        assert receiver.receive(sender.end_file(digest)) == [transfer.FileEnded(index, digest)]
+        if not combine_end:
+            ended_events = receiver.receive(sender.end_file(digest))
+            assert ended_events == [transfer.FileEnded(index, digest)]
         for frame in receiver.file_verified(index):
             for event in sender.receive(frame):
                 assert isinstance(event, transfer.FileAcked | transfer.Finished)
@@ -96,10 +110,35 @@ def test_stream_of_unknown_size() -> None:
     data=st.lists(st.one_of(st.none(), st.binary(max_size=3000)), min_size=1, max_size=5),
     window=st.integers(1, 5000),
     chunk=st.integers(1, 2000),
+    combine_end=st.booleans(),
 )
-def test_any_sizes_window_and_chunking(data: list[bytes | None], window: int, chunk: int) -> None:
-    """For any entries, window and chunk size the transfer completes byte-exact."""
-    assert run_transfer(data, window, chunk) == data
+def test_any_sizes_window_and_chunking(
+    data: list[bytes | None], window: int, chunk: int, combine_end: bool
+) -> None:
+    """For any entries, window, chunk size and end framing the transfer is byte-exact."""
+    assert run_transfer(data, window, chunk, combine_end=combine_end) == data
+
+
+def test_small_files_cost_one_message_each_and_acks_are_batched() -> None:
+    """600 tiny files: one DataEnd each, and three cumulative acks (256, 512, the last)."""
+    files = [bytes([i % 256]) * 10 for i in range(600)]
+    sender = transfer.SenderProtocol(offer(*(len(f) for f in files)))
+    receiver = transfer.ReceiverProtocol()
+    for frame in sender.start():
+        receiver.receive(frame)
+    sender.receive(receiver.accept(1 << 20))
+    acks = []
+    for i, blob in enumerate(files):
+        events = receiver.receive(sender.data_end(blob, hashlib.sha256(blob).hexdigest()))
+        assert [type(e) for e in events] == [transfer.ChunkReceived, transfer.FileEnded]
+        for frame in receiver.file_verified(i):
+            acks += sender.receive(frame)
+    assert acks == [
+        transfer.FileAcked(255),
+        transfer.FileAcked(511),
+        transfer.FileAcked(599),
+        transfer.Finished(),
+    ]
 
 
 def test_large_manifest_is_sent_in_batches() -> None:
@@ -251,6 +290,8 @@ def test_abort_from_peer_becomes_its_error_and_interrupt_means_peer_left() -> No
         b'\x05{"index":0,"sha256":"XYZ"}',
         b'\x04{"bytes":0}',
         b"\x02\xff\xfe",
+        b"\x11" + b"\x00" * 20,
+        b"\x11" + b"\x00" * 4 + b"\xff" * 40,
     ],
 )
 def test_malformed_frames_are_protocol_errors(frame: bytes) -> None:
