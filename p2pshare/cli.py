@@ -19,10 +19,19 @@ import typer
 
 from p2pshare import __version__, session
 from p2pshare.codes import DEFAULT_WORDS, Code, parse_chosen_code, parse_code
-from p2pshare.config import ENV_CODE, ENV_LOCAL_ADDRESSES, ENV_SERVER, Settings
+from p2pshare.config import (
+    ENV_CODE,
+    ENV_LOCAL_ADDRESSES,
+    ENV_SERVER,
+    ENV_STUN,
+    ENV_TURN,
+    ENV_TURN_PASSWORD,
+    ENV_TURN_USER,
+    Settings,
+)
 from p2pshare.errors import DeclinedError, InterruptedTransferError, P2PShareError
 from p2pshare.progress import HumanReporter, JsonReporter, Reporter
-from p2pshare.webrtc import IceConfig
+from p2pshare.webrtc import IceConfig, check_ice_url
 from signal_server import eventloop
 
 app = typer.Typer(
@@ -56,6 +65,63 @@ LocalAddressOpt = Annotated[
         help="Offer only this local IP address to the peer (repeatable; also "
         f"{ENV_LOCAL_ADDRESSES}, comma-separated). 127.0.0.1 connects two programs on one "
         "machine. Without --server, the sender's rendezvous server listens on the first.",
+    ),
+]
+StunOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stun",
+        metavar="URL",
+        rich_help_panel="Network",
+        help=f"STUN server, e.g. stun:stun.example.org:3478 (repeatable; also {ENV_STUN}, "
+        "comma-separated). Used before any the rendezvous server suggests.",
+    ),
+]
+TurnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--turn",
+        envvar=ENV_TURN,
+        metavar="URL",
+        rich_help_panel="Network",
+        help="TURN server, e.g. turn:turn.example.org:3478?transport=udp, with "
+        "--turn-user and --turn-password. Used before the rendezvous server's.",
+    ),
+]
+TurnUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--turn-user",
+        envvar=ENV_TURN_USER,
+        metavar="USER",
+        rich_help_panel="Network",
+        help="TURN username.",
+    ),
+]
+TurnPasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--turn-password",
+        envvar=ENV_TURN_PASSWORD,
+        metavar="PASSWORD",
+        rich_help_panel="Network",
+        help=f"TURN password (better in {ENV_TURN_PASSWORD}: argv is public).",
+    ),
+]
+RelayOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--relay-only",
+        rich_help_panel="Network",
+        help="Only connect through the TURN relay (hides your addresses from the peer).",
+    ),
+]
+DirectOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--direct-only",
+        rich_help_panel="Network",
+        help="Never relay through TURN: connect directly or fail.",
     ),
 ]
 JsonOpt = Annotated[
@@ -96,11 +162,42 @@ def _setup_logging(verbose: int) -> None:
             logging.getLogger(name).setLevel(logging.DEBUG)
 
 
-def _settings(server: str | None, local_address: list[str] | None, **kw: Any) -> Settings:
-    addresses = list(local_address or [])
-    if not addresses and os.environ.get(ENV_LOCAL_ADDRESSES):
-        addresses = [a.strip() for a in os.environ[ENV_LOCAL_ADDRESSES].split(",") if a.strip()]
-    ice = IceConfig(local_addresses=tuple(addresses) or None)
+def _from_env_list(values: list[str] | None, env: str) -> list[str]:
+    if values:
+        return list(values)
+    return [v.strip() for v in os.environ.get(env, "").split(",") if v.strip()]
+
+
+def _settings(
+    server: str | None,
+    local_address: list[str] | None,
+    stun: list[str] | None = None,
+    turn: str | None = None,
+    turn_user: str | None = None,
+    turn_password: str | None = None,
+    relay_only: bool = False,
+    direct_only: bool = False,
+    **kw: Any,
+) -> Settings:
+    """Settings from the command line; bad network options are usage errors."""
+    if relay_only and direct_only:
+        _usage("--relay-only and --direct-only exclude each other")
+    servers: list[dict[str, Any]] = []
+    stun_urls = _from_env_list(stun, ENV_STUN)
+    for url in [*stun_urls, *([turn] if turn else [])]:
+        try:
+            check_ice_url(url)
+        except ValueError:
+            _usage(f"not a STUN/TURN URL: {url} (like stun:host:3478 or turn:host:3478)")
+    if stun_urls:
+        servers.append({"urls": stun_urls})
+    if turn:
+        if not (turn_user and turn_password):
+            _usage("--turn needs --turn-user and --turn-password")
+        servers.append({"urls": [turn], "username": turn_user, "credential": turn_password})
+    addresses = _from_env_list(local_address, ENV_LOCAL_ADDRESSES)
+    policy = "relay" if relay_only else "direct" if direct_only else "all"
+    ice = IceConfig(servers=tuple(servers), local_addresses=tuple(addresses) or None, policy=policy)
     return Settings(server=server or None, ice=ice, **kw)
 
 
@@ -193,6 +290,12 @@ def send(
     ] = DEFAULT_WORDS,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
+    stun: StunOpt = None,
+    turn: TurnOpt = None,
+    turn_user: TurnUserOpt = None,
+    turn_password: TurnPasswordOpt = None,
+    relay_only: RelayOnlyOpt = False,
+    direct_only: DirectOnlyOpt = False,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -214,7 +317,17 @@ def send(
         "text" if text is not None else (name or ", ".join(p.name or str(p) for p in paths or []))
     )
     reporter: Reporter = JsonReporter() if json_output else HumanReporter(label)
-    settings = _settings(server, local_address, code_words=code_length)
+    settings = _settings(
+        server,
+        local_address,
+        stun,
+        turn,
+        turn_user,
+        turn_password,
+        relay_only,
+        direct_only,
+        code_words=code_length,
+    )
     coro = session.send(paths or [], settings, text=text, name=name, code=chosen, on_event=reporter)
     _run(coro, reporter, "Sent", verbose)
 
@@ -247,6 +360,12 @@ def receive(
     ] = False,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
+    stun: StunOpt = None,
+    turn: TurnOpt = None,
+    turn_user: TurnUserOpt = None,
+    turn_password: TurnPasswordOpt = None,
+    relay_only: RelayOnlyOpt = False,
+    direct_only: DirectOnlyOpt = False,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -303,6 +422,12 @@ def receive(
     settings = _settings(
         server,
         local_address,
+        stun,
+        turn,
+        turn_user,
+        turn_password,
+        relay_only,
+        direct_only,
         output=None if to_stdout else output,
         to_stdout=to_stdout,
         overwrite=overwrite,

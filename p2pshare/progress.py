@@ -45,7 +45,7 @@ class HumanReporter:
             self.say(f"Code: {event.code}")
             self.say(f"On the other computer run: {command}")
         elif isinstance(event, session.Connected):
-            self.say("Connected.")
+            self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
         elif isinstance(event, session.Notice):
             self.say(f"warning: {event.message}")
         elif isinstance(event, session.Progress):
@@ -114,7 +114,16 @@ class JsonReporter:
                 }
             )
         elif isinstance(event, session.Connected):
-            self.emit({"event": "connected"})
+            path = event.path
+            self.emit(
+                {
+                    "event": "connected",
+                    "path": path.kind if path else None,
+                    "local": path.local if path else None,
+                    "remote": path.remote if path else None,
+                    "relay": path.relay if path else None,
+                }
+            )
         elif isinstance(event, session.Notice):
             self.emit({"event": "warning", "message": event.message})
         elif isinstance(event, session.Progress):

@@ -38,6 +38,7 @@ from p2pshare import messages as m
 from p2pshare.codes import Code, generate_words, parse_code
 from p2pshare.config import Settings
 from p2pshare.errors import (
+    ConnectError,
     DeclinedError,
     InterruptedTransferError,
     P2PShareError,
@@ -47,7 +48,7 @@ from p2pshare.errors import (
 from p2pshare.files import check_offer, printable
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import RendezvousClient
-from p2pshare.webrtc import IceConfig, PeerLink, lan_addresses
+from p2pshare.webrtc import IceConfig, NetworkPath, PeerLink, lan_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ class CodeReady:
 
 @dataclass(frozen=True)
 class Connected:
-    """The data channel to the peer is open."""
+    """The data channel to the peer is open; ``path`` says how (None if unknown)."""
+
+    path: NetworkPath | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,19 @@ def _open_sdp(pake: PakeSession, kind: str, sealed: bytes) -> str:
 
 
 def _ice_config(settings: Settings, rv: RendezvousClient) -> IceConfig:
-    servers = (*settings.ice.servers, *rv.ice_servers)
-    return IceConfig(servers=servers, local_addresses=settings.ice.local_addresses)
+    """The user's servers first (aiortc uses the first STUN and the first TURN URL, so they
+    override the server's), then what the rendezvous server advertised."""
+    config = IceConfig(
+        servers=(*settings.ice.servers, *rv.ice_servers),
+        local_addresses=settings.ice.local_addresses,
+        policy=settings.ice.policy,
+    )
+    if config.policy == "relay" and not config.has_turn():
+        raise ConnectError(
+            "--relay-only needs a TURN server, and neither --turn nor the "
+            "rendezvous server provided one"
+        )
+    return config
 
 
 async def _connect(
@@ -210,7 +224,10 @@ async def _pair_and_connect(
     pake = await _pake(rv, role, code, settings)
     link = await _connect(rv, pake, settings, stack)
     await rv.close()
-    on_event(Connected())
+    path = link.path()
+    if path is not None:
+        logger.info("connected: %s (local %s, remote %s)", path.describe(), path.local, path.remote)
+    on_event(Connected(path))
     return link
 
 

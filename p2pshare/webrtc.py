@@ -31,6 +31,8 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from p2pshare.errors import ConnectError, PeerLostError, ProtocolError
 
@@ -49,11 +51,53 @@ _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class IceConfig:
-    """ICE servers (RTCIceServer-shaped dicts) and which local addresses to offer."""
+    """ICE servers (RTCIceServer-shaped dicts), which local addresses to offer, and policy."""
 
     servers: tuple[dict[str, Any], ...] = ()
     local_addresses: tuple[str, ...] | None = None
     """None: every non-loopback address of the machine (aioice's choice)."""
+    policy: str = "all"
+    """``all``; ``relay``: only through TURN; ``direct``: never through TURN."""
+
+    def has_turn(self) -> bool:
+        return any(u.startswith("turn") for s in self.servers for u in _urls(s))
+
+
+def _urls(server: dict[str, Any]) -> list[str]:
+    urls = server.get("urls", [])
+    return [urls] if isinstance(urls, str) else [u for u in urls if isinstance(u, str)]
+
+
+def check_ice_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is a STUN or TURN URL aiortc can use."""
+    parse_stun_turn_uri(url)
+
+
+@dataclass(frozen=True)
+class NetworkPath:
+    """The candidate pair ICE chose, in the user's terms."""
+
+    kind: str
+    """``lan`` (host to host), ``nat`` (through NAT: server or peer reflexive), ``relay``."""
+    local: str
+    remote: str
+    relay: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "relay":
+            return f"relayed through TURN ({self.relay})"
+        if self.kind == "nat":
+            return "direct, through NAT"
+        return "direct, on the local network"
+
+
+def _turn_rank(url: str) -> int:
+    # aiortc uses only the first TURN URL it is given. TCP first: it works wherever UDP
+    # does and also where UDP is blocked; the relay only carries data when no direct path
+    # exists at all.
+    if not url.startswith("turn"):
+        return 0
+    return 1 if "transport=tcp" in url else 2
 
 
 # aioice asks this module-level function for the host addresses to gather candidates on. We
@@ -96,10 +140,18 @@ def _offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
 
 
 def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
-    return [
-        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-        for s in config.servers
-    ]
+    servers = []
+    for server in config.servers:
+        urls = sorted(_urls(server), key=_turn_rank)
+        if config.policy == "direct":
+            urls = [u for u in urls if not u.startswith("turn")]
+        if urls:
+            servers.append(
+                RTCIceServer(
+                    urls=urls, username=server.get("username"), credential=server.get("credential")
+                )
+            )
+    return servers
 
 
 @dataclass
@@ -117,7 +169,14 @@ class PeerLink:
     _closing: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(self.config)))
+        policy = (
+            RTCIceTransportPolicy.RELAY
+            if self.config.policy == "relay"
+            else RTCIceTransportPolicy.ALL
+        )
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=_ice_servers(self.config), iceTransportPolicy=policy)
+        )
         self.pc.on("connectionstatechange", self._on_state)
         self.pc.on("datachannel", self._adopt)
 
@@ -201,16 +260,38 @@ class PeerLink:
         ice = self.pc.iceConnectionState
         if ice in ("new", "checking", "failed"):
             gathered = sorted({c.type for c in self._local_candidates()})
+            turn = "a TURN server" if self.config.has_turn() else "no TURN server"
+            if self.config.policy == "direct":
+                turn += " (not used: --direct-only)"
+            advice = (
+                "the networks may block it; a TURN server would relay the data"
+                if not self.config.has_turn() or self.config.policy == "direct"
+                else "the TURN server may be unreachable or refused us"
+            )
             raise ConnectError(
-                "could not connect: no network path to the other side was found "
-                f"(local candidates: {', '.join(gathered) or 'none'}; "
-                f"ICE servers configured: {len(self.config.servers)}). "
-                "If you are on different networks, configure a STUN or TURN server."
+                "could not connect: no network path to the other side was found (tried "
+                f"{', '.join(gathered) or 'no'} candidates, with {turn}); {advice}"
             )
         raise ConnectError(
             "could not connect: the encrypted (DTLS) handshake with the other "
             f"side did not complete (ICE state {ice})"
         )
+
+    def path(self) -> NetworkPath | None:
+        """Which path ICE nominated (aioice internals: None if they are not as expected)."""
+        try:
+            sctp: Any = self.pc.sctp
+            connection: Any = sctp.transport.transport._connection
+            pair: Any = connection._nominated.get(1)
+            local, remote = pair.local_candidate, pair.remote_candidate
+        except AttributeError:
+            return None
+        types = {local.type, remote.type}
+        if "relay" in types:
+            relayed = local if local.type == "relay" else remote
+            return NetworkPath("relay", local.type, remote.type, f"{relayed.host}:{relayed.port}")
+        kind = "nat" if types & {"srflx", "prflx"} else "lan"
+        return NetworkPath(kind, local.type, remote.type)
 
     def _local_candidates(self) -> list[Any]:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from signal_server import __version__, eventloop
 from signal_server.server import ServerSettings, start_server
 
 logger = logging.getLogger("signal_server")
+ENV_TURN_SECRET = "P2PSHARE_TURN_SECRET"  # noqa: S105 - a variable name
 
 
 def _count(text: str) -> int:
@@ -124,6 +126,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="close if a ping is not answered in (default: %(default)s)",
     )
+    p.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN server to hand to clients, e.g. stun:stun.example.org:3478 (repeatable)",
+    )
+    p.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="TURN server to hand to clients with short-lived credentials, e.g. "
+        "turn:turn.example.org:3478?transport=udp (repeatable; needs --turn-secret)",
+    )
+    p.add_argument(
+        "--turn-secret",
+        default=os.environ.get(ENV_TURN_SECRET),
+        metavar="SECRET",
+        help="coturn's static-auth-secret (use-auth-secret); better given in "
+        f"{ENV_TURN_SECRET}, which other users cannot see",
+    )
+    p.add_argument(
+        "--turn-ttl",
+        type=_count,
+        default=d.turn_ttl_s,
+        metavar="SECONDS",
+        help="lifetime of the TURN credentials handed out (default: %(default)s)",
+    )
     return p
 
 
@@ -141,6 +172,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         handshake_timeout_s=args.handshake_timeout,
         ping_interval_s=args.ping_interval,
         ping_timeout_s=args.ping_timeout,
+        stun_urls=tuple(args.stun),
+        turn_urls=tuple(args.turn),
+        turn_secret=args.turn_secret,
+        turn_ttl_s=args.turn_ttl,
     )
 
 
@@ -156,7 +191,13 @@ async def serve_until_signalled(settings: ServerSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.turn and not args.turn_secret:
+        parser.error(f"--turn needs --turn-secret (or {ENV_TURN_SECRET}) to mint credentials")
+    for url in (*args.stun, *args.turn):
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            parser.error(f"not a STUN or TURN URL: {url}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

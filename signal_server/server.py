@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from signal_server import protocol
+from signal_server import ice, protocol
 from signal_server.protocol import SignalError
 from signal_server.rooms import Action, CloseConn, RoomRegistry, SendTo, SlidingWindowLimiter
 
@@ -51,6 +51,10 @@ class ServerSettings:
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
     sweep_interval_s: float = 1.0
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_s: int = 3600
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,14 @@ class SignalServer:
         if settings.max_conns_per_ip and self._conns_per_ip[ip] > settings.max_conns_per_ip:
             self._refuse(conn, protocol.RATE_LIMITED, "too many connections from your address")
             return
-        client.outbox.put_nowait(protocol.encode(protocol.welcome_msg([])))
+        servers = ice.ice_servers(
+            settings.stun_urls,
+            settings.turn_urls,
+            settings.turn_secret,
+            settings.turn_ttl_s,
+            time.time(),
+        )
+        client.outbox.put_nowait(protocol.encode(protocol.welcome_msg(servers)))
         while True:
             joined = self.registry.room_of(conn) is not None
             try:
