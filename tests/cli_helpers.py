@@ -18,6 +18,13 @@ P2PSHARE = str(BIN / "p2pshare")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def lab_env() -> dict[str, str]:
+    """A peer in a lab namespace offers its namespace's real addresses."""
+    env = peer_env()
+    del env["P2PSHARE_LOCAL_ADDRESSES"]
+    return env
+
+
 def peer_env(**extra: str) -> dict[str, str]:
     """The environment of a test peer: loopback candidates only, nothing inherited that
     would change what the command does."""
@@ -37,10 +44,12 @@ class Peer:
         cwd: Path,
         env: dict[str, str] | None = None,
         stdin: int | None = subprocess.DEVNULL,
+        netns: str | None = None,
     ) -> None:
         self.args = list(args)
+        wrap = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [P2PSHARE, *args],
+            [*wrap, P2PSHARE, *args],
             cwd=cwd,
             env=env or peer_env(),
             stdin=stdin,

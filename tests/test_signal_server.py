@@ -373,3 +373,17 @@ async def test_welcome_lists_protocol_version(signal: RunningServer) -> None:
     welcome = json.loads(await ws.recv())
     assert welcome == {"type": "welcome", "version": 1, "ice_servers": []}
     await ws.close()
+
+
+async def test_welcome_hands_out_turn_credentials(start_signal: Any) -> None:
+    """With --turn and a secret, every client gets minted credentials, never the secret."""
+    async with start_signal(
+        stun_urls=("stun:s:3478",), turn_urls=("turn:t:3478",), turn_secret="sekrit", turn_ttl_s=600
+    ) as signal:
+        ws = await connect(signal.url, subprotocols=["p2pshare.v1"])  # type: ignore[list-item]
+        welcome = json.loads(await ws.recv())
+        stun, turn = welcome["ice_servers"]
+        assert stun == {"urls": ["stun:s:3478"]}
+        assert turn["urls"] == ["turn:t:3478"] and turn["username"].endswith(":p2pshare")
+        assert "sekrit" not in json.dumps(welcome)
+        await ws.close()
