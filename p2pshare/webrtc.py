@@ -34,9 +34,11 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
+from p2pshare import sctp_tuning
 from p2pshare.errors import ConnectError, PeerLostError, ProtocolError
 
 logger = logging.getLogger(__name__)
+sctp_tuning.apply()
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What RFC 8841 says to assume when the peer's SDP advertises no max-message-size."""

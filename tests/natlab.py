@@ -266,3 +266,42 @@ def one_lan(workdir: Path) -> Iterator[tuple[Lab, str, str]]:
             sh("ip", "link", "set", "eth0", "up", ns=host)
             hosts.append(host)
         yield lab, hosts[0], hosts[1]
+
+
+@contextmanager
+def lossy_link(workdir: Path, loss_pct: float) -> Iterator[tuple[Lab, str, str]]:
+    """Two hosts joined by one cable (a veth pair) that loses ``loss_pct`` % of the packets
+    arriving at each end. Host A is 10.8.0.1, host B 10.8.0.2.
+
+    Loss comes from iptables' ``statistic`` match, not ``tc netem``: the kernels of this
+    project's machines ship without the netem qdisc (and without loadable modules), so netem
+    delay is not available either.
+    """
+    _check_prerequisites()
+    lab = Lab(prefix=f"p2p{os.getpid() % 100000}", workdir=workdir)
+    with ExitStack() as stack:
+        stack.callback(lab.close)
+        host_a, host_b = lab.add_ns("a"), lab.add_ns("b")
+        lab.veth("eth0", host_a, "eth0", host_b)
+        for index, ns in ((1, host_a), (2, host_b)):
+            sh("ip", "addr", "add", f"10.8.0.{index}/24", "dev", "eth0", ns=ns)
+            sh("ip", "link", "set", "eth0", "up", ns=ns)
+            sh(
+                "iptables",
+                "-A",
+                "INPUT",
+                "-i",
+                "eth0",
+                "-p",
+                "udp",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                f"{loss_pct / 100:.4f}",
+                "-j",
+                "DROP",
+                ns=ns,
+            )
+        yield lab, host_a, host_b
