@@ -14,6 +14,11 @@ receiver makes it worse in three ways that these patches remove:
    reassembly list after every chunk, which is quadratic in the fragments of a message (a
    64 KiB message is ~56 chunks). A chunk appended at the end that is not a message's last
    fragment cannot complete a message, so the scan is skipped.
+4. **No retransmit scan when nothing can need retransmission** (sender): upstream walks the
+   whole sent queue looking for chunks marked for retransmission on every transmit (every
+   SACK, every send). Chunks are only ever marked by a SACK that reports gaps or by the T3
+   timer; the walk is skipped until one of those happened, and resumes skipping once a walk
+   found nothing left to retransmit.
 
 :func:`apply` patches ``RTCSctpTransport`` only on the aiortc versions listed in
 ``TESTED_VERSIONS`` (the range is pinned in pyproject.toml) and leaves stock behaviour on any
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import aiortc
@@ -61,6 +67,9 @@ def apply() -> bool:
     RTCSctpTransport._handle_data = _handle_data  # type: ignore[method-assign]
     RTCSctpTransport._mark_received = _mark_received  # type: ignore[method-assign]
     RTCSctpTransport._receive_data_chunk = _receive_data_chunk  # type: ignore[method-assign]
+    RTCSctpTransport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
+    RTCSctpTransport._t3_expired = _t3_expired  # type: ignore[method-assign]
+    RTCSctpTransport._transmit = _transmit  # type: ignore[method-assign]
     _applied = True
     return True
 
@@ -146,3 +155,58 @@ def _on_sack_timer(self: Any) -> None:
         task = asyncio.ensure_future(_sack_now(self))
         # Keep a reference until it ran (the loop only holds weak references to tasks).
         self._p2p_sack_task = task
+
+
+_stock_receive_sack_chunk = RTCSctpTransport._receive_sack_chunk
+_stock_t3_expired = RTCSctpTransport._t3_expired
+
+
+async def _receive_sack_chunk(self: Any, chunk: Any) -> None:
+    if chunk.gaps:
+        self._p2p_may_retransmit = True  # the strike loop may mark chunks
+    await _stock_receive_sack_chunk(self, chunk)
+
+
+def _t3_expired(self: Any) -> None:
+    self._p2p_may_retransmit = True  # marks every outstanding chunk
+    _stock_t3_expired(self)
+
+
+async def _transmit(self: Any) -> None:
+    # aiortc 1.16.0's _transmit, with the retransmit walk guarded (see the module docstring).
+    if self._forward_tsn_chunk is not None:
+        await self._send_chunk(self._forward_tsn_chunk)
+        self._forward_tsn_chunk = None
+        if not self._t3_handle:
+            self._t3_start()
+    if self._fast_recovery_exit is not None:
+        burst_size = 2 * sctp.USERDATA_MAX_LENGTH
+    else:
+        burst_size = 4 * sctp.USERDATA_MAX_LENGTH
+    cwnd = min(self._flight_size + burst_size, self._cwnd)
+    if getattr(self, "_p2p_may_retransmit", True):
+        retransmit_earliest = True
+        for chunk in self._sent_queue:
+            if chunk._retransmit:
+                if self._fast_recovery_transmit:
+                    self._fast_recovery_transmit = False
+                elif self._flight_size >= cwnd:
+                    return  # still marked chunks: keep walking next time
+                self._flight_size_increase(chunk)
+                chunk._misses = 0
+                chunk._retransmit = False
+                chunk._sent_count += 1
+                await self._send_chunk(chunk)
+                if retransmit_earliest:
+                    self._t3_restart()
+            retransmit_earliest = False
+        self._p2p_may_retransmit = False
+    while self._outbound_queue and self._flight_size < cwnd:
+        chunk = self._outbound_queue.popleft()
+        self._sent_queue.append(chunk)
+        self._flight_size_increase(chunk)
+        chunk._sent_count += 1
+        chunk._sent_time = time.time()
+        await self._send_chunk(chunk)
+        if not self._t3_handle:
+            self._t3_start()
