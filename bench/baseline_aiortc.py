@@ -31,7 +31,7 @@ async def send(path: str) -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     channel = pc.createDataChannel("filexfer")
     done = asyncio.Event()
-    fp = open(path, "rb")  # noqa: SIM115, ASYNC230 - the example's pattern
+    fp = open(path, "rb")  # noqa: SIM115 - the example's pattern
     done_reading = False
 
     def send_data() -> None:
@@ -56,11 +56,11 @@ async def send(path: str) -> None:
 async def receive(out_path: str) -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     done = asyncio.Event()
-    out = open(out_path, "wb")  # noqa: SIM115, ASYNC230 - the example's pattern
+    out = open(out_path, "wb")  # noqa: SIM115 - the example's pattern
 
     @pc.on("datachannel")
     def on_datachannel(channel: object) -> None:
-        @channel.on("message")  # type: ignore[attr-defined, misc]
+        @channel.on("message")  # type: ignore[attr-defined, untyped-decorator]
         def on_message(message: bytes) -> None:
             if message:
                 out.write(message)

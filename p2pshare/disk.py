@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import logging
 import os
 import queue
@@ -468,6 +469,32 @@ class Tree:
         self._dirs.clear()
 
 
+def decompress(frame: bytes, raw_len: int) -> bytes:
+    """Decompress one zstd frame that must yield exactly ``raw_len`` bytes.
+
+    Reads at most ``raw_len + 1`` bytes whatever size the frame claims, so a frame built to
+    expand to gigabytes (a decompression bomb) costs nothing; any mismatch is an integrity
+    failure.
+    """
+    import zstandard
+
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(frame), read_across_frames=False
+        )
+        parts: list[bytes] = []
+        got = 0
+        while got <= raw_len and (part := reader.read(raw_len + 1 - got)):
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+    except zstandard.ZstdError:
+        raise IntegrityError("integrity failure: a compressed chunk is corrupt") from None
+    if len(data) != raw_len:
+        raise IntegrityError("integrity failure: a compressed chunk has the wrong size")
+    return data
+
+
 class StreamSink:
     """Receives one entry into memory (text) or onto a stream (``--output -``)."""
 
@@ -540,6 +567,11 @@ class Writer(threading.Thread):
                     assert isinstance(value, bytes)
                     self.sink.write(value)
                     self.report("written", len(value))
+                elif op == "dataz":
+                    assert isinstance(value, tuple)
+                    frame, raw_len = value
+                    self.sink.write(decompress(frame, raw_len))
+                    self.report("written", raw_len)
                 elif op == "begin":
                     assert isinstance(value, int)
                     self.sink.begin(value)

@@ -20,6 +20,8 @@ PROTOCOL_VERSION = 1
 MAX_FILE_BYTES = 2**62
 MAX_ENTRIES = 1_000_000
 MAX_TEXT_CHARS = 1024
+MAX_DATAZ_RAW_BYTES = 1024 * 1024
+CODECS = ("zstd",)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -120,6 +122,8 @@ class Offer:
     TYPE: ClassVar[int] = 0x01
     files: tuple[FileEntry, ...]
     version: int = PROTOCOL_VERSION
+    compression: tuple[str, ...] = ()
+    """Codecs the sender can use for Data (``zstd``); the receiver picks one in Accept."""
 
     @property
     def total_bytes(self) -> int | None:
@@ -130,12 +134,14 @@ class Offer:
 
     def frames(self) -> list[bytes]:
         first, *rest = _batches(self.files)
-        head = {
+        head: dict[str, Any] = {
             "v": self.version,
             "count": len(self.files),
             "total": self.total_bytes,
             "files": first,
         }
+        if self.compression:
+            head["compression"] = list(self.compression)
         return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in rest)]
 
 
@@ -147,6 +153,7 @@ class OfferHead:
     count: int
     total: int | None
     files: tuple[FileEntry, ...]
+    compression: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> OfferHead:
@@ -158,7 +165,14 @@ class OfferHead:
             )
         count = _int(obj, "count", 1, MAX_ENTRIES)
         total = None if obj.get("total") is None else _int(obj, "total", 0, MAX_FILE_BYTES * 4)
-        return cls(count, total, _entries(obj))
+        codecs = obj.get("compression", [])
+        if (
+            not isinstance(codecs, list)
+            or len(codecs) > 8
+            or not all(isinstance(c, str) and len(c) <= 16 for c in codecs)
+        ):
+            raise ProtocolError("field 'compression' must be a short list of names")
+        return cls(count, total, _entries(obj), tuple(codecs))
 
 
 @dataclass(frozen=True)
@@ -186,13 +200,21 @@ class Accept:
 
     TYPE: ClassVar[int] = 0x02
     window: int
+    compression: str | None = None
+    """The codec the sender may use (one it offered), or None."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"window": self.window}
+        obj: dict[str, Any] = {"window": self.window}
+        if self.compression:
+            obj["compression"] = self.compression
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Accept:
-        return cls(_int(obj, "window", 1, 2**31))
+        codec = obj.get("compression")
+        if codec is not None and codec not in CODECS:
+            raise ProtocolError("unknown compression")
+        return cls(_int(obj, "window", 1, 2**31), codec)
 
 
 @dataclass(frozen=True)
@@ -299,6 +321,18 @@ class Data:
 
 
 @dataclass(frozen=True)
+class DataZ:
+    """Sender → receiver: the next ``raw_len`` bytes of the current entry, as one zstd frame
+    (only after the receiver accepted ``zstd``). Header after the type byte: ``raw_len`` (u32,
+    big-endian). Sizes and credit count ``raw_len``, never the compressed size."""
+
+    TYPE: ClassVar[int] = 0x12
+    HEADER: ClassVar[struct.Struct] = struct.Struct(">I")
+    raw_len: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class DataEnd:
     """Sender → receiver: the last bytes of entry ``index`` and its end, in one message (a
     small file costs one message instead of two). Binary header after the type byte:
@@ -313,7 +347,7 @@ class DataEnd:
 
 
 Control = OfferHead | OfferMore | Accept | Abort | Credit | FileEnd | FileAck | Done | Ping
-Message = Control | Data | DataEnd
+Message = Control | Data | DataEnd | DataZ
 
 _CONTROL_TYPES: dict[int, type[Control]] = {
     cls.TYPE: cls
@@ -331,11 +365,13 @@ DATA_END_OVERHEAD = 1 + DataEnd.HEADER.size
 
 
 def encode(
-    message: Accept | Abort | Credit | FileEnd | FileAck | Done | Ping | Data | DataEnd,
+    message: Accept | Abort | Credit | FileEnd | FileAck | Done | Ping | Data | DataEnd | DataZ,
 ) -> bytes:
     """One frame for ``message`` (an :class:`Offer` takes several: ``Offer.frames()``)."""
     if isinstance(message, Data):
         return DATA_HEADER + message.payload
+    if isinstance(message, DataZ):
+        return bytes([DataZ.TYPE]) + DataZ.HEADER.pack(message.raw_len) + message.payload
     if isinstance(message, DataEnd):
         header = DataEnd.HEADER.pack(message.index, message.size, bytes.fromhex(message.sha256))
         return bytes([DataEnd.TYPE]) + header + message.payload
@@ -349,6 +385,13 @@ def decode(frame: bytes | str) -> Message:
     kind = frame[0]
     if kind == Data.TYPE:
         return Data(frame[1:])
+    if kind == DataZ.TYPE:
+        if len(frame) < 1 + DataZ.HEADER.size:
+            raise ProtocolError("truncated compressed data message")
+        (raw_len,) = DataZ.HEADER.unpack_from(frame, 1)
+        if not 0 < raw_len <= MAX_DATAZ_RAW_BYTES:
+            raise ProtocolError("compressed data message of impossible size")
+        return DataZ(raw_len, frame[1 + DataZ.HEADER.size :])
     if kind == DataEnd.TYPE:
         end = 1 + DataEnd.HEADER.size
         if len(frame) < end:

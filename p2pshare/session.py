@@ -362,7 +362,7 @@ _END = object()
 async def _send_entries(
     link: PeerLink, sources: list[disk.Source], settings: Settings, on_event: EventSink
 ) -> TransferResult:
-    offer = m.Offer(tuple(s.entry for s in sources))
+    offer = m.Offer(tuple(s.entry for s in sources), compression=_codecs())
     proto = transfer.SenderProtocol(offer)
     state = {"accepted": False, "finished": False}
 
@@ -388,14 +388,18 @@ async def _send_entries(
         total = offer.total_bytes
         on_event(Progress(0, total))
         digests: list[str] = []
-        async for item in _read_ahead(reader):
-            chunk = item if isinstance(item, bytes) else item[0]
-            await wire.until(functools.partial(proto.can_send, len(chunk)))
-            if isinstance(item, bytes):
-                link.send(proto.data(chunk))
+        async for piece in _read_ahead(reader, compress=proto.compression == "zstd"):
+            await wire.until(functools.partial(proto.can_send, piece.raw_len))
+            if piece.compressed:
+                link.send(proto.data_z(piece.raw_len, piece.payload))
+                if piece.digest is not None:
+                    link.send(proto.end_file(piece.digest))
+            elif piece.digest is not None:
+                link.send(proto.data_end(piece.payload, piece.digest))
             else:
-                digests.append(item[1])
-                link.send(proto.data_end(chunk, item[1]))
+                link.send(proto.data(piece.payload))
+            if piece.digest is not None:
+                digests.append(piece.digest)
             await link.drain()
             on_event(Progress(reader.read_bytes, total))
         await wire.until(lambda: state["finished"])
@@ -411,15 +415,32 @@ async def _send_entries(
     return await wire.run(main())
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """What the reader thread hands the sender: a chunk, maybe compressed, and, for a
+    source's last chunk (which may be empty), the source's SHA-256."""
+
+    payload: bytes
+    raw_len: int
+    compressed: bool = False
+    digest: str | None = None
+
+
+COMPRESS_MIN_BYTES = 4096
+COMPRESS_MAX_RATIO = 0.9
+"""A chunk is sent compressed only if that saves at least 10%; after a chunk that does not
+shrink, the rest of that file is sent raw (random data costs one trial per file)."""
+
+
 async def _read_ahead(
-    reader: disk.Reader, depth: int = 16
-) -> AsyncIterator[bytes | tuple[bytes, str]]:
-    """Every source's chunks in order; each source's last chunk (maybe empty) comes paired with
-    the source's SHA-256. Reading and hashing happen in a worker thread that stays at most
-    ``depth`` items ahead."""
+    reader: disk.Reader, compress: bool = False, depth: int = 16
+) -> AsyncIterator[_Piece]:
+    """Every source's chunks in order, read, hashed and (with ``compress``) compressed in a
+    worker thread that stays at most ``depth`` pieces ahead."""
     loop = asyncio.get_running_loop()
     items: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
     stop = threading.Event()
+    compressor = _zstd_compressor() if compress else None
 
     def put(item: object) -> None:
         future = asyncio.run_coroutine_threadsafe(items.put(item), loop)
@@ -429,19 +450,28 @@ async def _read_ahead(
                 return
         future.cancel()
 
+    def piece(chunk: bytes, state: dict[str, bool], digest: str | None = None) -> _Piece:
+        if compressor is not None and state["trying"] and len(chunk) >= COMPRESS_MIN_BYTES:
+            frame = compressor.compress(chunk)
+            if len(frame) <= len(chunk) * COMPRESS_MAX_RATIO:
+                return _Piece(frame, len(chunk), True, digest)
+            state["trying"] = False
+        return _Piece(chunk, len(chunk), False, digest)
+
     def produce() -> None:
         try:
             for source in reader.sources:
                 digest = hashlib.sha256()
+                state = {"trying": True}
                 held: bytes | None = None  # one chunk of look-ahead finds the last one
                 for chunk in reader.chunks(source):
                     if stop.is_set():
                         return
                     digest.update(chunk)
                     if held is not None:
-                        put(held)
+                        put(piece(held, state))
                     held = chunk
-                put((held or b"", digest.hexdigest()))
+                put(piece(held or b"", state, digest.hexdigest()))
             put(_END)
         except BaseException as exc:  # delivered to the loop and raised there
             put(exc)
@@ -452,10 +482,24 @@ async def _read_ahead(
         while (item := await items.get()) is not _END:
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, bytes | tuple)
+            assert isinstance(item, _Piece)
             yield item
     finally:
         stop.set()
+
+
+def _zstd_compressor() -> Any:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1)
+
+
+def _codecs() -> tuple[str, ...]:
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return ()
+    return ("zstd",)
 
 
 # -- receiving --------------------------------------------------------------------------------
@@ -552,7 +596,10 @@ async def _receive_entries(
                     writer.submit("begin", event.index)
                     begun = event.index
                 if isinstance(event, transfer.ChunkReceived):
-                    writer.submit("data", event.payload)
+                    if event.raw_len is None:
+                        writer.submit("data", event.payload)
+                    else:
+                        writer.submit("dataz", (event.payload, event.raw_len))
                 else:
                     writer.submit("end", (event.index, event.sha256))
 
@@ -610,7 +657,9 @@ async def _receive_entries(
         writer = disk.Writer(sink, report)
         writer.start()
         writer.submit("dirs")
-        link.send(proto.accept(settings.window_bytes))
+        codec = "zstd" if "zstd" in _codecs() else None
+        link.send(proto.accept(settings.window_bytes, codec))
+        logger.info("accepted; compression: %s", proto.compression or "none")
         started = time.monotonic()
         on_event(Progress(0, total))
         if not any(e.carries_data for e in offer.files):

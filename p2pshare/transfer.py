@@ -51,6 +51,8 @@ class Accepted:
 class ChunkReceived:
     index: int
     payload: bytes
+    raw_len: int | None = None
+    """Set when ``payload`` is a zstd frame of that many bytes (decompressed off the loop)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class SenderProtocol(_Side):
         self._position = 0  # into _order: the entry being sent
         self.sent_in_file = 0
         self.acked = 0
+        self.compression: str | None = None
 
     def start(self) -> list[bytes]:
         return self.offer.frames()
@@ -146,6 +149,9 @@ class SenderProtocol(_Side):
             return common
         if self._state is _State.OFFERING and isinstance(msg, m.Accept):
             self._state = _State.TRANSFERRING
+            if msg.compression is not None and msg.compression not in self.offer.compression:
+                raise ProtocolError("the receiver chose a compression we did not offer")
+            self.compression = msg.compression
             self.credit = msg.window
             return [Accepted(msg.window)]
         if self._state is _State.TRANSFERRING:
@@ -167,18 +173,24 @@ class SenderProtocol(_Side):
 
     def data(self, payload: bytes) -> bytes:
         """Frame the next bytes of the current entry; the caller stays within the credit."""
+        self._count(len(payload))
+        return m.encode(m.Data(payload))
+
+    def data_z(self, raw_len: int, frame: bytes) -> bytes:
+        """Frame the next ``raw_len`` bytes of the current entry, compressed as ``frame``."""
+        if self.compression != "zstd":
+            raise RuntimeError("compression was not accepted")
+        self._count(raw_len)
+        return m.encode(m.DataZ(raw_len, frame))
+
+    def _count(self, nbytes: int) -> None:
         if self._state is not _State.TRANSFERRING or self.current is None:
             raise RuntimeError("not sending a file")
         remaining = self.current_remaining
-        if (
-            not payload
-            or len(payload) > self.credit
-            or (remaining is not None and len(payload) > remaining)
-        ):
+        if not nbytes or nbytes > self.credit or (remaining is not None and nbytes > remaining):
             raise RuntimeError("payload exceeds credit or file size")
-        self.credit -= len(payload)
-        self.sent_in_file += len(payload)
-        return m.encode(m.Data(payload))
+        self.credit -= nbytes
+        self.sent_in_file += nbytes
 
     def end_file(self, sha256: str) -> bytes:
         index = self.current
@@ -220,6 +232,7 @@ class ReceiverProtocol(_Side):
         self._returned = 0  # consumed bytes not yet granted back
         self.verified = 0
         self._unacked = 0
+        self.compression: str | None = None
 
     def receive(self, frame: bytes) -> list[Event]:
         msg = m.decode(frame)
@@ -241,6 +254,10 @@ class ReceiverProtocol(_Side):
                 if not msg.payload:
                     raise ProtocolError("empty data message")
                 return [self._take(index, size, msg.payload)]
+            if isinstance(msg, m.DataZ):
+                if self.compression != "zstd":
+                    raise ProtocolError("compressed data without agreeing on compression")
+                return [self._take(index, size, msg.payload, msg.raw_len)]
             if isinstance(msg, m.DataEnd):
                 events: list[Event] = [self._take(index, size, msg.payload)] if msg.payload else []
                 return [*events, self._end(index, size, msg.index, msg.size, msg.sha256)]
@@ -248,14 +265,17 @@ class ReceiverProtocol(_Side):
                 return [self._end(index, size, msg.index, msg.size, msg.sha256)]
         raise ProtocolError(f"unexpected {type(msg).__name__} message")
 
-    def _take(self, index: int, size: int | None, payload: bytes) -> ChunkReceived:
-        if size is not None and self.received_in_file + len(payload) > size:
+    def _take(
+        self, index: int, size: int | None, payload: bytes, raw_len: int | None = None
+    ) -> ChunkReceived:
+        nbytes = len(payload) if raw_len is None else raw_len
+        if size is not None and self.received_in_file + nbytes > size:
             raise IntegrityError("the sender sent more bytes than it declared")
-        if len(payload) > self.outstanding:
+        if nbytes > self.outstanding:
             raise ProtocolError("the sender ignored flow control")
-        self.outstanding -= len(payload)
-        self.received_in_file += len(payload)
-        return ChunkReceived(index, payload)
+        self.outstanding -= nbytes
+        self.received_in_file += nbytes
+        return ChunkReceived(index, payload, raw_len)
 
     def _end(
         self, index: int, size: int | None, claimed_index: int, claimed_size: int, sha256: str
@@ -277,7 +297,7 @@ class ReceiverProtocol(_Side):
             raise ProtocolError("the sender offered more entries than it declared")
         if len(self._entries) < self._head.count:
             return []
-        offer = m.Offer(tuple(self._entries))
+        offer = m.Offer(tuple(self._entries), compression=self._head.compression)
         if offer.total_bytes != self._head.total:
             raise ProtocolError("the offer's total does not match its entries")
         self.offer = offer
@@ -285,12 +305,15 @@ class ReceiverProtocol(_Side):
         self._entries = []
         return [OfferReceived(offer)]
 
-    def accept(self, window: int = DEFAULT_WINDOW_BYTES) -> bytes:
+    def accept(self, window: int = DEFAULT_WINDOW_BYTES, compression: str | None = None) -> bytes:
+        """Accept the offer with ``window`` bytes of credit; ``compression`` picks one of the
+        codecs the sender offered (ignored if it offered none)."""
         if self.offer is None or self._state is not _State.OFFERING:
             raise RuntimeError("nothing to accept")
         self._state = _State.TRANSFERRING
         self.window = self.outstanding = window
-        return m.encode(m.Accept(window))
+        self.compression = compression if compression in self.offer.compression else None
+        return m.encode(m.Accept(window, self.compression))
 
     def consumed(self, nbytes: int) -> bytes | None:
         """``nbytes`` reached the disk: grant them back, in batches of a quarter window."""

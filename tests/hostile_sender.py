@@ -26,15 +26,27 @@ def entry(path: str, size: int | None = 1, kind: str = "file") -> dict[str, Any]
     return {"path": path, "size": size, "mode": 0o644, "kind": kind}
 
 
-def offer(*entries: dict[str, Any], count: int | None = None, total: int | None = None) -> bytes:
+def offer(
+    *entries: dict[str, Any],
+    count: int | None = None,
+    total: int | None = None,
+    compression: tuple[str, ...] = (),
+) -> bytes:
     sizes = [e["size"] or 0 for e in entries]
     head = {
         "v": 1,
         "count": count if count is not None else len(entries),
         "total": total if total is not None else sum(sizes),
         "files": list(entries),
+        "compression": list(compression),
     }
     return m._frame(m.Offer.TYPE, head)
+
+
+def zstd_frame(data: bytes) -> bytes:
+    import zstandard
+
+    return bytes(zstandard.ZstdCompressor(level=1).compress(data))
 
 
 # name -> (frames sent before the receiver accepts, frames sent after it accepts)
@@ -94,6 +106,18 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
             "fewer-bytes-than-declared": (
                 [offer(entry("long.txt", 5))],
                 [m.encode(m.Data(b"123")), m.encode(m.FileEnd(0, 3, "0" * 64))],
+            ),
+            "zstd-bomb": (
+                [offer(entry("bomb.bin", 1 << 20), compression=("zstd",))],
+                [m.encode(m.DataZ(65536, zstd_frame(b"\0" * (256 << 20))))],
+            ),
+            "zstd-garbage": (
+                [offer(entry("garbage.bin", 1 << 20), compression=("zstd",))],
+                [m.encode(m.DataZ(65536, b"not a zstd frame at all"))],
+            ),
+            "zstd-not-agreed": (
+                [offer(entry("sneaky.bin", 1 << 20))],
+                [m.encode(m.DataZ(65536, zstd_frame(b"x" * 65536)))],
             ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],

@@ -307,3 +307,17 @@ def test_verbose_logs_never_contain_the_code_or_sdp(server: str, dirs: tuple[Pat
         assert "peer connection state" in log  # logging is on
         assert code not in log and secret not in log
         assert "a=fingerprint" not in log and "a=candidate" not in log
+
+
+def test_compressible_file_goes_compressed_and_arrives_exact(
+    server: str, dirs: tuple[Path, Path]
+) -> None:
+    """Text is sent zstd-compressed (negotiated) and arrives byte-identical."""
+    src, out = dirs
+    data = b"".join(f"{i},item-{i % 97},{i * 0.37:.2f}\n".encode() for i in range(400_000))
+    (src / "table.csv").write_bytes(data)
+    sender, receiver = start_pair(server, src / "table.csv", out, "--yes", "-v")
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0
+    assert "compression: zstd" in receiver.stderr
+    assert (out / "table.csv").read_bytes() == data

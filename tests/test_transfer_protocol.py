@@ -141,6 +141,37 @@ def test_small_files_cost_one_message_each_and_acks_are_batched() -> None:
     ]
 
 
+def test_compression_is_negotiated_and_counted_uncompressed() -> None:
+    """zstd only when offered and accepted; credit and sizes count uncompressed bytes."""
+    sender = transfer.SenderProtocol(m.Offer((m.FileEntry("a", 100_000),), compression=("zstd",)))
+    receiver = transfer.ReceiverProtocol()
+    for frame in sender.start():
+        receiver.receive(frame)
+    sender.receive(receiver.accept(150_000, "zstd"))
+    assert sender.compression == receiver.compression == "zstd"
+    [event] = receiver.receive(sender.data_z(60_000, b"frame"))
+    assert event == transfer.ChunkReceived(0, b"frame", 60_000)
+    assert sender.credit == 90_000 and receiver.outstanding == 90_000
+    with pytest.raises(IntegrityError, match="more bytes"):
+        receiver.receive(m.encode(m.DataZ(50_000, b"frame")))
+
+
+def test_compression_not_offered_is_not_used() -> None:
+    """A receiver cannot pick a codec the sender did not offer, nor get DataZ unasked."""
+    sender = transfer.SenderProtocol(offer(10))
+    receiver = transfer.ReceiverProtocol()
+    for frame in sender.start():
+        receiver.receive(frame)
+    sender.receive(receiver.accept(100, "zstd"))
+    assert sender.compression is None and receiver.compression is None
+    with pytest.raises(ProtocolError, match="compression"):
+        receiver.receive(m.encode(m.DataZ(5, b"x")))
+    picky = transfer.SenderProtocol(offer(10))
+    picky.start()
+    with pytest.raises(ProtocolError, match="did not offer"):
+        picky.receive(m.encode(m.Accept(100, "zstd")))
+
+
 def test_large_manifest_is_sent_in_batches() -> None:
     """10,000 entries do not fit one message: the offer arrives in several, all under 64 KiB."""
     big = m.Offer(tuple(m.FileEntry(f"dir/file-{i:05}.txt", 1024) for i in range(10_000)))
