@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class Settings:
     peer_timeout_s: float = 20.0
     """During the transfer, silence from the peer for this long means it is gone."""
     ping_interval_s: float = 2.0
-    window_bytes: int = DEFAULT_WINDOW_BYTES
+    window_bytes: int = int(os.environ.get("P2PSHARE_WINDOW_BYTES", DEFAULT_WINDOW_BYTES))
+    """Credit the receiver grants; the environment variable is a benchmarking knob."""
     output: Path | None = None
     to_stdout: bool = False
     """Write the single received file to standard output (``--output -``)."""

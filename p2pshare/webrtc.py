@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ipaddress
+import os
 import logging
 import re
 from collections.abc import Iterator
@@ -42,8 +43,9 @@ sctp_tuning.apply()
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What RFC 8841 says to assume when the peer's SDP advertises no max-message-size."""
-PREFERRED_MESSAGE_BYTES = 64 * 1024
-"""Larger messages did not move more data through aiortc here; smaller ones cost more calls."""
+PREFERRED_MESSAGE_BYTES = int(os.environ.get("P2PSHARE_MESSAGE_BYTES", 64 * 1024))
+"""Largest data-channel message we send (the peer's limit permitting). The environment
+variable exists for the benchmark's message-size sweep (docs/performance.md)."""
 BUFFER_HIGH_BYTES = 1024 * 1024
 BUFFER_LOW_BYTES = 256 * 1024
 CHANNEL_LABEL = "p2pshare"

@@ -7,13 +7,20 @@ so the server, the client and the benchmarks all start their loop through here.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+ENV_LOOP = "P2PSHARE_EVENT_LOOP"
+"""``asyncio`` forces the stock loop (for comparisons and debugging)."""
+
+
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if os.environ.get(ENV_LOOP) == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
