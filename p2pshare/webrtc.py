@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ipaddress
-import os
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
