@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,11 +44,15 @@ class Peer:
         env: dict[str, str] | None = None,
         stdin: int | None = subprocess.DEVNULL,
         netns: str | None = None,
+        rss_file: Path | None = None,
     ) -> None:
         self.args = list(args)
         wrap = ["ip", "netns", "exec", netns] if netns else []
+        command = [P2PSHARE, *args]
+        if rss_file is not None:
+            command = measured(command, rss_file)
         self.proc = subprocess.Popen(
-            [*wrap, P2PSHARE, *args],
+            [*wrap, *command],
             cwd=cwd,
             env=env or peer_env(),
             stdin=stdin,
@@ -83,6 +86,8 @@ class Peer:
 
     def wait(self, timeout: float = 90) -> int:
         """Wait for exit; read the remaining JSON events."""
+        if self.proc.stdin is not None and self.proc.stdin.closed:
+            self.proc.stdin = None  # fed and closed by the test: nothing for communicate()
         out, err = self.proc.communicate(timeout=timeout)
         self.events += [json.loads(line) for line in out.splitlines() if line.strip()]
         self._stderr = err
@@ -135,13 +140,15 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-def wait_with_peak_rss(proc: subprocess.Popen[Any], timeout: float = 120) -> tuple[int, int]:
-    """Wait for ``proc``; return (exit code, peak RSS in bytes) from the kernel's rusage."""
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024
+def measured(args: Sequence[str], rss_file: Path) -> list[str]:
+    """``args`` run under GNU time, which writes the command's peak RSS (KiB) to ``rss_file``.
+
+    Peak RSS cannot be read with wait4 from here: a child's maximum includes the moment
+    between fork and exec, when it still mirrors this (large) test process.
+    """
+    return ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *args]
+
+
+def peak_rss(rss_file: Path) -> int:
+    """Bytes, from a file written by :func:`measured` (the last line is the figure)."""
+    return int(rss_file.read_text().split()[-1]) * 1024

@@ -18,9 +18,10 @@ from tests.cli_helpers import (
     P2PSHARE,
     Peer,
     leftovers,
+    measured,
+    peak_rss,
     peer_env,
     run_signal_server,
-    wait_with_peak_rss,
 )
 
 MIB = 1024 * 1024
@@ -184,10 +185,13 @@ def test_stdin_to_stdout_with_bounded_memory(server: str, tmp_path: Path) -> Non
     with open(source, "wb") as f:
         for _ in range(size // MIB):
             f.write(os.urandom(MIB))
+    rss = tmp_path / "rss"
+    rss.mkdir()
     sender = Peer(
         ["send", "-", "--name", "big.iso", "--server", server, "--json"],
         cwd=tmp_path,
         stdin=subprocess.PIPE,
+        rss_file=rss / "sender",
     )
 
     def feed() -> None:
@@ -202,7 +206,9 @@ def test_stdin_to_stdout_with_bounded_memory(server: str, tmp_path: Path) -> Non
     feeder.start()
     code = sender.event("code")["code"]
     receiver = subprocess.Popen(
-        [P2PSHARE, "receive", code, "--server", server, "--yes", "-o", "-"],
+        measured(
+            [P2PSHARE, "receive", code, "--server", server, "--yes", "-o", "-"], rss / "receiver"
+        ),
         cwd=tmp_path,
         env=peer_env(),
         stdout=subprocess.PIPE,
@@ -220,13 +226,13 @@ def test_stdin_to_stdout_with_bounded_memory(server: str, tmp_path: Path) -> Non
 
     drainer = threading.Thread(target=drain, daemon=True)
     drainer.start()
-    receiver_rc, receiver_rss = wait_with_peak_rss(receiver)
+    receiver_rc = receiver.wait(120)
     drainer.join(30)
     assert receiver_rc == 0, receiver.stderr.read() if receiver.stderr else ""
-    sender_rc, sender_rss = wait_with_peak_rss(sender.proc)
-    assert sender_rc == 0
+    assert sender.wait() == 0
+    sender_rss, receiver_rss = peak_rss(rss / "sender"), peak_rss(rss / "receiver")
     with open(source, "rb") as src:
         expected = hashlib.file_digest(src, "sha256").hexdigest()
     assert received == size and digest.hexdigest() == expected
     assert sender_rss < 160 * MIB and receiver_rss < 160 * MIB, (sender_rss, receiver_rss)
-    assert leftovers(tmp_path) == ["big.iso"]
+    assert leftovers(tmp_path) == ["big.iso", "rss"]
