@@ -152,3 +152,17 @@ def measured(args: Sequence[str], rss_file: Path) -> list[str]:
 def peak_rss(rss_file: Path) -> int:
     """Bytes, from a file written by :func:`measured` (the last line is the figure)."""
     return int(rss_file.read_text().split()[-1]) * 1024
+
+
+def embedded_pair(src: Path, out: Path, host_a: str, host_b: str) -> tuple[Peer, Peer, str]:
+    """A sender in lab namespace ``host_a`` using its embedded rendezvous server, and a
+    receiver in ``host_b`` that runs the command it printed. Returns both and the server URL."""
+    sender = Peer(["send", str(src), "--json"], cwd=src.parent, env=lab_env(), netns=host_a)
+    event = sender.event("code")
+    receiver = Peer(
+        ["receive", event["code"], "--server", event["server"], "--json", "--yes", "-o", str(out)],
+        cwd=out.parent,
+        env=lab_env(),
+        netns=host_b,
+    )
+    return sender, receiver, event["server"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from p2pshare import sctp_tuning
-from tests.cli_helpers import Peer, lab_env
+from tests.cli_helpers import embedded_pair
 from tests.natlab import lossy_link
 
 pytestmark = pytest.mark.timeout(240)
@@ -33,23 +33,7 @@ def test_transfer_survives_packet_loss(tmp_path: Path, loss_pct: int) -> None:
     out = tmp_path / "out"
     out.mkdir()
     with lossy_link(tmp_path, loss_pct) as (_, host_a, host_b):
-        sender = Peer(["send", str(src), "--json"], cwd=tmp_path, env=lab_env(), netns=host_a)
-        event = sender.event("code")
-        receiver = Peer(
-            [
-                "receive",
-                event["code"],
-                "--server",
-                event["server"],
-                "--json",
-                "--yes",
-                "-o",
-                str(out),
-            ],
-            cwd=tmp_path,
-            env=lab_env(),
-            netns=host_b,
-        )
+        sender, receiver, _ = embedded_pair(src, out, host_a, host_b)
         assert receiver.wait(200) == 0, receiver.stderr
         assert sender.wait(30) == 0, sender.stderr
     assert (

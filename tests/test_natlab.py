@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Peer, lab_env
+from tests.cli_helpers import Peer, embedded_pair, lab_env
 from tests.natlab import PUBLIC_IP, TURN_SECRET, Internet, internet, one_lan
 
 pytestmark = pytest.mark.timeout(150)
@@ -119,22 +119,6 @@ def test_one_lan_needs_no_server_at_all(tmp_path: Path) -> None:
         src.write_bytes(data)
         out = tmp_path / "out"
         out.mkdir()
-        sender = Peer(["send", str(src), "--json"], cwd=tmp_path, env=lab_env(), netns=host_a)
-        event = sender.event("code")
-        assert event["server"].startswith("ws://10.9.0.1:")
-        receiver = Peer(
-            [
-                "receive",
-                event["code"],
-                "--server",
-                event["server"],
-                "--json",
-                "--yes",
-                "-o",
-                str(out),
-            ],
-            cwd=tmp_path,
-            env=lab_env(),
-            netns=host_b,
-        )
+        sender, receiver, url = embedded_pair(src, out, host_a, host_b)
+        assert url.startswith("ws://10.9.0.1:")
         assert_arrived(sender, receiver, data, out, "lan")
