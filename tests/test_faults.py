@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +141,46 @@ def _feed(peer: Peer, path: Path) -> None:
         stdin.close()
     except (BrokenPipeError, ValueError):
         pass  # the sender stopped reading: the test checks why
+
+
+def _burn(stop: Any) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+@pytest.mark.timeout(400)
+def test_one_gib_with_both_cores_busy(tmp_path: Path) -> None:
+    """With a CPU hog on every core, a 1 GiB transfer completes without a spurious
+    disconnect (keepalives, ICE consent and the silence deadline all survive starvation)."""
+    src = tmp_path / "src" / "gib.bin"
+    src.parent.mkdir()
+    digest = hashlib.sha256()
+    with open(src, "wb") as f:
+        for _ in range(1024):
+            block = os.urandom(MIB)
+            digest.update(block)
+            f.write(block)
+    out = tmp_path / "out"
+    out.mkdir()
+    stop = multiprocessing.Event()
+    hogs = [
+        multiprocessing.Process(target=_burn, args=(stop,), daemon=True)
+        for _ in range(os.cpu_count() or 2)
+    ]
+    for hog in hogs:
+        hog.start()
+    try:
+        with run_signal_server("--port", "0") as url:
+            sender = Peer(["send", str(src), "--server", url, "--json"], cwd=tmp_path)
+            code = sender.event("code")["code"]
+            receiver = Peer(
+                ["receive", code, "--server", url, "--json", "--yes", "-o", str(out)], cwd=tmp_path
+            )
+            assert receiver.wait(360) == 0, receiver.stderr
+            assert sender.wait(60) == 0, sender.stderr
+    finally:
+        stop.set()
+        for hog in hogs:
+            hog.join(10)
+    assert receiver.last("done")["sha256"] == digest.hexdigest()
+    assert receiver.last("done")["bytes"] == 1 << 30
