@@ -358,6 +358,17 @@ def receive(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing files of the same names.")
     ] = False,
+    no_resume: Annotated[
+        bool,
+        typer.Option(
+            "--no-resume",
+            help="Start from zero: ignore data left by an interrupted receive, and delete "
+            "the partial data if this one is interrupted. By default an interrupted "
+            "receive keeps what it got (files of 1 MiB or more, under hidden .p2pshare-* "
+            "names, never the final one) and a resend of the same files continues from "
+            "there once the sender has checked that data against its own.",
+        ),
+    ] = False,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
@@ -375,6 +386,10 @@ def receive(
     (--yes to skip; without a terminal, --yes is required). Names the sender chose are checked
     and the whole offer is refused if any is unsafe. Each file lands in a temporary file that
     gets its final name only once its SHA-256 matches. A text message is printed on stdout.
+
+    An interrupted receive resumes when the same files are sent again (with a new code) to
+    the same place: the sender checks the data already here against its own first, and only
+    the rest crosses the network. Files already received whole are checked and skipped.
     """
     _setup_logging(verbose)
     if not code:
@@ -408,6 +423,7 @@ def receive(
                     "dirs": offer.dirs,
                     "bytes": offer.total_bytes,
                     "names": list(offer.names),
+                    "found": offer.found_bytes,
                 }
             )
         if yes:
@@ -431,6 +447,7 @@ def receive(
         output=None if to_stdout else output,
         to_stdout=to_stdout,
         overwrite=overwrite,
+        resume=not no_resume,
     )
     _run(
         session.receive(parsed, settings, on_event=reporter, confirm=confirm),
@@ -449,7 +466,12 @@ def describe_offer(offer: session.OfferSummary) -> str:
         counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
     names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
     where = f" into {offer.destination}" if offer.destination else " to standard output"
-    return f"{names} ({', '.join(counts)}, {_size(offer.total_bytes)}){where}"
+    found = (
+        f"; {_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
+        if offer.found_bytes
+        else ""
+    )
+    return f"{names} ({', '.join(counts)}, {_size(offer.total_bytes)}){where}{found}"
 
 
 def _size(nbytes: int | None) -> str:

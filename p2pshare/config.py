@@ -35,3 +35,5 @@ class Settings:
     to_stdout: bool = False
     """Write the single received file to standard output (``--output -``)."""
     overwrite: bool = False
+    resume: bool = True
+    """Keep the partial data of an interrupted receive, and resume from data found on disk."""

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import json
 import logging
 import os
 import queue
@@ -46,6 +47,11 @@ FREE_SPACE_MARGIN_BYTES = 16 * 1024 * 1024
 FSYNC_MIN_BYTES = 1024 * 1024
 """Files this large are fsynced before they get their final name; for smaller ones the cost
 (milliseconds each, thousands of files) outweighs the benefit."""
+PREFIX_READ_BYTES = 1024 * 1024
+RESUME_MIN_BYTES = 1024 * 1024
+"""Files this large keep their partial data when a receive is interrupted; smaller ones are
+simply sent again."""
+RECORD_SUFFIX = ".json"
 STDIN_NAME = "stdin"
 TEXT_NAME = "message.txt"
 
@@ -167,9 +173,32 @@ class Reader:
     sources: list[Source]
     chunk_bytes: int
     read_bytes: int = 0
+    """Bytes read to be sent."""
+    checked_bytes: int = 0
+    """Bytes read only to check a prefix the receiver already has."""
 
-    def chunks(self, source: Source) -> Iterator[bytes]:
-        """The bytes of ``source``; a file that changes size while sent is an error."""
+    def check_prefix(self, source: Source, prefix: m.Prefix) -> hashlib._Hash | None:
+        """Hash the first ``prefix.offset`` bytes of ``source``: the running hash when they
+        match the receiver's (to be continued with the rest), None when they do not."""
+        assert source.path is not None
+        digest = hashlib.sha256()
+        try:
+            with open(source.path, "rb") as f:
+                remaining = prefix.offset
+                while remaining:
+                    chunk = f.read(min(PREFIX_READ_BYTES, remaining))
+                    if not chunk:
+                        raise LocalFileError(f"{source.path}: the file shrank while being sent")
+                    remaining -= len(chunk)
+                    self.checked_bytes += len(chunk)
+                    digest.update(chunk)
+        except OSError as exc:
+            raise _describe(exc, source.path) from None
+        return digest if digest.hexdigest() == prefix.sha256 else None
+
+    def chunks(self, source: Source, start: int = 0) -> Iterator[bytes]:
+        """The bytes of ``source`` from ``start``; a file that changes size while sent is an
+        error."""
         if source.text is not None:
             yield source.text
             return
@@ -182,7 +211,8 @@ class Reader:
         assert source.path is not None and source.entry.size is not None
         try:
             with open(source.path, "rb") as f:
-                remaining = source.entry.size
+                f.seek(start)
+                remaining = source.entry.size - start
                 while remaining:
                     chunk = f.read(min(self.chunk_bytes, remaining))
                     if not chunk:
@@ -217,6 +247,16 @@ def _lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
+@dataclass(frozen=True)
+class Found:
+    """Data already on disk for an entry: ``length`` bytes of its partial file from an
+    interrupted receive, or (``complete``) the whole file under its final name with the size
+    and modification time the sender declares. Not trusted until the sender checked it."""
+
+    length: int
+    complete: bool
+
+
 @dataclass
 class Layout:
     """Where each entry of an accepted offer goes: relative parts under ``root``."""
@@ -225,13 +265,98 @@ class Layout:
     create_root: bool
     parts: list[tuple[str, ...]]
     overwrite: bool
+    resume: bool = False
+    """Keep the partial data of large files when interrupted, and offer what is found."""
+    found: dict[int, Found] = field(default_factory=dict)
 
     def shown(self, index: int) -> Path:
         return self.root.joinpath(*self.parts[index])
 
+    def resumable(self, entry: m.FileEntry) -> bool:
+        return (
+            self.resume
+            and entry.kind == "file"
+            and entry.size is not None
+            and entry.size >= RESUME_MIN_BYTES
+        )
+
+    @property
+    def found_bytes(self) -> int:
+        return sum(f.length for f in self.found.values())
+
+
+MTIME_SLACK_S = 0.001
+"""A file already in place counts as possibly the same as the one offered when its size is
+equal and its modification time (which we set on receiving) is this close."""
+
+
+def partial_names(parts: tuple[str, ...], entry: m.FileEntry) -> tuple[str, str]:
+    """The names of an entry's partial file and its record, in the entry's directory: derived
+    from the entry (final path, size, mtime) so that a resend of the same file finds them."""
+    key = json.dumps(["/".join(parts), entry.size, entry.mtime]).encode()
+    stem = TEMP_PREFIX + hashlib.sha256(b"p2pshare partial v1\0" + key).hexdigest()[:24]
+    return stem + TEMP_SUFFIX, stem + RECORD_SUFFIX
+
+
+def _record(parts: tuple[str, ...], entry: m.FileEntry, synced: int) -> bytes:
+    obj = {
+        "v": 1,
+        "path": "/".join(parts),
+        "size": entry.size,
+        "mtime": entry.mtime,
+        "synced": synced,
+    }
+    return json.dumps(obj).encode()
+
+
+def _find_partial(
+    dir_fd: int, parts: tuple[str, ...], entry: m.FileEntry, shown: Path
+) -> Found | None:
+    """A partial file for ``entry`` left in ``dir_fd`` by an interrupted receive, if its
+    record describes this very entry and the file is a plain file of ours."""
+    part, record = partial_names(parts, entry)
+    try:
+        fd = os.open(record, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 64 * 1024:
+            return None
+        obj = json.loads(os.read(fd, 64 * 1024))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if not isinstance(obj, dict) or obj.get("v") != 1:
+        return None
+    if obj.get("path") != "/".join(parts) or [obj.get("size"), obj.get("mtime")] != [
+        entry.size,
+        entry.mtime,
+    ]:
+        return None
+    synced = obj.get("synced")
+    st_part = _lstat_at(dir_fd, part)
+    if (
+        st_part is None
+        or not stat.S_ISREG(st_part.st_mode)
+        or st_part.st_nlink != 1
+        or st_part.st_uid != os.geteuid()
+        or not isinstance(synced, int)
+        or entry.size is None
+        or not max(1, synced) <= st_part.st_size <= entry.size
+    ):
+        return None
+    logger.info("found %d bytes of %s from an earlier attempt", st_part.st_size, shown)
+    return Found(st_part.st_size, complete=False)
+
 
 def plan(
-    output: Path | None, offer: m.Offer, parts: list[tuple[str, ...]], overwrite: bool
+    output: Path | None,
+    offer: m.Offer,
+    parts: list[tuple[str, ...]],
+    overwrite: bool,
+    resume: bool = False,
 ) -> Layout:
     """Decide where everything goes and refuse, before any byte moves, what cannot be done.
 
@@ -254,14 +379,15 @@ def plan(
         raise LocalFileError(f"{output}: not a directory (the offer has several entries)")
     if not root.is_dir() and not create_root:
         raise LocalFileError(f"{root}: no such directory")
-    layout = Layout(root, create_root, parts, overwrite)
+    layout = Layout(root, create_root, parts, overwrite, resume)
     if not create_root:
         _preflight(layout, offer)
     return layout
 
 
 def _preflight(layout: Layout, offer: m.Offer) -> None:
-    """Walk the existing tree without following links; refuse conflicts and existing files."""
+    """Walk the existing tree without following links; refuse conflicts and existing files,
+    and (with ``layout.resume``) note the data already there."""
     root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for index, (entry, parts) in enumerate(zip(offer.files, layout.parts, strict=True)):
@@ -271,6 +397,10 @@ def _preflight(layout: Layout, offer: m.Offer) -> None:
                     st = _lstat_at(fd, part)
                     last = depth == len(parts) - 1
                     if st is None:
+                        if last and layout.resumable(entry):
+                            found = _find_partial(fd, parts, entry, layout.shown(index))
+                            if found is not None:
+                                layout.found[index] = found
                         break
                     shown = layout.root.joinpath(*parts[: depth + 1])
                     if not last or entry.kind == "dir":
@@ -286,6 +416,16 @@ def _preflight(layout: Layout, offer: m.Offer) -> None:
                         raise DeclinedError(
                             f"{printable(str(shown))} is a directory; not replacing it"
                         )
+                    elif (
+                        layout.resume
+                        and entry.kind == "file"
+                        and stat.S_ISREG(st.st_mode)
+                        and st.st_size == entry.size
+                        and entry.mtime is not None
+                        and abs(st.st_mtime - entry.mtime) <= MTIME_SLACK_S
+                    ):
+                        # Probably received before: the sender checks it, then skips it.
+                        layout.found[index] = Found(st.st_size, complete=True)
                     elif not layout.overwrite:
                         raise DeclinedError(
                             f"{printable(str(layout.shown(index)))} already "
@@ -310,6 +450,43 @@ class _Open:
     entry: m.FileEntry
     hash: hashlib._Hash = field(default_factory=hashlib.sha256)
     written: int = 0
+    record: str | None = None
+    """The partial file's record (the file is kept if the receive is interrupted)."""
+    complete: bool = False
+    """The file is already in place: nothing is written, the hash is checked at the end."""
+
+
+@dataclass
+class _Held:
+    """Data found on disk and hashed; the sender decides whether it matches."""
+
+    found: Found
+    hash: hashlib._Hash
+
+
+def _hash_at(dir_fd: int, name: str, length: int) -> hashlib._Hash | None:
+    """SHA-256 state over the first ``length`` bytes of a regular file (None if it is not
+    one, or shorter)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        remaining = length
+        while remaining:
+            chunk = os.read(fd, min(PREFIX_READ_BYTES, remaining))
+            if not chunk:
+                return None
+            digest.update(chunk)
+            remaining -= len(chunk)
+        return digest
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class Tree:
@@ -326,6 +503,22 @@ class Tree:
         self._root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
         self._dirs: dict[tuple[str, ...], int] = {(): self._root_fd}
         self._current: _Open | None = None
+        self._held: dict[int, _Held] = {}
+        self._starts: dict[int, int] = {}
+
+    def check_held(self) -> list[m.Prefix]:
+        """Hash the data the plan found already on disk (a local read of just those bytes):
+        the prefixes to offer the sender, who checks them against its own files."""
+        prefixes: list[m.Prefix] = []
+        for index, found in sorted(self.layout.found.items()):
+            entry, parts = self.offer.files[index], self.layout.parts[index]
+            dir_fd = self._dir(parts[:-1])
+            name = parts[-1] if found.complete else partial_names(parts, entry)[0]
+            digest = _hash_at(dir_fd, name, found.length)
+            if digest is not None:
+                self._held[index] = _Held(found, digest)
+                prefixes.append(m.Prefix(index, found.length, digest.hexdigest()))
+        return prefixes
 
     def _dir(self, parts: tuple[str, ...]) -> int:
         """An fd for directory ``parts`` under the root, created as needed, never via a link."""
@@ -353,9 +546,27 @@ class Tree:
                 self._dir(parts)
 
     def begin(self, index: int) -> None:
+        offset = self._starts.pop(index, None)
+        if offset is not None and (offset or not self._held[index].found.complete):
+            self._begin_resumed(index, offset)
+            return
         parts = self.layout.parts[index]
+        entry = self.offer.files[index]
         dir_fd = self._dir(parts[:-1])
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        if self.layout.resumable(entry):
+            # A name a resend will find again; the record goes first, so a partial file
+            # never exists without one. A stale file of that name (not resumable) goes.
+            part, record = partial_names(parts, entry)
+            try:
+                self._write_record(dir_fd, record, parts, entry, 0)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part, dir_fd=dir_fd)
+                fd = os.open(part, flags, 0o600, dir_fd=dir_fd)
+            except OSError as exc:
+                raise _describe(exc, self.layout.shown(index).parent) from None
+            self._current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
+            return
         while True:
             temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}{TEMP_SUFFIX}"
             try:
@@ -366,6 +577,68 @@ class Tree:
             except OSError as exc:
                 raise _describe(exc, self.layout.shown(index).parent) from None
         self._current = _Open(index, dir_fd, parts[-1], temp, fd, self.offer.files[index])
+
+    def _write_record(
+        self, dir_fd: int, name: str, parts: tuple[str, ...], entry: m.FileEntry, synced: int
+    ) -> None:
+        temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, _record(parts, entry, synced))
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+        os.close(fd)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+    def resume(self, index: int, offset: int) -> None:
+        """The sender's verdict on data found for entry ``index`` (all come before any data):
+        it matched its own and the entry starts at ``offset``, or (0) it did not, and the entry
+        is received afresh: a mismatch is never spliced. A whole file already in place that
+        differs is refused here, before anything is written, unless --overwrite."""
+        held = self._held[index]
+        if held.found.complete and not offset and not self.layout.overwrite:
+            shown = printable(str(self.layout.shown(index)))
+            raise DeclinedError(
+                f"{shown} already exists and differs from the file being sent; pass "
+                "--overwrite to replace it"
+            )
+        self._starts[index] = offset
+
+    def _begin_resumed(self, index: int, offset: int) -> None:
+        held = self._held.pop(index)
+        entry, parts = self.offer.files[index], self.layout.parts[index]
+        dir_fd = self._dir(parts[:-1])
+        shown = printable(str(self.layout.shown(index)))
+        if held.found.complete:
+            self._current = _Open(
+                index, dir_fd, parts[-1], "", -1, entry, held.hash, offset, complete=True
+            )
+            return
+        part, record = partial_names(parts, entry)
+        try:
+            fd = os.open(
+                part, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd
+            )
+        except OSError as exc:
+            raise _describe(exc, shown) from None
+        current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
+        self._current = current
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LocalFileError(f"{shown}: the partial file was replaced while receiving")
+            if offset:
+                current.hash, current.written = held.hash, offset
+            else:
+                logger.info("the data found for %s does not match: receiving it afresh", shown)
+                self._write_record(dir_fd, record, parts, entry, 0)
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+        except OSError as exc:
+            raise _describe(exc, shown) from None
 
     def write(self, data: bytes) -> None:
         current = self._current
@@ -385,6 +658,14 @@ class Tree:
         assert current is not None and current.index == index
         self._current = None
         shown = printable(str(self.layout.shown(index)))
+        if current.complete:
+            digest = current.hash.hexdigest()
+            if digest != expected_sha256:
+                raise IntegrityError(
+                    f"integrity failure: {shown} does not match the sender's SHA-256; it was "
+                    "left as it was"
+                )
+            return digest
         try:
             digest = current.hash.hexdigest()
             if digest != expected_sha256:
@@ -402,13 +683,23 @@ class Tree:
             except OSError as exc:
                 raise _describe(exc, shown) from None
             self._move_into_place(current, shown)
+            if current.record is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(current.record, dir_fd=current.dir_fd)
+            elif current.written >= RESUME_MIN_BYTES:
+                # --no-resume: partial data of this very file from an earlier attempt is
+                # now useless.
+                for stale in partial_names(self.layout.parts[index], current.entry):
+                    with contextlib.suppress(OSError):
+                        os.unlink(stale, dir_fd=current.dir_fd)
             return digest
         except BaseException:
             self._discard(current)
             raise
         finally:
-            with contextlib.suppress(OSError):
-                os.close(current.fd)
+            if current.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(current.fd)
 
     def _move_into_place(self, current: _Open, shown: str) -> None:
         fds = {"src_dir_fd": current.dir_fd, "dst_dir_fd": current.dir_fd}
@@ -433,8 +724,23 @@ class Tree:
         os.unlink(current.temp, dir_fd=current.dir_fd)
 
     def _discard(self, current: _Open) -> None:
+        if current.complete:
+            return
         with contextlib.suppress(OSError):
             os.unlink(current.temp, dir_fd=current.dir_fd)
+        if current.record is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(current.record, dir_fd=current.dir_fd)
+
+    def _keep(self, current: _Open) -> None:
+        """An interrupted receive: make the partial data durable and record how much."""
+        with contextlib.suppress(OSError):
+            os.fsync(current.fd)
+            parts = self.layout.parts[current.index]
+            assert current.record is not None
+            self._write_record(
+                current.dir_fd, current.record, parts, current.entry, current.written
+            )
 
     def finish_dirs(self) -> None:
         """Give directories their modes and times, deepest first (writing inside changes them)."""
@@ -458,10 +764,15 @@ class Tree:
                     )
 
     def close(self) -> None:
-        if self._current is not None:
-            self._discard(self._current)
-            with contextlib.suppress(OSError):
-                os.close(self._current.fd)
+        current = self._current
+        if current is not None:
+            if current.record is not None and current.written:
+                self._keep(current)
+            else:
+                self._discard(current)
+            if current.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(current.fd)
             self._current = None
         for fd in self._dirs.values():
             with contextlib.suppress(OSError):
@@ -505,6 +816,9 @@ class StreamSink:
 
     def begin(self, index: int) -> None:
         pass
+
+    def resume(self, index: int, offset: int) -> None:
+        raise ProtocolError("nothing to resume when receiving a stream")
 
     def write(self, data: bytes) -> None:
         self._hash.update(data)
@@ -575,6 +889,9 @@ class Writer(threading.Thread):
                 elif op == "begin":
                     assert isinstance(value, int)
                     self.sink.begin(value)
+                elif op == "resume":
+                    assert isinstance(value, tuple)
+                    self.sink.resume(*value)
                 elif op == "end":
                     assert isinstance(value, tuple)
                     index, sha = value

@@ -196,17 +196,24 @@ def _entries(obj: dict[str, Any]) -> tuple[FileEntry, ...]:
 
 @dataclass(frozen=True)
 class Accept:
-    """Receiver → sender: go ahead; ``window`` bytes of credit to start with."""
+    """Receiver → sender: go ahead; ``window`` bytes of credit to start with.
+
+    ``have`` counts the entries the receiver already holds a prefix of (an interrupted
+    earlier attempt, or the whole file); they follow in :class:`Have` messages, and the sender
+    sends nothing before it has them all."""
 
     TYPE: ClassVar[int] = 0x02
     window: int
     compression: str | None = None
     """The codec the sender may use (one it offered), or None."""
+    have: int = 0
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"window": self.window}
         if self.compression:
             obj["compression"] = self.compression
+        if self.have:
+            obj["have"] = self.have
         return obj
 
     @classmethod
@@ -214,7 +221,68 @@ class Accept:
         codec = obj.get("compression")
         if codec is not None and codec not in CODECS:
             raise ProtocolError("unknown compression")
-        return cls(_int(obj, "window", 1, 2**31), codec)
+        have = _int(obj, "have", 0, MAX_ENTRIES) if "have" in obj else 0
+        return cls(_int(obj, "window", 1, 2**31), codec, have)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """One entry the receiver already has the first ``offset`` bytes of, and their SHA-256."""
+
+    index: int
+    offset: int
+    sha256: str
+
+
+HAVE_BATCH = 512
+"""Prefixes per :class:`Have` message (about 50 KiB of JSON at most)."""
+
+
+@dataclass(frozen=True)
+class Have:
+    """Receiver → sender, after Accept: prefixes it already holds, in entry order."""
+
+    TYPE: ClassVar[int] = 0x0A
+    prefixes: tuple[Prefix, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries": [[p.index, p.offset, p.sha256] for p in self.prefixes]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Have:
+        raw = obj.get("entries")
+        if not isinstance(raw, list) or not 0 < len(raw) <= HAVE_BATCH:
+            raise ProtocolError(f"'entries' must be a list of 1 to {HAVE_BATCH} prefixes")
+        prefixes = []
+        for item in raw:
+            if not isinstance(item, list) or len(item) != 3:
+                raise ProtocolError("a prefix must be [index, offset, sha256]")
+            fields = dict(zip(("index", "offset", "sha256"), item, strict=True))
+            digest = _str(fields, "sha256", 64)
+            if not _HEX64.fullmatch(digest):
+                raise ProtocolError("field 'sha256' must be 64 lowercase hex digits")
+            offset = _int(fields, "offset", 1)
+            prefixes.append(Prefix(_int(fields, "index", 0, MAX_ENTRIES), offset, digest))
+        return cls(tuple(prefixes))
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Sender → receiver, just before the data of an entry the receiver listed in Have:
+    ``offset`` is where the data starts. The sender hashed its own first ``offset`` bytes and
+    they matched; 0 means they did not (the receiver starts that entry afresh). The final
+    SHA-256 in FileEnd still covers the whole file, prefix included."""
+
+    TYPE: ClassVar[int] = 0x0B
+    index: int
+    offset: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "offset": self.offset}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Resume:
+        return cls(_int(obj, "index", 0, MAX_ENTRIES), _int(obj, "offset"))
 
 
 @dataclass(frozen=True)
@@ -346,12 +414,36 @@ class DataEnd:
     payload: bytes
 
 
-Control = OfferHead | OfferMore | Accept | Abort | Credit | FileEnd | FileAck | Done | Ping
+Control = (
+    OfferHead
+    | OfferMore
+    | Accept
+    | Have
+    | Resume
+    | Abort
+    | Credit
+    | FileEnd
+    | FileAck
+    | Done
+    | Ping
+)
 Message = Control | Data | DataEnd | DataZ
 
 _CONTROL_TYPES: dict[int, type[Control]] = {
     cls.TYPE: cls
-    for cls in (OfferHead, OfferMore, Accept, Abort, Credit, FileEnd, FileAck, Done, Ping)
+    for cls in (
+        OfferHead,
+        OfferMore,
+        Accept,
+        Have,
+        Resume,
+        Abort,
+        Credit,
+        FileEnd,
+        FileAck,
+        Done,
+        Ping,
+    )
 }
 
 
@@ -365,7 +457,18 @@ DATA_END_OVERHEAD = 1 + DataEnd.HEADER.size
 
 
 def encode(
-    message: Accept | Abort | Credit | FileEnd | FileAck | Done | Ping | Data | DataEnd | DataZ,
+    message: Accept
+    | Have
+    | Resume
+    | Abort
+    | Credit
+    | FileEnd
+    | FileAck
+    | Done
+    | Ping
+    | Data
+    | DataEnd
+    | DataZ,
 ) -> bytes:
     """One frame for ``message`` (an :class:`Offer` takes several: ``Offer.frames()``)."""
     if isinstance(message, Data):

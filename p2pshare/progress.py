@@ -78,9 +78,15 @@ class HumanReporter:
             return
         where = f" to {result.path}" if verb == "Received" and result.path else ""
         what = f"{result.files} files, " if result.files != 1 else ""
-        rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
+        sent = result.bytes if result.sent is None else result.sent
+        rate = sent / result.seconds / 1e6 if result.seconds > 0 else 0.0
+        resumed = (
+            f" (resumed: {result.resumed:,} bytes were already there, {sent:,} sent)"
+            if result.resumed
+            else ""
+        )
         self.say(
-            f"{verb} {what}{result.bytes:,} bytes{where} in {result.seconds:.1f} s "
+            f"{verb} {what}{result.bytes:,} bytes{where}{resumed} in {result.seconds:.1f} s "
             f"({rate:.1f} MB/s), SHA-256 verified."
         )
 
@@ -142,6 +148,8 @@ class JsonReporter:
         done: dict[str, Any] = {
             "event": "done",
             "bytes": result.bytes,
+            "sent": result.bytes if result.sent is None else result.sent,
+            "resumed": result.resumed,
             "files": result.files,
             "seconds": round(result.seconds, 3),
             "sha256": result.sha256,

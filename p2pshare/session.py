@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -103,17 +104,28 @@ class OfferSummary:
     destination: Path | None
     """Where it goes; None for a text message or --output -."""
     is_text: bool = False
+    found_bytes: int = 0
+    """Bytes already on disk from an earlier attempt (checked with the sender before use)."""
 
 
 @dataclass(frozen=True)
 class TransferResult:
     bytes: int
+    """The size of everything transferred, including data the receiver already had."""
     seconds: float
     files: int
     sha256: str | None
     """The SHA-256 when exactly one file was transferred."""
     path: Path | None
     text: str | None = None
+    sent: int | None = None
+    """Bytes that crossed the network this time (before compression); less than ``bytes``
+    when an interrupted transfer was resumed. None: the same as ``bytes``."""
+
+    @property
+    def resumed(self) -> int:
+        """Bytes the receiver already had (checked, not sent again)."""
+        return self.bytes - (self.bytes if self.sent is None else self.sent)
 
 
 SessionEvent = CodeReady | Connected | Progress | Notice
@@ -365,6 +377,7 @@ async def _send_entries(
     offer = m.Offer(tuple(s.entry for s in sources), compression=_codecs())
     proto = transfer.SenderProtocol(offer)
     state = {"accepted": False, "finished": False}
+    order = [i for i, entry in enumerate(offer.files) if entry.carries_data]
 
     def handle(frame: bytes) -> None:
         for event in proto.receive(frame):
@@ -388,7 +401,15 @@ async def _send_entries(
         total = offer.total_bytes
         on_event(Progress(0, total))
         digests: list[str] = []
-        async for piece in _read_ahead(reader, compress=proto.compression == "zstd"):
+        resumed = 0
+        prefixes = [proto.have.get(i) for i in order]
+        compress = proto.compression == "zstd"
+        async for piece in _read_ahead(reader, prefixes, compress=compress):
+            if piece.resume is not None:
+                link.send(proto.resume(*piece.resume))
+                resumed += piece.resume[1]
+                on_event(Progress(reader.read_bytes + resumed, total))
+                continue
             await wire.until(functools.partial(proto.can_send, piece.raw_len))
             if piece.compressed:
                 link.send(proto.data_z(piece.raw_len, piece.payload))
@@ -401,15 +422,18 @@ async def _send_entries(
             if piece.digest is not None:
                 digests.append(piece.digest)
             await link.drain()
-            on_event(Progress(reader.read_bytes, total))
+            on_event(Progress(reader.read_bytes + resumed, total))
         await wire.until(lambda: state["finished"])
         wire.closing = True
+        if resumed:
+            logger.info("resumed: %d bytes checked, not sent again", resumed)
         return TransferResult(
-            reader.read_bytes,
+            reader.read_bytes + resumed,
             time.monotonic() - started,
             len(data_sources),
             digests[0] if len(digests) == 1 else None,
             data_sources[0].path if len(data_sources) == 1 else None,
+            sent=reader.read_bytes,
         )
 
     return await wire.run(main())
@@ -424,6 +448,9 @@ class _Piece:
     raw_len: int
     compressed: bool = False
     digest: str | None = None
+    resume: tuple[int, int] | None = None
+    """Set (and nothing else) for each entry the receiver has a prefix of, before any data:
+    (entry index, where its data starts), 0 when the prefix did not match ours."""
 
 
 COMPRESS_MIN_BYTES = 4096
@@ -433,10 +460,17 @@ shrink, the rest of that file is sent raw (random data costs one trial per file)
 
 
 async def _read_ahead(
-    reader: disk.Reader, compress: bool = False, depth: int = 16
+    reader: disk.Reader,
+    prefixes: Sequence[m.Prefix | None] = (),
+    compress: bool = False,
+    depth: int = 16,
 ) -> AsyncIterator[_Piece]:
     """Every source's chunks in order, read, hashed and (with ``compress``) compressed in a
-    worker thread that stays at most ``depth`` pieces ahead."""
+    worker thread that stays at most ``depth`` pieces ahead.
+
+    ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
+    here first and answered with a piece that says where that entry's data starts; the hash
+    state is kept, so that the prefix is read once and its data never sent again."""
     loop = asyncio.get_running_loop()
     items: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
     stop = threading.Event()
@@ -460,11 +494,20 @@ async def _read_ahead(
 
     def produce() -> None:
         try:
-            for source in reader.sources:
-                digest = hashlib.sha256()
+            kept: dict[int, tuple[hashlib._Hash, int]] = {}
+            for k, prefix in enumerate(prefixes):
+                if prefix is None:
+                    continue
+                matched = reader.check_prefix(reader.sources[k], prefix)
+                if matched is not None:
+                    kept[k] = (matched, prefix.offset)
+                start = 0 if matched is None else prefix.offset
+                put(_Piece(b"", 0, resume=(prefix.index, start)))
+            for k, source in enumerate(reader.sources):
+                digest, start = kept.pop(k) if k in kept else (hashlib.sha256(), 0)
                 state = {"trying": True}
                 held: bytes | None = None  # one chunk of look-ahead finds the last one
-                for chunk in reader.chunks(source):
+                for chunk in reader.chunks(source, start):
                     if stop.is_set():
                         return
                     digest.update(chunk)
@@ -563,12 +606,16 @@ async def _prepare(
                 f"--output - takes a single file; the offer has {len(offer.files)} entries"
             )
         return disk.StreamSink(sys.stdout.buffer), _summary(offer, parts, None)
-    layout = await asyncio.to_thread(disk.plan, settings.output, offer, parts, settings.overwrite)
+    layout = await asyncio.to_thread(
+        disk.plan, settings.output, offer, parts, settings.overwrite, settings.resume
+    )
     if offer.total_bytes is not None:
         space_in = layout.root.parent if layout.create_root else layout.root
-        await asyncio.to_thread(disk.check_free_space, space_in, offer.total_bytes)
+        needed = offer.total_bytes - layout.found_bytes
+        await asyncio.to_thread(disk.check_free_space, space_in, needed)
     where = layout.shown(0) if len(offer.files) == 1 else layout.root
-    return layout, _summary(offer, layout.parts, where)
+    summary = _summary(offer, layout.parts, where)
+    return layout, dataclasses.replace(summary, found_bytes=layout.found_bytes)
 
 
 async def _receive_entries(
@@ -581,15 +628,21 @@ async def _receive_entries(
     writer: disk.Writer | None = None
     begun = -1
     written = 0
+    resumed = 0
     pending_done: list[bytes] = []
 
     def handle(frame: bytes) -> None:
-        nonlocal begun
+        nonlocal begun, resumed
         for event in proto.receive(frame):
             if isinstance(event, transfer.PeerAborted):
                 raise event.error
             if isinstance(event, transfer.OfferReceived):
                 offers.set_result(event.offer)
+            elif isinstance(event, transfer.Resumed):
+                assert writer is not None
+                writer.submit("resume", (event.index, event.offset))
+                resumed += event.offset
+                on_event(Progress(written + resumed, total))
             elif isinstance(event, transfer.ChunkReceived | transfer.FileEnded):
                 assert writer is not None
                 if event.index != begun:
@@ -614,7 +667,7 @@ async def _receive_entries(
             grant = proto.consumed(value)
             if grant is not None:
                 link.send(grant)
-            on_event(Progress(written, total))
+            on_event(Progress(written + resumed, total))
         elif kind == "verified":
             assert isinstance(value, tuple)
             digests.append(value[1])
@@ -649,8 +702,17 @@ async def _receive_entries(
         if confirm is not None and not await confirm(summary):
             raise DeclinedError("declined by the receiver")
         sink: disk.Sink
+        prefixes: list[m.Prefix] = []
         if isinstance(prepared, disk.Layout):
-            sink = await asyncio.to_thread(disk.Tree, prepared, offer)
+            tree = await asyncio.to_thread(disk.Tree, prepared, offer)
+            sink = tree
+            if prepared.found:
+                try:
+                    prefixes = await asyncio.to_thread(tree.check_held)
+                except BaseException:
+                    tree.close()
+                    raise
+                logger.info("offering %d prefixes from an earlier attempt", len(prefixes))
         else:
             sink = prepared
         total = offer.total_bytes
@@ -658,7 +720,8 @@ async def _receive_entries(
         writer.start()
         writer.submit("dirs")
         codec = "zstd" if "zstd" in _codecs() else None
-        link.send(proto.accept(settings.window_bytes, codec))
+        for frame in proto.accept(settings.window_bytes, codec, prefixes):
+            link.send(frame)
         logger.info("accepted; compression: %s", proto.compression or "none")
         started = time.monotonic()
         on_event(Progress(0, total))
@@ -676,12 +739,13 @@ async def _receive_entries(
         if summary.is_text and isinstance(sink, disk.StreamSink):
             text = bytes(sink.buffer).decode("utf-8", errors="replace")
         return TransferResult(
-            written,
+            written + resumed,
             seconds,
             summary.files,
             digests[0] if len(digests) == 1 else None,
             summary.destination,
             text,
+            sent=written,
         )
 
     try:

@@ -5,6 +5,8 @@
     sender                                         receiver
       │── Offer(files, total) ───────────────────────>│  validate, check space, ask user
       │<─────────────────────── Accept(window) / Abort│
+      │<────────────── Have(prefixes it already holds)│  only after an interrupted try
+      │── Resume(index, offset) for each, first ─────>│  checked: continue, or 0: afresh
       │── Data ... (never more than the credit) ─────>│  write off-loop, hash
       │<────────────────────────────── Credit(bytes) ─│  as data reaches the disk
       │── FileEnd(index, sha256) ────────────────────>│  verify, rename into place
@@ -20,7 +22,7 @@ what they return; tests drive them directly.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from p2pshare import messages as m
@@ -45,6 +47,16 @@ class OfferReceived:
 @dataclass(frozen=True)
 class Accepted:
     window: int
+    have: dict[int, m.Prefix] = field(default_factory=dict)
+    """What the receiver already holds, by entry index (the sender checks each prefix)."""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The entry's data starts at ``offset`` (0: the receiver's prefix did not match)."""
+
+    index: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,16 @@ class PeerAborted:
     error: P2PShareError
 
 
-Event = OfferReceived | Accepted | ChunkReceived | FileEnded | FileAcked | Finished | PeerAborted
+Event = (
+    OfferReceived
+    | Accepted
+    | Resumed
+    | ChunkReceived
+    | FileEnded
+    | FileAcked
+    | Finished
+    | PeerAborted
+)
 
 
 class _State(Enum):
@@ -108,6 +129,18 @@ def _data_indexes(offer: m.Offer) -> list[int]:
     return [i for i, entry in enumerate(offer.files) if entry.carries_data]
 
 
+def check_prefixes(offer: m.Offer, prefixes: list[m.Prefix]) -> None:
+    """Prefixes must name regular file entries, in increasing order, within their size."""
+    last = -1
+    for prefix in prefixes:
+        if not last < prefix.index < len(offer.files):
+            raise ProtocolError("prefixes out of order or past the offer")
+        entry = offer.files[prefix.index]
+        if entry.kind != "file" or entry.size is None or not 0 < prefix.offset <= entry.size:
+            raise ProtocolError("a prefix that does not fit its entry")
+        last = prefix.index
+
+
 class SenderProtocol(_Side):
     """The sending side: offers ``offer``, then sends its entries in order within the credit."""
 
@@ -120,6 +153,11 @@ class SenderProtocol(_Side):
         self.sent_in_file = 0
         self.acked = 0
         self.compression: str | None = None
+        self._window = 0
+        self._have_count = 0
+        self._have: list[m.Prefix] = []
+        self.have: dict[int, m.Prefix] = {}
+        self._starts: dict[int, int] = {}
 
     def start(self) -> list[bytes]:
         return self.offer.frames()
@@ -147,13 +185,16 @@ class SenderProtocol(_Side):
         common = self._common(msg)
         if common is not None:
             return common
-        if self._state is _State.OFFERING and isinstance(msg, m.Accept):
-            self._state = _State.TRANSFERRING
+        if self._state is _State.OFFERING and isinstance(msg, m.Accept) and not self._window:
             if msg.compression is not None and msg.compression not in self.offer.compression:
                 raise ProtocolError("the receiver chose a compression we did not offer")
             self.compression = msg.compression
-            self.credit = msg.window
-            return [Accepted(msg.window)]
+            self._window = msg.window
+            self._have_count = msg.have
+            return self._accepted()
+        if self._state is _State.OFFERING and isinstance(msg, m.Have) and self._window:
+            self._have.extend(msg.prefixes)
+            return self._accepted()
         if self._state is _State.TRANSFERRING:
             if isinstance(msg, m.Credit):
                 self.credit += msg.bytes
@@ -171,6 +212,39 @@ class SenderProtocol(_Side):
                 return [Finished()]
         raise ProtocolError(f"unexpected {type(msg).__name__} message")
 
+    def _accepted(self) -> list[Event]:
+        if len(self._have) > self._have_count:
+            raise ProtocolError("the receiver listed more prefixes than it declared")
+        if len(self._have) < self._have_count:
+            return []
+        check_prefixes(self.offer, self._have)
+        self.have = {p.index: p for p in self._have}
+        self._state = _State.TRANSFERRING
+        self.credit = self._window
+        return [Accepted(self._window, dict(self.have))]
+
+    @property
+    def resumes_due(self) -> list[int]:
+        """Entries the receiver listed that still need their Resume (all come before data)."""
+        return [p.index for p in self._have[len(self._starts) :]]
+
+    def resume(self, index: int, offset: int) -> bytes:
+        """Entry ``index`` starts at ``offset``: the receiver's prefix of that length matched
+        ours, or 0 when it did not. For every entry the receiver listed, in order, before any
+        data (so that the receiver can refuse what it cannot do before it writes a byte)."""
+        due = self._have[len(self._starts)] if len(self._starts) < len(self._have) else None
+        if due is None or index != due.index or offset not in (0, due.offset):
+            raise RuntimeError("no such prefix to resume from")
+        self._starts[index] = offset
+        if index == self.current:
+            self.sent_in_file = offset
+        return m.encode(m.Resume(index, offset))
+
+    def _next_entry(self) -> None:
+        self._position += 1
+        current = self.current
+        self.sent_in_file = 0 if current is None else self._starts.get(current, 0)
+
     def data(self, payload: bytes) -> bytes:
         """Frame the next bytes of the current entry; the caller stays within the credit."""
         self._count(len(payload))
@@ -184,7 +258,11 @@ class SenderProtocol(_Side):
         return m.encode(m.DataZ(raw_len, frame))
 
     def _count(self, nbytes: int) -> None:
-        if self._state is not _State.TRANSFERRING or self.current is None:
+        if (
+            self._state is not _State.TRANSFERRING
+            or self.current is None
+            or len(self._starts) < len(self._have)
+        ):
             raise RuntimeError("not sending a file")
         remaining = self.current_remaining
         if not nbytes or nbytes > self.credit or (remaining is not None and nbytes > remaining):
@@ -197,22 +275,24 @@ class SenderProtocol(_Side):
         if index is None or self.current_remaining not in (0, None):
             raise RuntimeError("file not completely sent")
         frame = m.encode(m.FileEnd(index, self.sent_in_file, sha256))
-        self._position += 1
-        self.sent_in_file = 0
+        self._next_entry()
         return frame
 
     def data_end(self, payload: bytes, sha256: str) -> bytes:
         """The last bytes of the current entry and its end in one frame (payload may be
         empty); the caller stays within the credit."""
         index, remaining = self.current, self.current_remaining
-        if self._state is not _State.TRANSFERRING or index is None:
+        if (
+            self._state is not _State.TRANSFERRING
+            or index is None
+            or len(self._starts) < len(self._have)
+        ):
             raise RuntimeError("not sending a file")
         if len(payload) > self.credit or (remaining is not None and len(payload) != remaining):
             raise RuntimeError("payload exceeds credit or does not end the file")
         self.credit -= len(payload)
         size = self.sent_in_file + len(payload)
-        self._position += 1
-        self.sent_in_file = 0
+        self._next_entry()
         return m.encode(m.DataEnd(index, size, sha256, payload))
 
 
@@ -233,6 +313,9 @@ class ReceiverProtocol(_Side):
         self.verified = 0
         self._unacked = 0
         self.compression: str | None = None
+        self._have: dict[int, int] = {}
+        self._have_order: list[int] = []
+        self._starts: dict[int, int] = {}
 
     def receive(self, frame: bytes) -> list[Event]:
         msg = m.decode(frame)
@@ -250,6 +333,17 @@ class ReceiverProtocol(_Side):
                 raise ProtocolError("more files than offered")
             index = self._order[self._position]
             size = self.offer.files[index].size
+            if len(self._starts) < len(self._have):
+                # First the sender says where each entry we hold a prefix of starts.
+                due = self._have_order[len(self._starts)]
+                if not isinstance(msg, m.Resume) or msg.index != due:
+                    raise ProtocolError("data before the resume messages")
+                if msg.offset not in (0, self._have[due]):
+                    raise ProtocolError("resuming at an offset we did not offer")
+                self._starts[due] = msg.offset
+                if due == index:
+                    self.received_in_file = msg.offset
+                return [Resumed(due, msg.offset)]
             if isinstance(msg, m.Data):
                 if not msg.payload:
                     raise ProtocolError("empty data message")
@@ -287,7 +381,8 @@ class ReceiverProtocol(_Side):
         ):
             raise IntegrityError("the sender sent fewer bytes than it declared")
         self._position += 1
-        self.received_in_file = 0
+        following = self._order[self._position] if self._position < len(self._order) else -1
+        self.received_in_file = self._starts.get(following, 0)
         return FileEnded(index, sha256)
 
     def _collect(self, entries: tuple[m.FileEntry, ...]) -> list[Event]:
@@ -305,15 +400,28 @@ class ReceiverProtocol(_Side):
         self._entries = []
         return [OfferReceived(offer)]
 
-    def accept(self, window: int = DEFAULT_WINDOW_BYTES, compression: str | None = None) -> bytes:
+    def accept(
+        self,
+        window: int = DEFAULT_WINDOW_BYTES,
+        compression: str | None = None,
+        have: list[m.Prefix] | None = None,
+    ) -> list[bytes]:
         """Accept the offer with ``window`` bytes of credit; ``compression`` picks one of the
-        codecs the sender offered (ignored if it offered none)."""
+        codecs the sender offered (ignored if it offered none); ``have`` lists the prefixes
+        already on disk, which the sender checks before it resumes them."""
         if self.offer is None or self._state is not _State.OFFERING:
             raise RuntimeError("nothing to accept")
+        have = have or []
+        check_prefixes(self.offer, have)
         self._state = _State.TRANSFERRING
         self.window = self.outstanding = window
         self.compression = compression if compression in self.offer.compression else None
-        return m.encode(m.Accept(window, self.compression))
+        self._have = {p.index: p.offset for p in have}
+        self._have_order = [p.index for p in have]
+        frames = [m.encode(m.Accept(window, self.compression, len(have)))]
+        for start in range(0, len(have), m.HAVE_BATCH):
+            frames.append(m.encode(m.Have(tuple(have[start : start + m.HAVE_BATCH]))))
+        return frames
 
     def consumed(self, nbytes: int) -> bytes | None:
         """``nbytes`` reached the disk: grant them back, in batches of a quarter window."""

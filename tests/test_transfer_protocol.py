@@ -48,7 +48,7 @@ def run_transfer(
     receiver = transfer.ReceiverProtocol()
     received = [event for frame in sender.start() for event in receiver.receive(frame)]
     assert received == [transfer.OfferReceived(m.Offer(entries))]
-    assert sender.receive(receiver.accept(window)) == [transfer.Accepted(window)]
+    assert sender.receive(receiver.accept(window)[0]) == [transfer.Accepted(window)]
     got: list[bytes | None] = [None if blob is None else b"" for blob in data]
     if all(blob is None for blob in data):
         assert sender.receive(receiver.finish_without_data()[0]) == [transfer.Finished()]
@@ -126,7 +126,7 @@ def test_small_files_cost_one_message_each_and_acks_are_batched() -> None:
     receiver = transfer.ReceiverProtocol()
     for frame in sender.start():
         receiver.receive(frame)
-    sender.receive(receiver.accept(1 << 20))
+    sender.receive(receiver.accept(1 << 20)[0])
     acks = []
     for i, blob in enumerate(files):
         events = receiver.receive(sender.data_end(blob, hashlib.sha256(blob).hexdigest()))
@@ -147,7 +147,7 @@ def test_compression_is_negotiated_and_counted_uncompressed() -> None:
     receiver = transfer.ReceiverProtocol()
     for frame in sender.start():
         receiver.receive(frame)
-    sender.receive(receiver.accept(150_000, "zstd"))
+    sender.receive(receiver.accept(150_000, "zstd")[0])
     assert sender.compression == receiver.compression == "zstd"
     [event] = receiver.receive(sender.data_z(60_000, b"frame"))
     assert event == transfer.ChunkReceived(0, b"frame", 60_000)
@@ -162,7 +162,7 @@ def test_compression_not_offered_is_not_used() -> None:
     receiver = transfer.ReceiverProtocol()
     for frame in sender.start():
         receiver.receive(frame)
-    sender.receive(receiver.accept(100, "zstd"))
+    sender.receive(receiver.accept(100, "zstd")[0])
     assert sender.compression is None and receiver.compression is None
     with pytest.raises(ProtocolError, match="compression"):
         receiver.receive(m.encode(m.DataZ(5, b"x")))
@@ -352,3 +352,166 @@ def test_decode_of_arbitrary_json_objects(kind: int, obj: dict[str, object]) -> 
 
     with contextlib.suppress(ProtocolError):
         m.decode(bytes([kind]) + json.dumps(obj).encode())
+
+
+# -- resuming ----------------------------------------------------------------------------------
+
+
+def offered(*sizes: int) -> tuple[transfer.SenderProtocol, transfer.ReceiverProtocol]:
+    sender = transfer.SenderProtocol(offer(*sizes))
+    receiver = transfer.ReceiverProtocol()
+    for frame in sender.start():
+        receiver.receive(frame)
+    return sender, receiver
+
+
+def test_resume_sends_only_the_rest_and_costs_no_credit() -> None:
+    """A prefix the receiver has is announced with Have; the sender resumes after it; sizes
+    count the whole file, credit only what is sent."""
+    sender, receiver = offered(1000, 500)
+    prefix = m.Prefix(0, 600, "a" * 64)
+    frames = receiver.accept(100, have=[prefix])
+    assert len(frames) == 2
+    assert sender.receive(frames[0]) == []  # nothing may be sent before the Have arrives
+    assert sender.receive(frames[1]) == [transfer.Accepted(100, {0: prefix})]
+    assert receiver.receive(sender.resume(0, 600)) == [transfer.Resumed(0, 600)]
+    assert sender.current_remaining == 400 and sender.credit == 100
+    receiver.receive(sender.data(b"x" * 100))
+    grant = receiver.consumed(100)
+    assert grant is not None
+    sender.receive(grant)
+    receiver.receive(sender.data(b"x" * 100))
+    assert receiver.received_in_file == 800
+
+
+def test_resume_at_zero_when_the_prefix_does_not_match() -> None:
+    """Offset 0 (the sender's prefix differed): every byte is sent again, never spliced."""
+    sender, receiver = offered(10)
+    for frame in receiver.accept(100, have=[m.Prefix(0, 4, "b" * 64)]):
+        sender.receive(frame)
+    assert receiver.receive(sender.resume(0, 0)) == [transfer.Resumed(0, 0)]
+    digest = hashlib.sha256(b"0123456789").hexdigest()
+    events = receiver.receive(sender.data_end(b"0123456789", digest))
+    assert events[-1] == transfer.FileEnded(0, digest)
+
+
+def test_a_whole_file_already_there_is_skipped() -> None:
+    """A prefix as long as the file: Resume then an empty DataEnd with the whole hash."""
+    sender, receiver = offered(10, 3)
+    for frame in receiver.accept(100, have=[m.Prefix(0, 10, "c" * 64)]):
+        sender.receive(frame)
+    receiver.receive(sender.resume(0, 10))
+    assert receiver.receive(sender.data_end(b"", "d" * 64)) == [transfer.FileEnded(0, "d" * 64)]
+    assert sender.current == 1 and sender.credit == 100
+
+
+def test_the_receiver_refuses_a_resume_it_did_not_offer() -> None:
+    """Data before the Resume of a listed entry, another offset, or an unlisted entry."""
+    _, receiver = offered(10, 10)
+    receiver.accept(100, have=[m.Prefix(0, 4, "a" * 64)])
+    with pytest.raises(ProtocolError, match="before the resume"):
+        receiver.receive(m.encode(m.Data(b"abc")))
+    _, receiver = offered(10, 10)
+    receiver.accept(100, have=[m.Prefix(0, 4, "a" * 64)])
+    with pytest.raises(ProtocolError, match="did not offer"):
+        receiver.receive(m.encode(m.Resume(0, 5)))
+    _, receiver = offered(10, 10)
+    receiver.accept(100)
+    with pytest.raises(ProtocolError, match="unexpected Resume"):
+        receiver.receive(m.encode(m.Resume(0, 0)))
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [[0, 11, "a" * 64]],  # longer than the file
+        [[1, 1, "a" * 64], [0, 1, "a" * 64]],  # out of order
+        [[2, 1, "a" * 64]],  # past the offer
+        [[0, 0, "a" * 64]],  # an empty prefix
+        [[0, 1, "A" * 64]],  # not a hash
+        [[0, 1]],
+    ],
+)
+def test_the_sender_refuses_bad_prefixes(entries: list[list[object]]) -> None:
+    """A receiver's Have is checked against the offer like any untrusted message."""
+    sender, _ = offered(10, 10)
+    sender.receive(m.encode(m.Accept(100, None, len(entries))))
+    with pytest.raises(ProtocolError):
+        sender.receive(m._frame(m.Have.TYPE, {"entries": entries}))
+
+
+def test_prefixes_only_for_regular_files_and_not_more_than_declared() -> None:
+    sender = transfer.SenderProtocol(m.Offer((m.FileEntry("s", None, kind="stream"),)))
+    sender.start()
+    sender.receive(m.encode(m.Accept(100, None, 1)))
+    with pytest.raises(ProtocolError, match="does not fit"):
+        sender.receive(m.encode(m.Have((m.Prefix(0, 1, "a" * 64),))))
+    sender, _ = offered(10, 10)
+    sender.receive(m.encode(m.Accept(100, None, 1)))
+    with pytest.raises(ProtocolError, match="more prefixes"):
+        sender.receive(m.encode(m.Have((m.Prefix(0, 1, "a" * 64), m.Prefix(1, 1, "a" * 64)))))
+
+
+def test_many_prefixes_travel_in_batches_under_64_kib() -> None:
+    """1,200 files already there (a big directory, resent): three Have messages."""
+    sizes = [2**40] * 1200
+    sender, receiver = offered(*sizes)
+    have = [m.Prefix(i, 2**40 - 1, hashlib.sha256(bytes(i)).hexdigest()) for i in range(1200)]
+    frames = receiver.accept(100, have=have)
+    assert len(frames) == 4 and all(len(f) < 64 * 1024 for f in frames)
+    events = [e for f in frames for e in sender.receive(f)]
+    assert events == [transfer.Accepted(100, {p.index: p for p in have})]
+
+
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=1, max_size=5),
+    cuts=st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=5, max_size=5),
+    window=st.integers(1, 200),
+)
+def test_resume_property(sizes: list[int], cuts: list[tuple[float, bool]], window: int) -> None:
+    """Whatever the receiver holds and whether it matches, each file ends up whole: the
+    receiver's bytes plus what is sent add up to the declared size, within the credit."""
+    blobs = [bytes([i]) * n for i, n in enumerate(sizes)]
+    sender, receiver = offered(*sizes)
+    have = [
+        m.Prefix(i, max(1, int(n * cut)), "e" * 64)
+        for i, (n, (cut, _)) in enumerate(zip(sizes, cuts, strict=False))
+        if n and cut > 0.3
+    ]
+    for frame in receiver.accept(window, have=have):
+        sender.receive(frame)
+    starts = {}
+    for prefix in have:
+        starts[prefix.index] = prefix.offset if cuts[prefix.index][1] else 0
+        events = receiver.receive(sender.resume(prefix.index, starts[prefix.index]))
+        assert events == [transfer.Resumed(prefix.index, starts[prefix.index])]
+    for index, blob in enumerate(blobs):
+        pos = starts.get(index, 0)
+        assert sender.current == index and sender.current_remaining == len(blob) - pos
+        while pos < len(blob):
+            n = min(len(blob) - pos, sender.credit)
+            assert n > 0, "sender starved: credit never returned"
+            [chunk] = receiver.receive(sender.data(blob[pos : pos + n]))
+            assert isinstance(chunk, transfer.ChunkReceived)
+            pos += n
+            grant = receiver.consumed(n)
+            if grant is not None:
+                sender.receive(grant)
+        digest = hashlib.sha256(blob).hexdigest()
+        assert receiver.receive(sender.end_file(digest)) == [transfer.FileEnded(index, digest)]
+
+
+def test_every_resume_comes_before_any_data() -> None:
+    """With two prefixes, the sender cannot send data (nor resume out of order) before both
+    verdicts went out: the receiver decides what it cannot do before writing a byte."""
+    sender, receiver = offered(10, 10, 10)
+    have = [m.Prefix(0, 4, "a" * 64), m.Prefix(2, 5, "b" * 64)]
+    for frame in receiver.accept(100, have=have):
+        sender.receive(frame)
+    with pytest.raises(RuntimeError):
+        sender.resume(2, 5)
+    receiver.receive(sender.resume(0, 4))
+    with pytest.raises(RuntimeError):
+        sender.data(b"x")
+    with pytest.raises(ProtocolError, match="before the resume"):
+        receiver.receive(m.encode(m.Data(b"x")))
