@@ -305,3 +305,37 @@ def lossy_link(workdir: Path, loss_pct: float) -> Iterator[tuple[Lab, str, str]]
                 ns=ns,
             )
         yield lab, host_a, host_b
+
+
+@contextmanager
+def delayed_link(workdir: Path, delay_s: float, loss_pct: float) -> Iterator[tuple[Lab, str, str]]:
+    """Two hosts joined by a cable that delays every packet by ``delay_s`` and loses
+    ``loss_pct`` % of them, each way: ``tests/tun_link.py`` copies packets between a TUN
+    device in each namespace (user-space netem). Host A is 10.9.0.1, host B 10.9.0.2."""
+    _check_prerequisites()
+    lab = Lab(prefix=f"p2d{os.getpid() % 100000}", workdir=workdir)
+    with ExitStack() as stack:
+        stack.callback(lab.close)
+        host_a, host_b = lab.add_ns("a"), lab.add_ns("b")
+        link = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.tun_link",
+                host_a,
+                host_b,
+                str(delay_s),
+                str(loss_pct / 100),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lab.processes.append(link)
+        assert link.stdout is not None
+        if link.stdout.readline().strip() != "ready":
+            raise LabError("the delaying link did not start")
+        for ns, dev, here, there in ((host_a, "tunA", 1, 2), (host_b, "tunB", 2, 1)):
+            sh("ip", "addr", "add", f"10.9.0.{here}", "peer", f"10.9.0.{there}", "dev", dev, ns=ns)
+            sh("ip", "link", "set", dev, "up", ns=ns)
+        yield lab, host_a, host_b

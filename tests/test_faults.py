@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,69 @@ def test_disk_full_is_reported_on_both_sides(
     assert leftovers(small_disk) == []
 
 
+@pytest.fixture
+def disk_96m(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount))
+    try:
+        yield mount
+    finally:
+        sh("umount", str(mount), check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Take every free byte of the file system holding ``directory``."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(bytes(MIB))
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_mid_file_then_resend_resumes(
+    tmp_path: Path, payload: Path, disk_96m: Path
+) -> None:
+    """A file that fit when accepted runs out of space half way (another program filled
+    the disk): "disk full" on both sides and nothing under the final name; once space is
+    freed, a resend resumes from the data kept."""
+    out = disk_96m / "in"
+    out.mkdir()
+    with run_signal_server("--port", "0") as url:
+        sender = Peer(["send", str(payload), "--server", url, "--json"], cwd=tmp_path)
+        code = sender.event("code")["code"]
+        receiver = Peer(
+            ["receive", code, "--server", url, "--json", "--yes", "-o", str(out)], cwd=tmp_path
+        )
+        receiver.event("progress", where=lambda e: e["done"] >= 8 * MIB)
+        filler = _fill(disk_96m)
+        assert receiver.wait() == 11, receiver.stderr
+        assert sender.wait() == 11, sender.stderr
+        assert receiver.last("error")["error"] == "disk-full"
+        assert "disk full" in sender.last("error")["message"]
+        assert payload.name not in leftovers(out)
+        kept = sum(p.stat().st_size for p in out.iterdir() if p.name.endswith(".part"))
+        assert kept >= 8 * MIB
+
+        filler.unlink()
+        sender = Peer(["send", str(payload), "--server", url, "--json"], cwd=tmp_path)
+        code = sender.event("code")["code"]
+        receiver = Peer(
+            ["receive", code, "--server", url, "--json", "--yes", "-o", str(out)], cwd=tmp_path
+        )
+        assert receiver.wait() == 0, receiver.stderr
+        assert sender.wait() == 0, sender.stderr
+    done = receiver.last("done")
+    assert done["resumed"] == kept
+    assert done["sent"] == payload.stat().st_size - kept
+    assert (out / payload.name).read_bytes() == payload.read_bytes()
+    assert leftovers(out) == [payload.name]
+
+
 def test_declared_size_larger_than_free_space_is_declined_up_front(
     tmp_path: Path, payload: Path, small_disk: Path
 ) -> None:
@@ -115,20 +179,36 @@ def test_declared_size_larger_than_free_space_is_declined_up_front(
     assert leftovers(small_disk) == []
 
 
-def test_cut_path_is_detected_within_the_peer_timeout(tmp_path: Path, payload: Path) -> None:
-    """When every packet is dropped mid-transfer, both sides report the lost peer (the 20 s
-    silence deadline; a hang fails the 90 s wait), and nothing is left behind."""
+def test_cut_path_is_detected_in_bounded_time_then_a_resend_resumes(
+    tmp_path: Path, payload: Path
+) -> None:
+    """When every packet is dropped mid-transfer, both sides report the lost peer within the
+    20 s silence deadline (plus a margin); nothing is under the final name. Once the path is
+    back, a resend resumes: only the rest crosses."""
     out = tmp_path / "out"
     out.mkdir()
     with lossy_link(tmp_path, 0) as (_, host_a, host_b):
         sender, receiver, _ = embedded_pair(payload, out, host_a, host_b)
-        receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
+        had = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])["done"]
         for ns in (host_a, host_b):
             sh("iptables", "-I", "INPUT", "-j", "DROP", ns=ns)
+        cut = time.monotonic()
         assert receiver.wait(90) == 7
         assert sender.wait(90) == 7
-    assert receiver.last("error")["error"] == sender.last("error")["error"] == "peer-lost"
-    assert leftovers(out) == []
+        detected = time.monotonic() - cut
+        assert receiver.last("error")["error"] == sender.last("error")["error"] == "peer-lost"
+        assert detected < 20 + 10, f"took {detected:.1f} s to notice the cut"
+        assert payload.name not in leftovers(out)
+
+        for ns in (host_a, host_b):
+            sh("iptables", "-D", "INPUT", "-j", "DROP", ns=ns)
+        sender, receiver, _ = embedded_pair(payload, out, host_a, host_b)
+        assert receiver.wait(90) == 0, receiver.stderr
+        assert sender.wait(30) == 0, sender.stderr
+    done = receiver.last("done")
+    assert done["resumed"] >= had and done["sent"] == payload.stat().st_size - done["resumed"]
+    assert (out / payload.name).read_bytes() == payload.read_bytes()
+    assert leftovers(out) == [payload.name]
 
 
 def _feed(peer: Peer, path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Transfers across a lossy link (namespaces, iptables random drop): the patched SCTP path
-recovers from loss and the data arrives exact."""
+"""Transfers across a lossy link (namespaces; iptables random drop, or a user-space delaying
+link): the patched SCTP path recovers from loss and delay, and the data arrives exact."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from p2pshare import sctp_tuning
 from tests.cli_helpers import embedded_pair
-from tests.natlab import lossy_link
+from tests.natlab import delayed_link, lossy_link
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,3 +40,23 @@ def test_transfer_survives_packet_loss(tmp_path: Path, loss_pct: int) -> None:
         hashlib.sha256((out / "lossy.bin").read_bytes()).hexdigest()
         == hashlib.sha256(data).hexdigest()
     )
+
+
+@pytest.mark.timeout(200)
+def test_transfer_survives_5_percent_loss_and_100_ms_round_trips(tmp_path: Path) -> None:
+    """The issue's netem case, built without netem (tests/tun_link.py): every packet is
+    delayed 50 ms and 5% are lost, each way. 2 MiB, not 64: at this loss and round trip any
+    loss-based congestion control is held to roughly MSS/RTT * 1.22/sqrt(p), about 65 KB/s
+    (measured: 55 KB/s), so 64 MiB take some 20 minutes; that run is in the closing note of
+    issue 7, this one checks that recovery works and the data verifies."""
+    src = tmp_path / "far.bin"
+    data = os.urandom(2 << 20)
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    with delayed_link(tmp_path, 0.05, 5) as (_, host_a, host_b):
+        sender, receiver, _ = embedded_pair(src, out, host_a, host_b)
+        assert receiver.wait(180) == 0, receiver.stderr
+        assert sender.wait(30) == 0, sender.stderr
+    assert receiver.last("done")["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (out / "far.bin").read_bytes() == data
