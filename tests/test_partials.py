@@ -1,0 +1,147 @@
+"""The receiver's partial files, on a real file system: kept, found, checked, never followed.
+
+These drive ``disk.plan`` and ``disk.Tree`` directly (the end-to-end proof is
+tests/test_resume.py); the point here is what is on disk after each step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from p2pshare import disk
+from p2pshare import messages as m
+from p2pshare.errors import DeclinedError, IntegrityError
+
+MIB = 1 << 20
+DATA = bytes(range(256)) * (3 * MIB // 256)
+ENTRY = m.FileEntry("big.bin", len(DATA), 0o644, 1_700_000_000.25)
+OFFER = m.Offer((ENTRY,))
+PARTS = [("big.bin",)]
+
+
+def layout(out: Path, resume: bool = True, overwrite: bool = False) -> disk.Layout:
+    return disk.plan(out, OFFER, PARTS, overwrite, resume)
+
+
+def interrupted(out: Path, upto: int) -> None:
+    """Receive ``upto`` bytes, then stop as a failed receive does."""
+    tree = disk.Tree(layout(out), OFFER)
+    tree.begin(0)
+    tree.write(DATA[:upto])
+    tree.close()
+
+
+def names(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir())
+
+
+def test_an_interrupted_file_is_kept_with_its_record_and_found_again(tmp_path: Path) -> None:
+    interrupted(tmp_path, MIB + 5)
+    part, record = disk.partial_names(("big.bin",), ENTRY)
+    assert names(tmp_path) == sorted([part, record])
+    assert (tmp_path / part).read_bytes() == DATA[: MIB + 5]
+    assert (tmp_path / part).stat().st_mode & 0o777 == 0o600
+    found = layout(tmp_path).found
+    assert found == {0: disk.Found(MIB + 5, complete=False)}
+
+    tree = disk.Tree(layout(tmp_path), OFFER)
+    [prefix] = tree.check_held()
+    assert prefix == m.Prefix(0, MIB + 5, hashlib.sha256(DATA[: MIB + 5]).hexdigest())
+    tree.resume(0, MIB + 5)
+    tree.begin(0)
+    tree.write(DATA[MIB + 5 :])
+    tree.finish(0, hashlib.sha256(DATA).hexdigest())
+    tree.close()
+    assert names(tmp_path) == ["big.bin"]
+    assert (tmp_path / "big.bin").read_bytes() == DATA
+
+
+def test_a_rejected_prefix_is_truncated_not_spliced(tmp_path: Path) -> None:
+    interrupted(tmp_path, 2 * MIB)
+    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree.check_held()
+    tree.resume(0, 0)
+    tree.begin(0)
+    other = bytes(len(DATA))
+    tree.write(other)
+    tree.finish(0, hashlib.sha256(other).hexdigest())
+    tree.close()
+    assert (tmp_path / "big.bin").read_bytes() == other
+
+
+def test_no_resume_removes_the_partial_data(tmp_path: Path) -> None:
+    tree = disk.Tree(layout(tmp_path, resume=False), OFFER)
+    tree.begin(0)
+    tree.write(DATA[:MIB])
+    tree.close()
+    assert names(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["symlink", "record", "longer", "hardlink"])
+def test_partial_data_that_is_not_plainly_ours_is_ignored(tmp_path: Path, damage: str) -> None:
+    """A link in place of the part file, a record for another entry, a part file longer
+    than the entry, or one with a second name: not offered, and never written through."""
+    interrupted(tmp_path, 2 * MIB)
+    part, record = disk.partial_names(("big.bin",), ENTRY)
+    victim = tmp_path.parent / f"victim-{damage}"
+    victim.write_bytes(b"precious")
+    if damage == "symlink":
+        (tmp_path / part).unlink()
+        (tmp_path / part).symlink_to(victim)
+    elif damage == "record":
+        (tmp_path / record).write_text('{"v":1,"path":"other","size":1,"mtime":1,"synced":0}')
+    elif damage == "longer":
+        with open(tmp_path / part, "ab") as f:
+            f.write(bytes(len(DATA)))
+    else:
+        os.link(tmp_path / part, victim.with_suffix(".link"))
+    assert layout(tmp_path).found == {}
+    tree = disk.Tree(layout(tmp_path), OFFER)
+    assert tree.check_held() == []
+    tree.begin(0)
+    tree.write(DATA)
+    tree.finish(0, hashlib.sha256(DATA).hexdigest())
+    tree.close()
+    assert (tmp_path / "big.bin").read_bytes() == DATA
+    assert victim.read_bytes() == b"precious"
+
+
+def test_a_file_in_place_is_offered_whole_only_with_the_senders_mtime(tmp_path: Path) -> None:
+    (tmp_path / "big.bin").write_bytes(DATA)
+    with pytest.raises(DeclinedError, match="already exists"):
+        layout(tmp_path)  # mtime is now, not the sender's
+    os.utime(tmp_path / "big.bin", (ENTRY.mtime or 0, ENTRY.mtime or 0))
+    assert layout(tmp_path).found == {0: disk.Found(len(DATA), complete=True)}
+
+    tree = disk.Tree(layout(tmp_path), OFFER)
+    [prefix] = tree.check_held()
+    assert prefix.offset == len(DATA)
+    tree.resume(0, len(DATA))
+    tree.begin(0)
+    assert tree.finish(0, hashlib.sha256(DATA).hexdigest()) == prefix.sha256
+    tree.close()
+    assert names(tmp_path) == ["big.bin"]
+
+
+def test_a_file_in_place_that_differs_is_declined_or_left_alone(tmp_path: Path) -> None:
+    """The sender says it differs: declined before writing (without --overwrite); a false
+    claim of a match is caught by the whole-file hash, and the file is left as it was."""
+    (tmp_path / "big.bin").write_bytes(DATA)
+    os.utime(tmp_path / "big.bin", (ENTRY.mtime or 0, ENTRY.mtime or 0))
+    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree.check_held()
+    with pytest.raises(DeclinedError, match="differs"):
+        tree.resume(0, 0)
+    tree.close()
+    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree.check_held()
+    tree.resume(0, len(DATA))
+    tree.begin(0)
+    with pytest.raises(IntegrityError, match="left as it was"):
+        tree.finish(0, "0" * 64)
+    tree.close()
+    assert (tmp_path / "big.bin").read_bytes() == DATA
