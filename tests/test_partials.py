@@ -20,7 +20,7 @@ MIB = 1 << 20
 DATA = bytes(range(256)) * (3 * MIB // 256)
 ENTRY = m.FileEntry("big.bin", len(DATA), 0o644, 1_700_000_000.25)
 OFFER = m.Offer((ENTRY,))
-PARTS = [("big.bin",)]
+PARTS: list[tuple[str, ...]] = [("big.bin",)]
 
 
 def layout(out: Path, resume: bool = True, overwrite: bool = False) -> disk.Layout:
