@@ -12,7 +12,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from p2pshare.errors import ProtocolError
 
@@ -414,37 +414,12 @@ class DataEnd:
     payload: bytes
 
 
-Control = (
-    OfferHead
-    | OfferMore
-    | Accept
-    | Have
-    | Resume
-    | Abort
-    | Credit
-    | FileEnd
-    | FileAck
-    | Done
-    | Ping
-)
+Encodable = Accept | Have | Resume | Abort | Credit | FileEnd | FileAck | Done | Ping
+"""Control messages of one frame each (an offer takes several: ``Offer.frames()``)."""
+Control = OfferHead | OfferMore | Encodable
 Message = Control | Data | DataEnd | DataZ
 
-_CONTROL_TYPES: dict[int, type[Control]] = {
-    cls.TYPE: cls
-    for cls in (
-        OfferHead,
-        OfferMore,
-        Accept,
-        Have,
-        Resume,
-        Abort,
-        Credit,
-        FileEnd,
-        FileAck,
-        Done,
-        Ping,
-    )
-}
+_CONTROL_TYPES: dict[int, type[Control]] = {cls.TYPE: cls for cls in get_args(Control)}
 
 
 def _frame(kind: int, obj: dict[str, Any]) -> bytes:
@@ -456,20 +431,7 @@ DATA_HEADER = bytes([Data.TYPE])
 DATA_END_OVERHEAD = 1 + DataEnd.HEADER.size
 
 
-def encode(
-    message: Accept
-    | Have
-    | Resume
-    | Abort
-    | Credit
-    | FileEnd
-    | FileAck
-    | Done
-    | Ping
-    | Data
-    | DataEnd
-    | DataZ,
-) -> bytes:
+def encode(message: Encodable | Data | DataEnd | DataZ) -> bytes:
     """One frame for ``message`` (an :class:`Offer` takes several: ``Offer.frames()``)."""
     if isinstance(message, Data):
         return DATA_HEADER + message.payload

@@ -135,6 +135,18 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
             proc.wait()
 
 
+def start_pair(
+    server: str, path: Path, out: Path, *recv_args: str, send_args: tuple[str, ...] = ()
+) -> tuple[Peer, Peer]:
+    """A sender of ``path`` and a receiver into ``out`` through ``server``, both --json."""
+    sender = Peer(["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent)
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args], cwd=out
+    )
+    return sender, receiver
+
+
 def leftovers(directory: Path) -> list[str]:
     """Everything in ``directory``: a failed receive must leave nothing (no temp files)."""
     return sorted(p.name for p in directory.iterdir())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from tests.cli_helpers import Peer, leftovers, peer_env, run_signal_server
+from tests.cli_helpers import Peer, leftovers, peer_env, run_signal_server, start_pair
 
 MIB = 1024 * 1024
 
@@ -38,17 +38,6 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for _ in range(96):
             f.write(os.urandom(MIB))
     return path
-
-
-def start_pair(
-    server: str, path: Path, out: Path, *recv_args: str, send_args: tuple[str, ...] = ()
-) -> tuple[Peer, Peer]:
-    sender = Peer(["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent)
-    code = sender.event("code")["code"]
-    receiver = Peer(
-        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args], cwd=out
-    )
-    return sender, receiver
 
 
 @pytest.mark.parametrize("size", [0, 1, 10 * MIB], ids=["empty", "1-byte", "10MiB"])

@@ -11,12 +11,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli_helpers import ROOT, Peer, embedded_pair, leftovers, run_signal_server
+from tests.cli_helpers import (
+    ROOT,
+    Peer,
+    embedded_pair,
+    leftovers,
+    run_signal_server,
+    start_pair,
+)
 from tests.natlab import lossy_link, sh
 
 pytestmark = pytest.mark.timeout(180)
@@ -60,16 +68,21 @@ def test_signal_server_restart_does_not_disturb_a_transfer(tmp_path: Path, paylo
     assert (out / payload.name).read_bytes() == payload.read_bytes()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: the receiver's disk, and it will fill up."""
-    mount = tmp_path / "small-disk"
+@contextmanager
+def _tmpfs(mount: Path, size: str) -> Iterator[Path]:
     mount.mkdir()
-    sh("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount))
+    sh("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount))
     try:
         yield mount
     finally:
         sh("umount", str(mount), check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: the receiver's disk, and it will fill up."""
+    with _tmpfs(tmp_path / "small-disk", "4m") as mount:
+        yield mount
 
 
 def test_disk_full_is_reported_on_both_sides(
@@ -101,13 +114,8 @@ def test_disk_full_is_reported_on_both_sides(
 
 @pytest.fixture
 def disk_96m(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    sh("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount))
-    try:
+    with _tmpfs(tmp_path / "disk", "96m") as mount:
         yield mount
-    finally:
-        sh("umount", str(mount), check=False)
 
 
 def _fill(directory: Path) -> Path:
@@ -132,11 +140,7 @@ def test_disk_full_mid_file_then_resend_resumes(
     out = disk_96m / "in"
     out.mkdir()
     with run_signal_server("--port", "0") as url:
-        sender = Peer(["send", str(payload), "--server", url, "--json"], cwd=tmp_path)
-        code = sender.event("code")["code"]
-        receiver = Peer(
-            ["receive", code, "--server", url, "--json", "--yes", "-o", str(out)], cwd=tmp_path
-        )
+        sender, receiver = start_pair(url, payload, out, "--yes")
         receiver.event("progress", where=lambda e: e["done"] >= 8 * MIB)
         filler = _fill(disk_96m)
         assert receiver.wait() == 11, receiver.stderr
@@ -148,11 +152,7 @@ def test_disk_full_mid_file_then_resend_resumes(
         assert kept >= 8 * MIB
 
         filler.unlink()
-        sender = Peer(["send", str(payload), "--server", url, "--json"], cwd=tmp_path)
-        code = sender.event("code")["code"]
-        receiver = Peer(
-            ["receive", code, "--server", url, "--json", "--yes", "-o", str(out)], cwd=tmp_path
-        )
+        sender, receiver = start_pair(url, payload, out, "--yes")
         assert receiver.wait() == 0, receiver.stderr
         assert sender.wait() == 0, sender.stderr
     done = receiver.last("done")

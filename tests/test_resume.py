@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Peer, leftovers, run_signal_server
+from tests.cli_helpers import Peer, leftovers, run_signal_server, start_pair
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1 << 20
@@ -44,13 +44,7 @@ def out(tmp_path: Path) -> Path:
 
 
 def start(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
-    sender = Peer(["send", str(path), "--server", server, "--json"], cwd=path.parent)
-    code = sender.event("code")["code"]
-    receiver = Peer(
-        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out), *recv_args],
-        cwd=out,
-    )
-    return sender, receiver
+    return start_pair(server, path, out, "--yes", *recv_args)
 
 
 def partials(directory: Path) -> list[str]:
