@@ -197,3 +197,16 @@ def test_directory_resume_skips_complete_files_after_checking_them(
         assert (out / "photos" / name).read_bytes() == data
     assert (out / "photos" / "zz/video.mp4").read_bytes() == big
     assert partials(out / "photos") == []
+
+
+def test_human_output_says_what_was_already_there(server: str, source: Path, out: Path) -> None:
+    """Without --json the offer line and the final summary say how much was resumed."""
+    interrupt_receiver(server, source, out)
+    sender = Peer(["send", str(source), "--server", server, "--json"], cwd=source.parent)
+    code = sender.event("code")["code"]
+    receiver = Peer(["receive", code, "--server", server, "--yes", "-o", str(out)], cwd=out)
+    assert receiver.wait() == 0 and sender.wait() == 0
+    assert "already here from an earlier attempt" in receiver.stderr
+    kept = sender.last("done")["resumed"]
+    assert kept > 0
+    assert f"resumed: {kept:,} bytes were already there" in receiver.stderr
