@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -456,6 +457,17 @@ class _Open:
     """The file is already in place: nothing is written, the hash is checked at the end."""
 
 
+def _lock(fd: int, shown: Path) -> None:
+    """Hold a partial file for this receive: two receives of the same file into the same
+    place at once would otherwise share its name (it is derived from the entry)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LocalFileError(
+            f"{printable(str(shown))}: another p2pshare is receiving this file here right now"
+        ) from None
+
+
 @dataclass
 class _Held:
     """Data found on disk and hashed; the sender decides whether it matches."""
@@ -558,13 +570,16 @@ class Tree:
             # A name a resend will find again; the record goes first, so a partial file
             # never exists without one. A stale file of that name (not resumable) goes.
             part, record = partial_names(parts, entry)
+            shown = self.layout.shown(index)
             try:
+                self._check_unlocked(dir_fd, part, shown)
                 self._write_record(dir_fd, record, parts, entry, 0)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(part, dir_fd=dir_fd)
                 fd = os.open(part, flags, 0o600, dir_fd=dir_fd)
+                _lock(fd, shown)
             except OSError as exc:
-                raise _describe(exc, self.layout.shown(index).parent) from None
+                raise _describe(exc, shown.parent) from None
             self._current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
             return
         while True:
@@ -577,6 +592,18 @@ class Tree:
             except OSError as exc:
                 raise _describe(exc, self.layout.shown(index).parent) from None
         self._current = _Open(index, dir_fd, parts[-1], temp, fd, self.offer.files[index])
+
+    @staticmethod
+    def _check_unlocked(dir_fd: int, part: str, shown: Path) -> None:
+        """Refuse to replace a partial file that another receive is writing right now."""
+        try:
+            fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError:
+            return  # absent, or a link: replaced without looking inside
+        try:
+            _lock(fd, shown)
+        finally:
+            os.close(fd)
 
     def _write_record(
         self, dir_fd: int, name: str, parts: tuple[str, ...], entry: m.FileEntry, synced: int
@@ -619,17 +646,22 @@ class Tree:
             )
             return
         part, record = partial_names(parts, entry)
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(
-                part, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd
-            )
+            fd = os.open(part, flags, dir_fd=dir_fd)
         except OSError as exc:
             raise _describe(exc, shown) from None
+        try:
+            # Ours to write only if no other receive holds it and it is still a plain file.
+            _lock(fd, self.layout.shown(index))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LocalFileError(f"{shown}: the partial file was replaced while receiving")
+        except BaseException:
+            os.close(fd)
+            raise
         current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
         self._current = current
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise LocalFileError(f"{shown}: the partial file was replaced while receiving")
             if offset:
                 current.hash, current.written = held.hash, offset
             else:

@@ -14,7 +14,7 @@ import pytest
 
 from p2pshare import disk
 from p2pshare import messages as m
-from p2pshare.errors import DeclinedError, IntegrityError
+from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
 
 MIB = 1 << 20
 DATA = bytes(range(256)) * (3 * MIB // 256)
@@ -144,4 +144,42 @@ def test_a_file_in_place_that_differs_is_declined_or_left_alone(tmp_path: Path) 
     with pytest.raises(IntegrityError, match="left as it was"):
         tree.finish(0, "0" * 64)
     tree.close()
+    assert (tmp_path / "big.bin").read_bytes() == DATA
+
+
+def test_two_receives_of_one_file_into_one_place_do_not_share_the_partial(
+    tmp_path: Path,
+) -> None:
+    """The partial file's name comes from the entry, so a second receive of the same file
+    into the same place at the same time would take it over: it is refused instead, and the
+    first one's data is untouched."""
+    first = disk.Tree(layout(tmp_path), OFFER)
+    first.begin(0)
+    first.write(DATA[:MIB])
+    second = disk.Tree(layout(tmp_path), OFFER)
+    with pytest.raises(LocalFileError, match="another p2pshare is receiving"):
+        second.begin(0)
+    second.close()
+    first.write(DATA[MIB:])
+    first.finish(0, hashlib.sha256(DATA).hexdigest())
+    first.close()
+    assert (tmp_path / "big.bin").read_bytes() == DATA
+    assert names(tmp_path) == ["big.bin"]
+
+
+def test_a_held_partial_cannot_be_resumed_by_another_receive(tmp_path: Path) -> None:
+    interrupted(tmp_path, 2 * MIB)
+    first = disk.Tree(layout(tmp_path), OFFER)
+    first.check_held()
+    first.resume(0, 2 * MIB)
+    first.begin(0)
+    second = disk.Tree(layout(tmp_path), OFFER)
+    second.check_held()
+    second.resume(0, 2 * MIB)
+    with pytest.raises(LocalFileError, match="another p2pshare is receiving"):
+        second.begin(0)
+    second.close()
+    first.write(DATA[2 * MIB :])
+    first.finish(0, hashlib.sha256(DATA).hexdigest())
+    first.close()
     assert (tmp_path / "big.bin").read_bytes() == DATA
