@@ -498,6 +498,8 @@ async def _read_ahead(
             for k, prefix in enumerate(prefixes):
                 if prefix is None:
                     continue
+                if stop.is_set():
+                    return
                 matched = reader.check_prefix(reader.sources[k], prefix)
                 if matched is not None:
                     kept[k] = (matched, prefix.offset)
