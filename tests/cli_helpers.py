@@ -34,6 +34,14 @@ def peer_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _let_children_get_sigint() -> None:
+    """Started in the background by a non-interactive shell, this process (and, through
+    exec, every child) has SIGINT ignored, and the Ctrl-C tests would test nothing. A handled
+    signal is reset to its default in children at exec, so handle it here."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Peer:
     """A running p2pshare command whose JSON lines (or stderr lines) the test reads."""
 
@@ -47,6 +55,7 @@ class Peer:
         rss_file: Path | None = None,
     ) -> None:
         self.args = list(args)
+        _let_children_get_sigint()
         wrap = ["ip", "netns", "exec", netns] if netns else []
         command = [P2PSHARE, *args]
         if rss_file is not None:
