@@ -43,7 +43,7 @@ def payload(tmp_path: Path) -> Iterator[Path]:
 
 def test_signal_server_restart_does_not_disturb_a_transfer(tmp_path: Path, payload: Path) -> None:
     """The rendezvous server is only needed for pairing: killing it mid-transfer changes
-    nothing, and a new one pairs the next couple."""
+    nothing, and the server restarted on the same address pairs the next couple."""
     server = subprocess.Popen(
         [sys.executable, "-m", "signal_server", "--port", "0"],
         cwd=ROOT,
@@ -55,17 +55,21 @@ def test_signal_server_restart_does_not_disturb_a_transfer(tmp_path: Path, paylo
     url = server.stdout.readline().split()[-1]
     out = tmp_path / "out"
     out.mkdir()
-    sender = Peer(["send", str(payload), "--server", url, "--json"], cwd=tmp_path)
-    code = sender.event("code")["code"]
-    receiver = Peer(
-        ["receive", code, "--server", url, "--json", "--yes", "-o", str(out)], cwd=tmp_path
-    )
+    sender, receiver = start_pair(url, payload, out, "--yes")
     receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     server.send_signal(signal.SIGKILL)
     server.wait()
-    assert receiver.wait() == 0, receiver.stderr
-    assert sender.wait() == 0, sender.stderr
-    assert (out / payload.name).read_bytes() == payload.read_bytes()
+    port = url.rsplit(":", 1)[1]
+    with run_signal_server("--port", port) as restarted:
+        assert restarted == url
+        assert receiver.wait() == 0, receiver.stderr
+        assert sender.wait() == 0, sender.stderr
+        assert (out / payload.name).read_bytes() == payload.read_bytes()
+        note = tmp_path / "src" / "note.txt"
+        note.write_text("after the restart")
+        sender, receiver = start_pair(restarted, note, out, "--yes")
+        assert receiver.wait() == 0 and sender.wait() == 0
+    assert (out / "note.txt").read_text() == "after the restart"
 
 
 @contextmanager
