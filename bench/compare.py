@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from p2pshare_run import wait_usage  # noqa: E402  (this script's own directory)
+
 from tests.natlab import lossy_link  # noqa: E402
 
 PY = sys.executable
@@ -45,17 +47,11 @@ KINDS = ("random", "compressible", "small-files")
 Usage = dict[str, float]
 
 
-def _wait(proc: subprocess.Popen[Any], timeout: float = 1800) -> Usage:
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+def _wait(proc: subprocess.Popen[Any]) -> Usage:
+    usage = wait_usage(proc)
     if proc.returncode:
         raise RuntimeError(f"{proc.args!r} exited {proc.returncode}")
-    return {"rss_mib": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+    return usage
 
 
 def _in(ns: str, *args: str, **kw: Any) -> subprocess.Popen[Any]:

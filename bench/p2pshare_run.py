@@ -76,8 +76,14 @@ def signal_server() -> Iterator[str]:
         proc.wait(10)
 
 
-def _wait(proc: subprocess.Popen[Any]) -> dict[str, float]:
-    _, status, usage = os.wait4(proc.pid, 0)
+def wait_usage(proc: subprocess.Popen[Any], timeout: float = 1800) -> dict[str, float]:
+    """Wait for ``proc`` (killed after ``timeout`` s); its peak RSS (MiB) and CPU seconds."""
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"rss_mib": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
 
@@ -120,9 +126,9 @@ def run_transfer(
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    receiver_usage = _wait(receiver)
+    receiver_usage = wait_usage(receiver)
     seconds = time.perf_counter() - started
-    sender_usage = _wait(sender)
+    sender_usage = wait_usage(sender)
     watcher.join(10)
     if receiver.returncode or sender.returncode or not done:
         raise RuntimeError(

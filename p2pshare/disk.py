@@ -175,8 +175,6 @@ class Reader:
     chunk_bytes: int
     read_bytes: int = 0
     """Bytes read to be sent."""
-    checked_bytes: int = 0
-    """Bytes read only to check a prefix the receiver already has."""
 
     def check_prefix(self, source: Source, prefix: m.Prefix) -> hashlib._Hash | None:
         """Hash the first ``prefix.offset`` bytes of ``source``: the running hash when they
@@ -191,7 +189,6 @@ class Reader:
                     if not chunk:
                         raise LocalFileError(f"{source.path}: the file shrank while being sent")
                     remaining -= len(chunk)
-                    self.checked_bytes += len(chunk)
                     digest.update(chunk)
         except OSError as exc:
             raise _describe(exc, source.path) from None

@@ -78,7 +78,7 @@ class HumanReporter:
             return
         where = f" to {result.path}" if verb == "Received" and result.path else ""
         what = f"{result.files} files, " if result.files != 1 else ""
-        sent = result.bytes if result.sent is None else result.sent
+        sent = result.sent
         rate = sent / result.seconds / 1e6 if result.seconds > 0 else 0.0
         resumed = (
             f" (resumed: {result.resumed:,} bytes were already there, {sent:,} sent)"
@@ -148,7 +148,7 @@ class JsonReporter:
         done: dict[str, Any] = {
             "event": "done",
             "bytes": result.bytes,
-            "sent": result.bytes if result.sent is None else result.sent,
+            "sent": result.sent,
             "resumed": result.resumed,
             "files": result.files,
             "seconds": round(result.seconds, 3),

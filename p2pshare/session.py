@@ -117,15 +117,15 @@ class TransferResult:
     sha256: str | None
     """The SHA-256 when exactly one file was transferred."""
     path: Path | None
-    text: str | None = None
-    sent: int | None = None
+    sent: int
     """Bytes that crossed the network this time (before compression); less than ``bytes``
-    when an interrupted transfer was resumed. None: the same as ``bytes``."""
+    when an interrupted transfer was resumed."""
+    text: str | None = None
 
     @property
     def resumed(self) -> int:
         """Bytes the receiver already had (checked, not sent again)."""
-        return self.bytes - (self.bytes if self.sent is None else self.sent)
+        return self.bytes - self.sent
 
 
 SessionEvent = CodeReady | Connected | Progress | Notice
@@ -433,7 +433,7 @@ async def _send_entries(
             len(data_sources),
             digests[0] if len(digests) == 1 else None,
             data_sources[0].path if len(data_sources) == 1 else None,
-            sent=reader.read_bytes,
+            reader.read_bytes,
         )
 
     return await wire.run(main())
@@ -746,8 +746,8 @@ async def _receive_entries(
             summary.files,
             digests[0] if len(digests) == 1 else None,
             summary.destination,
+            written,
             text,
-            sent=written,
         )
 
     try:

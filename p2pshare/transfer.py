@@ -224,15 +224,15 @@ class SenderProtocol(_Side):
         return [Accepted(self._window, dict(self.have))]
 
     @property
-    def resumes_due(self) -> list[int]:
-        """Entries the receiver listed that still need their Resume (all come before data)."""
-        return [p.index for p in self._have[len(self._starts) :]]
+    def _resuming(self) -> bool:
+        """Some entry the receiver listed still needs its Resume (all come before data)."""
+        return len(self._starts) < len(self._have)
 
     def resume(self, index: int, offset: int) -> bytes:
         """Entry ``index`` starts at ``offset``: the receiver's prefix of that length matched
         ours, or 0 when it did not. For every entry the receiver listed, in order, before any
         data (so that the receiver can refuse what it cannot do before it writes a byte)."""
-        due = self._have[len(self._starts)] if len(self._starts) < len(self._have) else None
+        due = self._have[len(self._starts)] if self._resuming else None
         if due is None or index != due.index or offset not in (0, due.offset):
             raise RuntimeError("no such prefix to resume from")
         self._starts[index] = offset
@@ -258,11 +258,7 @@ class SenderProtocol(_Side):
         return m.encode(m.DataZ(raw_len, frame))
 
     def _count(self, nbytes: int) -> None:
-        if (
-            self._state is not _State.TRANSFERRING
-            or self.current is None
-            or len(self._starts) < len(self._have)
-        ):
+        if self._state is not _State.TRANSFERRING or self.current is None or self._resuming:
             raise RuntimeError("not sending a file")
         remaining = self.current_remaining
         if not nbytes or nbytes > self.credit or (remaining is not None and nbytes > remaining):
@@ -282,11 +278,7 @@ class SenderProtocol(_Side):
         """The last bytes of the current entry and its end in one frame (payload may be
         empty); the caller stays within the credit."""
         index, remaining = self.current, self.current_remaining
-        if (
-            self._state is not _State.TRANSFERRING
-            or index is None
-            or len(self._starts) < len(self._have)
-        ):
+        if self._state is not _State.TRANSFERRING or index is None or self._resuming:
             raise RuntimeError("not sending a file")
         if len(payload) > self.credit or (remaining is not None and len(payload) != remaining):
             raise RuntimeError("payload exceeds credit or does not end the file")
@@ -313,8 +305,7 @@ class ReceiverProtocol(_Side):
         self.verified = 0
         self._unacked = 0
         self.compression: str | None = None
-        self._have: dict[int, int] = {}
-        self._have_order: list[int] = []
+        self._have: list[m.Prefix] = []
         self._starts: dict[int, int] = {}
 
     def receive(self, frame: bytes) -> list[Event]:
@@ -335,15 +326,15 @@ class ReceiverProtocol(_Side):
             size = self.offer.files[index].size
             if len(self._starts) < len(self._have):
                 # First the sender says where each entry we hold a prefix of starts.
-                due = self._have_order[len(self._starts)]
-                if not isinstance(msg, m.Resume) or msg.index != due:
+                due = self._have[len(self._starts)]
+                if not isinstance(msg, m.Resume) or msg.index != due.index:
                     raise ProtocolError("data before the resume messages")
-                if msg.offset not in (0, self._have[due]):
+                if msg.offset not in (0, due.offset):
                     raise ProtocolError("resuming at an offset we did not offer")
-                self._starts[due] = msg.offset
-                if due == index:
+                self._starts[due.index] = msg.offset
+                if due.index == index:
                     self.received_in_file = msg.offset
-                return [Resumed(due, msg.offset)]
+                return [Resumed(due.index, msg.offset)]
             if isinstance(msg, m.Data):
                 if not msg.payload:
                     raise ProtocolError("empty data message")
@@ -416,8 +407,7 @@ class ReceiverProtocol(_Side):
         self._state = _State.TRANSFERRING
         self.window = self.outstanding = window
         self.compression = compression if compression in self.offer.compression else None
-        self._have = {p.index: p.offset for p in have}
-        self._have_order = [p.index for p in have]
+        self._have = list(have)
         frames = [m.encode(m.Accept(window, self.compression, len(have)))]
         for start in range(0, len(have), m.HAVE_BATCH):
             frames.append(m.encode(m.Have(tuple(have[start : start + m.HAVE_BATCH]))))
