@@ -180,18 +180,13 @@ class Reader:
         """Hash the first ``prefix.offset`` bytes of ``source``: the running hash when they
         match the receiver's (to be continued with the rest), None when they do not."""
         assert source.path is not None
-        digest = hashlib.sha256()
         try:
             with open(source.path, "rb") as f:
-                remaining = prefix.offset
-                while remaining:
-                    chunk = f.read(min(PREFIX_READ_BYTES, remaining))
-                    if not chunk:
-                        raise LocalFileError(f"{source.path}: the file shrank while being sent")
-                    remaining -= len(chunk)
-                    digest.update(chunk)
+                digest = _hash_prefix(f.fileno(), prefix.offset)
         except OSError as exc:
             raise _describe(exc, source.path) from None
+        if digest is None:
+            raise LocalFileError(f"{source.path}: the file shrank while being sent")
         return digest if digest.hexdigest() == prefix.sha256 else None
 
     def chunks(self, source: Source, start: int = 0) -> Iterator[bytes]:
@@ -236,6 +231,7 @@ def check_free_space(directory: Path, nbytes: int) -> None:
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 def _lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
@@ -481,21 +477,24 @@ def _hash_at(dir_fd: int, name: str, length: int) -> hashlib._Hash | None:
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        digest = hashlib.sha256()
-        remaining = length
-        while remaining:
-            chunk = os.read(fd, min(PREFIX_READ_BYTES, remaining))
-            if not chunk:
-                return None
-            digest.update(chunk)
-            remaining -= len(chunk)
-        return digest
+        return _hash_prefix(fd, length) if stat.S_ISREG(os.fstat(fd).st_mode) else None
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _hash_prefix(fd: int, length: int) -> hashlib._Hash | None:
+    """SHA-256 state over the next ``length`` bytes of ``fd`` (None if it ends sooner)."""
+    digest = hashlib.sha256()
+    remaining = length
+    while remaining:
+        chunk = os.read(fd, min(PREFIX_READ_BYTES, remaining))
+        if not chunk:
+            return None
+        digest.update(chunk)
+        remaining -= len(chunk)
+    return digest
 
 
 class Tree:
@@ -556,13 +555,14 @@ class Tree:
 
     def begin(self, index: int) -> None:
         offset = self._starts.pop(index, None)
+        # Data found on disk goes on (or restarts) in place; only a whole file in place that
+        # differs (allowed by --overwrite) is received like a new one.
         if offset is not None and (offset or not self._held[index].found.complete):
             self._begin_resumed(index, offset)
             return
         parts = self.layout.parts[index]
         entry = self.offer.files[index]
         dir_fd = self._dir(parts[:-1])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         if self.layout.resumable(entry):
             # A name a resend will find again; the record goes first, so a partial file
             # never exists without one. A stale file of that name (not resumable) goes.
@@ -573,7 +573,7 @@ class Tree:
                 self._write_record(dir_fd, record, parts, entry, 0)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(part, dir_fd=dir_fd)
-                fd = os.open(part, flags, 0o600, dir_fd=dir_fd)
+                fd = os.open(part, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
                 _lock(fd, shown)
             except OSError as exc:
                 raise _describe(exc, shown.parent) from None
@@ -582,7 +582,7 @@ class Tree:
         while True:
             temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}{TEMP_SUFFIX}"
             try:
-                fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+                fd = os.open(temp, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
                 break
             except FileExistsError:
                 continue
@@ -606,8 +606,7 @@ class Tree:
         self, dir_fd: int, name: str, parts: tuple[str, ...], entry: m.FileEntry, synced: int
     ) -> None:
         temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+        fd = os.open(temp, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
         try:
             os.write(fd, _record(parts, entry, synced))
         except OSError:
