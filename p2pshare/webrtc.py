@@ -1,6 +1,8 @@
-"""The only module that imports aiortc: one peer connection with one reliable data channel.
+"""One peer connection with one reliable data channel, over aiortc's public API.
 
-It hides aiortc's camelCase and its quirks (measured here, see DESIGN.md):
+This module and ``aiortc_patches.py`` (every private touch of aiortc and aioice) are the only
+ones that import aiortc. It hides aiortc's camelCase and its quirks (measured here, see
+docs/performance.md):
 
 - aiortc gathers every candidate inside ``setLocalDescription``: one offer, one answer.
 - Without an explicit ``iceServers`` it asks a public STUN server: we always pass our list.
@@ -14,17 +16,13 @@ It hides aiortc's camelCase and its quirks (measured here, see DESIGN.md):
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ipaddress
 import logging
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
@@ -35,11 +33,13 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
-from p2pshare import sctp_tuning
+from p2pshare import aiortc_patches
+from p2pshare.config import IceConfig, ice_urls
 from p2pshare.errors import ConnectError, PeerLostError, ProtocolError
 
+__all__ = ["IceConfig", "NetworkPath", "PeerLink", "check_ice_url", "lan_addresses"]
+
 logger = logging.getLogger(__name__)
-sctp_tuning.apply()
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What RFC 8841 says to assume when the peer's SDP advertises no max-message-size."""
@@ -51,25 +51,6 @@ BUFFER_LOW_BYTES = 256 * 1024
 CHANNEL_LABEL = "p2pshare"
 
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class IceConfig:
-    """ICE servers (RTCIceServer-shaped dicts), which local addresses to offer, and policy."""
-
-    servers: tuple[dict[str, Any], ...] = ()
-    local_addresses: tuple[str, ...] | None = None
-    """None: every non-loopback address of the machine (aioice's choice)."""
-    policy: str = "all"
-    """``all``; ``relay``: only through TURN; ``direct``: never through TURN."""
-
-    def has_turn(self) -> bool:
-        return any(u.startswith("turn") for s in self.servers for u in _urls(s))
-
-
-def _urls(server: dict[str, Any]) -> list[str]:
-    urls = server.get("urls", [])
-    return [urls] if isinstance(urls, str) else [u for u in urls if isinstance(u, str)]
 
 
 def check_ice_url(url: str) -> None:
@@ -104,29 +85,9 @@ def _turn_rank(url: str) -> int:
     return 1 if "transport=tcp" in url else 2
 
 
-# aioice asks this module-level function for the host addresses to gather candidates on. We
-# wrap it once so that a connection created with ``local_addresses`` gets exactly those; the
-# choice travels in a context variable so that concurrent connections do not interfere.
-_local_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
-    "p2pshare_local_addresses", default=None
-)
-_stock_get_host_addresses = aioice.ice.get_host_addresses
-
-
-def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    chosen = _local_addresses.get()
-    if chosen is None:
-        addresses: list[str] = _stock_get_host_addresses(use_ipv4, use_ipv6)
-        return addresses
-    return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-
-aioice.ice.get_host_addresses = _get_host_addresses
-
-
 def lan_addresses() -> list[str]:
     """This machine's non-loopback addresses, private IPv4 ranges first."""
-    addresses: list[str] = _stock_get_host_addresses(True, True)
+    addresses = aiortc_patches.host_addresses()
     return sorted(addresses, key=lambda a: (":" in a, not _is_private_v4(a)))
 
 
@@ -134,19 +95,10 @@ def _is_private_v4(address: str) -> bool:
     return ipaddress.ip_address(address).is_private if ":" not in address else False
 
 
-@contextmanager
-def _offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
-    token = _local_addresses.set(addresses)
-    try:
-        yield
-    finally:
-        _local_addresses.reset(token)
-
-
 def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
     servers = []
     for server in config.servers:
-        urls = sorted(_urls(server), key=_turn_rank)
+        urls = sorted(ice_urls(server), key=_turn_rank)
         if config.policy == "direct":
             urls = [u for u in urls if not u.startswith("turn")]
         if urls:
@@ -173,6 +125,7 @@ class PeerLink:
     _closing: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        aiortc_patches.apply()
         policy = (
             RTCIceTransportPolicy.RELAY
             if self.config.policy == "relay"
@@ -188,13 +141,13 @@ class PeerLink:
 
     async def create_offer(self) -> str:
         self._adopt(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
-        with _offering(self.config.local_addresses):
+        with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
     async def accept_offer(self, sdp: str) -> str:
         await self._set_remote(sdp, "offer")
-        with _offering(self.config.local_addresses):
+        with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)
 
@@ -282,14 +235,12 @@ class PeerLink:
         )
 
     def path(self) -> NetworkPath | None:
-        """Which path ICE nominated (aioice internals: None if they are not as expected)."""
-        try:
-            sctp: Any = self.pc.sctp
-            connection: Any = sctp.transport.transport._connection
-            pair: Any = connection._nominated.get(1)
-            local, remote = pair.local_candidate, pair.remote_candidate
-        except AttributeError:
+        """Which path ICE nominated (None when it cannot be known)."""
+        sctp = self.pc.sctp
+        pair = aiortc_patches.nominated_pair(sctp.transport.transport) if sctp else None
+        if pair is None:
             return None
+        local, remote = pair
         types = {local.type, remote.type}
         if "relay" in types:
             relayed = local if local.type == "relay" else remote
