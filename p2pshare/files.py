@@ -11,7 +11,16 @@ from __future__ import annotations
 import unicodedata
 
 from p2pshare import messages as m
-from p2pshare.errors import ProtocolError
+from p2pshare.errors import UnsafeNameError
+
+__all__ = [
+    "UnsafeNameError",
+    "check_component",
+    "check_offer",
+    "check_path",
+    "printable",
+    "terminal_safe",
+]
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
@@ -33,12 +42,6 @@ _WINDOWS_DEVICES = {
 # Characters that are legal in POSIX names but mean something elsewhere (Windows paths,
 # drive letters, alternate data streams) or are a classic source of confusion.
 _FORBIDDEN_CHARS = set('\\/:*?"<>|')
-
-
-class UnsafeNameError(ProtocolError):
-    """The sender offered a file name that is not safe to write."""
-
-    name = "unsafe-name"
 
 
 def printable(text: str, limit: int = MAX_PRINT_CHARS) -> str:
