@@ -44,31 +44,50 @@ _WINDOWS_DEVICES = {
 _FORBIDDEN_CHARS = set('\\/:*?"<>|')
 
 
+# Letters and symbols that draw nothing: a name made of them looks empty or like another
+# name (U+3164 HANGUL FILLER, U+2800 BRAILLE PATTERN BLANK, variation selectors...).
+_INVISIBLE = frozenset(
+    (
+        *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0),
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    )
+)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else (f"\\U{code:08x}")
+    )
+
+
+def _hidden(ch: str) -> bool:
+    """Control, format (bidi, zero-width), line/paragraph separator or invisible."""
+    category = unicodedata.category(ch)
+    return category[0] == "C" or category in ("Zl", "Zp") or ord(ch) in _INVISIBLE
+
+
 def printable(text: str, limit: int = MAX_PRINT_CHARS) -> str:
-    """``text`` with every control, format (bidi, zero-width) and separator character escaped,
-    cut to ``limit`` characters: safe to show in a terminal."""
+    """``text`` with every control, format (bidi, zero-width), separator other than the space
+    (no-break and ideographic spaces included) and invisible character escaped, cut to
+    ``limit`` characters: safe to show in a terminal, and what is shown is what is there."""
     out = []
     for ch in text[:limit]:
-        category = unicodedata.category(ch)
-        if category[0] in "CZ" and ch != " ":
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
+        out.append(_escape(ch) if _hidden(ch) or (ch != " " and ch.isspace()) else ch)
     return "".join(out) + ("…" if len(text) > limit else "")
 
 
 def terminal_safe(text: str) -> str:
-    """A received text message made safe for a terminal: newlines and tabs stay, every other
-    control or format character (escape sequences, bidi overrides) is escaped."""
-    return "".join(
-        ch
-        if ch in "\n\t"
-        or (unicodedata.category(ch)[0] not in "C" and unicodedata.category(ch) not in ("Zl", "Zp"))
-        else f"\\x{ord(ch):02x}"
-        if ord(ch) < 0x100
-        else f"\\u{ord(ch):04x}"
-        for ch in text
-    )
+    """A received text message made safe for any terminal or pager, whether printed to one or
+    saved and ``cat`` later: newlines and tabs stay, every other control, format (escape
+    sequences, bidi overrides) or invisible character is escaped."""
+    return "".join(ch if ch in "\n\t" or not _hidden(ch) else _escape(ch) for ch in text)
 
 
 def check_component(part: str) -> None:

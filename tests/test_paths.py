@@ -171,3 +171,25 @@ def test_printable_escapes_everything_a_terminal_would_act_on() -> None:
     shown = printable("a\x1b[31mb\u202ec\x00d\ne\u2028")
     assert shown == "a\\x1b[31mb\\u202ec\\x00d\\x0ae\\u2028"
     assert printable("x" * 300).endswith("…") and len(printable("x" * 300)) == 201
+
+
+def test_invisible_and_blank_characters_are_shown_escaped() -> None:
+    """Allowed-but-invisible characters (Hangul filler, braille blank, no-break and
+    ideographic spaces, variation selectors) are printed as escapes, so a name that looks
+    empty or like another one shows what it is."""
+    shown = printable("\u3164.txt \u2800 a\u00a0b\u3000c\ufe0fd")
+    assert shown == "\\u3164.txt \\u2800 a\\xa0b\\u3000c\\ufe0fd"
+
+
+def test_reporter_prints_peer_strings_without_markup_or_emoji() -> None:
+    """rich markup and :emoji: codes in a peer's name are printed as written."""
+    import io
+
+    from p2pshare.progress import HumanReporter
+
+    reporter = HumanReporter("x")
+    reporter.console.file = io.StringIO()
+    reporter.say("Offer: :warning: invoice.pdf [bold red]x[/] [link=http://e]y[/link]")
+    printed = reporter.console.file.getvalue()
+    assert ":warning: invoice.pdf [bold red]x[/] [link=http://e]y[/link]" in printed
+    assert "\u26a0" not in printed
