@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What RFC 8841 says to assume when the peer's SDP advertises no max-message-size."""
+MIN_PEER_MESSAGE_BYTES = 64 * 1024
+"""A peer must accept messages this large: offer batches and Have lists are sized for it."""
+_SDP_REQUIRED = ("m=application ", "a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:")
 PREFERRED_MESSAGE_BYTES = int(os.environ.get("P2PSHARE_MESSAGE_BYTES", 64 * 1024))
 """Largest data-channel message we send (the peer's limit permitting). The environment
 variable exists for the benchmark's message-size sweep (docs/performance.md)."""
@@ -93,6 +96,30 @@ def lan_addresses() -> list[str]:
 
 def _is_private_v4(address: str) -> bool:
     return ipaddress.ip_address(address).is_private if ":" not in address else False
+
+
+def check_remote_sdp(sdp: str, kind: str) -> int:
+    """Check a peer's description before aiortc parses it; returns the largest message we may
+    send it. Raises ProtocolError at once for what could only fail later (the connect
+    deadline): no data channel section, no DTLS fingerprint or ICE credentials, or a
+    max-message-size too small for our messages."""
+    missing = [field for field in _SDP_REQUIRED if field not in sdp]
+    if missing:
+        raise ProtocolError(
+            f"the other side sent an unusable {kind}: no {missing[0].strip(' :')} line"
+        )
+    match = _MAX_MESSAGE_RE.search(sdp)
+    if not match:
+        return DEFAULT_MAX_MESSAGE_BYTES
+    advertised = int(match.group(1)[:12])
+    if advertised == 0:  # "any size": we still keep to our preferred size
+        return PREFERRED_MESSAGE_BYTES
+    if advertised < MIN_PEER_MESSAGE_BYTES:
+        raise ProtocolError(
+            f"the other side's {kind} allows messages of only {advertised} bytes "
+            f"(p2pshare needs {MIN_PEER_MESSAGE_BYTES})"
+        )
+    return min(advertised, PREFERRED_MESSAGE_BYTES)
 
 
 def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
@@ -155,19 +182,13 @@ class PeerLink:
         await self._set_remote(sdp, "answer")
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
+        self.max_message_bytes = check_remote_sdp(sdp, kind)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ProtocolError(f"the other side sent an unusable {kind}") from exc
-        match = _MAX_MESSAGE_RE.search(sdp)
-        if match:
-            advertised = int(match.group(1))
-            # 0 means "any size"; we still keep to our preferred size.
-            self.max_message_bytes = min(
-                advertised or PREFERRED_MESSAGE_BYTES, PREFERRED_MESSAGE_BYTES
-            )
-        else:
-            self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+        except Exception as exc:
+            # aiortc's parser raises whatever the malformed text triggers; all of it is the
+            # peer's fault, and all of it is known at once (not after the connect deadline).
+            raise ProtocolError(f"the other side sent an unusable {kind}: {exc!r:.80}") from exc
 
     def _adopt(self, channel: RTCDataChannel) -> None:
         if self.channel is not None:
