@@ -35,7 +35,7 @@ from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from p2pshare import aiortc_patches
 from p2pshare.config import IceConfig, ice_urls
-from p2pshare.errors import ConnectError, PeerLostError, ProtocolError
+from p2pshare.errors import ConnectError, P2PShareError, PeerLostError, ProtocolError
 
 __all__ = ["IceConfig", "NetworkPath", "PeerLink", "check_ice_url", "lan_addresses"]
 
@@ -150,6 +150,7 @@ class PeerLink:
     _lost: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _drained: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _closing: bool = field(init=False, default=False)
+    _violation: ProtocolError | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         aiortc_patches.apply()
@@ -207,6 +208,12 @@ class PeerLink:
     def _on_message(self, frame: bytes | str) -> None:
         if isinstance(frame, str):
             frame = frame.encode("utf-8", "surrogateescape")
+        if not frame:
+            # Every frame of ours has a type byte; an empty one can only be a broken peer
+            # (and the empty frame is the reader's "lost" signal, so it cannot be queued).
+            self._violation = ProtocolError("the other side sent an empty message")
+            self._mark_lost()
+            return
         self.incoming.put_nowait(frame)
 
     def _on_state(self) -> None:
@@ -282,6 +289,10 @@ class PeerLink:
     @property
     def lost(self) -> bool:
         return self._lost.is_set()
+
+    def lost_error(self) -> P2PShareError:
+        """Why the connection ended: the peer's protocol violation, or a lost connection."""
+        return self._violation or PeerLostError("the connection to the other side was lost")
 
     async def wait_lost(self) -> None:
         await self._lost.wait()
