@@ -108,10 +108,23 @@ bytes) and UDP (8) make it 16,277 bytes of IPv4 payload, which is exactly 11 fra
 DTLS_RECORD_READ_BYTES = 17 * 1024
 """Buffer for one large DTLS record (plaintext at most 16,384 bytes, plus header and tag)."""
 PROBE_ATTEMPTS = 3
-PROBE_TIMEOUT_S = 0.5
-BLACK_HOLE_T3_STRIKES = 3
+PROBE_TIMEOUT_S = 0.3
+BLACK_HOLE_T3_STRIKES = 2
 """Consecutive retransmission timeouts, with no acknowledgement between them, while a large
 chunk is the oldest outstanding one: the path has stopped carrying large packets."""
+LOST_LARGE_BUDGET = 48
+LOST_LARGE_WINDOW_S = 30.0
+"""Fall back once this many large packets were lost within the window. A receiver holds the
+fragments of every incomplete datagram until it gives up on it (Linux: 30 s), within a budget
+(Linux: net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment,
+which is a black hole for large packets. 48 incomplete datagrams of 11 fragments hold about
+1.3 MiB, well inside that budget."""
+SEGMENT_PAYLOAD_BYTES = 1100
+"""A large chunk sent again goes as segments of this size, each in its own DTLS record and
+datagram, which never depend on IP fragments (see :func:`_resend`)."""
+_SEGMENT_MAGIC = b"\xffp2s"
+"""Opens a segment's plaintext; an SCTP packet opens with its source port (5000 in WebRTC)."""
+_SEGMENTS_KEPT = 256
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 _PROBE_MAGIC = b"p2pshare-pmtu-probe"
 _PAD_CHUNK_TYPE = 0x84  # RFC 4820; receivers that do not know it skip it
@@ -533,7 +546,7 @@ async def _transmit(self: Any) -> None:
                 chunk._misses = 0
                 chunk._retransmit = False
                 chunk._sent_count += 1
-                await self._send_chunk(chunk)
+                await _resend(self, chunk)
                 if retransmit_earliest:
                     self._t3_restart()
             retransmit_earliest = False
@@ -566,6 +579,10 @@ class LargePackets:
     t3_strikes: int = 0
     rechunked: int = 0
     """Queued, never-sent chunks cut again at the base size by a fall-back."""
+    large_resent: int = 0
+    """Large chunks sent again (each one in segments)."""
+    losses: deque[float] = field(default_factory=deque)
+    segment_id: int = 0
     probe_nonce: bytes = b""
     probe_acked: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -577,6 +594,7 @@ class LargePackets:
             "reason": self.reason,
             "probes_sent": self.probes_sent,
             "rechunked": self.rechunked,
+            "large_resent": self.large_resent,
         }
 
 
@@ -720,6 +738,56 @@ def _rechunk_unsent(transport: Any, size: int) -> int:
     return cut
 
 
+async def _resend(self: Any, chunk: Any) -> None:
+    """Send a chunk again. A large one goes in segments of the base size, each its own DTLS
+    record and datagram, so that a path (or a receiver out of reassembly memory) that drops
+    IP fragments cannot stall the transfer: SCTP cannot cut a chunk that is on the wire
+    (its TSN is fixed), but we can carry its packet in pieces below SCTP, between two
+    p2pshare peers that agreed on large packets."""
+    large: LargePackets | None = getattr(self, "_p2p_large", None)
+    if large is None or chunk._book_size <= BASE_USERDATA_BYTES:
+        await self._send_chunk(chunk)
+        return
+    large.large_resent += 1
+    now = time.monotonic()
+    large.losses.append(now)
+    while large.losses and large.losses[0] < now - LOST_LARGE_WINDOW_S:
+        large.losses.popleft()
+    if large.state == "on" and len(large.losses) >= LOST_LARGE_BUDGET:
+        _fall_back(
+            self, large, f"{len(large.losses)} large packets lost within {LOST_LARGE_WINDOW_S:g} s"
+        )
+    packet = sctp.serialize_packet(
+        self._local_port, self._remote_port, self._remote_verification_tag, chunk
+    )
+    large.segment_id = (large.segment_id + 1) & 0xFFFFFFFF
+    count = math.ceil(len(packet) / SEGMENT_PAYLOAD_BYTES)
+    for index in range(count):
+        piece = packet[index * SEGMENT_PAYLOAD_BYTES : (index + 1) * SEGMENT_PAYLOAD_BYTES]
+        header = _SEGMENT_MAGIC + struct.pack("!LBB", large.segment_id, index, count)
+        await self.transport._send_data(header + piece)
+
+
+def _reassemble(dtls: Any, plain: bytes) -> bytes | None:
+    """Collect one segment; returns the SCTP packet once all its segments arrived."""
+    if len(plain) < 10:
+        return None
+    packet_id, index, count = struct.unpack_from("!LBB", plain, 4)
+    if index >= count:
+        return None
+    pending: dict[int, list[bytes | None]] = dtls.__dict__.setdefault("_p2p_segments", {})
+    parts = pending.get(packet_id)
+    if parts is None or len(parts) != count:
+        parts = pending[packet_id] = [None] * count
+        while len(pending) > _SEGMENTS_KEPT:
+            del pending[next(iter(pending))]
+    parts[index] = plain[10:]
+    if any(part is None for part in parts):
+        return None
+    del pending[packet_id]
+    return b"".join(part for part in parts if part is not None)
+
+
 # -- DTLS records of any size on large-packet associations ----------------------------------
 
 
@@ -767,6 +835,8 @@ async def _recv_next(self: Any) -> None:
     await self._write_ssl()
     if plain is None:
         raise ConnectionError
+    if plain[:4] == _SEGMENT_MAGIC:
+        plain = _reassemble(self, plain) or b""
     if plain and self._data_receiver:
         await self._data_receiver._handle_data(plain)
 

@@ -45,7 +45,7 @@ FINGERPRINTS: dict[tuple[str, str], dict[str, str]] = {
         "aiortc.rtcsctptransport:RTCSctpTransport._send": "cb1c57c24b64cad6",
         "aiortc.rtcdtlstransport:RTCDtlsTransport._recv_next": "b8c75f8faf48e1a2",
         "aiortc.rtcdtlstransport:RTCDtlsTransport._write_ssl": "da1e5061058db87a",
-        "aiortc.rtcsctptransport:RTCSctpTransport._update_advanced_peer_ack_point": "3617573bb402444d",
+        "aiortc.rtcsctptransport:RTCSctpTransport._update_advanced_peer_ack_point": "3617573bb402444d",  # noqa: E501
         "aiortc.rtcsctptransport:RTCSctpTransport._maybe_abandon": "3723c4b55ce21ce8",
         "aiortc.rtcsctptransport:RTCSctpTransport._update_rto": "83afef41e5bf15cc",
         "aiortc.rtcsctptransport:RTCSctpTransport._data_channel_flush": "8c804e8f2d825a2b",
