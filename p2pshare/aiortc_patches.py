@@ -119,6 +119,9 @@ fragments of every incomplete datagram until it gives up on it (Linux: 30 s), wi
 (Linux: net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment,
 which is a black hole for large packets. 48 incomplete datagrams of 11 fragments hold about
 1.3 MiB, well inside that budget."""
+REPROBE_AFTER_S = 30.0
+"""After a fall-back, probe again this much later (RFC 8899's raise timer, shortened to the
+time a Linux receiver keeps incomplete datagrams: by then their memory is free again)."""
 SEGMENT_PAYLOAD_BYTES = 1100
 """A large chunk sent again goes as segments of this size, each in its own DTLS record and
 datagram, which never depend on IP fragments (see :func:`_resend`)."""
@@ -581,6 +584,7 @@ class LargePackets:
     """Queued, never-sent chunks cut again at the base size by a fall-back."""
     large_resent: int = 0
     """Large chunks sent again (each one in segments)."""
+    fallbacks: int = 0
     losses: deque[float] = field(default_factory=deque)
     segment_id: int = 0
     probe_nonce: bytes = b""
@@ -595,6 +599,7 @@ class LargePackets:
             "probes_sent": self.probes_sent,
             "rechunked": self.rechunked,
             "large_resent": self.large_resent,
+            "fallbacks": self.fallbacks,
         }
 
 
@@ -638,6 +643,9 @@ def stop_large_packets(sctp_transport: Any) -> None:
     large = large_packets(sctp_transport)
     if large is not None and large.task is not None:
         large.task.cancel()
+    reprobe = getattr(sctp_transport, "_p2p_reprobe", None)
+    if reprobe is not None:
+        reprobe.cancel()
 
 
 async def _probe(transport: Any, large: LargePackets) -> None:
@@ -699,8 +707,20 @@ def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
     requires, and are retransmitted as they are."""
     transport._p2p_chunk_bytes = BASE_USERDATA_BYTES
     large.state, large.reason = "fallback", reason
-    large.rechunked = _rechunk_unsent(transport, BASE_USERDATA_BYTES)
-    logger.warning("large SCTP packets off: %s", reason)
+    large.fallbacks += 1
+    large.rechunked += _rechunk_unsent(transport, BASE_USERDATA_BYTES)
+    logger.info("large SCTP packets off: %s; probing again in %g s", reason, REPROBE_AFTER_S)
+    loop = asyncio.get_running_loop()
+    transport._p2p_reprobe = loop.call_later(REPROBE_AFTER_S, _reprobe, transport, large)
+
+
+def _reprobe(transport: Any, large: LargePackets) -> None:
+    if (
+        large.state == "fallback"
+        and transport._association_state == RTCSctpTransport.State.ESTABLISHED
+    ):
+        large.state = "negotiated"
+        probe_large_packets(transport)
 
 
 def _rechunk_unsent(transport: Any, size: int) -> int:

@@ -281,7 +281,7 @@ def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Pat
         assert dropped_fragments(host_b) > 0
     assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
     large = _report(tmp_path, "sender")["large"]
-    assert large["state"] == "fallback" and large["large_resent"] > 0, large
+    assert large["fallbacks"] >= 1 and large["large_resent"] > 0, large
 
 
 @pytest.fixture
