@@ -119,6 +119,11 @@ fragments of every incomplete datagram until it gives up on it (Linux: 30 s), wi
 (Linux: net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment,
 which is a black hole for large packets. 48 incomplete datagrams of 11 fragments hold about
 1.3 MiB, well inside that budget."""
+LOST_LARGE_RATIO = 0.03
+LOST_LARGE_MIN_LOSSES = 8
+"""Also fall back once more than 3% of the large packets sent were lost (after at least 8
+losses): on a 1,500-byte MTU a large packet is 11 IP fragments, so 1% loss per IP packet is
+~11% per large packet, and each lost one leaves fragments in the receiver's memory."""
 REPROBE_AFTER_S = 30.0
 """After a fall-back, probe again this much later (RFC 8899's raise timer, shortened to the
 time a Linux receiver keeps incomplete datagrams: by then their memory is free again)."""
@@ -129,6 +134,9 @@ _SEGMENT_MAGIC = b"\xffp2s"
 """Opens a segment's plaintext; an SCTP packet opens with its source port (5000 in WebRTC)."""
 _SEGMENTS_KEPT = 256
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+ENV_RTO_MIN = "P2PSHARE_SCTP_RTO_MIN_S"
+"""Benchmark knob: the minimum retransmission timeout (upstream and RFC 4960: 1 s)."""
+_rto_min_s: float = sctp.SCTP_RTO_MIN
 _PROBE_MAGIC = b"p2pshare-pmtu-probe"
 _PAD_CHUNK_TYPE = 0x84  # RFC 4820; receivers that do not know it skip it
 _HEARTBEAT_INFO = 1
@@ -144,6 +152,7 @@ UPSTREAM_TOUCHED = (
     "aiortc.rtcsctptransport:RTCSctpTransport._send",
     "aiortc.rtcdtlstransport:RTCDtlsTransport._recv_next",
     "aiortc.rtcdtlstransport:RTCDtlsTransport._write_ssl",
+    "aiortc.rtcsctptransport:RTCSctpTransport._update_rto",  # only with ENV_RTO_MIN set
     "aioice.ice:get_host_addresses",
     # called or read by the replacements (their contracts must not move under us)
     "aiortc.rtcsctptransport:RTCSctpTransport.__init__",
@@ -162,7 +171,6 @@ UPSTREAM_TOUCHED = (
     "aioice.ice:Connection.check_complete",
     "aiortc.rtcsctptransport:RTCSctpTransport._update_advanced_peer_ack_point",
     "aiortc.rtcsctptransport:RTCSctpTransport._maybe_abandon",
-    "aiortc.rtcsctptransport:RTCSctpTransport._update_rto",
     "aiortc.rtcsctptransport:RTCSctpTransport._data_channel_flush",
     "aiortc.rtcsctptransport:RTCSctpTransport._flight_size_decrease",
     "aiortc.rtcsctptransport:RTCSctpTransport._t3_cancel",
@@ -195,7 +203,7 @@ def enabled() -> bool:
 
 def apply() -> bool:
     """Install every touch once (idempotent); returns whether they are installed."""
-    global _applied, _sctp_applied
+    global _applied, _sctp_applied, _rto_min_s
     if _applied is not None:
         return _applied
     if not tested():
@@ -221,6 +229,9 @@ def apply() -> bool:
     RTCSctpTransport._t3_expired = _t3_expired  # type: ignore[method-assign]
     RTCSctpTransport._transmit = _transmit  # type: ignore[method-assign]
     RTCSctpTransport._send = _send  # type: ignore[method-assign]
+    _rto_min_s = float(os.environ.get(ENV_RTO_MIN, sctp.SCTP_RTO_MIN))
+    if _rto_min_s != sctp.SCTP_RTO_MIN:
+        RTCSctpTransport._update_rto = _update_rto  # type: ignore[method-assign]
     RTCDtlsTransport._recv_next = _recv_next  # type: ignore[method-assign]
     RTCDtlsTransport._write_ssl = _write_ssl  # type: ignore[method-assign]
     _sctp_applied = True
@@ -511,7 +522,22 @@ async def _send(
         self._outbound_queue.append(chunk)
     if ordered:
         self._outbound_stream_seq[stream_id] = uint16_add(stream_seq, 1)
+    if size > BASE_USERDATA_BYTES:
+        self._p2p_large.large_cut += fragments
     await self._transmit()
+
+
+def _update_rto(self: Any, R: float) -> None:
+    # aiortc 1.16.0's _update_rto with the minimum from ENV_RTO_MIN (a benchmark knob).
+    if self._srtt is None:
+        self._rttvar = R / 2
+        self._srtt = R
+    else:
+        self._rttvar = (1 - sctp.SCTP_RTO_BETA) * self._rttvar + sctp.SCTP_RTO_BETA * abs(
+            self._srtt - R
+        )
+        self._srtt = (1 - sctp.SCTP_RTO_ALPHA) * self._srtt + sctp.SCTP_RTO_ALPHA * R
+    self._rto = max(_rto_min_s, min(self._srtt + 4 * self._rttvar, sctp.SCTP_RTO_MAX))
 
 
 def _init_chunk_counters(chunk: Any, expiry: float | None, max_retransmits: int | None) -> None:
@@ -582,9 +608,14 @@ class LargePackets:
     t3_strikes: int = 0
     rechunked: int = 0
     """Queued, never-sent chunks cut again at the base size by a fall-back."""
+    large_cut: int = 0
+    """Large chunks cut (each is sent at least once)."""
     large_resent: int = 0
     """Large chunks sent again (each one in segments)."""
     fallbacks: int = 0
+    on_cut: int = 0
+    on_resent: int = 0
+    """``large_cut`` and ``large_resent`` when large packets were last turned on."""
     losses: deque[float] = field(default_factory=deque)
     segment_id: int = 0
     probe_nonce: bytes = b""
@@ -598,6 +629,7 @@ class LargePackets:
             "reason": self.reason,
             "probes_sent": self.probes_sent,
             "rechunked": self.rechunked,
+            "large_cut": self.large_cut,
             "large_resent": self.large_resent,
             "fallbacks": self.fallbacks,
         }
@@ -697,6 +729,7 @@ def _use_large(transport: Any, large: LargePackets) -> None:
     size = (large.packet_bytes - SCTP_OVERHEAD_BYTES) // 4 * 4
     transport._p2p_chunk_bytes = size
     transport._cwnd = max(transport._cwnd, 3 * size)
+    large.on_cut, large.on_resent = large.large_cut, large.large_resent
     large.state = "on"
     logger.info("large SCTP packets on: %d bytes", large.packet_bytes)
 
@@ -773,10 +806,18 @@ async def _resend(self: Any, chunk: Any) -> None:
     large.losses.append(now)
     while large.losses and large.losses[0] < now - LOST_LARGE_WINDOW_S:
         large.losses.popleft()
-    if large.state == "on" and len(large.losses) >= LOST_LARGE_BUDGET:
-        _fall_back(
-            self, large, f"{len(large.losses)} large packets lost within {LOST_LARGE_WINDOW_S:g} s"
-        )
+    if large.state == "on":
+        if len(large.losses) >= LOST_LARGE_BUDGET:
+            _fall_back(
+                self,
+                large,
+                f"{len(large.losses)} large packets lost within {LOST_LARGE_WINDOW_S:g} s",
+            )
+        elif (
+            large.large_resent >= LOST_LARGE_MIN_LOSSES
+            and large.large_resent > LOST_LARGE_RATIO * large.large_cut
+        ):
+            _fall_back(self, large, f"{large.large_resent} of {large.large_cut} large packets lost")
     packet = sctp.serialize_packet(
         self._local_port, self._remote_port, self._remote_verification_tag, chunk
     )
