@@ -120,8 +120,8 @@ fragments of every incomplete datagram until it gives up on it (Linux: 30 s), wi
 which is a black hole for large packets. 48 incomplete datagrams of 11 fragments hold about
 1.3 MiB, well inside that budget."""
 LOST_LARGE_RATIO = 0.03
-LOST_LARGE_MIN_LOSSES = 8
-"""Also fall back once more than 3% of the large packets sent were lost (after at least 8
+LOST_LARGE_MIN_LOSSES = 4
+"""Also fall back once more than 3% of the large packets sent were lost (after at least 4
 losses): on a 1,500-byte MTU a large packet is 11 IP fragments, so 1% loss per IP packet is
 ~11% per large packet, and each lost one leaves fragments in the receiver's memory."""
 REPROBE_AFTER_S = 30.0
