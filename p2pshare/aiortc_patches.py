@@ -741,7 +741,7 @@ def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
     transport._p2p_chunk_bytes = BASE_USERDATA_BYTES
     large.state, large.reason = "fallback", reason
     large.fallbacks += 1
-    large.rechunked += _rechunk_unsent(transport, BASE_USERDATA_BYTES)
+    large.rechunked += rechunk_unsent(transport, BASE_USERDATA_BYTES)
     logger.info("large SCTP packets off: %s; probing again in %g s", reason, REPROBE_AFTER_S)
     loop = asyncio.get_running_loop()
     transport._p2p_reprobe = loop.call_later(REPROBE_AFTER_S, _reprobe, transport, large)
@@ -756,7 +756,7 @@ def _reprobe(transport: Any, large: LargePackets) -> None:
         probe_large_packets(transport)
 
 
-def _rechunk_unsent(transport: Any, size: int) -> int:
+def rechunk_unsent(transport: Any, size: int) -> int:
     """Cut the never-sent chunks of the outbound queue to ``size``; returns how many were cut.
 
     The fragments of one message keep consecutive TSNs; the first piece of a chunk keeps its
@@ -822,15 +822,24 @@ async def _resend(self: Any, chunk: Any) -> None:
         self._local_port, self._remote_port, self._remote_verification_tag, chunk
     )
     large.segment_id = (large.segment_id + 1) & 0xFFFFFFFF
+    for segment in segment_packet(packet, large.segment_id):
+        await self.transport._send_data(segment)
+
+
+def segment_packet(packet: bytes, packet_id: int) -> list[bytes]:
+    """An SCTP packet cut into segments for :func:`reassemble_segment` (at most 255)."""
     count = math.ceil(len(packet) / SEGMENT_PAYLOAD_BYTES)
-    for index in range(count):
-        piece = packet[index * SEGMENT_PAYLOAD_BYTES : (index + 1) * SEGMENT_PAYLOAD_BYTES]
-        header = _SEGMENT_MAGIC + struct.pack("!LBB", large.segment_id, index, count)
-        await self.transport._send_data(header + piece)
+    return [
+        _SEGMENT_MAGIC
+        + struct.pack("!LBB", packet_id, index, count)
+        + packet[index * SEGMENT_PAYLOAD_BYTES : (index + 1) * SEGMENT_PAYLOAD_BYTES]
+        for index in range(count)
+    ]
 
 
-def _reassemble(dtls: Any, plain: bytes) -> bytes | None:
-    """Collect one segment; returns the SCTP packet once all its segments arrived."""
+def reassemble_segment(dtls: Any, plain: bytes) -> bytes | None:
+    """Collect one segment (kept on ``dtls``, at most 256 packets' worth, oldest dropped
+    first); returns the SCTP packet once all its segments arrived."""
     if len(plain) < 10:
         return None
     packet_id, index, count = struct.unpack_from("!LBB", plain, 4)
@@ -897,7 +906,7 @@ async def _recv_next(self: Any) -> None:
     if plain is None:
         raise ConnectionError
     if plain[:4] == _SEGMENT_MAGIC:
-        plain = _reassemble(self, plain) or b""
+        plain = reassemble_segment(self, plain) or b""
     if plain and self._data_receiver:
         await self._data_receiver._handle_data(plain)
 

@@ -324,3 +324,71 @@ def test_a_p2pshare_from_before_large_packets_interoperates(
     report = _report(tmp_path, "sender")
     assert report["offered"] is True
     assert report["agreed_bytes"] is None and "large" not in report, report
+
+
+# -- the fallback's building blocks -----------------------------------------------------------
+
+
+def _queued_message(transport: Any, data: bytes, size: int, stream_seq: int) -> None:
+    """Cut ``data`` into chunks of ``size`` on ``transport``'s outbound queue, as _send does."""
+    from aiortc import rtcsctptransport as sctp
+
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    for index, piece in enumerate(pieces):
+        chunk = sctp.DataChunk()
+        chunk.flags = (sctp.SCTP_DATA_FIRST_FRAG if index == 0 else 0) | (
+            sctp.SCTP_DATA_LAST_FRAG if index == len(pieces) - 1 else 0
+        )
+        chunk.tsn = transport._local_tsn
+        chunk.stream_id, chunk.stream_seq, chunk.protocol = 1, stream_seq, 53
+        chunk.user_data = piece
+        chunk._expiry, chunk._max_retransmits = None, None
+        transport._outbound_queue.append(chunk)
+        transport._local_tsn = sctp.tsn_plus_one(transport._local_tsn)
+
+
+def test_unsent_large_chunks_are_cut_again_with_messages_intact() -> None:
+    """A fall-back cuts queued chunks to the base size: TSNs stay consecutive from the first
+    queued one, each message keeps one FIRST and one LAST fragment, and its bytes are equal."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from aiortc import rtcsctptransport as sctp
+
+    transport: Any = SimpleNamespace(_outbound_queue=deque(), _local_tsn=2**32 - 3)
+    messages = [os.urandom(64_816), os.urandom(100), os.urandom(20_000)]
+    for seq, message in enumerate(messages):
+        _queued_message(transport, message, 16_204, seq)
+    first_tsn = transport._outbound_queue[0].tsn
+    assert aiortc_patches.rechunk_unsent(transport, 1160) == 6  # 4 + 0 + 2 large chunks cut
+    queue = list(transport._outbound_queue)
+    assert all(len(c.user_data) <= 1160 for c in queue)
+    assert [c.tsn for c in queue] == [(first_tsn + i) % 2**32 for i in range(len(queue))]
+    assert transport._local_tsn == (first_tsn + len(queue)) % 2**32
+    for seq, message in enumerate(messages):
+        parts = [c for c in queue if c.stream_seq == seq]
+        assert parts[0].flags & sctp.SCTP_DATA_FIRST_FRAG
+        assert parts[-1].flags & sctp.SCTP_DATA_LAST_FRAG
+        middle_flags = [c.flags for c in parts[1:-1]]
+        assert all(
+            f & (sctp.SCTP_DATA_FIRST_FRAG | sctp.SCTP_DATA_LAST_FRAG) == 0 for f in middle_flags
+        )
+        assert b"".join(c.user_data for c in parts) == message
+        assert all(c._book_size == len(c.user_data) and c._sent_count == 0 for c in parts)
+
+
+def test_a_resent_packet_crosses_in_segments_in_any_order() -> None:
+    """Segments of a resent large packet reassemble in any order, once; a duplicate or a
+    stray segment yields nothing; the receiver keeps a bounded number of partial packets."""
+    from types import SimpleNamespace
+
+    packet = os.urandom(16_232)
+    segments = aiortc_patches.segment_packet(packet, 7)
+    assert len(segments) == 15 and all(len(s) <= 1110 for s in segments)
+    dtls: Any = SimpleNamespace()
+    got = [aiortc_patches.reassemble_segment(dtls, s) for s in reversed(segments)]
+    assert got[:-1] == [None] * 14 and got[-1] == packet
+    assert aiortc_patches.reassemble_segment(dtls, segments[0]) is None  # a late duplicate
+    for packet_id in range(1000):
+        aiortc_patches.reassemble_segment(dtls, aiortc_patches.segment_packet(packet, packet_id)[0])
+    assert len(dtls._p2p_segments) <= 256
