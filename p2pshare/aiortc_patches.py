@@ -884,16 +884,31 @@ _stock_recv_next = RTCDtlsTransport._recv_next
 
 async def _recv_next(self: Any) -> None:
     # aiortc 1.16.0's _recv_next decrypts with recv(1500): a larger record would come back in
-    # pieces and every later datagram out of step. Large-packet associations take over once
-    # the handshake is done (before that, and on every other association, upstream runs).
-    if not (getattr(self, "_p2p_large_records", False) and self._RTCDtlsTransport__handshake_done):
+    # pieces and every later datagram out of step. On a large-packet association (marked
+    # before the handshake starts) this copy runs instead, with a buffer for a whole record,
+    # and reassembles resent packets that came in segments. It drops SRTP, which a data-only
+    # connection never carries. Every other association runs upstream's.
+    if not getattr(self, "_p2p_large_records", False):
         await _stock_recv_next(self)
         return
-    data = await self.transport._recv()
+    timeout = None
+    if not self._RTCDtlsTransport__handshake_done:
+        timeout = self._ssl.DTLSv1_get_timeout()
+        if timeout is None and self.encrypted:
+            self._RTCDtlsTransport__handshake_done = True
+    if timeout is not None:
+        try:
+            data = await asyncio.wait_for(self.transport._recv(), timeout=timeout)
+        except TimeoutError:
+            self._ssl.DTLSv1_handle_timeout()
+            await self._write_ssl()
+            return
+    else:
+        data = await self.transport._recv()
     self._RTCDtlsTransport__rx_bytes += len(data)
     self._RTCDtlsTransport__rx_packets += 1
     if not 19 < data[0] < 64:
-        return  # not DTLS: SRTP, which a data-only connection never carries
+        return
     self._ssl.bio_write(data)
     plain: bytes | None
     try:
