@@ -103,6 +103,23 @@ def large_packet_bytes(sdp: str) -> int | None:
     return size if size >= MIN_LARGE_PACKET_BYTES else None
 
 
+def large_packets_refused_on(
+    local_type: str, local_host: str, remote_type: str, remote_host: str
+) -> str | None:
+    """Why large packets are never tried on this candidate pair, or None: they are tried
+    only between two host candidates on private, link-local or loopback addresses (one LAN,
+    a VPN, one machine). Never over TURN (a relay's UDP channel caps datagrams), not through
+    NAT (fragments are what NATs and the internet handle worst, and we cannot measure those
+    paths here), and not between public addresses (the path crosses the internet)."""
+    if "relay" in (local_type, remote_type):
+        return "relayed path"
+    if local_type != "host" or remote_type != "host":
+        return f"{local_type}-{remote_type} path (NAT)"
+    if not (_is_local_network(local_host) and _is_local_network(remote_host)):
+        return "public host addresses"
+    return None
+
+
 def negotiate_large_packets(ours: int | None, remote_sdp: str) -> int | None:
     """The large packet size both sides accept, or None: ``ours`` is what we offer (None:
     we do not want them)."""
@@ -360,10 +377,7 @@ class PeerLink:
         )
 
     def _start_large_packets(self) -> None:
-        """Probe for large packets where the path policy allows them (docs/performance.md):
-        a direct path between host candidates on private (or loopback) addresses. Never over
-        TURN (a relay's UDP channel caps datagrams) nor through NAT (fragments are what NATs
-        and the internet handle worst, and we cannot measure those paths here)."""
+        """Probe for large packets where :func:`large_packets_refused_on` allows them."""
         sctp = self.pc.sctp
         if sctp is None or self.large_packet_bytes is None:
             return
@@ -372,12 +386,11 @@ class PeerLink:
             aiortc_patches.skip_large_packets(sctp, "the network path is unknown")
             return
         local, remote = pair
-        if local.type != "host" or remote.type != "host":
-            aiortc_patches.skip_large_packets(sctp, f"{local.type}-{remote.type} path")
-        elif not (_is_local_network(local.host) and _is_local_network(remote.host)):
-            aiortc_patches.skip_large_packets(sctp, "public host addresses")
-        else:
+        reason = large_packets_refused_on(local.type, local.host, remote.type, remote.host)
+        if reason is None:
             aiortc_patches.probe_large_packets(sctp)
+        else:
+            aiortc_patches.skip_large_packets(sctp, reason)
 
     def path(self) -> NetworkPath | None:
         """Which path ICE nominated (None when it cannot be known)."""

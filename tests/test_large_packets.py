@@ -392,3 +392,28 @@ def test_a_resent_packet_crosses_in_segments_in_any_order() -> None:
     for packet_id in range(1000):
         aiortc_patches.reassemble_segment(dtls, aiortc_patches.segment_packet(packet, packet_id)[0])
     assert len(dtls._p2p_segments) <= 256
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "tried"),
+    [
+        (("host", "10.8.0.1"), ("host", "10.8.0.2"), True),
+        (("host", "192.168.1.5"), ("host", "192.168.1.9"), True),
+        (("host", "127.0.0.1"), ("host", "127.0.0.1"), True),
+        (("host", "fe80::1%eth0"), ("host", "fe80::2"), True),
+        (("host", "fd00::1"), ("host", "fd00::2"), True),
+        (("host", "81.2.69.142"), ("host", "10.0.0.2"), False),
+        (("host", "2a00:1450:4001::1"), ("host", "2a00:1450:4001::2"), False),
+        (("host", "8.8.4.4"), ("host", "1.1.1.1"), False),
+        (("srflx", "203.0.113.1"), ("host", "10.0.2.2"), False),
+        (("prflx", "10.0.1.2"), ("host", "10.0.2.2"), False),
+        (("relay", "203.0.113.10"), ("host", "10.0.2.2"), False),
+        (("host", "abcd.local"), ("host", "10.0.0.2"), False),
+    ],
+)
+def test_large_packets_are_tried_only_between_lan_host_candidates(
+    local: tuple[str, str], remote: tuple[str, str], tried: bool
+) -> None:
+    """Host to host on private, link-local or loopback addresses; never NAT, TURN or the
+    public internet; an mDNS name is not known to be local."""
+    assert (webrtc.large_packets_refused_on(*local, *remote) is None) == tried
