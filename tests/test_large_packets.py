@@ -417,3 +417,22 @@ def test_large_packets_are_tried_only_between_lan_host_candidates(
     """Host to host on private, link-local or loopback addresses; never NAT, TURN or the
     public internet; an mDNS name is not known to be local."""
     assert (webrtc.large_packets_refused_on(*local, *remote) is None) == tried
+
+
+def test_stock_sctp_offers_no_large_packets() -> None:
+    """With P2PSHARE_STOCK_SCTP=1 the SCTP changes are not installed, so the offer must not
+    promise large packets (the peer would send records our stock DTLS cannot read)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from p2pshare import aiortc_patches, webrtc\n"
+            "print(aiortc_patches.apply(), webrtc.large_packets_wanted())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "P2PSHARE_STOCK_SCTP": "1"},
+    ).stdout.strip()
+    assert out == "True False"
