@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Peer, leftovers, run_signal_server, start_pair
+from tests.cli_helpers import Peer, leftovers, peer_env, run_signal_server, start_pair
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1 << 20
@@ -51,10 +51,24 @@ def partials(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".p2pshare-"))
 
 
+def start_to_interrupt(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
+    """:func:`start` for a transfer a test interrupts: the receiver keeps 1,200-byte packets.
+    With large ones 64 MiB cross loopback in a quarter to half a second, before the progress
+    event (at most one per 0.25 s) that the test waits for to interrupt it."""
+    sender = Peer(["send", str(path), "--server", server, "--json"], cwd=path.parent)
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        ["receive", code, "--server", server, "--json", "-o", str(out), "--yes", *recv_args],
+        cwd=out,
+        env=peer_env(P2PSHARE_LARGE_PACKETS="0"),
+    )
+    return sender, receiver
+
+
 def interrupt_receiver(server: str, path: Path, out: Path, *recv_args: str) -> int:
     """Start a transfer, SIGKILL the receiver once at least half has reached its disk, stop
     the sender; returns how many bytes the receiver had reported written."""
-    sender, receiver = start(server, path, out, *recv_args)
+    sender, receiver = start_to_interrupt(server, path, out, *recv_args)
     event = receiver.event("progress", where=lambda e: e["done"] >= e["total"] // 2)
     receiver.kill()
     sender.send_signal(signal.SIGINT)
@@ -94,7 +108,7 @@ def test_sender_killed_receiver_reports_it_and_resend_resumes(
 ) -> None:
     """A sender that dies without a word: the receiver reports the lost peer (after the
     silence deadline), keeps what it got, and a resend continues from there."""
-    sender, receiver = start(server, source, out)
+    sender, receiver = start_to_interrupt(server, source, out)
     event = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     sender.kill()
     assert receiver.wait(timeout=60) == 7
@@ -152,7 +166,7 @@ def test_a_different_file_of_the_same_name_is_not_resumed(
 def test_no_resume_keeps_nothing_and_sends_everything(server: str, source: Path, out: Path) -> None:
     """--no-resume: an interrupted receive leaves no file at all, and a resend with it
     ignores partial data (and removes it once the file is complete)."""
-    sender, receiver = start(server, source, out, "--no-resume")
+    sender, receiver = start_to_interrupt(server, source, out, "--no-resume")
     receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     receiver.send_signal(signal.SIGINT)
     assert receiver.wait() == 130 and sender.wait() == 7
