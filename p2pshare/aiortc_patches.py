@@ -41,10 +41,15 @@ its DTLS transport then reads and writes whole records of up to 16 KiB (upstream
 ``_write_ssl`` reads ``bio_read(1500)`` and ``_recv_next`` decrypts with ``recv(1500)``, which
 split a larger record). Our packets stay at the base size until :func:`probe_large_packets`
 sent a HEARTBEAT padded with a PAD chunk (RFC 4820) to the large size and its HEARTBEAT ACK
-came back (RFC 8899); then new chunks are cut at 16,204 bytes. Three retransmission timeouts
-in a row with a large chunk oldest in flight mean a black hole: chunks not yet sent are cut
-again at the base size and renumbered (their TSNs never reached the wire); chunks already
-sent keep their size (SCTP cannot split a TSN) and are retransmitted as they are.
+came back (RFC 8899); then new chunks are cut at 16,204 bytes. Falling back (docs/
+performance.md, "The policy"): two retransmission timeouts in a row with a large chunk oldest
+in flight, 48 large packets lost within 30 s, or more than 3% lost since they were turned on.
+Chunks not yet sent are then cut again at the base size and renumbered (their TSNs never
+reached the wire); chunks already sent keep their size (SCTP cannot split a TSN), and every
+large chunk sent again goes in base-size segments below SCTP, each its own DTLS record and
+datagram, which the peer's DTLS layer reassembles (:func:`segment_packet`,
+:func:`reassemble_segment`): no path that drops IP fragments can stall a transfer. The path is
+probed again 30 s after a fall-back.
 
 **Socket buffers**: :func:`enlarge_socket_buffers` raises every ICE socket's send and receive
 buffers to 4 MiB (SO_RCVBUFFORCE as root, else up to net.core.rmem_max).
