@@ -110,6 +110,8 @@ LARGE_PACKET_BYTES = 16_232
 """The large SCTP packet: 16,204 bytes of user data plus 28 of headers. DTLS (AES-GCM: 37
 bytes) and UDP (8) make it 16,277 bytes of IPv4 payload, which is exactly 11 fragments on a
 1,500-byte MTU (11 x 1,480 = 16,280), and well under DTLS's 16,384-byte plaintext cap."""
+LARGE_MESSAGE_LIMIT_BYTES = 256 * 1024
+"""What we send a peer that advertises messages of any size (max-message-size 0)."""
 DTLS_RECORD_READ_BYTES = 17 * 1024
 """Buffer for one large DTLS record (plaintext at most 16,384 bytes, plus header and tag)."""
 PROBE_ATTEMPTS = 3

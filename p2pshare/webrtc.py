@@ -69,9 +69,10 @@ benchmarks read it)."""
 LARGE_PACKET_ATTRIBUTE = "x-p2pshare-sctp-mtu"
 MIN_LARGE_PACKET_BYTES = 4096
 """A peer offering less than this gains nothing over the base size: we stay small."""
-LARGE_MESSAGE_CHUNKS = 4
-"""With large packets, data messages are this many whole chunks (4 x 16,204 = 64,816 bytes:
-four packets per message, not four and a sliver)."""
+LARGE_MESSAGE_CHUNKS = int(os.environ.get("P2PSHARE_LARGE_MESSAGE_CHUNKS", 16))
+"""With large packets, data messages are this many whole chunks (16 x 16,204 = 259,264 bytes,
+within the 256 KiB aiortc and browsers advertise; whole packets, no sliver at the end). The
+environment variable is a benchmark knob (docs/performance.md)."""
 
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
 _LARGE_RE = re.compile(rf"^a={LARGE_PACKET_ATTRIBUTE}:(\d{{1,9}})\s*$", re.MULTILINE)
@@ -236,6 +237,7 @@ class PeerLink:
     large_packet_bytes: int | None = field(init=False, default=None)
     """The large SCTP packet size both sides agreed on (None: the 1,200-byte base only)."""
     receive_buffer_bytes: int | None = field(init=False, default=None)
+    _peer_message_limit: int = field(init=False, default=DEFAULT_MAX_MESSAGE_BYTES)
 
     def __post_init__(self) -> None:
         aiortc_patches.apply()
@@ -287,7 +289,9 @@ class PeerLink:
         large = aiortc_patches.allow_large_packets(sctp, packet_bytes)
         user_bytes = (large.packet_bytes - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
         if "P2PSHARE_MESSAGE_BYTES" not in os.environ:
-            self.max_message_bytes = min(self.max_message_bytes, LARGE_MESSAGE_CHUNKS * user_bytes)
+            self.max_message_bytes = min(
+                self._peer_message_limit, LARGE_MESSAGE_CHUNKS * user_bytes
+            )
 
     def _enlarge_buffers(self) -> None:
         sctp = self.pc.sctp
@@ -297,6 +301,9 @@ class PeerLink:
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
         self.max_message_bytes = check_remote_sdp(sdp, kind)
+        match = _MAX_MESSAGE_RE.search(sdp)
+        advertised = int(match.group(1)[:12]) if match else DEFAULT_MAX_MESSAGE_BYTES
+        self._peer_message_limit = advertised or aiortc_patches.LARGE_MESSAGE_LIMIT_BYTES
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         except Exception as exc:
