@@ -145,15 +145,31 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
 
 
 def start_pair(
-    server: str, path: Path, out: Path, *recv_args: str, send_args: tuple[str, ...] = ()
+    server: str,
+    path: Path,
+    out: Path,
+    *recv_args: str,
+    send_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[Peer, Peer]:
     """A sender of ``path`` and a receiver into ``out`` through ``server``, both --json."""
-    sender = Peer(["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent)
+    sender = Peer(
+        ["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent, env=env
+    )
     code = sender.event("code")["code"]
     receiver = Peer(
-        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args], cwd=out
+        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args],
+        cwd=out,
+        env=env,
     )
     return sender, receiver
+
+
+def small_packets_env() -> dict[str, str]:
+    """For a transfer a test interrupts half way: 1,200-byte packets. With large packets
+    ~100 MiB cross loopback in a quarter of a second, before the progress event (at most one
+    per 0.25 s) that such a test waits for."""
+    return peer_env(P2PSHARE_LARGE_PACKETS="0")
 
 
 def leftovers(directory: Path) -> list[str]:

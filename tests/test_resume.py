@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Peer, leftovers, peer_env, run_signal_server, start_pair
+from tests.cli_helpers import (
+    Peer,
+    leftovers,
+    run_signal_server,
+    small_packets_env,
+    start_pair,
+)
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1 << 20
@@ -52,17 +58,8 @@ def partials(directory: Path) -> list[str]:
 
 
 def start_to_interrupt(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
-    """:func:`start` for a transfer a test interrupts: the receiver keeps 1,200-byte packets.
-    With large ones 64 MiB cross loopback in a quarter to half a second, before the progress
-    event (at most one per 0.25 s) that the test waits for to interrupt it."""
-    sender = Peer(["send", str(path), "--server", server, "--json"], cwd=path.parent)
-    code = sender.event("code")["code"]
-    receiver = Peer(
-        ["receive", code, "--server", server, "--json", "-o", str(out), "--yes", *recv_args],
-        cwd=out,
-        env=peer_env(P2PSHARE_LARGE_PACKETS="0"),
-    )
-    return sender, receiver
+    """:func:`start` for a transfer the test interrupts (small packets, see the helper)."""
+    return start_pair(server, path, out, "--yes", *recv_args, env=small_packets_env())
 
 
 def interrupt_receiver(server: str, path: Path, out: Path, *recv_args: str) -> int:
