@@ -49,7 +49,8 @@ reached the wire); chunks already sent keep their size (SCTP cannot split a TSN)
 large chunk sent again goes in base-size segments below SCTP, each its own DTLS record and
 datagram, which the peer's DTLS layer reassembles (:func:`segment_packet`,
 :func:`reassemble_segment`): no path that drops IP fragments can stall a transfer. The path is
-probed again 30 s after a fall-back.
+probed again 30 s after a fall-back. These associations also use a minimum retransmission
+timeout of 0.2 s instead of 1 s (``_update_rto``; :data:`LARGE_RTO_MIN_S`).
 
 **Socket buffers**: :func:`enlarge_socket_buffers` raises every ICE socket's send and receive
 buffers to 4 MiB (SO_RCVBUFFORCE as root, else up to net.core.rmem_max).
@@ -141,9 +142,14 @@ _SEGMENT_MAGIC = b"\xffp2s"
 """Opens a segment's plaintext; an SCTP packet opens with its source port (5000 in WebRTC)."""
 _SEGMENTS_KEPT = 256
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+LARGE_RTO_MIN_S = 0.2
+"""Minimum retransmission timeout on associations between two p2pshare peers that agreed on
+large packets (upstream and RFC 4960: 1 s, kept for everyone else; Linux TCP uses 0.2 s).
+At 1% loss a timeout otherwise stalls a transfer for a whole second."""
 ENV_RTO_MIN = "P2PSHARE_SCTP_RTO_MIN_S"
-"""Benchmark knob: the minimum retransmission timeout (upstream and RFC 4960: 1 s)."""
+"""Benchmark knob: the minimum retransmission timeout, for every association."""
 _rto_min_s: float = sctp.SCTP_RTO_MIN
+_rto_min_forced = False
 _PROBE_MAGIC = b"p2pshare-pmtu-probe"
 _PAD_CHUNK_TYPE = 0x84  # RFC 4820; receivers that do not know it skip it
 _HEARTBEAT_INFO = 1
@@ -159,7 +165,7 @@ UPSTREAM_TOUCHED = (
     "aiortc.rtcsctptransport:RTCSctpTransport._send",
     "aiortc.rtcdtlstransport:RTCDtlsTransport._recv_next",
     "aiortc.rtcdtlstransport:RTCDtlsTransport._write_ssl",
-    "aiortc.rtcsctptransport:RTCSctpTransport._update_rto",  # only with ENV_RTO_MIN set
+    "aiortc.rtcsctptransport:RTCSctpTransport._update_rto",
     "aioice.ice:get_host_addresses",
     # called or read by the replacements (their contracts must not move under us)
     "aiortc.rtcsctptransport:RTCSctpTransport.__init__",
@@ -210,7 +216,7 @@ def enabled() -> bool:
 
 def apply() -> bool:
     """Install every touch once (idempotent); returns whether they are installed."""
-    global _applied, _sctp_applied, _rto_min_s
+    global _applied, _sctp_applied, _rto_min_s, _rto_min_forced
     if _applied is not None:
         return _applied
     if not tested():
@@ -236,9 +242,9 @@ def apply() -> bool:
     RTCSctpTransport._t3_expired = _t3_expired  # type: ignore[method-assign]
     RTCSctpTransport._transmit = _transmit  # type: ignore[method-assign]
     RTCSctpTransport._send = _send  # type: ignore[method-assign]
+    _rto_min_forced = ENV_RTO_MIN in os.environ
     _rto_min_s = float(os.environ.get(ENV_RTO_MIN, sctp.SCTP_RTO_MIN))
-    if _rto_min_s != sctp.SCTP_RTO_MIN:
-        RTCSctpTransport._update_rto = _update_rto  # type: ignore[method-assign]
+    RTCSctpTransport._update_rto = _update_rto  # type: ignore[method-assign]
     RTCDtlsTransport._recv_next = _recv_next  # type: ignore[method-assign]
     RTCDtlsTransport._write_ssl = _write_ssl  # type: ignore[method-assign]
     _sctp_applied = True
@@ -535,7 +541,7 @@ async def _send(
 
 
 def _update_rto(self: Any, R: float) -> None:
-    # aiortc 1.16.0's _update_rto with the minimum from ENV_RTO_MIN (a benchmark knob).
+    # aiortc 1.16.0's _update_rto with the minimum per association (LARGE_RTO_MIN_S).
     if self._srtt is None:
         self._rttvar = R / 2
         self._srtt = R
@@ -544,7 +550,8 @@ def _update_rto(self: Any, R: float) -> None:
             self._srtt - R
         )
         self._srtt = (1 - sctp.SCTP_RTO_ALPHA) * self._srtt + sctp.SCTP_RTO_ALPHA * R
-    self._rto = max(_rto_min_s, min(self._srtt + 4 * self._rttvar, sctp.SCTP_RTO_MAX))
+    rto_min = getattr(self, "_p2p_rto_min", _rto_min_s)
+    self._rto = max(rto_min, min(self._srtt + 4 * self._rttvar, sctp.SCTP_RTO_MAX))
 
 
 def _init_chunk_counters(chunk: Any, expiry: float | None, max_retransmits: int | None) -> None:
@@ -653,6 +660,8 @@ def allow_large_packets(sctp_transport: Any, packet_bytes: int) -> LargePackets:
     stay at the base size until :func:`probe_large_packets` confirms the path carries them."""
     large = LargePackets(packet_bytes=min(packet_bytes, LARGE_PACKET_BYTES))
     sctp_transport._p2p_large = large
+    if not _rto_min_forced:
+        sctp_transport._p2p_rto_min = LARGE_RTO_MIN_S
     sctp_transport.transport._p2p_large_records = True
     return large
 
