@@ -9,6 +9,7 @@ into something the sender did not say: a bad name is refused, with the reason.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from p2pshare import messages as m
 from p2pshare.errors import UnsafeNameError
@@ -143,7 +144,7 @@ def check_path(path: str) -> tuple[str, ...]:
     return parts
 
 
-def hidden_in_home(checked: list[tuple[str, ...]], destination_is_home: bool) -> str | None:
+def hidden_in_home(checked: Iterable[tuple[str, ...]], destination_is_home: bool) -> str | None:
     """The first entry that would create or enter a hidden (dot) directory or file at the top
     of the receiver's home (``.ssh/authorized_keys``, ``.bashrc``, ``.config/...``), when the
     destination is the home directory itself; None otherwise. Such offers are refused: a
