@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import p2pshare
-from p2pshare import session
+from p2pshare import events
 from p2pshare.errors import DeclinedError
 from p2pshare.webrtc import IceConfig
 from signal_server.server import RunningServer
@@ -26,17 +26,17 @@ async def test_send_and_receive_from_python(signal: RunningServer, tmp_path: Pat
     codes: asyncio.Queue[str] = asyncio.Queue()
     progress: list[tuple[int, int | None]] = []
 
-    def on_send_event(event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def on_send_event(event: events.SessionEvent) -> None:
+        if isinstance(event, events.CodeReady):
             codes.put_nowait(event.code)
 
-    def on_receive_event(event: session.SessionEvent) -> None:
-        if isinstance(event, session.Progress):
+    def on_receive_event(event: events.SessionEvent) -> None:
+        if isinstance(event, events.Progress):
             progress.append((event.done, event.total))
 
-    offers: list[session.OfferSummary] = []
+    offers: list[events.OfferSummary] = []
 
-    async def confirm(offer: session.OfferSummary) -> bool:
+    async def confirm(offer: events.OfferSummary) -> bool:
         offers.append(offer)
         return True
 
@@ -54,7 +54,7 @@ async def test_send_and_receive_from_python(signal: RunningServer, tmp_path: Pat
     assert (out / "in.bin").read_bytes() == data
     assert sent.sha256 == received.sha256 and received.bytes == len(data)
     assert progress[-1] == (len(data), len(data))
-    assert offers == [session.OfferSummary(1, 0, len(data), ("in.bin",), out / "in.bin")]
+    assert offers == [events.OfferSummary(1, 0, len(data), ("in.bin",), out / "in.bin")]
 
 
 async def test_receiver_declining_reaches_the_sender(signal: RunningServer, tmp_path: Path) -> None:
@@ -62,11 +62,11 @@ async def test_receiver_declining_reaches_the_sender(signal: RunningServer, tmp_
     (tmp_path / "in.bin").write_bytes(b"abc")
     codes: asyncio.Queue[str] = asyncio.Queue()
 
-    def on_event(event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def on_event(event: events.SessionEvent) -> None:
+        if isinstance(event, events.CodeReady):
             codes.put_nowait(event.code)
 
-    async def refuse(offer: session.OfferSummary) -> bool:
+    async def refuse(offer: events.OfferSummary) -> bool:
         return False
 
     settings = p2pshare.Settings(server=signal.url, ice=LOOPBACK, output=tmp_path / "x.bin")

@@ -51,7 +51,8 @@ def run_transfer(
     assert sender.receive(receiver.accept(window)[0]) == [transfer.Accepted(window)]
     got: list[bytes | None] = [None if blob is None else b"" for blob in data]
     if all(blob is None for blob in data):
-        assert sender.receive(receiver.finish_without_data()[0]) == [transfer.Finished()]
+        assert receiver.received_all
+        assert [e for f in receiver.finish() for e in sender.receive(f)] == [transfer.Finished()]
         return got
     for index, blob in enumerate(data):
         if blob is None:
@@ -84,8 +85,10 @@ def run_transfer(
             assert ended_events == [transfer.FileEnded(index, digest)]
         for frame in receiver.file_verified(index):
             for event in sender.receive(frame):
-                assert isinstance(event, transfer.FileAcked | transfer.Finished)
-    assert receiver.finished
+                assert isinstance(event, transfer.FileAcked)
+    assert receiver.received_all and not receiver.finished
+    finished = [event for frame in receiver.finish() for event in sender.receive(frame)]
+    assert finished[-1] == transfer.Finished() and receiver.finished
     return got
 
 
@@ -133,6 +136,8 @@ def test_small_files_cost_one_message_each_and_acks_are_batched() -> None:
         assert [type(e) for e in events] == [transfer.ChunkReceived, transfer.FileEnded]
         for frame in receiver.file_verified(i):
             acks += sender.receive(frame)
+    for frame in receiver.finish():
+        acks += sender.receive(frame)
     assert acks == [
         transfer.FileAcked(255),
         transfer.FileAcked(511),
@@ -188,17 +193,17 @@ def test_more_entries_than_declared_are_refused() -> None:
     receiver = transfer.ReceiverProtocol()
     with pytest.raises(ProtocolError, match="more entries"):
         receiver.receive(
-            m._frame(m.Offer.TYPE, {"v": 1, "count": 1, "total": 2, "files": [entry, entry]})
+            m.frame(m.Offer.TYPE, {"v": 1, "count": 1, "total": 2, "files": [entry, entry]})
         )
     receiver = transfer.ReceiverProtocol()
-    receiver.receive(m._frame(m.Offer.TYPE, {"v": 1, "count": 2, "total": 2, "files": [entry]}))
+    receiver.receive(m.frame(m.Offer.TYPE, {"v": 1, "count": 2, "total": 2, "files": [entry]}))
     with pytest.raises(ProtocolError, match="more entries"):
-        receiver.receive(m._frame(m.OfferMore.TYPE, {"files": [entry, entry]}))
+        receiver.receive(m.frame(m.OfferMore.TYPE, {"files": [entry, entry]}))
     # A complete offer takes no more batches.
     receiver = transfer.ReceiverProtocol()
     deliver_offer(receiver, offer(1, 2))
     with pytest.raises(ProtocolError):
-        receiver.receive(m._frame(m.OfferMore.TYPE, {"files": [entry]}))
+        receiver.receive(m.frame(m.OfferMore.TYPE, {"files": [entry]}))
 
 
 def test_offer_total_must_match() -> None:
@@ -206,7 +211,7 @@ def test_offer_total_must_match() -> None:
     receiver = transfer.ReceiverProtocol()
     head = {"v": 1, "count": 1, "total": 5, "files": [{"path": "a", "size": 4, "mode": 420}]}
     with pytest.raises(ProtocolError, match="total"):
-        receiver.receive(m._frame(m.Offer.TYPE, head))
+        receiver.receive(m.frame(m.Offer.TYPE, head))
 
 
 def test_stream_size_is_checked_at_its_end() -> None:
@@ -437,7 +442,7 @@ def test_the_sender_refuses_bad_prefixes(entries: list[list[object]]) -> None:
     sender, _ = offered(10, 10)
     sender.receive(m.encode(m.Accept(100, None, len(entries))))
     with pytest.raises(ProtocolError):
-        sender.receive(m._frame(m.Have.TYPE, {"entries": entries}))
+        sender.receive(m.frame(m.Have.TYPE, {"entries": entries}))
 
 
 def test_prefixes_only_for_regular_files_and_not_more_than_declared() -> None:
