@@ -113,7 +113,7 @@ class Receiver:
                 self.link.send(frame)
             if self.proto.received_all:
                 self.writer.submit(sinks.FinishDirs())
-        else:
+        elif isinstance(report, sinks.DirsFinished):
             self.wire.closing = True
             for frame in self.proto.finish():
                 self.link.send(frame)
