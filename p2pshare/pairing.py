@@ -23,12 +23,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from p2pshare.codes import Code
-from p2pshare.config import Settings
+from p2pshare.config import IceConfig, Settings
 from p2pshare.errors import ConnectError, P2PShareError, ProtocolError
 from p2pshare.events import Connected, EventSink, ignore
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import RendezvousClient
-from p2pshare.webrtc import IceConfig, PeerLink, lan_addresses
+from p2pshare.webrtc import PeerLink, lan_addresses
 
 logger = logging.getLogger(__name__)
 
