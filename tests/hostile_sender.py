@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import sys
 from typing import Any
@@ -22,8 +23,8 @@ from p2pshare.webrtc import IceConfig
 from signal_server import eventloop
 
 
-def entry(path: str, size: int | None = 1, kind: str = "file") -> dict[str, Any]:
-    return {"path": path, "size": size, "mode": 0o644, "kind": kind}
+def entry(path: str, size: int | None = 1, kind: str = "file", **extra: Any) -> dict[str, Any]:
+    return {"path": path, "size": size, "mode": 0o644, "kind": kind, **extra}
 
 
 def offer(
@@ -49,6 +50,9 @@ def zstd_frame(data: bytes) -> bytes:
     return bytes(zstandard.ZstdCompressor(level=1).compress(data))
 
 
+# Cases the receiver completes (exit 0): what is checked is what it did to the disk.
+COMPLETING = {"existing-dir-mode"}
+
 # name -> (frames sent before the receiver accepts, frames sent after it accepts)
 BAD_NAMES = {
     "absolute": "/tmp/p2pshare-owned",
@@ -58,6 +62,8 @@ BAD_NAMES = {
     "dot": "a/./b",
     "empty-component": "a//b",
     "backslash": "..\\..\\escaped.txt",
+    "partial-file-name": ".p2pshare-8d5fe0f2d6cf4a27.part",
+    "partial-record-name": "d/.p2pshare-8d5fe0f2d6cf4a27.json",
     "drive-letter": "C:evil.txt",
     "drive-path": "C:\\Windows\\evil.txt",
     "unc": "\\\\server\\share\\evil.txt",
@@ -118,6 +124,17 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
             "zstd-not-agreed": (
                 [offer(entry("sneaky.bin", 1 << 20))],
                 [m.encode(m.DataZ(65536, zstd_frame(b"x" * 65536)))],
+            ),
+            # Completes: a dir entry naming a directory the receiver already has (0700, with
+            # a secret), asking for 0777 and an old mtime, and a new file inside it.
+            "existing-dir-mode": (
+                [
+                    offer(
+                        entry("private", 0, "dir", mode=0o777, mtime=86400),
+                        entry("private/new.txt", 3),
+                    )
+                ],
+                [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
             ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],
