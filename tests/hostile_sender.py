@@ -136,6 +136,10 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                 ],
                 [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
             ),
+            "home-ssh-key": (
+                [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
+                [],
+            ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],
                 [m.encode(m.Data(b"abc")), m.encode(m.FileEnd(0, 3, "0" * 64))],

@@ -17,6 +17,7 @@ from tests.cli_helpers import ROOT, Peer, peer_env, run_signal_server
 from tests.hostile_sender import BAD_NAMES, COMPLETING, cases
 
 EXIT_BY_CASE = {
+    "home-ssh-key": 9,  # declined: hidden files at the top of the receiver's home
     "larger-than-disk": 11,  # disk-full: declined before any byte
     "symlink-file": 9,  # an existing entry (the link) is not replaced without --overwrite
 }
@@ -31,6 +32,7 @@ def server() -> Iterator[str]:
 
 
 def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer, Path, Path]:
+    """The receiver saves into ``out``; for the home-* cases ``out`` is its $HOME."""
     out, outside = tmp_path / "out", tmp_path / "outside"
     out.mkdir()
     outside.mkdir()
@@ -53,8 +55,11 @@ def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer,
     try:
         assert hostile.stdout is not None
         code = json.loads(hostile.stdout.readline())["code"]
+        env = peer_env(HOME=str(out)) if case.startswith("home-") else None
         receiver = Peer(
-            ["receive", code, "--server", server, "--yes", "-o", str(out), *extra], cwd=tmp_path
+            ["receive", code, "--server", server, "--yes", "-o", str(out), *extra],
+            cwd=tmp_path,
+            env=env,
         )
         receiver.wait()
     finally:
