@@ -49,7 +49,7 @@ class Receiver:
         self.settings = settings
         self.on_event = on_event
         self.confirm = confirm
-        self.proto = transfer.ReceiverProtocol()
+        self.proto = transfer.ReceiverProtocol(settings.max_offer_entries, settings.max_offer_bytes)
         self.offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
         self.wire = Wire(link, settings, self._handle)
         self.writer: Worker[sinks.WriteJob, sinks.WriteReport] | None = None

@@ -136,6 +136,8 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                 ],
                 [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
             ),
+            # Declares a million entries: declined on the first message, nothing collected.
+            "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
             "home-ssh-key": (
                 [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
                 [],
@@ -149,8 +151,15 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
     return table
 
 
+def offer_at_caps() -> list[bytes]:
+    """The largest offer a receiver takes by default: 50,000 entries in just under 8 MiB of
+    messages (for measuring the receiver's memory before the prompt)."""
+    entries = tuple(m.FileEntry(f"d{i % 100:02d}/{'n' * 122}{i:06d}", 1) for i in range(50_000))
+    return m.Offer(entries).frames()
+
+
 async def main(server: str, case: str) -> None:
-    before, after = cases()[case]
+    before, after = (offer_at_caps(), []) if case == "offer-at-caps" else cases()[case]
     settings = Settings(server=server, ice=IceConfig(local_addresses=("127.0.0.1",)))
     async with rendezvous(settings) as (rv, _):
         code = Code(await rv.allocate(), generate_words(2))

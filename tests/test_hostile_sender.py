@@ -17,6 +17,7 @@ from tests.cli_helpers import ROOT, Peer, peer_env, run_signal_server
 from tests.hostile_sender import BAD_NAMES, COMPLETING, cases
 
 EXIT_BY_CASE = {
+    "million-entries": 9,  # declined on the declared count, before any entry is collected
     "home-ssh-key": 9,  # declined: hidden files at the top of the receiver's home
     "larger-than-disk": 11,  # disk-full: declined before any byte
     "symlink-file": 9,  # an existing entry (the link) is not replaced without --overwrite
