@@ -33,6 +33,7 @@ from p2pshare.errors import (
 )
 from p2pshare.files import printable
 from signal_server.wire import (
+    CLOSE_NORMAL,
     ERROR_CLOSE_CODES,
     NAMEPLATE_RE,
     SUBPROTOCOL,
@@ -73,7 +74,7 @@ _ERRORS: dict[str, type[P2PShareError]] = {
     ErrorCode.CROWDED: CrowdedError,
 }
 
-_PEER_LEFT_CLOSE = ERROR_CLOSE_CODES[ErrorCode.PEER_LEFT]
+_PEER_GONE_CLOSES = {ERROR_CLOSE_CODES[ErrorCode.PEER_LEFT], CLOSE_NORMAL}
 _HTTP_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
@@ -233,7 +234,10 @@ class RendezvousClient:
         return obj
 
     def _closed_error(self, exc: ConnectionClosed) -> P2PShareError:
-        if self.paired and exc.rcvd is not None and exc.rcvd.code == _PEER_LEFT_CLOSE:
+        # After pairing the server closes us with 4007 when the peer vanished and 1000 when it
+        # said bye (the peer-left message before it may not have been read yet, if we were
+        # sending). Other closes (timeouts, going away, a dropped connection) are the server's.
+        if self.paired and exc.rcvd is not None and exc.rcvd.code in _PEER_GONE_CLOSES:
             return PeerLostError("the other side left before the connection was set up")
         reason = _server_text(exc.rcvd.reason) if exc.rcvd and exc.rcvd.reason else "closed"
         return SignallingError(f"the rendezvous server closed the connection: {reason}")

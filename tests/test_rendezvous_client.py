@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pshare.errors import SignallingError
+from p2pshare.errors import PeerLostError, SignallingError
 from p2pshare.rendezvous import (
     RendezvousClient,
     check_ice_servers,
@@ -16,6 +18,7 @@ from p2pshare.rendezvous import (
     parse_server_url,
 )
 from signal_server.server import RunningServer
+from tests.signal_helpers import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -131,3 +134,41 @@ async def test_connecting_to_a_closed_port_is_a_server_error() -> None:
     """Nothing listening: a server error naming the address."""
     with pytest.raises(SignallingError, match="cannot reach the rendezvous server"):
         await RendezvousClient.connect("ws://127.0.0.1:9")
+
+
+async def _paired(url: str) -> tuple[RendezvousClient, RendezvousClient]:
+    a = await RendezvousClient.connect(url)
+    b = await RendezvousClient.connect(url)
+    await b.claim(await a.allocate())
+    await b.wait_paired(5)
+    await a.wait_paired(5)
+    return a, b
+
+
+async def test_peer_that_said_bye_is_a_lost_peer_even_while_we_send(
+    signal: RunningServer,
+) -> None:
+    """The server closes us with 1000 when the peer said bye: sending into that is the
+    peer's doing (exit 7), not a server error."""
+    a, b = await _paired(signal.url)
+    await a.close()
+    await signal.signal.wait_for_connections(0)
+    with pytest.raises(PeerLostError):
+        async with asyncio.timeout(5):
+            while True:
+                await b.send(b"late offer")
+                await asyncio.sleep(0)  # let the close frame in
+
+
+async def test_server_going_away_after_pairing_is_a_server_error(start_signal: Any) -> None:
+    """A close that is not about the peer (here the room's idle timeout) is the server's."""
+    async with start_signal(idle_timeout_s=30) as running:
+        a, b = await _paired(running.url)
+        clock = running.signal.clock
+        assert isinstance(clock, FakeClock)
+        clock.advance(30)
+        running.signal.sweep()
+        with pytest.raises(SignallingError, match="rendezvous server"):
+            await b.receive(5)
+        await a.close()
+        await b.close()
