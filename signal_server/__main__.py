@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from signal_server import __version__, eventloop
+from signal_server.redis_registry import RedisUnavailableError
 from signal_server.server import ServerSettings, start_server
 
 logger = logging.getLogger("signal_server")
 ENV_TURN_SECRET = "P2PSHARE_TURN_SECRET"  # noqa: S105 - a variable name
+ENV_REDIS = "P2PSHARE_SIGNAL_REDIS"
 
 
 def _count(text: str) -> int:
@@ -178,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime of the TURN credentials handed out (default: %(default)s)",
     )
     p.add_argument(
+        "--redis",
+        default=os.environ.get(ENV_REDIS),
+        metavar="URL",
+        help="share rooms with other instances through this Redis, e.g. "
+        f"redis://127.0.0.1:6379/0 (also {ENV_REDIS}; default: rooms in this process)",
+    )
+    p.add_argument(
         "--static-dir",
         default=None,
         metavar="DIR",
@@ -206,6 +215,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         turn_secret=args.turn_secret,
         turn_ttl_s=args.turn_ttl,
         static_dir=args.static_dir,
+        redis_url=args.redis or None,
     )
 
 
@@ -242,6 +252,11 @@ def raise_open_file_limit() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.redis:
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            parser.error("--redis needs the redis package: pip install 'p2pshare[redis]'")
     if args.turn and not args.turn_secret:
         parser.error(f"--turn needs --turn-secret (or {ENV_TURN_SECRET}) to mint credentials")
     for url in (*args.stun, *args.turn):
@@ -262,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"p2pshare-signal: cannot listen on {args.host}:{args.port}: {exc.strerror}",
             file=sys.stderr,
         )
+        return 1
+    except RedisUnavailableError as exc:
+        print(f"p2pshare-signal: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 from signal_server import ice, protocol
 from signal_server.admission import Admission, Refused, connection_capacity
 from signal_server.protocol import SignalError
+from signal_server.redis_registry import RedisRooms, SendText
 from signal_server.rooms import Action, CloseConn, RoomRegistry, SendTo, SlidingWindowLimiter
 from signal_server.static import StaticSite, add_security_headers, text_response
 
@@ -62,6 +63,8 @@ class ServerSettings:
     max_connections: int = 0
     """Sockets open at once; 0: as many as the descriptor limit allows, less a reserve."""
     pressure_handshake_timeout_s: float = 2.0
+    redis_url: str | None = None
+    """Share rooms with other instances through this Redis (None: rooms in this process)."""
     """The handshake window while half-open connections fill more than half their share."""
     """Folder of the browser page served at ``/``; None means the one in the package."""
 
@@ -115,6 +118,8 @@ class SignalServer:
         self._ids = itertools.count(1)
         self.stats: Counter[str] = Counter()
         self._handler_exited = asyncio.Condition()
+        self.cluster: RedisRooms | None = None
+        """Set by :func:`start_server` when rooms live in Redis."""
         self.site = (
             StaticSite() if settings.static_dir is None else StaticSite(Path(settings.static_dir))
         )
@@ -134,6 +139,8 @@ class SignalServer:
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return None
         if request.path.split("?", 1)[0] == "/healthz":
+            if self.cluster is not None and not self.cluster.healthy:
+                return text_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "redis unreachable\n")
             return text_response(http.HTTPStatus.OK, "ok\n")
         return self.site.response(request.method, request.path)
 
@@ -155,7 +162,11 @@ class SignalServer:
         except ConnectionClosed:
             pass
         finally:
-            self._execute(self.registry.leave(conn, self.clock()))
+            if self.cluster is None:
+                self._execute(self.registry.leave(conn, self.clock()))
+            else:
+                with contextlib.suppress(SignalError):
+                    await self.cluster.leave(conn)
             # Let queued frames (an error, a close reason) reach the client before websockets
             # closes the connection for us when this handler returns.
             client.outbox.put_nowait(_CloseRequest(protocol.CLOSE_NORMAL, ""))
@@ -190,7 +201,11 @@ class SignalServer:
         )
         client.outbox.put_nowait(protocol.encode(protocol.welcome_msg(servers)))
         while True:
-            joined = self.registry.room_of(conn) is not None
+            joined = (
+                self.registry.room_of(conn) is not None
+                if self.cluster is None
+                else self.cluster.joined(conn)
+            )
             try:
                 # Until it joins a room a client has handshake_timeout_s to say what it wants;
                 # after that the registry's TTL and idle timeout govern it.
@@ -203,7 +218,11 @@ class SignalServer:
                 self._refuse(conn, protocol.BINARY_FRAME, "binary frames are not accepted")
                 return
             try:
-                self._execute(self._dispatch(conn, ip, protocol.parse_client_message(frame)))
+                message = protocol.parse_client_message(frame)
+                if self.cluster is None:
+                    self._execute(self._dispatch(conn, ip, message))
+                else:
+                    await self._dispatch_cluster(self.cluster, conn, ip, message)
             except SignalError as exc:
                 self.stats[f"error:{exc.kind.name}"] += 1
                 self._refuse(conn, exc.kind, exc.message)
@@ -228,6 +247,24 @@ class SignalServer:
         logger.debug("join accepted (rooms open: %d)", len(self.registry))
         return actions
 
+    async def _dispatch_cluster(
+        self, cluster: RedisRooms, conn: int, ip: str, message: protocol.ClientMessage
+    ) -> None:
+        """The same requests against the cluster's rooms; what clients receive arrives
+        through this instance's inbox (see :mod:`signal_server.redis_registry`)."""
+        if isinstance(message, protocol.Send):
+            self.stats["relayed"] += 1
+            await cluster.relay(conn, message.body)
+        elif isinstance(message, protocol.Bye):
+            self._execute([CloseConn(conn, protocol.CLOSE_NORMAL, "bye")])
+            await cluster.leave(conn, bye=True)
+        elif isinstance(message, protocol.Allocate):
+            await cluster.allocate(conn, ip)
+            self.stats["joins"] += 1
+        else:
+            await cluster.claim(conn, ip, message.nameplate, message.create)
+            self.stats["joins"] += 1
+
     def _refuse(self, conn: int, kind: protocol.ErrorKind, message: str) -> None:
         self._execute(
             [
@@ -236,13 +273,15 @@ class SignalServer:
             ]
         )
 
-    def _execute(self, actions: list[Action]) -> None:
+    def _execute(self, actions: Sequence[Action | SendText]) -> None:
         for action in actions:
             client = self._clients.get(action.conn)
             if client is None:
                 continue
             if isinstance(action, SendTo):
                 client.outbox.put_nowait(protocol.encode(action.message))
+            elif isinstance(action, SendText):
+                client.outbox.put_nowait(action.text)
             else:
                 client.outbox.put_nowait(_CloseRequest(action.code, action.reason))
 
@@ -295,6 +334,9 @@ class SignalServer:
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
             self.sweep()
+            if self.cluster is not None:
+                with contextlib.suppress(SignalError):  # logged by the cluster; retried
+                    await self.cluster.sweep()
 
 
 class _AdmittedConnection(ServerConnection):
@@ -367,6 +409,25 @@ async def start_server(
     ``signal`` substitutes the connection logic (tests use a deliberately malicious one).
     """
     signal = signal or SignalServer(settings, clock)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.redis_url is not None and signal.cluster is None:
+            signal.cluster = await RedisRooms.connect(
+                settings.redis_url,
+                max_rooms=settings.max_rooms,
+                max_messages_per_room=settings.max_messages_per_room,
+                room_ttl_s=settings.room_ttl_s,
+                idle_timeout_s=settings.idle_timeout_s,
+                joins_per_ip_per_minute=settings.joins_per_ip_per_minute,
+            )
+            stack.push_async_callback(signal.cluster.aclose)
+            inbox = asyncio.create_task(signal.cluster.run(signal._execute))
+            stack.callback(inbox.cancel)
+        async with _serve(signal, settings) as running:
+            yield running
+
+
+@contextlib.asynccontextmanager
+async def _serve(signal: SignalServer, settings: ServerSettings) -> AsyncIterator[RunningServer]:
     async with serve(
         signal.handler,
         settings.host,
