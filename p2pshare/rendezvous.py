@@ -310,7 +310,13 @@ def _server_text(value: object) -> str:
 async def _connect_error(url: str, exc: BaseException) -> SignallingError:
     """The error for a failed connection, saying what is wrong when we can tell."""
     reason = _server_text(str(exc) or type(exc).__name__)
-    if url.startswith("wss://") and await _speaks_plain_http(url):
+    # A TLS handshake that a plain server breaks off looks like a reset, an SSL error or a
+    # timeout; a certificate problem means the server does speak TLS (and nginx answers
+    # plain HTTP on its TLS port, which would fool the probe).
+    tls_broke = isinstance(exc, OSError | TimeoutError) and not isinstance(
+        exc, ssl.SSLCertVerificationError
+    )
+    if url.startswith("wss://") and tls_broke and await _speaks_plain_http(url):
         plain = "ws://" + url.removeprefix("wss://")
         return SignallingError(
             f"the rendezvous server at {printable(url)} does not speak TLS; try {printable(plain)}"
