@@ -9,6 +9,7 @@ into something the sender did not say: a bad name is refused, with the reason.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from p2pshare import messages as m
 from p2pshare.errors import UnsafeNameError
@@ -38,7 +39,11 @@ _WINDOWS_DEVICES = {
     *(f"LPT{i}" for i in range(10)),
     *(f"COM{c}" for c in "¹²³"),
     *(f"LPT{c}" for c in "¹²³"),
+    "CLOCK$",  # DOS's clock device: still refused by Windows APIs, as croc refuses it
 }
+RESERVED_PREFIX = ".p2pshare-"
+"""The receiver's own bookkeeping (partial files and their records) is named so: an offered
+name in that namespace could collide with it, so none is accepted."""
 # Characters that are legal in POSIX names but mean something elsewhere (Windows paths,
 # drive letters, alternate data streams) or are a classic source of confusion.
 _FORBIDDEN_CHARS = set('\\/:*?"<>|')
@@ -107,9 +112,17 @@ def check_component(part: str) -> None:
             raise UnsafeNameError(
                 f"refused unsafe name {shown!r}: contains control or invisible character"
             )
-    if part[-1] in ". " or part[0] == " ":
+    if part[-1] == "." or part[-1].isspace() or part[0].isspace():
         raise UnsafeNameError(
             f"refused unsafe name {shown!r}: leading space or trailing dot or space"
+        )
+    if any(ord(ch) in _INVISIBLE for ch in part):
+        raise UnsafeNameError(
+            f"refused unsafe name {shown!r}: contains a character that draws nothing"
+        )
+    if part.casefold().startswith(RESERVED_PREFIX):
+        raise UnsafeNameError(
+            f"refused name {shown!r}: names starting with {RESERVED_PREFIX} are p2pshare's own"
         )
     stem = part.split(".", 1)[0].rstrip(" ").upper()
     if stem in _WINDOWS_DEVICES:
@@ -129,6 +142,19 @@ def check_path(path: str) -> tuple[str, ...]:
     for part in parts:
         check_component(part)
     return parts
+
+
+def hidden_in_home(checked: Iterable[tuple[str, ...]], destination_is_home: bool) -> str | None:
+    """The first entry that would create or enter a hidden (dot) directory or file at the top
+    of the receiver's home (``.ssh/authorized_keys``, ``.bashrc``, ``.config/...``), when the
+    destination is the home directory itself; None otherwise. Such offers are refused: a
+    sender must not be able to plant start-up files or keys by default."""
+    if not destination_is_home:
+        return None
+    for parts in checked:
+        if parts[0].startswith("."):
+            return "/".join(parts)
+    return None
 
 
 def collision_key(path: str) -> str:
