@@ -32,7 +32,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from p2pshare import session
+from p2pshare import events
 from p2pshare.files import terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
@@ -112,8 +112,8 @@ class HumanReporter:
     def warn(self, message: str) -> None:
         self.say(f"warning: {message}")
 
-    def __call__(self, event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.CodeReady):
             self.say(f"Code: {event.code}")
             self.say(f"On the other computer run: {receive_command(event, self.server)}")
             link = browser_link(event.code, event.server or self.server)
@@ -122,11 +122,11 @@ class HumanReporter:
                 if self.qr:
                     self.console.file.write(qr_text(link))
                     self.console.file.flush()
-        elif isinstance(event, session.Connected):
+        elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
-        elif isinstance(event, session.Notice):
+        elif isinstance(event, events.Notice):
             self.say(f"warning: {event.message}")
-        elif isinstance(event, session.Progress):
+        elif isinstance(event, events.Progress):
             self.progressed = self.progressed or event.done > 0
             if self.hide_progress:
                 return
@@ -149,7 +149,7 @@ class HumanReporter:
             self._bar.stop()
             self._bar = None
 
-    def done(self, result: session.TransferResult, verb: str) -> None:
+    def done(self, result: events.TransferResult, verb: str) -> None:
         self.close()
         if result.text is not None:
             # A received message goes to stdout escaped, terminal or not: a capture that is
@@ -187,8 +187,8 @@ class JsonReporter:
     def warn(self, message: str) -> None:
         self.emit({"event": "warning", "message": message})
 
-    def __call__(self, event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.CodeReady):
             self.emit(
                 {
                     "event": "code",
@@ -198,7 +198,7 @@ class JsonReporter:
                     "link": browser_link(event.code, event.server or self.server),
                 }
             )
-        elif isinstance(event, session.Connected):
+        elif isinstance(event, events.Connected):
             path = event.path
             self.emit(
                 {
@@ -209,9 +209,9 @@ class JsonReporter:
                     "relay": path.relay if path else None,
                 }
             )
-        elif isinstance(event, session.Notice):
+        elif isinstance(event, events.Notice):
             self.emit({"event": "warning", "message": event.message})
-        elif isinstance(event, session.Progress):
+        elif isinstance(event, events.Progress):
             self.progressed = self.progressed or event.done > 0
             now = time.monotonic()
             figures = (event.done, event.total)
@@ -228,7 +228,7 @@ class JsonReporter:
     def close(self) -> None:
         pass
 
-    def done(self, result: session.TransferResult, verb: str) -> None:
+    def done(self, result: events.TransferResult, verb: str) -> None:
         done: dict[str, Any] = {
             "event": "done",
             "bytes": result.bytes,
@@ -250,7 +250,7 @@ class JsonReporter:
 Reporter = HumanReporter | JsonReporter
 
 
-def receive_command(event: session.CodeReady, server: str | None = None) -> str:
+def receive_command(event: events.CodeReady, server: str | None = None) -> str:
     """The command the receiver runs: with ``--server`` when it needs one to find us (the
     sender's embedded server, or the server the sender was told to use)."""
     url = event.server or server
@@ -283,7 +283,7 @@ def qr_text(link: str) -> str:
     return out.getvalue()
 
 
-def summary_line(result: session.TransferResult, verb: str, sent_text: bool = False) -> str:
+def summary_line(result: events.TransferResult, verb: str, sent_text: bool = False) -> str:
     """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), SHA-256 verified.``"""
     if sent_text:
         return f"{verb} the text message ({format_size(result.bytes)})."

@@ -16,8 +16,8 @@ from typing import Any
 from p2pshare import messages as m
 from p2pshare.codes import Code, generate_words
 from p2pshare.config import Settings
+from p2pshare.pairing import pair, rendezvous
 from p2pshare.pake import Role
-from p2pshare.session import _pair_and_connect, _rendezvous
 from p2pshare.webrtc import IceConfig
 from signal_server import eventloop
 
@@ -40,7 +40,7 @@ def offer(
         "files": list(entries),
         "compression": list(compression),
     }
-    return m._frame(m.Offer.TYPE, head)
+    return m.frame(m.Offer.TYPE, head)
 
 
 def zstd_frame(data: bytes) -> bytes:
@@ -92,7 +92,7 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
             "text-with-files": ([offer(entry("t", 1, "text"), entry("f"))], []),
             "more-entries-than-declared": ([offer(entry("a"), entry("b"), count=1, total=2)], []),
             "more-batches-than-declared": (
-                [offer(entry("a"), count=1), m._frame(m.OfferMore.TYPE, {"files": [entry("b")]})],
+                [offer(entry("a"), count=1), m.frame(m.OfferMore.TYPE, {"files": [entry("b")]})],
                 [],
             ),
             "total-mismatch": ([offer(entry("a", 5), total=4)], []),
@@ -131,18 +131,19 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
 async def main(server: str, case: str) -> None:
     before, after = cases()[case]
     settings = Settings(server=server, ice=IceConfig(local_addresses=("127.0.0.1",)))
-    async with contextlib.AsyncExitStack() as stack:
-        rv, _ = await stack.enter_async_context(_rendezvous(settings))
+    async with rendezvous(settings) as (rv, _):
         code = Code(await rv.allocate(), generate_words(2))
         print(json.dumps({"code": str(code)}), flush=True)
-        link = await _pair_and_connect(rv, Role.SENDER, code, settings, stack, lambda e: None)
-        with contextlib.suppress(Exception):  # the receiver may hang up at any point
-            await send_case(link, before, after)
-        # Hang up as soon as the receiver aborts (or goes), as a real sender would.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(30):
-                while (frame := await link.incoming.get()) and frame[:1] != bytes([m.Abort.TYPE]):
-                    pass
+        async with pair(rv, Role.SENDER, code, settings) as link:
+            with contextlib.suppress(Exception):  # the receiver may hang up at any point
+                await send_case(link, before, after)
+            # Hang up as soon as the receiver aborts (or goes), as a real sender would.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    while (frame := await link.incoming.get()) and frame[:1] != bytes(
+                        [m.Abort.TYPE]
+                    ):
+                        pass
 
 
 async def send_case(link: Any, before: list[bytes], after: list[bytes]) -> None:
