@@ -29,6 +29,7 @@ _EVENTS = (
     "Progress",
     "SessionEvent",
     "TransferResult",
+    "Verification",
 )
 __all__ = [
     "CodeReady",
@@ -41,6 +42,7 @@ __all__ = [
     "SessionEvent",
     "Settings",
     "TransferResult",
+    "Verification",
     "__version__",
     "receive",
     "send",
@@ -49,7 +51,7 @@ __all__ = [
 if TYPE_CHECKING:
     from p2pshare.config import IceConfig, Settings
     from p2pshare.errors import P2PShareError
-    from p2pshare.session import (
+    from p2pshare.events import (
         CodeReady,
         Connected,
         Notice,
@@ -57,18 +59,22 @@ if TYPE_CHECKING:
         Progress,
         SessionEvent,
         TransferResult,
-        receive,
-        send,
+        Verification,
     )
+    from p2pshare.session import receive, send
 
 
 def __getattr__(name: str) -> Any:
     # Loaded on first use, so that the pure modules (codes, files, transfer...) can be imported
     # without pulling in aiortc.
-    if name in ("send", "receive", *_EVENTS):
+    if name in ("send", "receive"):
         from p2pshare import session
 
         return getattr(session, name)
+    if name in _EVENTS:
+        from p2pshare import events
+
+        return getattr(events, name)
     if name in ("Settings", "IceConfig"):
         from p2pshare import config
 

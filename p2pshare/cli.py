@@ -76,7 +76,8 @@ ServerOpt = Annotated[
         metavar="URL",
         show_envvar=True,
         help="Rendezvous server (ws://HOST:PORT or wss://...). On send, without it the sender "
-        "runs one in its own process on this machine's network address.",
+        "runs one in its own process on this machine's network address and advertises it "
+        "on the local network (mDNS); on receive, without it the sender is looked for there.",
     ),
 ]
 LocalAddressOpt = Annotated[
@@ -153,6 +154,14 @@ VerboseOpt = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Log what happens (-vv: and aiortc).")
 ]
 
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Show a few words derived from the session key on both sides: read them to "
+        "each other; different words mean someone is in the middle (stop with Ctrl-C).",
+    ),
+]
 HideProgressOpt = Annotated[
     bool, typer.Option("--hide-progress", help="Do not show the progress bar.")
 ]
@@ -381,6 +390,7 @@ def send(
     direct_only: DirectOnlyOpt = False,
     json_output: JsonOpt = False,
     hide_progress: HideProgressOpt = False,
+    verify: VerifyOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Send files, directories, standard input (-) or --text.
@@ -406,7 +416,7 @@ def send(
         text = _read_text(text)
     label = "text" if text is not None else (name or ", ".join(p.name or str(p) for p in files))
     reporter: Reporter = (
-        JsonReporter(server=server)
+        JsonReporter(server=server, verify=verify)
         if json_output
         else HumanReporter(
             label,
@@ -414,6 +424,7 @@ def send(
             server=server,
             qr=qr,
             sending_text=text is not None,
+            verify=verify,
         )
     )
     reporter.verb = "Sent"
@@ -429,10 +440,12 @@ def send(
         code_words=code_length,
     )
     try:
-        files = check_readable(files, skip=skip_unreadable, warn=reporter.warn)
+        files, excluded = check_readable(files, skip=skip_unreadable, warn=reporter.warn)
     except P2PShareError as exc:
         _fail(reporter, exc, verbose)
-    coro = session.send(files, settings, text=text, name=name, code=chosen, on_event=reporter)
+    coro = session.send(
+        files, settings, text=text, name=name, code=chosen, on_event=reporter, exclude=excluded
+    )
     _run(coro, reporter, "Sent", verbose, resumable=text is None)
 
 
@@ -580,8 +593,21 @@ def receive(
     turn_password: TurnPasswordOpt = None,
     relay_only: RelayOnlyOpt = False,
     direct_only: DirectOnlyOpt = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            max=7 * 24 * 3600,
+            help="Start before the sender (on a code agreed in advance, which the sender "
+            "passes with --code): wait this long for it. Default: a code nobody is "
+            "sending on fails at once.",
+        ),
+    ] = 0.0,
     json_output: JsonOpt = False,
     hide_progress: HideProgressOpt = False,
+    verify: VerifyOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Receive what the sender offers under CODE.
@@ -618,20 +644,17 @@ def receive(
             _usage(exc.message)
         if interactive and not _check_words(parsed):
             raise typer.Exit(DeclinedError.exit_code)
-    if not server:
-        _usage(
-            f"which rendezvous server? pass --server URL (or set {ENV_SERVER}); the "
-            "sender's screen shows the full command"
-        )
     to_stdout = output == "-"
     if to_stdout and json_output:
         _usage("--output - writes the data to standard output; it cannot be used with --json")
     reporter: Reporter = (
-        JsonReporter()
+        JsonReporter(verify=verify)
         if json_output
-        else HumanReporter("receiving", raw_text=raw, hide_progress=hide_progress)
+        else HumanReporter("receiving", raw_text=raw, hide_progress=hide_progress, verify=verify)
     )
     reporter.verb = "Received"
+    if not server:
+        reporter.say(f"Looking for the sender of code {parsed.nameplate}-... on this network...")
     target: Path | None = None
     if output is not None and not to_stdout:
         try:
@@ -681,6 +704,7 @@ def receive(
         to_stdout=to_stdout,
         overwrite=overwrite,
         resume=not no_resume,
+        wait_s=wait,
     )
     _run(
         session.receive(parsed, settings, on_event=reporter, confirm=confirm),

@@ -70,6 +70,14 @@ class Settings:
     overwrite: bool = False
     resume: bool = True
     """Keep the partial data of an interrupted receive, and resume from data found on disk."""
+    wait_s: float = 0.0
+    """Receiver: how long to wait for a sender that has not started yet (a code agreed in
+    advance); 0: a code nobody holds fails at once. Without a server, also how long to look
+    for the sender on the local network (at least ``lan_browse_s``)."""
+    lan_browse_s: float = 3.0
+    """Receiver without a server: how long to look for the sender on the local network."""
+    advertise: bool = True
+    """Sender with its embedded server: advertise it on the local network (mDNS)."""
 
     def __post_init__(self) -> None:
         # Every knob is bounded: no setting may stall a transfer without a deadline firing.
@@ -84,6 +92,10 @@ class Settings:
             raise ValueError("peer_timeout_s must be at least twice ping_interval_s")
         if not 0 < self.connect_timeout_s <= 3600:
             raise ValueError("connect_timeout_s must be more than 0 and at most 3600")
+        if not 0 <= self.wait_s <= 7 * 24 * 3600:
+            raise ValueError("wait_s must be 0 to a week")
+        if not 0 < self.lan_browse_s <= 60:
+            raise ValueError("lan_browse_s must be more than 0 and at most 60")
         if not 1 <= self.code_words <= 16:
             raise ValueError("code_words must be 1 to 16")
 

@@ -31,6 +31,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from p2pshare.errors import NoSuchCodeError, SignallingError
 from p2pshare.files import printable
@@ -39,10 +40,12 @@ logger = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_p2pshare._tcp.local."
 TXT_VERSION = "1"
-BROWSE_S = 2.0
+BROWSE_S = 3.0
 """How long a receiver looks for the sender before saying it found none."""
-SETTLE_S = 0.5
-"""After a first match, how long to listen for a second one with the same nameplate."""
+SETTLE_S = 1.5
+"""After a first match, how long to listen for a second one with the same nameplate. The
+browser's second query goes out after one second, and measured between two namespaces a
+remote sender was often first heard in answer to it (a sender on the same host at once)."""
 LAN_NAMEPLATES = 999
 """Nameplates an embedded server draws from: short codes, rare collisions."""
 
@@ -63,9 +66,10 @@ def random_nameplate(rng: Callable[[int], int] = secrets.randbelow) -> str:
     return str(rng(LAN_NAMEPLATES) + 1)
 
 
-def instance_name(nameplate: str, host: str) -> str:
-    """The DNS-SD instance name: unique per sender, readable in a service browser."""
-    label = f"p2pshare {nameplate} on {host}"[:63]
+def instance_name(nameplate: str, host: str, port: int) -> str:
+    """The DNS-SD instance name: unique per sender (two senders on one machine differ by
+    port), readable in a service browser."""
+    label = f"p2pshare {nameplate} on {host[:40]} port {port}"
     return f"{label}.{SERVICE_TYPE}"
 
 
@@ -141,7 +145,7 @@ async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bo
     host = socket.gethostname().split(".")[0] or "p2pshare"
     info = AsyncServiceInfo(
         SERVICE_TYPE,
-        instance_name(nameplate, host),
+        instance_name(nameplate, host, port),
         addresses=[ipaddress.ip_address(address).packed],
         port=port,
         properties=properties(nameplate, host),
@@ -171,6 +175,21 @@ async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bo
         await zc.async_close()
 
 
+@contextlib.asynccontextmanager
+async def advertise_server(nameplate: str, url: str) -> AsyncIterator[bool]:
+    """:func:`advertise` for the embedded server at ``url`` (``ws://ADDRESS:PORT``); a
+    loopback address is not advertised (nobody else could reach it)."""
+    parsed = urlsplit(url)
+    if parsed.hostname is None or parsed.port is None:
+        yield False
+        return
+    if ipaddress.ip_address(parsed.hostname).is_loopback:
+        yield False
+        return
+    async with advertise(nameplate, parsed.hostname, parsed.port) as advertised:
+        yield advertised
+
+
 async def browse(
     nameplate: str, timeout_s: float = BROWSE_S, settle_s: float = SETTLE_S
 ) -> list[Advert]:
@@ -197,6 +216,7 @@ async def browse(
     def on_change(
         zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
+        logger.debug("mDNS: %s %s", state_change, printable(name))
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
             task = loop.create_task(resolve(zeroconf, name))
             lookups.add(task)

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from p2pshare.codes import Code
 from p2pshare.config import Settings
 from p2pshare.errors import ConnectError, P2PShareError, ProtocolError
-from p2pshare.events import Connected, EventSink, ignore
+from p2pshare.events import Connected, EventSink, Verification, ignore
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import RendezvousClient
 from p2pshare.webrtc import IceConfig, PeerLink, lan_addresses
@@ -75,6 +75,7 @@ async def pair(
     ``on_event`` once the data channel is open.
     """
     pake = await _pake(rv, role, code, settings)
+    on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:
         await _connect(rv, pake, link, settings)

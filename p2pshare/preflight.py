@@ -62,21 +62,18 @@ def unreadable(paths: Sequence[Path]) -> list[Path]:
 
 def check_readable(
     paths: Sequence[Path], *, skip: bool = False, warn: Callable[[str], None] = lambda m: None
-) -> list[Path]:
+) -> tuple[list[Path], list[Path]]:
     """Refuse to start when something offered cannot be read (exit 11), or, with ``skip``,
-    return ``paths`` without the unreadable top-level entries and warn about each.
-
-    Unreadable entries inside a directory are left out by the sender's collection when it is
-    told to skip them (``skip_unreadable``); here they are only reported.
-    """
+    warn about each unreadable path and return ``paths`` without the unreadable top-level
+    ones, and every unreadable path (for the sender's collection to leave out)."""
     found = unreadable(paths)
     if not found:
-        return list(paths)
+        return list(paths), []
     if skip:
         for path in found:
             warn(f"skipping {printable(str(path))} (not readable)")
         bad = set(found)
-        return [p for p in paths if p not in bad]
+        return [p for p in paths if p not in bad], found
     names = ", ".join(printable(str(p)) for p in found[:MAX_LISTED])
     more = f" and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
     raise LocalFileError(

@@ -89,6 +89,7 @@ class HumanReporter:
         server: str | None = None,
         qr: bool = False,
         sending_text: bool = False,
+        verify: bool = False,
     ) -> None:
         self.console = Console(stderr=True, highlight=False, markup=False, emoji=False)
         self.label = label
@@ -99,6 +100,8 @@ class HumanReporter:
         """The rendezvous server the user chose (--server), for the receive command."""
         self.qr = qr
         self.sending_text = sending_text
+        self.verify = verify
+        """Show the words derived from the session key (``--verify``)."""
         self.progressed = False
         """Some data moved (then an interruption leaves something to resume)."""
         self.verb = "Sent"
@@ -115,13 +118,23 @@ class HumanReporter:
     def __call__(self, event: events.SessionEvent) -> None:
         if isinstance(event, events.CodeReady):
             self.say(f"Code: {event.code}")
-            self.say(f"On the other computer run: {receive_command(event, self.server)}")
+            if event.advertised:
+                self.say(f"On the other computer run: p2pshare receive {event.code}")
+                self.say(f"  (where multicast is blocked: {receive_command(event, self.server)})")
+            else:
+                self.say(f"On the other computer run: {receive_command(event, self.server)}")
             link = browser_link(event.code, event.server or self.server)
             if link is not None:
                 self.say(f"Or open in a browser: {link}")
                 if self.qr:
                     self.console.file.write(qr_text(link))
                     self.console.file.flush()
+        elif isinstance(event, events.Verification):
+            if self.verify:
+                self.say(
+                    f"Verify: {' '.join(event.words)} (the other side must show the same "
+                    "words; if not, stop with Ctrl-C)"
+                )
         elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
         elif isinstance(event, events.Notice):
@@ -169,9 +182,12 @@ class JsonReporter:
     """One JSON object per line on stdout; progress at most every 0.25 s, never the same
     figures twice (the final one is emitted exactly once)."""
 
-    def __init__(self, out: TextIO | None = None, server: str | None = None) -> None:
+    def __init__(
+        self, out: TextIO | None = None, server: str | None = None, verify: bool = False
+    ) -> None:
         self.out = out or sys.stdout
         self.server = server
+        self.verify = verify
         self.progressed = False
         self.verb = "Sent"
         self._last_progress = 0.0
@@ -195,9 +211,13 @@ class JsonReporter:
                     "code": event.code,
                     "server": event.server,
                     "command": receive_command(event, self.server),
+                    "short_command": f"p2pshare receive {event.code}" if event.advertised else None,
                     "link": browser_link(event.code, event.server or self.server),
                 }
             )
+        elif isinstance(event, events.Verification):
+            if self.verify:
+                self.emit({"event": "verify", "words": list(event.words)})
         elif isinstance(event, events.Connected):
             path = event.path
             self.emit(

@@ -20,7 +20,14 @@ from p2pshare.codes import complete, unknown_words, wordlist, words_from_key
 from p2pshare.config import Settings
 from p2pshare.pake import PakeSession, Role
 from p2pshare.progress import JsonReporter, browser_link, format_size, summary_line
-from tests.cli_helpers import P2PSHARE, Peer, leftovers, peer_env, run_signal_server
+from tests.cli_helpers import (
+    P2PSHARE,
+    Peer,
+    leftovers,
+    peer_env,
+    run_signal_server,
+    start_pair,
+)
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -362,3 +369,94 @@ def test_output_with_trailing_slash_is_a_directory(server: str, dirs: tuple[Path
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0
     assert (out / "newdir" / "a.txt").read_text() == "inside"
+
+
+# -- after the split: pairing and session ----------------------------------------------------
+
+
+def test_verify_shows_the_same_words_on_both_sides(server: str, dirs: tuple[Path, Path]) -> None:
+    """--verify: both sides report the same four words, derived from the session key."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    sender, receiver = start_pair(server, src / "a.txt", out, "--yes", "--verify")
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0
+    assert not any(e["event"] == "verify" for e in sender.events)  # not asked for
+    words = receiver.last("verify")["words"]
+    assert len(words) == 4
+    sender2, receiver2 = start_pair(
+        server, src / "a.txt", out, "--yes", "--verify", "--overwrite", send_args=("--verify",)
+    )
+    assert receiver2.wait() == 0 and sender2.wait() == 0
+    assert sender2.last("verify")["words"] == receiver2.last("verify")["words"] != words
+
+
+def test_receiver_can_start_first(server: str, dirs: tuple[Path, Path]) -> None:
+    """With --wait the receiver may start before the sender, on a code agreed in advance."""
+    src, out = dirs
+    (src / "a.txt").write_text("early bird")
+    code = "4242-purple-tractor"
+    receiver = Peer(
+        ["receive", "--server", server, "--json", "--yes", "--wait", "60", "-o", str(out)],
+        cwd=out,
+        env=peer_env(P2PSHARE_CODE=code),
+    )
+    # The receiver holds the room once the server lists it; then the sender joins it.
+    sender = Peer(
+        ["send", str(src / "a.txt"), "--server", server, "--json"],
+        cwd=src,
+        env=peer_env(P2PSHARE_CODE=code),
+    )
+    assert receiver.wait() == 0, receiver.events
+    assert sender.wait() == 0, sender.events
+    assert (out / "a.txt").read_text() == "early bird"
+
+
+def test_wait_gives_up_with_no_such_code(server: str, dirs: tuple[Path, Path]) -> None:
+    """--wait is bounded: nobody came, so exit 4 with a message saying how long it waited."""
+    receiver = Peer(
+        ["receive", "31-purple-tractor", "--server", server, "--json", "--wait", "1"],
+        cwd=dirs[1],
+    )
+    assert receiver.wait() == 4, receiver.events
+    assert "within 1 s" in receiver.last("error")["message"]
+
+
+def test_text_sender_reports_what_it_sent(server: str, dirs: tuple[Path, Path]) -> None:
+    """The sender of --text counts its bytes (it said `Sent 0 bytes`) and says it was text."""
+    src, out = dirs
+    sender = Peer(["send", "--text", "hello", "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    receiver = Peer(["receive", code, "--server", server, "--json", "--yes"], cwd=out)
+    assert receiver.wait() == 0
+    assert sender.wait() == 0
+    assert sender.last("done")["bytes"] == 5
+    progress = [e["done"] for e in sender.events if e["event"] == "progress"]
+    assert progress[-1] == 5 and progress.count(5) == 1
+    human = summary_line(session.TransferResult(5, 0.01, 1, None, None, 5), "Sent", True)
+    assert human == "Sent the text message (5 bytes)."
+
+
+def test_skip_unreadable_sends_the_rest(server: str, world_dirs: tuple[Path, Path]) -> None:
+    """--skip-unreadable leaves out what cannot be read, with a warning, and sends the rest."""
+    src, out = world_dirs
+    tree = src / "tree"
+    tree.mkdir(mode=0o755)
+    (tree / "ok.txt").write_text("ok")
+    (tree / "locked.txt").write_text("no")
+    (tree / "locked.txt").chmod(0o600)
+    sender = subprocess.Popen(
+        [*NOBODY, P2PSHARE, "send", str(tree), "--server", server, "--json", "--skip-unreadable"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=peer_env(),
+        cwd=src,
+    )
+    assert sender.stdout is not None
+    seen = [json.loads(sender.stdout.readline()), json.loads(sender.stdout.readline())]
+    assert seen[0]["event"] == "warning" and "locked.txt" in seen[0]["message"]
+    receiver = Peer(["receive", seen[1]["code"], "--server", server, "--json", "--yes"], cwd=out)
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait(60) == 0
+    assert sorted(p.name for p in (out / "tree").iterdir()) == ["ok.txt"]

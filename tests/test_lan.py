@@ -16,7 +16,7 @@ import pytest
 
 from p2pshare import lan
 from p2pshare.errors import NoSuchCodeError, SignallingError
-from tests.cli_helpers import ROOT
+from tests.cli_helpers import ROOT, Peer, lab_env
 from tests.natlab import Lab, LabError, sh
 
 
@@ -129,3 +129,32 @@ def test_two_senders_with_one_nameplate_are_both_seen(two_hosts: tuple[str, str]
     finally:
         stop(first)
         stop(second)
+
+
+def test_receive_with_the_code_alone(two_hosts: tuple[str, str], tmp_path: Path) -> None:
+    """The first-hour flow: `p2pshare send FILE` on one machine prints `p2pshare receive
+    CODE`; that command, nothing added, receives the file on the other machine."""
+    a, b = two_hosts
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "holiday.txt").write_text("sunny")
+    sender = Peer(["send", str(src / "holiday.txt")], cwd=src, env=lab_env(), netns=a)
+    line = sender.stderr_line("On the other computer run:")
+    command = line.split("run:", 1)[1].split()
+    assert command[:2] == ["p2pshare", "receive"] and len(command) == 3, line
+    receiver = Peer(
+        [*command[1:], "--yes", "--json", "-o", str(out)], cwd=out, env=lab_env(), netns=b
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert (out / "holiday.txt").read_text() == "sunny"
+
+
+def test_no_sender_on_the_network(two_hosts: tuple[str, str], tmp_path: Path) -> None:
+    """Without a sender, the receiver gives up after the browse time with a message that
+    says what to do (the full command), exit 4."""
+    _, b = two_hosts
+    receiver = Peer(["receive", "977-guitar-ocean", "--json"], cwd=tmp_path, env=lab_env(), netns=b)
+    assert receiver.wait() == 4
+    assert "--server" in receiver.last("error")["message"]
