@@ -46,6 +46,7 @@ from p2pshare.errors import (
     P2PShareError,
     PeerLostError,
 )
+from p2pshare.files import printable
 from p2pshare.messages import MAX_TEXT_BYTES
 from p2pshare.preflight import check_readable, check_writable, output_directory
 from p2pshare.progress import HumanReporter, JsonReporter, Reporter, format_size
@@ -691,6 +692,22 @@ def receive(
             raise DeclinedError("declined (end of input at the prompt)")
         return answer.strip().lower() in ("", "y", "yes")
 
+    async def resolve_existing(existing: tuple[Path, ...], other: Path | None) -> str:
+        shown = ", ".join(printable(str(p)) for p in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        reporter.say(f"Already here: {shown}{more}.")
+        if other is not None:
+            question = f"[o]verwrite, [r]ename to {printable(other.name)}, or [c]ancel? [o/r/C] "
+        else:
+            question = "[o]verwrite or [c]ancel? [o/C] "
+        answer = await ask_line(question)
+        choice = (answer or "").strip().lower()
+        if choice in ("o", "overwrite"):
+            return "overwrite"
+        if choice in ("r", "rename") and other is not None:
+            return "rename"
+        return "cancel"
+
     settings = _settings(
         server,
         local_address,
@@ -707,7 +724,15 @@ def receive(
         wait_s=wait,
     )
     _run(
-        session.receive(parsed, settings, on_event=reporter, confirm=confirm),
+        session.receive(
+            parsed,
+            settings,
+            on_event=reporter,
+            confirm=confirm,
+            # A person at a terminal decides about existing files; --yes and scripts keep
+            # the refusal (nothing is replaced without --overwrite).
+            resolve_existing=resolve_existing if interactive and not yes else None,
+        ),
         reporter,
         "Received",
         verbose,

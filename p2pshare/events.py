@@ -92,6 +92,10 @@ class TransferResult:
 SessionEvent = CodeReady | Connected | Progress | Notice | Verification
 EventSink = Callable[[SessionEvent], None]
 Confirm = Callable[[OfferSummary], Awaitable[bool]]
+ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]
+"""Asked when files of the offer already exist here (and nothing said --overwrite): given
+them and, for a single file, a free name to save it as instead, returns ``"overwrite"``,
+``"rename"`` or ``"cancel"``."""
 
 
 def ignore(event: SessionEvent) -> None:

@@ -38,6 +38,7 @@ from p2pshare.events import (
     Notice,
     OfferSummary,
     Progress,
+    ResolveExisting,
     SessionEvent,
     TransferResult,
     Verification,
@@ -131,6 +132,7 @@ async def receive(
     *,
     on_event: EventSink = ignore,
     confirm: Confirm | None = None,
+    resolve_existing: ResolveExisting | None = None,
 ) -> TransferResult:
     """Receive what the holder of ``code`` sends; returns once everything is verified and in
     place (a text message is returned in ``TransferResult.text``).
@@ -139,6 +141,8 @@ async def receive(
     (whatever its size or names, within the safety rules). Without ``settings.server`` the
     sender is looked for on the local network (mDNS), by the code's nameplate only. With
     ``settings.wait_s`` the receiver may start first: it waits that long for the sender.
+    Files that exist already are refused unless ``settings.overwrite``, or unless
+    ``resolve_existing`` decides (overwrite, save under another name, or cancel).
     """
     settings = settings or Settings()
     parsed = parse_code(code) if isinstance(code, str) else code
@@ -155,7 +159,7 @@ async def receive(
             pair(rv, Role.RECEIVER, parsed, settings, on_event) as link,
             telling_peer(link),
         ):
-            return await Receiver(link, settings, on_event, confirm).run()
+            return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
 
 
 @contextlib.asynccontextmanager

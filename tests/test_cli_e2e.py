@@ -194,6 +194,9 @@ def test_ctrl_c_mid_transfer_stops_both(
     assert other.wait() == 7
     assert victim.last("error")["error"] == "interrupted"
     assert "cancelled" in other.last("error")["message"]
+    # Both are told that the partial data was kept and that a resend resumes.
+    assert "resumes" in receiver.last("error")["message"]
+    assert "again" in sender.last("error")["message"]
     left = leftovers(out)
     assert big_file.name not in left
     assert [name.rsplit(".", 1)[1] for name in left] == ["json", "part"]

@@ -126,3 +126,46 @@ def test_unknown_words_are_questioned_before_connecting(tmp_path: Path) -> None:
     child.sendeof()
     assert exit_status(child) == 130
     assert "cannot reach" not in (child.before or "")
+
+
+def at_existing(server: str, tmp_path: Path) -> tuple[Peer, pexpect.spawn, Path]:
+    """A receiver in a terminal, offered report.txt where a report.txt already exists."""
+    (tmp_path / "report.txt").write_text("new version")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.txt").write_text("precious")
+    sender = Peer(
+        ["send", str(tmp_path / "report.txt"), "--server", server, "--json"], cwd=tmp_path
+    )
+    code = sender.event("code")["code"]
+    child = terminal(["receive", code, "--server", server], out)
+    child.expect_exact("Already here:")
+    child.expect_exact("[o]verwrite, [r]ename to report (1).txt, or [c]ancel?")
+    return sender, child, out
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "files"),
+    [
+        ("o", 0, {"report.txt": "new version"}),
+        ("r", 0, {"report.txt": "precious", "report (1).txt": "new version"}),
+        ("c", 9, {"report.txt": "precious"}),
+    ],
+    ids=["overwrite", "rename", "cancel"],
+)
+def test_existing_file_in_a_terminal_is_a_question(
+    server: str, tmp_path: Path, answer: str, status: int, files: dict[str, str]
+) -> None:
+    """An existing file, at a terminal: overwrite, rename or cancel, as the person says."""
+    sender, child, out = at_existing(server, tmp_path)
+    child.sendline(answer)
+    if status == 0:
+        child.expect_exact("Accept? [Y/n]")
+        child.sendline("y")
+        child.expect(pexpect.EOF, timeout=60)
+    else:
+        child.expect(pexpect.EOF, timeout=PROMPT_EXIT_S)
+    child.close()
+    assert child.exitstatus == status, child.before
+    assert sender.wait() == status
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
