@@ -16,7 +16,7 @@ from pathlib import Path
 
 from p2pshare import messages as m
 from p2pshare.errors import DeclinedError, DiskFullError, LocalFileError
-from p2pshare.files import UnsafeNameError, printable
+from p2pshare.files import UnsafeNameError, hidden_in_home, printable
 from p2pshare.fs import DIR_FLAGS, lstat_at
 from p2pshare.partials import RESUME_MIN_BYTES, find_partial
 
@@ -94,10 +94,23 @@ def plan(
         raise LocalFileError(f"{output}: not a directory (the offer has several entries)")
     if not root.is_dir() and not create_root:
         raise LocalFileError(f"{root}: no such directory")
+    hidden = hidden_in_home(parts, _is_home(root))
+    if hidden is not None:
+        raise DeclinedError(
+            f"not accepted: {printable(hidden)} would go among the hidden files of your home "
+            "directory (keys, shell start-up files); receive into another directory (-o DIR)"
+        )
     layout = Layout(root, create_root, parts, overwrite, resume)
     if not create_root:
         _preflight(layout, offer)
     return layout
+
+
+def _is_home(root: Path) -> bool:
+    try:
+        return root.resolve() == Path.home().resolve()
+    except (OSError, RuntimeError):  # no home directory known
+        return False
 
 
 def _preflight(layout: Layout, offer: m.Offer) -> None:

@@ -59,7 +59,7 @@ class Receiver:
         self.on_event = on_event
         self.confirm = confirm
         self.resolve_existing = resolve_existing
-        self.proto = transfer.ReceiverProtocol()
+        self.proto = transfer.ReceiverProtocol(settings.max_offer_entries, settings.max_offer_bytes)
         self.offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
         self.wire = Wire(link, settings, self._handle)
         self.writer: Worker[sinks.WriteJob, sinks.WriteReport] | None = None

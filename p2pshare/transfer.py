@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from p2pshare import messages as m
-from p2pshare.errors import IntegrityError, P2PShareError, ProtocolError, error_from_peer
+from p2pshare.errors import (
+    DeclinedError,
+    IntegrityError,
+    P2PShareError,
+    ProtocolError,
+    error_from_peer,
+)
 from p2pshare.files import printable
 
 DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
@@ -335,10 +341,29 @@ class SenderProtocol(_Side):
         return m.encode(m.DataEnd(index, size, sha256, payload))
 
 
-class ReceiverProtocol(_Side):
-    """The receiving side: enforces order, declared counts and sizes, and its credit."""
+DEFAULT_MAX_OFFER_ENTRIES = 50_000
+"""Entries a receiver takes in one offer unless told otherwise: every entry costs memory
+before anything is shown, and the sender chooses how many there are."""
+DEFAULT_MAX_OFFER_BYTES = 8 * 1024 * 1024
+"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise."""
 
-    def __init__(self) -> None:
+
+class ReceiverProtocol(_Side):
+    """The receiving side: enforces order, declared counts and sizes, and its credit.
+
+    The offer is bounded before it is collected: a declared count over ``max_entries`` is
+    declined on the first message, and the messages are counted as they come, so a sender
+    cannot make the receiver hold more than ``max_offer_bytes`` of offer, whatever it claims.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_OFFER_ENTRIES,
+        max_offer_bytes: int = DEFAULT_MAX_OFFER_BYTES,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_offer_bytes = max_offer_bytes
+        self._offer_bytes = 0
         self._state = _State.OFFERING
         self.offer: m.Offer | None = None
         self._head: m.OfferHead | None = None
@@ -361,7 +386,20 @@ class ReceiverProtocol(_Side):
         if common is not None:
             return common
         if self._state is _State.OFFERING and self.offer is None:
+            if isinstance(msg, m.OfferHead | m.OfferMore):
+                self._offer_bytes += len(frame)
+                if self._offer_bytes > self.max_offer_bytes:
+                    raise DeclinedError(
+                        f"not accepted: the offer is larger than {self.max_offer_bytes:,} bytes "
+                        "of names (the receiver can raise this with --max-offer-bytes)"
+                    )
             if isinstance(msg, m.OfferHead) and self._head is None:
+                if msg.count > self.max_entries:
+                    raise DeclinedError(
+                        f"not accepted: the offer has {msg.count:,} entries, more than "
+                        f"{self.max_entries:,} (the receiver can raise this with "
+                        "--max-entries)"
+                    )
                 self._head = msg
                 return self._collect(msg.files)
             if isinstance(msg, m.OfferMore) and self._head is not None:

@@ -83,6 +83,8 @@ class Tree:
                 raise DeclinedError(f"{layout.root} appeared while receiving") from None
         self._root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
         self._dirs: dict[tuple[str, ...], int] = {(): self._root_fd}
+        self._created: set[tuple[str, ...]] = set()
+        """Directories this transfer made: the only ones whose mode and times it may set."""
         self._current: _Open | None = None
         self._held: dict[int, _Held] = {}
         self._starts: dict[int, int] = {}
@@ -107,8 +109,11 @@ class Tree:
         if fd is not None:
             return fd
         parent = self._dir(parts[:-1])
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(parts[-1], 0o700, dir_fd=parent)
+            self._created.add(parts)
+        except FileExistsError:
+            pass  # used as it is: never chmod'ed or utime'd (it may be ~/.ssh)
         try:
             fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
@@ -315,11 +320,13 @@ class Tree:
             write_record(current.dir_fd, current.record, parts, current.entry, current.written)
 
     def finish_dirs(self) -> None:
-        """Give directories their modes and times, deepest first (writing inside changes them)."""
+        """Give the directories this transfer created their modes and times, deepest first
+        (writing inside changes them). A directory that existed before is left exactly as
+        it was: a sender must not open (or close) the receiver's own directories."""
         entries = [
             (p, e)
             for e, p in zip(self.offer.files, self.layout.parts, strict=True)
-            if e.kind == "dir"
+            if e.kind == "dir" and p in self._created
         ]
         for parts, entry in sorted(entries, key=lambda pe: -len(pe[0])):
             parent = self._dir(parts[:-1])

@@ -48,7 +48,7 @@ class Wire:
             if not frame:
                 if self.closing:
                     return
-                raise PeerLostError("the connection to the other side was lost")
+                raise self.link.lost_error()
             self.handle(frame)
             self.changed.set()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import sys
 from typing import Any
@@ -22,8 +23,8 @@ from p2pshare.webrtc import IceConfig
 from signal_server import eventloop
 
 
-def entry(path: str, size: int | None = 1, kind: str = "file") -> dict[str, Any]:
-    return {"path": path, "size": size, "mode": 0o644, "kind": kind}
+def entry(path: str, size: int | None = 1, kind: str = "file", **extra: Any) -> dict[str, Any]:
+    return {"path": path, "size": size, "mode": 0o644, "kind": kind, **extra}
 
 
 def offer(
@@ -49,6 +50,9 @@ def zstd_frame(data: bytes) -> bytes:
     return bytes(zstandard.ZstdCompressor(level=1).compress(data))
 
 
+# Cases the receiver completes (exit 0): what is checked is what it did to the disk.
+COMPLETING = {"existing-dir-mode"}
+
 # name -> (frames sent before the receiver accepts, frames sent after it accepts)
 BAD_NAMES = {
     "absolute": "/tmp/p2pshare-owned",
@@ -58,6 +62,8 @@ BAD_NAMES = {
     "dot": "a/./b",
     "empty-component": "a//b",
     "backslash": "..\\..\\escaped.txt",
+    "partial-file-name": ".p2pshare-8d5fe0f2d6cf4a27.part",
+    "partial-record-name": "d/.p2pshare-8d5fe0f2d6cf4a27.json",
     "drive-letter": "C:evil.txt",
     "drive-path": "C:\\Windows\\evil.txt",
     "unc": "\\\\server\\share\\evil.txt",
@@ -119,6 +125,24 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                 [offer(entry("sneaky.bin", 1 << 20))],
                 [m.encode(m.DataZ(65536, zstd_frame(b"x" * 65536)))],
             ),
+            # Completes: a dir entry naming a directory the receiver already has (0700, with
+            # a secret), asking for 0777 and an old mtime, and a new file inside it.
+            "existing-dir-mode": (
+                [
+                    offer(
+                        entry("private", 0, "dir", mode=0o777, mtime=86400),
+                        entry("private/new.txt", 3),
+                    )
+                ],
+                [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
+            ),
+            # Declares a million entries: declined on the first message, nothing collected.
+            "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
+            "empty-message": ([offer(entry("e.txt", 3))], [b""]),
+            "home-ssh-key": (
+                [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
+                [],
+            ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],
                 [m.encode(m.Data(b"abc")), m.encode(m.FileEnd(0, 3, "0" * 64))],
@@ -128,8 +152,15 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
     return table
 
 
+def offer_at_caps() -> list[bytes]:
+    """The largest offer a receiver takes by default: 50,000 entries in just under 8 MiB of
+    messages (for measuring the receiver's memory before the prompt)."""
+    entries = tuple(m.FileEntry(f"d{i % 100:02d}/{'n' * 122}{i:06d}", 1) for i in range(50_000))
+    return m.Offer(entries).frames()
+
+
 async def main(server: str, case: str) -> None:
-    before, after = cases()[case]
+    before, after = (offer_at_caps(), []) if case == "offer-at-caps" else cases()[case]
     settings = Settings(server=server, ice=IceConfig(local_addresses=("127.0.0.1",)))
     async with rendezvous(settings) as (rv, _):
         code = Code(await rv.allocate(), generate_words(2))

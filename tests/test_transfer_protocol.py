@@ -627,3 +627,31 @@ def test_the_sender_lists_held_prefixes_in_sending_order() -> None:
     sender.receive(m.encode(m.Accept(100, None, 1)))
     sender.receive(m.encode(m.Have((prefix,))))
     assert sender.held_prefixes == [None, prefix]
+
+
+def _offer_frames(count: int, name_chars: int = 8) -> list[bytes]:
+    entries = tuple(m.FileEntry(f"{i:0{name_chars}d}", 1) for i in range(count))
+    return transfer.SenderProtocol(m.Offer(entries)).start()
+
+
+def test_an_offer_declaring_too_many_entries_is_declined_on_its_first_message() -> None:
+    """The declared count is checked before any entry is collected."""
+    frames = _offer_frames(1_001)
+    receiver = transfer.ReceiverProtocol(max_entries=1_000)
+    with pytest.raises(DeclinedError, match="1,001 entries, more than 1,000"):
+        receiver.receive(frames[0])
+    accepted = transfer.ReceiverProtocol(max_entries=1_001)
+    assert [e for f in frames for e in accepted.receive(f)][-1] == transfer.OfferReceived(
+        m.Offer(tuple(m.FileEntry(f"{i:08d}", 1) for i in range(1_001)))
+    )
+
+
+def test_an_offer_over_the_byte_cap_is_declined_while_it_arrives() -> None:
+    """Messages are counted as they come: the receiver never holds more than the cap."""
+    frames = _offer_frames(3_000, name_chars=200)
+    assert len(frames) > 3
+    cap = len(frames[0]) + len(frames[1]) + 10
+    receiver = transfer.ReceiverProtocol(max_offer_bytes=cap)
+    assert receiver.receive(frames[0]) == [] and receiver.receive(frames[1]) == []
+    with pytest.raises(DeclinedError, match="larger than"):
+        receiver.receive(frames[2])
