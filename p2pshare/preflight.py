@@ -20,42 +20,46 @@ MAX_LISTED = 3
 """Unreadable paths named in the error; the rest are counted."""
 
 
-def _unreadable_in(path: Path, found: list[Path]) -> None:
-    """Append to ``found`` every file or directory under ``path`` that cannot be read,
-    without following symlinks (they are skipped when sending anyway)."""
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return  # reported by the sender's own collection, with its usual message
-    except OSError:
-        found.append(path)
-        return
-    if stat.S_ISREG(st.st_mode):
+def _unreadable_in(top: Path, found: list[Path]) -> None:
+    """Append to ``found`` every file or directory under ``top`` that cannot be read,
+    without following symlinks (they are skipped when sending anyway). Iterative: a deep tree
+    must not exhaust Python's recursion limit."""
+    pending = [top]
+    while pending:
+        path = pending.pop()
         try:
-            # A real open, not os.access: access() answers for the real uid, and says yes to
-            # root for files that a mandatory access control layer would still refuse.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                found.append(path)
-            return
-        os.close(fd)
-    elif stat.S_ISDIR(st.st_mode):
-        try:
-            with os.scandir(path) as entries:
-                children = sorted(entry.name for entry in entries)
-        except PermissionError:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue  # reported by the sender's own collection, with its usual message
+        except OSError:
             found.append(path)
-            return
-        for child in children:
-            _unreadable_in(path / child, found)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            try:
+                # A real open, not os.access: access() answers for the real uid, and says yes
+                # to root for files that a mandatory access control layer would still refuse.
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    found.append(path)
+                continue
+            os.close(fd)
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(path) as entries:
+                    children = sorted(entry.name for entry in entries)
+            except PermissionError:
+                found.append(path)
+                continue
+            pending.extend(path / child for child in reversed(children))
 
 
 def unreadable(paths: Sequence[Path]) -> list[Path]:
-    """Every file or directory under ``paths`` this process cannot read."""
+    """Every file or directory under ``paths`` this process cannot read. The root
+    directory is left to the sender's collection, which refuses to send it."""
     found: list[Path] = []
     for path in paths:
-        if str(path) != "-":
+        if str(path) != "-" and path.resolve() != Path(path.anchor or "/"):
             _unreadable_in(path, found)
     return found
 
