@@ -50,6 +50,7 @@ from p2pshare.files import printable
 from p2pshare.messages import MAX_TEXT_BYTES
 from p2pshare.preflight import check_readable, check_writable, output_directory
 from p2pshare.progress import HumanReporter, JsonReporter, Reporter, format_size
+from p2pshare.rendezvous import parse_server_url
 from p2pshare.webrtc import IceConfig, check_ice_url
 from signal_server import eventloop
 
@@ -303,6 +304,17 @@ def _usage(message: str) -> NoReturn:
     raise UsageProblem(message)
 
 
+def _server_url(server: str | None) -> str | None:
+    """``--server`` as a ws:// or wss:// URL (``HOST:PORT`` and ``http(s)://`` accepted); a
+    malformed one is a usage error."""
+    if not server:
+        return None
+    try:
+        return parse_server_url(server)
+    except ValueError as exc:
+        _usage(str(exc))
+
+
 def _check_paths(paths: list[str]) -> list[Path]:
     """Refuse what would silently send something else: an empty path (``""``, an unset
     variable) would otherwise mean the current directory."""
@@ -404,6 +416,7 @@ def send(
     modification times included. Symlinks are not followed: they are skipped with a warning.
     """
     _setup_logging(verbose)
+    server = _server_url(server)
     if bool(paths) == (text is not None):
         _usage("give files or directories to send, or --text, but not both")
     chosen: Code | None = None
@@ -626,6 +639,7 @@ def receive(
     the rest crosses the network. Files already received whole are checked and skipped.
     """
     _setup_logging(verbose)
+    server = _server_url(server)
     interactive = sys.stdin.isatty() and not json_output
     if not code:
         if not sys.stdin.isatty():

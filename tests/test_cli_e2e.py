@@ -261,7 +261,9 @@ def test_human_output(server: str, dirs: tuple[Path, Path]) -> None:
         (["receive", "not-a-code", "--server", "ws://127.0.0.1:9"], 2, "codes look like"),
         (["receive", "7-a-b"], 4, "--server"),  # no sender found on this network
         (["receive", "7-a-b", "--server", "ws://127.0.0.1:9"], 3, "cannot reach"),
-        (["receive", "7-a-b", "--server", "http://[::1"], 3, "rendezvous server"),
+        (["receive", "7-a-b", "--server", "http://[::1"], 2, "rendezvous server"),
+        (["receive", "7-a-b", "--server", "127.0.0.1:99999"], 2, "port"),
+        (["receive", "7-a-b", "--server", "127.0.0.1:9"], 3, "ws://127.0.0.1:9"),
         (["send", "/nonexistent/file", "--server", "ws://127.0.0.1:9"], 11, "no such file"),
         (["send", "/", "--server", "ws://127.0.0.1:9"], 11, "/"),
         (["send", "x", "--code", "7-ab"], 2, "secret"),
