@@ -57,8 +57,9 @@ from signal_server import eventloop
 app = typer.Typer(
     name="p2pshare",
     help="Send files peer to peer over WebRTC, paired by a short code.\n\n"
-    "Sender: p2pshare send FILE, then read the code to the receiver. "
-    "Receiver: p2pshare receive CODE.\n\n"
+    "\b\n"
+    "  p2pshare send FILE        prints a code; read it to the receiver\n"
+    "  p2pshare receive CODE     on the other machine\n\n"
     "Also: recv and rx for receive, tx for send.",
     no_args_is_help=False,
     invoke_without_command=True,
@@ -408,8 +409,12 @@ def send(
 ) -> None:
     """Send files, directories, standard input (-) or --text.
 
-    Prints a code; the receiver runs: p2pshare receive CODE. Exits 0 once the receiver has
-    verified every file's SHA-256.
+    Prints a code, and the command the receiver runs (kept on one line):
+
+    \b
+      p2pshare receive CODE
+
+    Exits 0 once the receiver has verified every file's SHA-256.
 
     PATH: files and directories to send; - sends standard input (read as it comes, never
     whole into memory). Directories keep their structure, empty ones, executable bits and
@@ -669,7 +674,9 @@ def receive(
     )
     reporter.verb = "Received"
     if not server:
-        reporter.say(f"Looking for the sender of code {parsed.nameplate}-... on this network...")
+        reporter.searching(
+            f"Looking for the sender of code {parsed.nameplate}-... on this network..."
+        )
     target: Path | None = None
     if output is not None and not to_stdout:
         try:

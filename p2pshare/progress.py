@@ -30,6 +30,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.status import Status
 from rich.text import Text
 
 from p2pshare import events
@@ -107,6 +108,20 @@ class HumanReporter:
         self.verb = "Sent"
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._status: Status | None = None
+
+    def searching(self, text: str) -> None:
+        """A spinner with ``text`` until the next event (a plain line when not a terminal)."""
+        if self.console.is_terminal:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self.say(text)
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def say(self, text: str) -> None:
         """Print ``text`` as is, never wrapped: callers pass names through files.printable."""
@@ -116,6 +131,7 @@ class HumanReporter:
         self.say(f"warning: {message}")
 
     def __call__(self, event: events.SessionEvent) -> None:
+        self._stop_status()
         if isinstance(event, events.CodeReady):
             self.say(f"Code: {event.code}")
             if event.advertised:
@@ -158,6 +174,7 @@ class HumanReporter:
             self._bar.update(self._task, completed=event.done)
 
     def close(self) -> None:
+        self._stop_status()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
@@ -202,6 +219,9 @@ class JsonReporter:
 
     def warn(self, message: str) -> None:
         self.emit({"event": "warning", "message": message})
+
+    def searching(self, text: str) -> None:
+        pass
 
     def __call__(self, event: events.SessionEvent) -> None:
         if isinstance(event, events.CodeReady):
