@@ -143,6 +143,9 @@ def test_receive_with_the_code_alone(two_hosts: tuple[str, str], tmp_path: Path)
     line = sender.stderr_line("On the other computer run:")
     command = line.split("run:", 1)[1].split()
     assert command[:2] == ["p2pshare", "receive"] and len(command) == 3, line
+    # The full command stays on screen for networks where multicast is blocked.
+    fallback = sender.stderr_line("where multicast is blocked")
+    assert "p2pshare receive --server ws://10.77.0.1:" in fallback and command[2] in fallback
     receiver = Peer(
         [*command[1:], "--yes", "--json", "-o", str(out)], cwd=out, env=lab_env(), netns=b
     )
