@@ -1,0 +1,143 @@
+// What the receiver accepts as a file name: p2pshare/files.py, ported. The sender is hostile:
+// every path of an offer is checked before anything is saved, and the whole offer is refused
+// when one entry is bad. Nothing is "cleaned up" into a name the sender did not say. No DOM.
+
+import { ProtocolError } from "./frames.js";
+
+export const MAX_COMPONENT_BYTES = 255;
+export const MAX_PATH_BYTES = 4096;
+export const MAX_DEPTH = 64;
+export const MAX_PRINT_CHARS = 200;
+
+const WINDOWS_DEVICES = new Set(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]);
+for (let i = 0; i < 10; i++) WINDOWS_DEVICES.add(`COM${i}`).add(`LPT${i}`);
+for (const c of "¹²³") WINDOWS_DEVICES.add(`COM${c}`).add(`LPT${c}`);
+const FORBIDDEN = new Set('\\/:*?"<>|');
+// Python's unicodedata categories Cc, Cf, Cs, Co, Cn and Zl, Zp.
+const INVISIBLE = /[\p{C}\p{Zl}\p{Zp}]/u;
+const ESCAPED = /[\p{C}\p{Z}]/u;
+
+/** The offer names a file that is not safe to save (error name "unsafe-name"). */
+export class UnsafeNameError extends ProtocolError {
+  constructor(message) {
+    super(message);
+    this.name = "unsafe-name";
+  }
+}
+
+function utf8Length(text) {
+  // As Python's text.encode("utf-8", "surrogatepass"): a lone surrogate takes 3 bytes.
+  let n = 0;
+  for (const ch of text) {
+    const c = ch.codePointAt(0);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+  }
+  return n;
+}
+
+function hex(c, width) {
+  return c.toString(16).padStart(width, "0");
+}
+
+/** Every control, format and separator character escaped, cut to `limit` characters. */
+export function printable(text, limit = MAX_PRINT_CHARS) {
+  const chars = [...text];
+  let out = "";
+  for (const ch of chars.slice(0, limit)) {
+    const c = ch.codePointAt(0);
+    if (ch !== " " && ESCAPED.test(ch)) out += c < 0x100 ? `\\x${hex(c, 2)}` : `\\u${hex(c, 4)}`;
+    else out += ch;
+  }
+  return out + (chars.length > limit ? "…" : "");
+}
+
+function repr(text) {
+  // Python's repr() of a str, near enough for messages: single quotes unless the text has one.
+  const body = text.replaceAll("\\", "\\\\");
+  return body.includes("'") && !body.includes('"') ? `"${body}"` : `'${body.replaceAll("'", "\\'")}'`;
+}
+
+/** Refuse one path component that could escape, mislead or fail on some system. */
+export function checkComponent(part) {
+  const shown = repr(printable(part));
+  if (part === "" || part === "." || part === "..") {
+    throw new UnsafeNameError(`refused unsafe name ${shown}: empty, '.' or '..' component`);
+  }
+  if (utf8Length(part) > MAX_COMPONENT_BYTES) {
+    throw new UnsafeNameError(`refused unsafe name ${shown}: longer than 255 bytes`);
+  }
+  for (const ch of part) {
+    if (FORBIDDEN.has(ch)) throw new UnsafeNameError(`refused unsafe name ${shown}: contains ${repr(ch)}`);
+    if (INVISIBLE.test(ch)) {
+      throw new UnsafeNameError(`refused unsafe name ${shown}: contains control or invisible character`);
+    }
+  }
+  const chars = [...part];
+  if (". ".includes(chars[chars.length - 1]) || chars[0] === " ") {
+    throw new UnsafeNameError(`refused unsafe name ${shown}: leading space or trailing dot or space`);
+  }
+  const stem = part.split(".")[0].replace(/ +$/, "").toUpperCase();
+  if (WINDOWS_DEVICES.has(stem)) {
+    throw new UnsafeNameError(`refused unsafe name ${shown}: reserved device name on Windows`);
+  }
+}
+
+/** Split a relative POSIX path from an offer into checked components, or refuse it. */
+export function checkPath(path) {
+  const shown = repr(printable(path));
+  if (!path || path.startsWith("/")) throw new UnsafeNameError(`refused unsafe path ${shown}: empty or absolute`);
+  if (utf8Length(path) > MAX_PATH_BYTES) {
+    throw new UnsafeNameError(`refused unsafe path ${shown}: longer than 4096 bytes`);
+  }
+  const parts = path.split("/");
+  if (parts.length > MAX_DEPTH) throw new UnsafeNameError(`refused unsafe path ${shown}: nested too deep`);
+  for (const part of parts) checkComponent(part);
+  return parts;
+}
+
+/**
+ * Two paths with the same key would be the same file on some file system: NFC, then a case
+ * fold (JavaScript has no str.casefold; upper then lower case folds ß, ſ, ligatures and the
+ * like the same way for the names that matter).
+ */
+export function collisionKey(path) {
+  return path.normalize("NFC").toUpperCase().toLowerCase();
+}
+
+/** Check every entry of an offer; return their components, or refuse the whole offer. */
+export function checkOffer(files) {
+  const kinds = new Map();
+  const names = new Map();
+  const checked = [];
+  for (const entry of files) {
+    if (entry.kind === "text" && files.length !== 1) {
+      throw new UnsafeNameError("refused offer: a text message must come alone");
+    }
+    const parts = checkPath(entry.path);
+    const shown = repr(printable(entry.path));
+    for (let depth = 1; depth < parts.length; depth++) {
+      const parent = parts.slice(0, depth).join("/");
+      const key = collisionKey(parent);
+      if ((kinds.get(key) ?? "dir") !== "dir") {
+        throw new UnsafeNameError(
+          `refused offer: ${shown} needs ${repr(printable(parent))} to be a directory, ` +
+            "but the offer also sends it as a file",
+        );
+      }
+      kinds.set(key, "dir");
+      if (!names.has(key)) names.set(key, parent);
+    }
+    const key = collisionKey(entry.path);
+    const kind = entry.kind === "dir" ? "dir" : "file";
+    if (kinds.has(key) && (kind === "file" || kinds.get(key) === "file")) {
+      throw new UnsafeNameError(
+        `refused offer: ${shown} and ${repr(printable(names.get(key)))} name the same ` +
+          "file (or a file and a directory)",
+      );
+    }
+    kinds.set(key, kind);
+    names.set(key, entry.path);
+    checked.push(parts);
+  }
+  return checked;
+}

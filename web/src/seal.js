@@ -1,0 +1,82 @@
+// Sealing of the signalling messages (the SDP offer and answer) after the PAKE: one
+// ChaCha20-Poly1305 key per direction, the count of messages already sealed in that direction
+// as a 12-byte big-endian nonce, and b"p2pshare.v1" + side as associated data (pake.py).
+// No I/O, no DOM.
+
+import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
+
+import { concatBytes, fromUtf8, utf8 } from "./bytes.js";
+import { PROTOCOL_ID } from "./pake.js";
+
+/** A signalling message failed to open: the rendezvous server (or someone) altered it. */
+export class TamperingError extends Error {
+  constructor() {
+    super(
+      "a signalling message was altered in transit (the rendezvous server may be tampering)",
+    );
+    this.name = "protocol";
+  }
+}
+
+export function nonce(counter) {
+  const out = new Uint8Array(12);
+  let n = BigInt(counter);
+  for (let i = 11; i >= 0 && n > 0n; i--) {
+    out[i] = Number(n & 0xffn);
+    n >>= 8n;
+  }
+  return out;
+}
+
+/** Both directions of sealing for one side of a finished PakeSession. */
+export class Sealer {
+  constructor(pake) {
+    if (pake.key === null) throw new Error("the PAKE must be finished first");
+    this.sealKey = pake.sealKey;
+    this.openKey = pake.openKey;
+    this.sealAad = concatBytes(PROTOCOL_ID, utf8(pake.role));
+    this.openAad = concatBytes(PROTOCOL_ID, utf8(pake.peerRole));
+    this.sent = 0;
+    this.received = 0;
+  }
+
+  seal(plaintext) {
+    const cipher = chacha20poly1305(this.sealKey, nonce(this.sent), this.sealAad);
+    this.sent += 1;
+    return cipher.encrypt(plaintext);
+  }
+
+  open(sealed) {
+    let plaintext;
+    try {
+      const cipher = chacha20poly1305(this.openKey, nonce(this.received), this.openAad);
+      plaintext = cipher.decrypt(sealed);
+    } catch {
+      throw new TamperingError();
+    }
+    this.received += 1;
+    return plaintext;
+  }
+
+  /** Seal {"type": kind, "sdp": sdp} as UTF-8 JSON (session.py's _seal_sdp). */
+  sealSdp(kind, sdp) {
+    return this.seal(utf8(JSON.stringify({ type: kind, sdp })));
+  }
+
+  /** Open the peer's {"type": kind, "sdp": ...}; anything else is a protocol error. */
+  openSdp(kind, sealed) {
+    const plaintext = this.open(sealed);
+    let obj = null;
+    try {
+      obj = JSON.parse(fromUtf8(plaintext));
+    } catch {
+      obj = null;
+    }
+    if (obj === null || typeof obj !== "object" || obj.type !== kind || typeof obj.sdp !== "string") {
+      const error = new Error(`the other side sent no valid ${kind}`);
+      error.name = "protocol";
+      throw error;
+    }
+    return obj.sdp;
+  }
+}
