@@ -1,4 +1,4 @@
-"""Stock versus patched aiortc SCTP (p2pshare/sctp_tuning.py), in the same run, alternating.
+"""Stock versus patched aiortc SCTP (p2pshare/aiortc_patches.py), in the same run, alternating.
 
 Two network namespaces joined by a veth pair; each end drops ``--loss`` % of arriving UDP
 packets (iptables statistic). The real CLI sends a random file from A to B with the sender's

@@ -358,6 +358,15 @@ def receive(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing files of the same names.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Print a received text message exactly as sent. By default control "
+            "characters, escape sequences and bidi overrides in it are shown escaped "
+            "(\\x1b...), so the sender cannot drive your terminal.",
+        ),
+    ] = False,
     no_resume: Annotated[
         bool,
         typer.Option(
@@ -408,7 +417,7 @@ def receive(
     to_stdout = output is not None and str(output) == "-"
     if to_stdout and json_output:
         _usage("--output - writes the data to standard output; it cannot be used with --json")
-    reporter: Reporter = JsonReporter() if json_output else HumanReporter("receiving")
+    reporter: Reporter = JsonReporter() if json_output else HumanReporter("receiving", raw_text=raw)
     interactive = sys.stdin.isatty() and not json_output
 
     async def confirm(offer: session.OfferSummary) -> bool:

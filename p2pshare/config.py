@@ -1,13 +1,17 @@
-"""One settings object for a transfer; the CLI fills it from flags and environment variables."""
+"""One settings object for a transfer; the CLI fills it from flags and environment variables.
+
+Pure data: importing this module loads no aiortc (``webrtc.py`` turns :class:`IceConfig` into
+aiortc's objects when a connection is made).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from p2pshare.transfer import DEFAULT_WINDOW_BYTES
-from p2pshare.webrtc import IceConfig
 
 ENV_CODE = "P2PSHARE_CODE"
 ENV_SERVER = "P2PSHARE_SERVER"
@@ -16,6 +20,28 @@ ENV_STUN = "P2PSHARE_STUN"
 ENV_TURN = "P2PSHARE_TURN"
 ENV_TURN_USER = "P2PSHARE_TURN_USER"
 ENV_TURN_PASSWORD = "P2PSHARE_TURN_PASSWORD"  # noqa: S105 - a variable name
+
+
+@dataclass(frozen=True)
+class IceConfig:
+    """ICE servers (RTCIceServer-shaped dicts), which local addresses to offer, and policy."""
+
+    servers: tuple[dict[str, Any], ...] = ()
+    local_addresses: tuple[str, ...] | None = None
+    """None: every non-loopback address of the machine (aioice's choice)."""
+    policy: str = "all"
+    """``all``; ``relay``: only through TURN; ``direct``: never through TURN."""
+
+    def has_turn(self) -> bool:
+        return any(u.startswith("turn") for s in self.servers for u in ice_urls(s))
+
+
+def ice_urls(server: dict[str, Any]) -> list[str]:
+    """The URLs of one RTCIceServer-shaped dict (``urls`` is a string or a list of them)."""
+    urls = server.get("urls", [])
+    if isinstance(urls, str):
+        return [urls]
+    return [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
 
 
 @dataclass(frozen=True)

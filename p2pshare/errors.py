@@ -9,18 +9,26 @@
     │   └── CrowdedError               exit 5
     ├── WrongCodeError                 exit 6   key confirmation failed
     ├── PeerLostError                  exit 7   the peer left or stopped answering
+    │   └── PeerStoppedError                    the peer stopped, for a reason of its own
     ├── ConnectError                   exit 8   ICE or DTLS did not complete in time
     ├── DeclinedError                  exit 9
     ├── IntegrityError                 exit 10  hash or size mismatch, protocol violation
-    │   └── ProtocolError
+    │   ├── ProtocolError
+    │   └── UnsafeNameError            exit 12  a name the receiver will not write
     ├── LocalFileError                 exit 11  not found, not readable, not writable
     │   └── DiskFullError
     └── InterruptedTransferError       exit 130 Ctrl-C (or the peer's Ctrl-C)
 
 The docstring of each class is what a user reads when the error has no more specific message.
 The CLI catches only :class:`P2PShareError`, prints its message on one line and exits with
-``exit_code``; ``name`` is what ``--json`` reports. Adapters in ``rendezvous.py`` and
-``webrtc.py`` translate websockets and aiortc exceptions into these at the boundary.
+``exit_code``; ``name`` is what ``--json`` reports and what an ``Abort`` carries to the peer.
+Adapters in ``rendezvous.py`` and ``webrtc.py`` translate websockets and aiortc exceptions into
+these at the boundary.
+
+An error the *peer* reports is untrusted: :func:`error_from_peer` maps only the names a peer can
+legitimately send (``PEER_ERRORS``) to their classes; any other name (``wrong-code``,
+``no-such-code``, unknown ones) becomes :class:`PeerStoppedError`, so a peer cannot choose a
+local meaning, or an exit code, it did not earn.
 """
 
 from __future__ import annotations
@@ -90,6 +98,12 @@ class PeerLostError(P2PShareError):
     exit_code = 7
 
 
+class PeerStoppedError(PeerLostError):
+    """The other side stopped the transfer."""
+
+    name = "peer-stopped"
+
+
 class ConnectError(P2PShareError):
     """Could not connect to the other side (no working network path was found)."""
 
@@ -115,6 +129,14 @@ class ProtocolError(IntegrityError):
     """The other side broke the p2pshare protocol."""
 
     name = "protocol"
+
+
+class UnsafeNameError(IntegrityError):
+    """A file name that is not safe to write on the receiving side (rename it and send
+    again)."""
+
+    name = "unsafe-name"
+    exit_code = 12
 
 
 class LocalFileError(P2PShareError):
@@ -147,10 +169,12 @@ ERRORS_BY_NAME: dict[str, type[P2PShareError]] = {
         CrowdedError,
         WrongCodeError,
         PeerLostError,
+        PeerStoppedError,
         ConnectError,
         DeclinedError,
         IntegrityError,
         ProtocolError,
+        UnsafeNameError,
         LocalFileError,
         DiskFullError,
         InterruptedTransferError,
@@ -158,11 +182,32 @@ ERRORS_BY_NAME: dict[str, type[P2PShareError]] = {
 }
 
 
-def error_from_peer(name: str, message: str) -> P2PShareError:
-    """Rebuild an error the peer reported, by its stable name (unknown names: generic).
+PEER_ERRORS: frozenset[str] = frozenset(
+    cls.name
+    for cls in (
+        DeclinedError,
+        IntegrityError,
+        ProtocolError,
+        UnsafeNameError,
+        LocalFileError,
+        DiskFullError,
+        InterruptedTransferError,
+        PeerLostError,
+    )
+)
+"""The error names a peer may report in an Abort and have mapped to their own class."""
 
-    The peer's Ctrl-C is, for us, a peer that left: we were not interrupted.
+
+def error_from_peer(name: str, message: str) -> P2PShareError:
+    """Rebuild an error the peer reported (``message`` already made printable by the caller).
+
+    The peer's Ctrl-C is, for us, a peer that left: we were not interrupted. A name outside
+    :data:`PEER_ERRORS` is not believed: it becomes :class:`PeerStoppedError`.
     """
     if name == InterruptedTransferError.name:
         return PeerLostError("the other side cancelled the transfer", remote=True)
-    return ERRORS_BY_NAME.get(name, P2PShareError)(message, remote=True)
+    if name == UnsafeNameError.name:
+        return UnsafeNameError(f"{message}; rename it and send again", remote=True)
+    if name not in PEER_ERRORS:
+        return PeerStoppedError(message, remote=True)
+    return ERRORS_BY_NAME[name](message, remote=True)

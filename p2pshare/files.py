@@ -9,9 +9,19 @@ into something the sender did not say: a bad name is refused, with the reason.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from p2pshare import messages as m
-from p2pshare.errors import ProtocolError
+from p2pshare.errors import UnsafeNameError
+
+__all__ = [
+    "UnsafeNameError",
+    "check_component",
+    "check_offer",
+    "check_path",
+    "printable",
+    "terminal_safe",
+]
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
@@ -29,43 +39,60 @@ _WINDOWS_DEVICES = {
     *(f"LPT{i}" for i in range(10)),
     *(f"COM{c}" for c in "¹²³"),
     *(f"LPT{c}" for c in "¹²³"),
+    "CLOCK$",  # DOS's clock device: still refused by Windows APIs, as croc refuses it
 }
+RESERVED_PREFIX = ".p2pshare-"
+"""The receiver's own bookkeeping (partial files and their records) is named so: an offered
+name in that namespace could collide with it, so none is accepted."""
 # Characters that are legal in POSIX names but mean something elsewhere (Windows paths,
 # drive letters, alternate data streams) or are a classic source of confusion.
 _FORBIDDEN_CHARS = set('\\/:*?"<>|')
 
 
-class UnsafeNameError(ProtocolError):
-    """The sender offered a file name that is not safe to write."""
+# Letters and symbols that draw nothing: a name made of them looks empty or like another
+# name (U+3164 HANGUL FILLER, U+2800 BRAILLE PATTERN BLANK, variation selectors...).
+_INVISIBLE = frozenset(
+    (
+        *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0),
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    )
+)
 
-    name = "unsafe-name"
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else (f"\\U{code:08x}")
+    )
+
+
+def _hidden(ch: str) -> bool:
+    """Control, format (bidi, zero-width), line/paragraph separator or invisible."""
+    category = unicodedata.category(ch)
+    return category[0] == "C" or category in ("Zl", "Zp") or ord(ch) in _INVISIBLE
 
 
 def printable(text: str, limit: int = MAX_PRINT_CHARS) -> str:
-    """``text`` with every control, format (bidi, zero-width) and separator character escaped,
-    cut to ``limit`` characters: safe to show in a terminal."""
+    """``text`` with every control, format (bidi, zero-width), separator other than the space
+    (no-break and ideographic spaces included) and invisible character escaped, cut to
+    ``limit`` characters: safe to show in a terminal, and what is shown is what is there."""
     out = []
     for ch in text[:limit]:
-        category = unicodedata.category(ch)
-        if category[0] in "CZ" and ch != " ":
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
+        out.append(_escape(ch) if _hidden(ch) or (ch != " " and ch.isspace()) else ch)
     return "".join(out) + ("…" if len(text) > limit else "")
 
 
 def terminal_safe(text: str) -> str:
-    """A received text message made safe for a terminal: newlines and tabs stay, every other
-    control or format character (escape sequences, bidi overrides) is escaped."""
-    return "".join(
-        ch
-        if ch in "\n\t"
-        or (unicodedata.category(ch)[0] not in "C" and unicodedata.category(ch) not in ("Zl", "Zp"))
-        else f"\\x{ord(ch):02x}"
-        if ord(ch) < 0x100
-        else f"\\u{ord(ch):04x}"
-        for ch in text
-    )
+    """A received text message made safe for any terminal or pager, whether printed to one or
+    saved and ``cat`` later: newlines and tabs stay, every other control, format (escape
+    sequences, bidi overrides) or invisible character is escaped."""
+    return "".join(ch if ch in "\n\t" or not _hidden(ch) else _escape(ch) for ch in text)
 
 
 def check_component(part: str) -> None:
@@ -85,9 +112,17 @@ def check_component(part: str) -> None:
             raise UnsafeNameError(
                 f"refused unsafe name {shown!r}: contains control or invisible character"
             )
-    if part[-1] in ". " or part[0] == " ":
+    if part[-1] == "." or part[-1].isspace() or part[0].isspace():
         raise UnsafeNameError(
             f"refused unsafe name {shown!r}: leading space or trailing dot or space"
+        )
+    if any(ord(ch) in _INVISIBLE for ch in part):
+        raise UnsafeNameError(
+            f"refused unsafe name {shown!r}: contains a character that draws nothing"
+        )
+    if part.casefold().startswith(RESERVED_PREFIX):
+        raise UnsafeNameError(
+            f"refused name {shown!r}: names starting with {RESERVED_PREFIX} are p2pshare's own"
         )
     stem = part.split(".", 1)[0].rstrip(" ").upper()
     if stem in _WINDOWS_DEVICES:
@@ -107,6 +142,19 @@ def check_path(path: str) -> tuple[str, ...]:
     for part in parts:
         check_component(part)
     return parts
+
+
+def hidden_in_home(checked: Iterable[tuple[str, ...]], destination_is_home: bool) -> str | None:
+    """The first entry that would create or enter a hidden (dot) directory or file at the top
+    of the receiver's home (``.ssh/authorized_keys``, ``.bashrc``, ``.config/...``), when the
+    destination is the home directory itself; None otherwise. Such offers are refused: a
+    sender must not be able to plant start-up files or keys by default."""
+    if not destination_is_home:
+        return None
+    for parts in checked:
+        if parts[0].startswith("."):
+            return "/".join(parts)
+    return None
 
 
 def collision_key(path: str) -> str:

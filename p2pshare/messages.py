@@ -45,7 +45,7 @@ OFFER_BATCH_BYTES = 48 * 1024
 """Entries are sent in batches that keep each Offer/OfferMore message under this size."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One entry of an offer, as the sender declares it (untrusted until ``files.py`` says so).
 

@@ -55,7 +55,11 @@ def _hkdf(key: bytes, purpose: bytes) -> bytes:
 
 
 class PakeSession:
-    """One side of the key agreement, then a pair of sealing directions."""
+    """One side of the key agreement, then a pair of sealing directions.
+
+    ``entropy`` stands in for :func:`os.urandom` only in tests, where fixed randomness makes
+    the messages reproducible (``tests/vectors/pake.json``); production code never passes it.
+    """
 
     def __init__(
         self, role: Role, password: bytes, entropy: Callable[[int], bytes] = os.urandom

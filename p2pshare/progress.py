@@ -1,5 +1,10 @@
 """Turning session events into what a person (rich, on stderr) or a program (JSON lines, on
-stdout) sees. The library never prints; the CLI picks one of these reporters."""
+stdout) sees. The library never prints; the CLI picks one of these reporters.
+
+Much of what is shown came from the peer (names, text, error messages): rich's markup and
+emoji codes are off everywhere here, so ``[red]`` or ``:warning:`` in a name prints as written,
+and names arrive already escaped by ``files.printable``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ import time
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -29,9 +33,11 @@ JSON_PROGRESS_INTERVAL_S = 0.25
 class HumanReporter:
     """Progress bars and messages on stderr, for a person at a terminal."""
 
-    def __init__(self, label: str) -> None:
-        self.console = Console(stderr=True, highlight=False)
+    def __init__(self, label: str, raw_text: bool = False) -> None:
+        self.console = Console(stderr=True, highlight=False, markup=False, emoji=False)
         self.label = label
+        self.raw_text = raw_text
+        """Write a received text message's bytes as they came (``--raw``)."""
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -51,7 +57,7 @@ class HumanReporter:
         elif isinstance(event, session.Progress):
             if self._bar is None:
                 self._bar = Progress(
-                    TextColumn("{task.description}"),
+                    TextColumn("{task.description}", markup=False),
                     BarColumn(),
                     DownloadColumn(),
                     TransferSpeedColumn(),
@@ -59,7 +65,7 @@ class HumanReporter:
                     console=self.console,
                 )
                 self._bar.start()
-                self._task = self._bar.add_task(escape(self.label), total=event.total)
+                self._task = self._bar.add_task(self.label, total=event.total)
             assert self._task is not None
             self._bar.update(self._task, completed=event.done)
 
@@ -71,8 +77,9 @@ class HumanReporter:
     def done(self, result: session.TransferResult, verb: str) -> None:
         self.close()
         if result.text is not None:
-            # A received message goes to stdout, escaped when a terminal would interpret it.
-            out = terminal_safe(result.text) if sys.stdout.isatty() else result.text
+            # A received message goes to stdout escaped, terminal or not: a capture that is
+            # later cat'ed or paged would replay escape sequences just the same.
+            out = result.text if self.raw_text else terminal_safe(result.text)
             sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
             sys.stdout.flush()
             return

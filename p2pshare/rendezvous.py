@@ -27,17 +27,17 @@ from p2pshare.errors import (
     SignallingError,
 )
 from p2pshare.files import printable
+from signal_server.wire import SUBPROTOCOL, ClientType, ErrorCode, ServerType
 
 logger = logging.getLogger(__name__)
 
-SUBPROTOCOL = Subprotocol("p2pshare.v1")
 MAX_BODY_BYTES = 48 * 1024
 CONNECT_TIMEOUT_S = 10.0
 
 _ERRORS: dict[str, type[P2PShareError]] = {
-    "no-such-code": NoSuchCodeError,
-    "expired": NoSuchCodeError,
-    "crowded": CrowdedError,
+    ErrorCode.NO_SUCH_CODE: NoSuchCodeError,
+    ErrorCode.EXPIRED: NoSuchCodeError,
+    ErrorCode.CROWDED: CrowdedError,
 }
 
 
@@ -55,7 +55,7 @@ class RendezvousClient:
         try:
             ws = await connect(
                 url,
-                subprotocols=[SUBPROTOCOL],
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
                 compression=None,
                 open_timeout=CONNECT_TIMEOUT_S,
                 max_size=256 * 1024,
@@ -72,7 +72,7 @@ class RendezvousClient:
             ) from None
         client = cls(ws, url, [])
         welcome = await client._next()
-        if welcome.get("type") != "welcome":
+        if welcome.get("type") != ServerType.WELCOME:
             raise SignallingError("the rendezvous server did not greet us; is it p2pshare-signal?")
         servers = welcome.get("ice_servers")
         if isinstance(servers, list):
@@ -94,10 +94,10 @@ class RendezvousClient:
             obj = None
         if not isinstance(obj, dict):
             raise SignallingError("the rendezvous server sent something unexpected")
-        if obj.get("type") == "error":
+        if obj.get("type") == ServerType.ERROR:
             code, message = str(obj.get("code")), printable(str(obj.get("message", "")))
             raise _ERRORS.get(code, SignallingError)(f"rendezvous server: {message}")
-        if obj.get("type") == "peer-left":
+        if obj.get("type") == ServerType.PEER_LEFT:
             raise PeerLostError("the other side left before the connection was set up")
         return obj
 
@@ -107,7 +107,7 @@ class RendezvousClient:
         reason = printable(exc.rcvd.reason) if exc.rcvd and exc.rcvd.reason else "closed"
         return SignallingError(f"the rendezvous server closed the connection: {reason}")
 
-    async def _request(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+    async def _request(self, message: dict[str, Any], expect: ServerType) -> dict[str, Any]:
         try:
             await self._ws.send(json.dumps(message))
         except ConnectionClosed as exc:
@@ -118,22 +118,22 @@ class RendezvousClient:
         return reply
 
     async def allocate(self) -> str:
-        reply = await self._request({"type": "allocate"}, "allocated")
+        reply = await self._request({"type": ClientType.ALLOCATE}, ServerType.ALLOCATED)
         nameplate = reply.get("nameplate")
         if not isinstance(nameplate, str) or not nameplate.isdigit():
             raise SignallingError("the rendezvous server sent an invalid nameplate")
         return nameplate
 
     async def claim(self, nameplate: str, create: bool = False) -> None:
-        message: dict[str, Any] = {"type": "claim", "nameplate": nameplate}
+        message: dict[str, Any] = {"type": ClientType.CLAIM, "nameplate": nameplate}
         if create:
             message["create"] = True
-        await self._request(message, "claimed")
+        await self._request(message, ServerType.CLAIMED)
 
     async def wait_paired(self, timeout_s: float | None = None) -> None:
         if not self.paired:
             reply = await self._next(timeout_s)
-            if reply.get("type") != "paired":
+            if reply.get("type") != ServerType.PAIRED:
                 raise SignallingError("the rendezvous server sent something unexpected")
             self.paired = True
 
@@ -141,14 +141,14 @@ class RendezvousClient:
         if len(body) > MAX_BODY_BYTES:
             raise SignallingError("signalling message too large for the rendezvous server")
         try:
-            await self._ws.send(json.dumps({"type": "send", "body": _b64(body)}))
+            await self._ws.send(json.dumps({"type": ClientType.SEND, "body": _b64(body)}))
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from None
 
     async def receive(self, timeout_s: float | None) -> bytes:
         reply = await self._next(timeout_s)
         body = reply.get("body")
-        if reply.get("type") != "message" or not isinstance(body, str):
+        if reply.get("type") != ServerType.MESSAGE or not isinstance(body, str):
             raise SignallingError("the rendezvous server sent something unexpected")
         try:
             return base64.urlsafe_b64decode(body.encode("ascii"))
@@ -158,7 +158,7 @@ class RendezvousClient:
     async def close(self) -> None:
         """Say bye and close; the server drops the room (we no longer need it)."""
         with contextlib.suppress(ConnectionClosed, OSError):
-            await self._ws.send('{"type":"bye"}')
+            await self._ws.send(json.dumps({"type": ClientType.BYE}))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), 2)
 

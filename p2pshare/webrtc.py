@@ -1,6 +1,8 @@
-"""The only module that imports aiortc: one peer connection with one reliable data channel.
+"""One peer connection with one reliable data channel, over aiortc's public API.
 
-It hides aiortc's camelCase and its quirks (measured here, see DESIGN.md):
+This module and ``aiortc_patches.py`` (every private touch of aiortc and aioice) are the only
+ones that import aiortc. It hides aiortc's camelCase and its quirks (measured here, see
+docs/performance.md):
 
 - aiortc gathers every candidate inside ``setLocalDescription``: one offer, one answer.
 - Without an explicit ``iceServers`` it asks a public STUN server: we always pass our list.
@@ -14,17 +16,13 @@ It hides aiortc's camelCase and its quirks (measured here, see DESIGN.md):
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import ipaddress
 import logging
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
@@ -35,14 +33,19 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
-from p2pshare import sctp_tuning
-from p2pshare.errors import ConnectError, PeerLostError, ProtocolError
+from p2pshare import aiortc_patches
+from p2pshare.config import IceConfig, ice_urls
+from p2pshare.errors import ConnectError, P2PShareError, PeerLostError, ProtocolError
+
+__all__ = ["IceConfig", "NetworkPath", "PeerLink", "check_ice_url", "lan_addresses"]
 
 logger = logging.getLogger(__name__)
-sctp_tuning.apply()
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 """What RFC 8841 says to assume when the peer's SDP advertises no max-message-size."""
+MIN_PEER_MESSAGE_BYTES = 64 * 1024
+"""A peer must accept messages this large: offer batches and Have lists are sized for it."""
+_SDP_REQUIRED = ("m=application ", "a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:")
 PREFERRED_MESSAGE_BYTES = int(os.environ.get("P2PSHARE_MESSAGE_BYTES", 64 * 1024))
 """Largest data-channel message we send (the peer's limit permitting). The environment
 variable exists for the benchmark's message-size sweep (docs/performance.md)."""
@@ -51,25 +54,6 @@ BUFFER_LOW_BYTES = 256 * 1024
 CHANNEL_LABEL = "p2pshare"
 
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class IceConfig:
-    """ICE servers (RTCIceServer-shaped dicts), which local addresses to offer, and policy."""
-
-    servers: tuple[dict[str, Any], ...] = ()
-    local_addresses: tuple[str, ...] | None = None
-    """None: every non-loopback address of the machine (aioice's choice)."""
-    policy: str = "all"
-    """``all``; ``relay``: only through TURN; ``direct``: never through TURN."""
-
-    def has_turn(self) -> bool:
-        return any(u.startswith("turn") for s in self.servers for u in _urls(s))
-
-
-def _urls(server: dict[str, Any]) -> list[str]:
-    urls = server.get("urls", [])
-    return [urls] if isinstance(urls, str) else [u for u in urls if isinstance(u, str)]
 
 
 def check_ice_url(url: str) -> None:
@@ -104,29 +88,9 @@ def _turn_rank(url: str) -> int:
     return 1 if "transport=tcp" in url else 2
 
 
-# aioice asks this module-level function for the host addresses to gather candidates on. We
-# wrap it once so that a connection created with ``local_addresses`` gets exactly those; the
-# choice travels in a context variable so that concurrent connections do not interfere.
-_local_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
-    "p2pshare_local_addresses", default=None
-)
-_stock_get_host_addresses = aioice.ice.get_host_addresses
-
-
-def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    chosen = _local_addresses.get()
-    if chosen is None:
-        addresses: list[str] = _stock_get_host_addresses(use_ipv4, use_ipv6)
-        return addresses
-    return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-
-aioice.ice.get_host_addresses = _get_host_addresses
-
-
 def lan_addresses() -> list[str]:
     """This machine's non-loopback addresses, private IPv4 ranges first."""
-    addresses: list[str] = _stock_get_host_addresses(True, True)
+    addresses = aiortc_patches.host_addresses()
     return sorted(addresses, key=lambda a: (":" in a, not _is_private_v4(a)))
 
 
@@ -134,19 +98,34 @@ def _is_private_v4(address: str) -> bool:
     return ipaddress.ip_address(address).is_private if ":" not in address else False
 
 
-@contextmanager
-def _offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
-    token = _local_addresses.set(addresses)
-    try:
-        yield
-    finally:
-        _local_addresses.reset(token)
+def check_remote_sdp(sdp: str, kind: str) -> int:
+    """Check a peer's description before aiortc parses it; returns the largest message we may
+    send it. Raises ProtocolError at once for what could only fail later (the connect
+    deadline): no data channel section, no DTLS fingerprint or ICE credentials, or a
+    max-message-size too small for our messages."""
+    missing = [field for field in _SDP_REQUIRED if field not in sdp]
+    if missing:
+        raise ProtocolError(
+            f"the other side sent an unusable {kind}: no {missing[0].strip(' :')} line"
+        )
+    match = _MAX_MESSAGE_RE.search(sdp)
+    if not match:
+        return DEFAULT_MAX_MESSAGE_BYTES
+    advertised = int(match.group(1)[:12])
+    if advertised == 0:  # "any size": we still keep to our preferred size
+        return PREFERRED_MESSAGE_BYTES
+    if advertised < MIN_PEER_MESSAGE_BYTES:
+        raise ProtocolError(
+            f"the other side's {kind} allows messages of only {advertised} bytes "
+            f"(p2pshare needs {MIN_PEER_MESSAGE_BYTES})"
+        )
+    return min(advertised, PREFERRED_MESSAGE_BYTES)
 
 
 def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
     servers = []
     for server in config.servers:
-        urls = sorted(_urls(server), key=_turn_rank)
+        urls = sorted(ice_urls(server), key=_turn_rank)
         if config.policy == "direct":
             urls = [u for u in urls if not u.startswith("turn")]
         if urls:
@@ -171,8 +150,10 @@ class PeerLink:
     _lost: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _drained: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _closing: bool = field(init=False, default=False)
+    _violation: ProtocolError | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        aiortc_patches.apply()
         policy = (
             RTCIceTransportPolicy.RELAY
             if self.config.policy == "relay"
@@ -188,13 +169,13 @@ class PeerLink:
 
     async def create_offer(self) -> str:
         self._adopt(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
-        with _offering(self.config.local_addresses):
+        with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createOffer())
         return str(self.pc.localDescription.sdp)
 
     async def accept_offer(self, sdp: str) -> str:
         await self._set_remote(sdp, "offer")
-        with _offering(self.config.local_addresses):
+        with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         return str(self.pc.localDescription.sdp)
 
@@ -202,19 +183,13 @@ class PeerLink:
         await self._set_remote(sdp, "answer")
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
+        self.max_message_bytes = check_remote_sdp(sdp, kind)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ProtocolError(f"the other side sent an unusable {kind}") from exc
-        match = _MAX_MESSAGE_RE.search(sdp)
-        if match:
-            advertised = int(match.group(1))
-            # 0 means "any size"; we still keep to our preferred size.
-            self.max_message_bytes = min(
-                advertised or PREFERRED_MESSAGE_BYTES, PREFERRED_MESSAGE_BYTES
-            )
-        else:
-            self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+        except Exception as exc:
+            # aiortc's parser raises whatever the malformed text triggers; all of it is the
+            # peer's fault, and all of it is known at once (not after the connect deadline).
+            raise ProtocolError(f"the other side sent an unusable {kind}: {exc!r:.80}") from exc
 
     def _adopt(self, channel: RTCDataChannel) -> None:
         if self.channel is not None:
@@ -233,6 +208,12 @@ class PeerLink:
     def _on_message(self, frame: bytes | str) -> None:
         if isinstance(frame, str):
             frame = frame.encode("utf-8", "surrogateescape")
+        if not frame:
+            # Every frame of ours has a type byte; an empty one can only be a broken peer
+            # (and the empty frame is the reader's "lost" signal, so it cannot be queued).
+            self._violation = ProtocolError("the other side sent an empty message")
+            self._mark_lost()
+            return
         self.incoming.put_nowait(frame)
 
     def _on_state(self) -> None:
@@ -282,14 +263,12 @@ class PeerLink:
         )
 
     def path(self) -> NetworkPath | None:
-        """Which path ICE nominated (aioice internals: None if they are not as expected)."""
-        try:
-            sctp: Any = self.pc.sctp
-            connection: Any = sctp.transport.transport._connection
-            pair: Any = connection._nominated.get(1)
-            local, remote = pair.local_candidate, pair.remote_candidate
-        except AttributeError:
+        """Which path ICE nominated (None when it cannot be known)."""
+        sctp = self.pc.sctp
+        pair = aiortc_patches.nominated_pair(sctp.transport.transport) if sctp else None
+        if pair is None:
             return None
+        local, remote = pair
         types = {local.type, remote.type}
         if "relay" in types:
             relayed = local if local.type == "relay" else remote
@@ -310,6 +289,10 @@ class PeerLink:
     @property
     def lost(self) -> bool:
         return self._lost.is_set()
+
+    def lost_error(self) -> P2PShareError:
+        """Why the connection ended: the peer's protocol violation, or a lost connection."""
+        return self._violation or PeerLostError("the connection to the other side was lost")
 
     async def wait_lost(self) -> None:
         await self._lost.wait()

@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="lifetime of the TURN credentials handed out (default: %(default)s)",
     )
+    p.add_argument(
+        "--static-dir",
+        default=None,
+        metavar="DIR",
+        help="folder of the browser page served at / (default: the one installed with the server)",
+    )
     return p
 
 
@@ -176,6 +182,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         turn_urls=tuple(args.turn),
         turn_secret=args.turn_secret,
         turn_ttl_s=args.turn_ttl,
+        static_dir=args.static_dir,
     )
 
 

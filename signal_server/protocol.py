@@ -9,21 +9,33 @@ helpers. ``docs/protocol.md`` is the reference for other implementations.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-SUBPROTOCOL = "p2pshare.v1"
-PROTOCOL_VERSION = 1
-NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,5}")
-"""Nameplates are decimal numbers from 1 to 999999 without leading zeros."""
+from signal_server.wire import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNSUPPORTED_DATA,
+    NAMEPLATE_RE,
+    PROTOCOL_VERSION,
+    SUBPROTOCOL,
+    ClientType,
+    ErrorCode,
+    ServerType,
+)
 
-# Close codes sent with the final close frame. 1000-1015 are RFC 6455's; 4000-4999 are ours.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN_LATER = 1013
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_NORMAL",
+    "CLOSE_TOO_BIG",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "NAMEPLATE_RE",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
+]
 
 
 @dataclass(frozen=True)
@@ -34,18 +46,18 @@ class ErrorKind:
     close_code: int
 
 
-BAD_REQUEST = ErrorKind("bad-request", 4000)
-NO_SUCH_CODE = ErrorKind("no-such-code", 4001)
-CROWDED = ErrorKind("crowded", 4002)
-NAMEPLATE_TAKEN = ErrorKind("nameplate-taken", 4003)
-RATE_LIMITED = ErrorKind("rate-limited", 4004)
-ROOM_LIMIT = ErrorKind("room-limit", 4005)
-EXPIRED = ErrorKind("expired", 4006)
-PEER_LEFT = ErrorKind("peer-left", 4007)
-TIMEOUT = ErrorKind("timeout", 4008)
-UNSUPPORTED_VERSION = ErrorKind("unsupported-version", 4009)
-SERVER_FULL = ErrorKind("server-full", CLOSE_TRY_AGAIN_LATER)
-BINARY_FRAME = ErrorKind("bad-request", CLOSE_UNSUPPORTED_DATA)
+BAD_REQUEST = ErrorKind(ErrorCode.BAD_REQUEST, 4000)
+NO_SUCH_CODE = ErrorKind(ErrorCode.NO_SUCH_CODE, 4001)
+CROWDED = ErrorKind(ErrorCode.CROWDED, 4002)
+NAMEPLATE_TAKEN = ErrorKind(ErrorCode.NAMEPLATE_TAKEN, 4003)
+RATE_LIMITED = ErrorKind(ErrorCode.RATE_LIMITED, 4004)
+ROOM_LIMIT = ErrorKind(ErrorCode.ROOM_LIMIT, 4005)
+EXPIRED = ErrorKind(ErrorCode.EXPIRED, 4006)
+PEER_LEFT = ErrorKind(ErrorCode.PEER_LEFT, 4007)
+TIMEOUT = ErrorKind(ErrorCode.TIMEOUT, 4008)
+UNSUPPORTED_VERSION = ErrorKind(ErrorCode.UNSUPPORTED_VERSION, 4009)
+SERVER_FULL = ErrorKind(ErrorCode.SERVER_FULL, CLOSE_TRY_AGAIN_LATER)
+BINARY_FRAME = ErrorKind(ErrorCode.BAD_REQUEST, CLOSE_UNSUPPORTED_DATA)
 
 ERROR_KINDS = {
     kind.name: kind
@@ -129,9 +141,9 @@ def parse_client_message(text: str) -> ClientMessage:
     if not isinstance(obj, dict):
         raise BadRequest("message must be a JSON object")
     kind = obj.get("type")
-    if kind == "allocate":
+    if kind == ClientType.ALLOCATE:
         return Allocate()
-    if kind == "claim":
+    if kind == ClientType.CLAIM:
         nameplate = _field(obj, "nameplate", str)
         if not NAMEPLATE_RE.fullmatch(nameplate):
             raise BadRequest("nameplate must be a number from 1 to 999999")
@@ -139,9 +151,9 @@ def parse_client_message(text: str) -> ClientMessage:
         if not isinstance(create, bool):
             raise BadRequest("field 'create' must be a bool")
         return Claim(nameplate, create)
-    if kind == "send":
+    if kind == ClientType.SEND:
         return Send(_field(obj, "body", str))
-    if kind == "bye":
+    if kind == ClientType.BYE:
         return Bye()
     raise BadRequest("unknown message type")
 
@@ -155,28 +167,28 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def welcome_msg(ice_servers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "welcome", "version": PROTOCOL_VERSION, "ice_servers": ice_servers}
+    return {"type": ServerType.WELCOME, "version": PROTOCOL_VERSION, "ice_servers": ice_servers}
 
 
 def allocated_msg(nameplate: str) -> dict[str, Any]:
-    return {"type": "allocated", "nameplate": nameplate}
+    return {"type": ServerType.ALLOCATED, "nameplate": nameplate}
 
 
 def claimed_msg(nameplate: str) -> dict[str, Any]:
-    return {"type": "claimed", "nameplate": nameplate}
+    return {"type": ServerType.CLAIMED, "nameplate": nameplate}
 
 
 def paired_msg() -> dict[str, Any]:
-    return {"type": "paired"}
+    return {"type": ServerType.PAIRED}
 
 
 def relayed_msg(body: str) -> dict[str, Any]:
-    return {"type": "message", "body": body}
+    return {"type": ServerType.MESSAGE, "body": body}
 
 
 def peer_left_msg() -> dict[str, Any]:
-    return {"type": "peer-left"}
+    return {"type": ServerType.PEER_LEFT}
 
 
 def error_msg(kind: ErrorKind, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": kind.name, "message": message}
+    return {"type": ServerType.ERROR, "code": kind.name, "message": message}

@@ -17,10 +17,10 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -28,6 +28,7 @@ from websockets.typing import Subprotocol
 from signal_server import ice, protocol
 from signal_server.protocol import SignalError
 from signal_server.rooms import Action, CloseConn, RoomRegistry, SendTo, SlidingWindowLimiter
+from signal_server.static import StaticSite, add_security_headers, text_response
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class ServerSettings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_s: int = 3600
+    static_dir: str | None = None
+    """Folder of the browser page served at ``/``; None means the one in the package."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class SignalServer:
         self._ids = itertools.count(1)
         self.stats: Counter[str] = Counter()
         self._handler_exited = asyncio.Condition()
+        self.site = (
+            StaticSite() if settings.static_dir is None else StaticSite(Path(settings.static_dir))
+        )
 
     # -- websockets callbacks ---------------------------------------------------------------
 
@@ -108,10 +114,19 @@ class SignalServer:
         return Subprotocol(protocol.SUBPROTOCOL) if protocol.SUBPROTOCOL in offered else None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path == "/healthz":
-            headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
-            return Response(http.HTTPStatus.OK, "OK", headers, b"ok\n")
-        return None
+        # A websocket upgrade on any path is the rendezvous protocol; a plain GET is the page.
+        if "websocket" in request.headers.get("Upgrade", "").lower():
+            return None
+        if request.path.split("?", 1)[0] == "/healthz":
+            return text_response(http.HTTPStatus.OK, "ok\n")
+        return self.site.response(request.method, request.path)
+
+    def process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> None:
+        # Also websockets' own refusals (400, 426, ...) carry the headers the page relies on.
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            add_security_headers(response)
 
     async def handler(self, ws: ServerConnection) -> None:
         conn = next(self._ids)
@@ -270,6 +285,7 @@ async def start_server(
         subprotocols=[Subprotocol(protocol.SUBPROTOCOL)],
         select_subprotocol=signal.select_subprotocol,
         process_request=signal.process_request,
+        process_response=signal.process_response,
         compression=None,
         max_size=settings.max_message_bytes,
         max_queue=16,

@@ -10,7 +10,7 @@
 
 Routers masquerade their LAN: ``cone`` keeps source ports where it can (endpoint-independent
 mapping in practice), ``symmetric`` uses ``--random-fully`` (a new port per destination).
-Two lessons from building this here (DESIGN.md): a router must drop unsolicited packets
+Two lessons from building this here: a router must drop unsolicited packets
 addressed to itself, or conntrack port clashes break hole punching; and the public namespace
 needs a default route (to a gateway that need not exist) or coturn's relay fails with
 "Network is unreachable". Everything lives in namespaces this module creates and deletes.

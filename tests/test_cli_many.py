@@ -236,3 +236,30 @@ def test_stdin_to_stdout_with_bounded_memory(server: str, tmp_path: Path) -> Non
     assert received == size and digest.hexdigest() == expected
     assert sender_rss < 160 * MIB and receiver_rss < 160 * MIB, (sender_rss, receiver_rss)
     assert leftovers(tmp_path) == ["big.iso", "rss"]
+
+
+HOSTILE_TEXT = "hello \x1b]0;PWNED\x07\x1b[2J \u202eevil\u202c \x7fend"  # argv holds no NUL
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_text_message_to_a_pipe_is_escaped_unless_raw(
+    server: str, tmp_path: Path, raw: bool
+) -> None:
+    """Escape sequences, bidi overrides and controls reach a pipe escaped; --raw gives the
+    bytes."""
+    sender = Peer(["send", "--text", HOSTILE_TEXT, "--server", server, "--json"], cwd=tmp_path)
+    code = sender.event("code")["code"]
+    proc = subprocess.run(
+        [P2PSHARE, "receive", code, "--server", server, "--yes", *(["--raw"] if raw else [])],
+        cwd=tmp_path,
+        env=peer_env(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    if raw:
+        assert proc.stdout == (HOSTILE_TEXT + "\n").encode()
+    else:
+        assert proc.stdout == (b"hello \\x1b]0;PWNED\\x07\\x1b[2J \\u202eevil\\u202c \\x7fend\n")
+        assert not any(c in proc.stdout for c in (b"\x1b", b"\x07", b"\x7f", "\u202e".encode()))

@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 
-from p2pshare.webrtc import IceConfig, _ice_servers
+from p2pshare.config import IceConfig
+from p2pshare.webrtc import _ice_servers
 from signal_server.ice import ice_servers, turn_credentials
 
 

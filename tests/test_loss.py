@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pshare import sctp_tuning
+from p2pshare import aiortc_patches
 from tests.cli_helpers import embedded_pair
 from tests.natlab import delayed_link, lossy_link
 
@@ -20,8 +20,8 @@ def test_sctp_patches_are_active_on_the_pinned_aiortc() -> None:
     """The loss test below exercises the patched path, not silently the stock one."""
     import aiortc
 
-    assert aiortc.__version__ in sctp_tuning.TESTED_VERSIONS
-    assert sctp_tuning.apply() and sctp_tuning.enabled()
+    assert aiortc.__version__ in aiortc_patches.TESTED_VERSIONS
+    assert aiortc_patches.apply() and aiortc_patches.enabled()
 
 
 @pytest.mark.parametrize("loss_pct", [1, 5])

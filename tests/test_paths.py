@@ -117,6 +117,9 @@ def test_every_written_path_stays_inside_or_offer_is_refused(
         "-rf",
         "~",
         "emoji \U0001f600.png",
+        "my\u00a0file.txt",  # a no-break space inside a name (macOS copy and paste)
+        "写真\u3000一覧.jpg",  # an ideographic space inside a Japanese name
+        ".p2pshare",  # only the .p2pshare- prefix is reserved
     ],
 )
 def test_ordinary_names_are_accepted(name: str) -> None:
@@ -158,6 +161,14 @@ def test_ordinary_names_are_accepted(name: str) -> None:
         "a<",
         "a|",
         "\ud800",
+        "CLOCK$",
+        "\u3164",  # Hangul filler: draws nothing
+        "a\u2800b",  # braille blank
+        "\u00a0a",  # leading no-break space
+        "a\u3000",  # trailing ideographic space
+        "\u3000",
+        ".p2pshare-0123456789abcdef.part",  # the receiver's own partial-file namespace
+        ".P2PShare-0123456789abcdef.json",
     ],
 )
 def test_hostile_names_are_refused(name: str) -> None:
@@ -171,3 +182,37 @@ def test_printable_escapes_everything_a_terminal_would_act_on() -> None:
     shown = printable("a\x1b[31mb\u202ec\x00d\ne\u2028")
     assert shown == "a\\x1b[31mb\\u202ec\\x00d\\x0ae\\u2028"
     assert printable("x" * 300).endswith("…") and len(printable("x" * 300)) == 201
+
+
+def test_invisible_and_blank_characters_are_shown_escaped() -> None:
+    """Allowed-but-invisible characters (Hangul filler, braille blank, no-break and
+    ideographic spaces, variation selectors) are printed as escapes, so a name that looks
+    empty or like another one shows what it is."""
+    shown = printable("\u3164.txt \u2800 a\u00a0b\u3000c\ufe0fd")
+    assert shown == "\\u3164.txt \\u2800 a\\xa0b\\u3000c\\ufe0fd"
+
+
+def test_reporter_prints_peer_strings_without_markup_or_emoji() -> None:
+    """rich markup and :emoji: codes in a peer's name are printed as written."""
+    import io
+
+    from p2pshare.progress import HumanReporter
+
+    reporter = HumanReporter("x")
+    reporter.console.file = io.StringIO()
+    reporter.say("Offer: :warning: invoice.pdf [bold red]x[/] [link=http://e]y[/link]")
+    printed = reporter.console.file.getvalue()
+    assert ":warning: invoice.pdf [bold red]x[/] [link=http://e]y[/link]" in printed
+    assert "\u26a0" not in printed
+
+
+def test_hidden_entries_at_the_top_of_home_are_found() -> None:
+    """Into the home directory itself, .ssh/authorized_keys or .bashrc are named; elsewhere,
+    or deeper than the top, dot names are ordinary."""
+    from p2pshare.files import hidden_in_home
+
+    checked = [("photos", "a.jpg"), (".ssh", "authorized_keys")]
+    assert hidden_in_home(checked, destination_is_home=True) == ".ssh/authorized_keys"
+    assert hidden_in_home([(".bashrc",)], destination_is_home=True) == ".bashrc"
+    assert hidden_in_home(checked, destination_is_home=False) is None
+    assert hidden_in_home([("d", ".hidden")], destination_is_home=True) is None

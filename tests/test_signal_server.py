@@ -355,10 +355,10 @@ async def test_raw_tcp_junk_is_dropped(signal: RunningServer) -> None:
     assert b"101" not in data.split(b"\r\n", 1)[0]
 
 
-async def test_plain_http_gets_upgrade_required(signal: RunningServer) -> None:
-    """A browser or curl hitting the server gets 426, not a hang."""
-    data = await _raw_exchange(signal.url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert data.startswith(b"HTTP/1.1 426")
+async def test_plain_http_to_an_unknown_path_gets_404(signal: RunningServer) -> None:
+    """A plain GET that is neither the page nor /healthz gets a 404, not a hang."""
+    data = await _raw_exchange(signal.url, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 404")
 
 
 async def test_healthz(signal: RunningServer) -> None:

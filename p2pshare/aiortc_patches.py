@@ -1,7 +1,17 @@
-"""Run-time changes to aiortc's SCTP receive path, for throughput. Private API: version-gated.
+"""Every private touch of aiortc and aioice, in one place, applied by an explicit call.
 
-aiortc's SCTP does per-packet Python work (about 42 µs per packet per side here), and the
-receiver makes it worse in three ways that these patches remove:
+Nothing here runs on import: :func:`apply` is called by ``webrtc.PeerLink`` when the first peer
+connection is made, and installs every change at once, or none of them, on the aiortc versions
+listed in ``TESTED_VERSIONS`` (the range is pinned in pyproject.toml). On any other version
+p2pshare runs on stock aiortc: slower, without ``--local-address`` filtering, and without
+naming the network path. ``tests/test_aiortc_patches.py`` fingerprints the source of every
+upstream function replaced, wrapped or read here, so an aiortc upgrade fails loudly in CI.
+
+The touches:
+
+**SCTP throughput** (``RTCSctpTransport``). aiortc's SCTP does per-packet Python work (about
+42 µs per packet per side here), and the receiver makes it worse in three ways; the sender in
+one more. Four changes remove them:
 
 1. **Delayed acknowledgement** (RFC 4960 section 6.2). Upstream sends a SACK for every packet
    that carried DATA. We acknowledge every second such packet, or 20 ms after the first
@@ -20,20 +30,31 @@ receiver makes it worse in three ways that these patches remove:
    timer; the walk is skipped until one of those happened, and resumes skipping once a walk
    found nothing left to retransmit.
 
-:func:`apply` patches ``RTCSctpTransport`` only on the aiortc versions listed in
-``TESTED_VERSIONS`` (the range is pinned in pyproject.toml) and leaves stock behaviour on any
-other. ``P2PSHARE_STOCK_SCTP=1`` turns the patches off, for comparisons. The loss benchmark and
-the end-to-end tests run through the patched path.
+``P2PSHARE_STOCK_SCTP=1`` leaves these four out, for comparisons (the two below stay).
+
+**Host addresses** (``aioice.ice.get_host_addresses``). aioice never offers 127.0.0.1 and
+offers every address of the machine; a connection made with ``local_addresses`` must offer
+exactly those (two peers on one machine, tests in namespaces). The module-level function is
+wrapped once; the choice travels in a context variable so concurrent connections do not
+interfere (:func:`offering`).
+
+**The nominated pair** (``aioice.Connection._nominated``): which candidate pair ICE chose, to
+tell the user whether the path is direct or relayed (:func:`nominated_pair`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import aioice
+import aioice.ice
 import aiortc
 from aiortc import rtcsctptransport as sctp
 from aiortc.rtcsctptransport import RTCSctpTransport
@@ -42,36 +63,134 @@ from aiortc.utils import uint32_gt
 logger = logging.getLogger(__name__)
 
 TESTED_VERSIONS = ("1.16.0",)
+"""aiortc versions these changes were written and tested against."""
+TESTED_AIOICE_VERSIONS = ("0.13.0",)
 SACK_EVERY_PACKETS = 2
 SACK_DELAY_S = 0.020
 ENV_STOCK = "P2PSHARE_STOCK_SCTP"
 
-_applied = False
+UPSTREAM_TOUCHED = (
+    # replaced
+    "aiortc.rtcsctptransport:RTCSctpTransport._handle_data",
+    "aiortc.rtcsctptransport:RTCSctpTransport._mark_received",
+    "aiortc.rtcsctptransport:RTCSctpTransport._receive_data_chunk",
+    "aiortc.rtcsctptransport:RTCSctpTransport._receive_sack_chunk",
+    "aiortc.rtcsctptransport:RTCSctpTransport._t3_expired",
+    "aiortc.rtcsctptransport:RTCSctpTransport._transmit",
+    "aioice.ice:get_host_addresses",
+    # called or read by the replacements (their contracts must not move under us)
+    "aiortc.rtcsctptransport:RTCSctpTransport.__init__",
+    "aiortc.rtcsctptransport:RTCSctpTransport._send_sack",
+    "aiortc.rtcsctptransport:RTCSctpTransport._get_inbound_stream",
+    "aiortc.rtcsctptransport:RTCSctpTransport._flight_size_increase",
+    "aiortc.rtcsctptransport:RTCSctpTransport._send_chunk",
+    "aiortc.rtcsctptransport:RTCSctpTransport._t3_start",
+    "aiortc.rtcsctptransport:RTCSctpTransport._t3_restart",
+    "aiortc.rtcsctptransport:RTCSctpTransport._reset_deferred_streams",
+    "aiortc.rtcsctptransport:RTCSctpTransport._receive_chunk",
+    "aiortc.rtcsctptransport:InboundStream.add_chunk",
+    "aiortc.rtcsctptransport:InboundStream.pop_messages",
+    "aiortc.rtcicetransport:RTCIceTransport.__init__",
+    "aioice.ice:Connection.__init__",
+    "aioice.ice:Connection.check_complete",
+)
+"""Every upstream function these changes replace or depend on, as ``module:qualname``; the
+test suite fingerprints each one's source for every version in ``TESTED_VERSIONS``."""
+
+_applied: bool | None = None
+"""None: :func:`apply` not called yet; then whether the touches are installed."""
+_sctp_applied = False
+
+
+def tested() -> bool:
+    """Whether the installed aiortc is one these changes were written and tested against."""
+    return aiortc.__version__ in TESTED_VERSIONS and aioice.__version__ in TESTED_AIOICE_VERSIONS
 
 
 def enabled() -> bool:
-    return _applied
+    """Whether the SCTP throughput changes are active."""
+    return _sctp_applied
 
 
 def apply() -> bool:
-    """Install the patches once; returns whether they are active."""
-    global _applied
-    if _applied:
-        return True
+    """Install every touch once (idempotent); returns whether they are installed."""
+    global _applied, _sctp_applied
+    if _applied is not None:
+        return _applied
+    if not tested():
+        logger.warning(
+            "aiortc %s / aioice %s are not versions p2pshare was tested with (%s / %s): "
+            "running on stock aiortc, slower, without --local-address filtering",
+            aiortc.__version__,
+            aioice.__version__,
+            ", ".join(TESTED_VERSIONS),
+            ", ".join(TESTED_AIOICE_VERSIONS),
+        )
+        _applied = False
+        return False
+    aioice.ice.get_host_addresses = _get_host_addresses
+    _applied = True
     if os.environ.get(ENV_STOCK) == "1":
         logger.info("stock aiortc SCTP (%s=1)", ENV_STOCK)
-        return False
-    if aiortc.__version__ not in TESTED_VERSIONS:
-        logger.info("stock aiortc SCTP: patches not tested on aiortc %s", aiortc.__version__)
-        return False
+        return True
     RTCSctpTransport._handle_data = _handle_data  # type: ignore[method-assign]
     RTCSctpTransport._mark_received = _mark_received  # type: ignore[method-assign]
     RTCSctpTransport._receive_data_chunk = _receive_data_chunk  # type: ignore[method-assign]
     RTCSctpTransport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
     RTCSctpTransport._t3_expired = _t3_expired  # type: ignore[method-assign]
     RTCSctpTransport._transmit = _transmit  # type: ignore[method-assign]
-    _applied = True
+    _sctp_applied = True
     return True
+
+
+# -- host addresses ------------------------------------------------------------------------
+
+_local_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "p2pshare_local_addresses", default=None
+)
+_stock_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    chosen = _local_addresses.get()
+    if chosen is None:
+        addresses: list[str] = _stock_get_host_addresses(use_ipv4, use_ipv6)
+        return addresses
+    return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+def host_addresses() -> list[str]:
+    """The machine's addresses as stock aioice sees them (no loopback)."""
+    addresses: list[str] = _stock_get_host_addresses(True, True)
+    return addresses
+
+
+@contextmanager
+def offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    """Within this block, candidates are gathered on exactly ``addresses`` (None: aioice's
+    choice). Without :func:`apply` in force the choice cannot be honoured and is ignored."""
+    if addresses is not None and not _applied:
+        logger.warning("cannot restrict local addresses on this aiortc version; using all")
+    token = _local_addresses.set(addresses)
+    try:
+        yield
+    finally:
+        _local_addresses.reset(token)
+
+
+# -- the nominated pair --------------------------------------------------------------------
+
+
+def nominated_pair(ice_transport: Any) -> tuple[Any, Any] | None:
+    """(local, remote) candidates of the pair ICE nominated for component 1, or None when
+    aioice's internals are not as tested or nothing is nominated yet."""
+    if not _applied:
+        return None
+    try:
+        pair: Any = ice_transport._connection._nominated.get(1)
+        return pair.local_candidate, pair.remote_candidate
+    except AttributeError:
+        return None
 
 
 _stock_mark_received = RTCSctpTransport._mark_received

@@ -1,0 +1,132 @@
+"""The private aiortc/aioice touches: applied only by an explicit call, never on import, and
+pinned to the upstream source they were written against."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import inspect
+import os
+import subprocess
+import sys
+
+import aioice
+import aiortc
+
+from p2pshare import aiortc_patches
+
+# SHA-256 (first 16 hex digits) of each upstream function's source, per tested version. An
+# aiortc or aioice upgrade that changes any of them fails here: re-read the function, adapt
+# aiortc_patches.py, re-run the loss tests, then record the new version and fingerprints.
+FINGERPRINTS: dict[tuple[str, str], dict[str, str]] = {
+    ("1.16.0", "0.13.0"): {
+        "aiortc.rtcsctptransport:RTCSctpTransport._handle_data": "6c5c58a45fea4e14",
+        "aiortc.rtcsctptransport:RTCSctpTransport._mark_received": "4e547408cdb5b268",
+        "aiortc.rtcsctptransport:RTCSctpTransport._receive_data_chunk": "8fc0008e8a91f424",
+        "aiortc.rtcsctptransport:RTCSctpTransport._receive_sack_chunk": "a9837751b7cb9d31",
+        "aiortc.rtcsctptransport:RTCSctpTransport._t3_expired": "b1400ba6f116afe6",
+        "aiortc.rtcsctptransport:RTCSctpTransport._transmit": "0f05f95ed5f53d04",
+        "aioice.ice:get_host_addresses": "47c9b9a55061bb12",
+        "aiortc.rtcsctptransport:RTCSctpTransport.__init__": "bcbb71c64c117b1d",
+        "aiortc.rtcsctptransport:RTCSctpTransport._send_sack": "b174f5ff7c3749f5",
+        "aiortc.rtcsctptransport:RTCSctpTransport._get_inbound_stream": "b7c838e7be3319da",
+        "aiortc.rtcsctptransport:RTCSctpTransport._flight_size_increase": "a2d702692654a455",
+        "aiortc.rtcsctptransport:RTCSctpTransport._send_chunk": "15988816639853f0",
+        "aiortc.rtcsctptransport:RTCSctpTransport._t3_start": "31bf60e0bdf11a62",
+        "aiortc.rtcsctptransport:RTCSctpTransport._t3_restart": "1140b2e35acaf175",
+        "aiortc.rtcsctptransport:RTCSctpTransport._reset_deferred_streams": "43b44cf2f2b5b4a9",
+        "aiortc.rtcsctptransport:RTCSctpTransport._receive_chunk": "80ae69e075a7fa01",
+        "aiortc.rtcsctptransport:InboundStream.add_chunk": "a211e0e33042652e",
+        "aiortc.rtcsctptransport:InboundStream.pop_messages": "c48d9a839ae6763b",
+        "aiortc.rtcicetransport:RTCIceTransport.__init__": "6cf367e56a3c3dfc",
+        "aioice.ice:Connection.__init__": "4eaf769849043a6b",
+        "aioice.ice:Connection.check_complete": "86cb64672d8acf0f",
+    }
+}
+
+
+def _fingerprint(spec: str) -> str:
+    # From the module's file, not the live attribute: once patched, that is our function.
+    module, qualname = spec.split(":")
+    source = inspect.getsource(importlib.import_module(module))
+    scope: list[ast.stmt] = ast.parse(source).body
+    node: ast.stmt | None = None
+    for part in qualname.split("."):
+        node = next(
+            n
+            for n in scope
+            if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and n.name == part
+        )
+        scope = node.body
+    segment = ast.get_source_segment(source, node, padded=True) if node else None
+    assert segment is not None, spec
+    return hashlib.sha256(segment.encode()).hexdigest()[:16]
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_upstream_source_is_what_the_patches_were_written_against() -> None:
+    """Every replaced or relied-on upstream function still has the source we read."""
+    version = (aiortc.__version__, aioice.__version__)
+    assert version in FINGERPRINTS, f"untested aiortc/aioice {version}: see the comment above"
+    assert aiortc.__version__ in aiortc_patches.TESTED_VERSIONS
+    assert aioice.__version__ in aiortc_patches.TESTED_AIOICE_VERSIONS
+    expected = FINGERPRINTS[version]
+    assert set(expected) == set(aiortc_patches.UPSTREAM_TOUCHED)
+    changed = [s for s in aiortc_patches.UPSTREAM_TOUCHED if _fingerprint(s) != expected[s]]
+    assert changed == []
+
+
+def test_pure_modules_load_no_aiortc() -> None:
+    """The package, settings, errors, transfer protocol and wire format import without aiortc."""
+    loaded = _run(
+        "import sys, p2pshare, p2pshare.config, p2pshare.errors, p2pshare.transfer, "
+        "p2pshare.messages, p2pshare.codes, p2pshare.files, p2pshare.pake; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiortc', 'aioice')))"
+    )
+    assert loaded == "[]"
+
+
+def test_importing_webrtc_changes_nothing_until_a_connection_is_made() -> None:
+    """Import leaves aiortc stock; the first PeerLink applies every touch at once."""
+    out = _run(
+        "import asyncio, aioice.ice\n"
+        "from aiortc.rtcsctptransport import RTCSctpTransport as T\n"
+        "stock = (T._handle_data, T._transmit, aioice.ice.get_host_addresses)\n"
+        "from p2pshare import webrtc, aiortc_patches\n"
+        "print((T._handle_data, T._transmit, aioice.ice.get_host_addresses) == stock)\n"
+        "async def main():\n"
+        "    link = webrtc.PeerLink(webrtc.IceConfig())\n"
+        "    await link.close()\n"
+        "asyncio.run(main())\n"
+        "print(T._handle_data is not stock[0], T._transmit is not stock[1],"
+        " aioice.ice.get_host_addresses is not stock[2], aiortc_patches.enabled())\n"
+    )
+    assert out.splitlines() == ["True", "True True True True"]
+
+
+def test_stock_switch_keeps_the_sctp_path_stock() -> None:
+    """P2PSHARE_STOCK_SCTP=1 leaves aiortc's SCTP alone (for comparisons)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from aiortc.rtcsctptransport import RTCSctpTransport as T\n"
+            "stock = T._handle_data\n"
+            "from p2pshare import aiortc_patches\n"
+            "print(aiortc_patches.apply(), aiortc_patches.enabled(), T._handle_data is stock)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "P2PSHARE_STOCK_SCTP": "1"},
+    ).stdout.strip()
+    assert out == "True False True"

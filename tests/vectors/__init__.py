@@ -1,0 +1,1 @@
+"""Cross-language test vectors (JSON) and the script that regenerates them."""
