@@ -191,8 +191,11 @@ export function pyFloat(x) {
   return (negative ? "-" : "") + out;
 }
 
-/** json.dumps(value, ensure_ascii=False) with compact or default separators. */
-export function stringify(value, compact = true) {
+/**
+ * json.dumps(value, ensure_ascii=False) with compact or default separators; with `ascii`,
+ * json.dumps's default ensure_ascii=True (every non-ASCII UTF-16 unit as a \\uXXXX escape).
+ */
+export function stringify(value, compact = true, ascii = false) {
   const [itemSep, keySep] = compact ? [",", ":"] : [", ", ": "];
   function enc(v) {
     if (v === null || v === undefined) return "null";
@@ -214,5 +217,6 @@ export function stringify(value, compact = true) {
       "}"
     );
   }
-  return enc(value);
+  const text = enc(value);
+  return ascii ? text.replace(/[^\x00-\x7f]/g, (ch) => "\\u" + ch.charCodeAt(0).toString(16).padStart(4, "0")) : text;
 }

@@ -12,10 +12,21 @@ export const MAX_PRINT_CHARS = 200;
 const WINDOWS_DEVICES = new Set(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]);
 for (let i = 0; i < 10; i++) WINDOWS_DEVICES.add(`COM${i}`).add(`LPT${i}`);
 for (const c of "¹²³") WINDOWS_DEVICES.add(`COM${c}`).add(`LPT${c}`);
+WINDOWS_DEVICES.add("CLOCK$");
+/** The receiver's own bookkeeping is named so; no offered name may start with it. */
+export const RESERVED_PREFIX = ".p2pshare-";
+// Letters and symbols that draw nothing (U+3164 HANGUL FILLER, U+2800 BRAILLE PATTERN BLANK,
+// variation selectors...): a name of them looks empty or like another name.
+const DRAWS_NOTHING = new Set([0x034f, 0x115f, 0x1160, 0x17b4, 0x17b5, 0x2800, 0x3164, 0xffa0]);
+for (let c = 0x180b; c < 0x1810; c++) DRAWS_NOTHING.add(c);
+for (let c = 0xfe00; c < 0xfe10; c++) DRAWS_NOTHING.add(c);
+for (let c = 0xe0100; c < 0xe01f0; c++) DRAWS_NOTHING.add(c);
+// Python's str.isspace().
+const PY_SPACE = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/u;
+const isSpace = (ch) => PY_SPACE.test(ch);
 const FORBIDDEN = new Set('\\/:*?"<>|');
 // Python's unicodedata categories Cc, Cf, Cs, Co, Cn and Zl, Zp.
 const INVISIBLE = /[\p{C}\p{Zl}\p{Zp}]/u;
-const ESCAPED = /[\p{C}\p{Z}]/u;
 
 /** The offer names a file that is not safe to save (error name "unsafe-name"). */
 export class UnsafeNameError extends ProtocolError {
@@ -39,14 +50,21 @@ function hex(c, width) {
   return c.toString(16).padStart(width, "0");
 }
 
-/** Every control, format and separator character escaped, cut to `limit` characters. */
+function escape(c) {
+  return c < 0x100 ? `\\x${hex(c, 2)}` : c < 0x10000 ? `\\u${hex(c, 4)}` : `\\U${hex(c, 8)}`;
+}
+
+/** Control, format (bidi, zero-width), line/paragraph separator, or drawing nothing. */
+function hidden(ch) {
+  return INVISIBLE.test(ch) || DRAWS_NOTHING.has(ch.codePointAt(0));
+}
+
+/** Every control, format, invisible and non-space separator escaped, cut to `limit` characters. */
 export function printable(text, limit = MAX_PRINT_CHARS) {
   const chars = [...text];
   let out = "";
   for (const ch of chars.slice(0, limit)) {
-    const c = ch.codePointAt(0);
-    if (ch !== " " && ESCAPED.test(ch)) out += c < 0x100 ? `\\x${hex(c, 2)}` : `\\u${hex(c, 4)}`;
-    else out += ch;
+    out += hidden(ch) || (ch !== " " && isSpace(ch)) ? escape(ch.codePointAt(0)) : ch;
   }
   return out + (chars.length > limit ? "…" : "");
 }
@@ -73,8 +91,15 @@ export function checkComponent(part) {
     }
   }
   const chars = [...part];
-  if (". ".includes(chars[chars.length - 1]) || chars[0] === " ") {
+  const last = chars[chars.length - 1];
+  if (last === "." || isSpace(last) || isSpace(chars[0])) {
     throw new UnsafeNameError(`refused unsafe name ${shown}: leading space or trailing dot or space`);
+  }
+  if (chars.some((ch) => DRAWS_NOTHING.has(ch.codePointAt(0)))) {
+    throw new UnsafeNameError(`refused unsafe name ${shown}: contains a character that draws nothing`);
+  }
+  if (casefold(part).startsWith(RESERVED_PREFIX)) {
+    throw new UnsafeNameError(`refused name ${shown}: names starting with ${RESERVED_PREFIX} are p2pshare's own`);
   }
   const stem = part.split(".")[0].replace(/ +$/, "").toUpperCase();
   if (WINDOWS_DEVICES.has(stem)) {
@@ -101,7 +126,11 @@ export function checkPath(path) {
  * like the same way for the names that matter).
  */
 export function collisionKey(path) {
-  return path.normalize("NFC").toUpperCase().toLowerCase();
+  return casefold(path.normalize("NFC"));
+}
+
+function casefold(text) {
+  return text.toUpperCase().toLowerCase();
 }
 
 /** Check every entry of an offer; return their components, or refuse the whole offer. */

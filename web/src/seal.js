@@ -6,6 +6,7 @@
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 
 import { concatBytes, fromUtf8, utf8 } from "./bytes.js";
+import { stringify } from "./json.js";
 import { PROTOCOL_ID } from "./pake.js";
 
 /** A signalling message failed to open: the rendezvous server (or someone) altered it. */
@@ -58,9 +59,9 @@ export class Sealer {
     return plaintext;
   }
 
-  /** Seal {"type": kind, "sdp": sdp} as UTF-8 JSON (session.py's _seal_sdp). */
+  /** Seal {"type": kind, "sdp": sdp} as UTF-8 JSON, written as Python's json.dumps does. */
   sealSdp(kind, sdp) {
-    return this.seal(utf8(JSON.stringify({ type: kind, sdp })));
+    return this.seal(utf8(stringify({ type: kind, sdp }, false, true)));
   }
 
   /** Open the peer's {"type": kind, "sdp": ...}; anything else is a protocol error. */

@@ -22,7 +22,9 @@ NAMES = [
     "conin$", "aux .txt", "x ", "x.", " x", "a\\b", "C:", "a*b", "a?b", 'a"b', "a<b", "a>b",
     "a|b", "\x00", "\x1b[1m", "a\x7fb", "\u202e", "\u200b", "a\u2028b", "a\u2029b",
     "a\ue000b", "a\ud800b", "a\u0378b", "tab\there", "new\nline", "a\u00a0b", "a\u3000b",
-    "e\u0301", "\U000e0001tag",
+    "e\u0301", "\U000e0001tag", ".p2pshare-x", ".P2PSHARE-1.part", "p2pshare-x", "CLOCK$",
+    "clock$.txt", "\u3164", "a\u2800", "x\u00a0", "\u3000x", "a\ufe0fb", "a\U000e0100",
+    "x\u2003", "\u200ax", "a\u0085b",
 ]
 PATHS = [
     "a/b/c.txt", "/etc/passwd", "a//b", "a/./b", "a/../b", "../x", "a/", "/".join("d" * 64),
