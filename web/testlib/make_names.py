@@ -16,19 +16,86 @@ from p2pshare.files import UnsafeNameError, check_offer, printable
 HERE = Path(__file__).resolve().parent
 
 NAMES = [
-    "report.pdf", "My Photos", ".hidden", "a..b", "café au lait.txt", "日本語.txt", "x" * 255,
-    "é" * 127, "é" * 128, "CONSOLE.txt", "com10", "-rf", "~", "emoji \U0001f600.png",
-    "..", ".", "", "x" * 256, "CON", "con.txt", "nul.tar.gz", "COM1", "lpt9.log", "COM¹",
-    "conin$", "aux .txt", "x ", "x.", " x", "a\\b", "C:", "a*b", "a?b", 'a"b', "a<b", "a>b",
-    "a|b", "\x00", "\x1b[1m", "a\x7fb", "\u202e", "\u200b", "a\u2028b", "a\u2029b",
-    "a\ue000b", "a\ud800b", "a\u0378b", "tab\there", "new\nline", "a\u00a0b", "a\u3000b",
-    "e\u0301", "\U000e0001tag", ".p2pshare-x", ".P2PSHARE-1.part", "p2pshare-x", "CLOCK$",
-    "clock$.txt", "\u3164", "a\u2800", "x\u00a0", "\u3000x", "a\ufe0fb", "a\U000e0100",
-    "x\u2003", "\u200ax", "a\u0085b",
+    "report.pdf",
+    "My Photos",
+    ".hidden",
+    "a..b",
+    "café au lait.txt",
+    "日本語.txt",
+    "x" * 255,
+    "é" * 127,
+    "é" * 128,
+    "CONSOLE.txt",
+    "com10",
+    "-rf",
+    "~",
+    "emoji \U0001f600.png",
+    "..",
+    ".",
+    "",
+    "x" * 256,
+    "CON",
+    "con.txt",
+    "nul.tar.gz",
+    "COM1",
+    "lpt9.log",
+    "COM¹",
+    "conin$",
+    "aux .txt",
+    "x ",
+    "x.",
+    " x",
+    "a\\b",
+    "C:",
+    "a*b",
+    "a?b",
+    'a"b',
+    "a<b",
+    "a>b",
+    "a|b",
+    "\x00",
+    "\x1b[1m",
+    "a\x7fb",
+    "\u202e",
+    "\u200b",
+    "a\u2028b",
+    "a\u2029b",
+    "a\ue000b",
+    "a\ud800b",
+    "a\u0378b",
+    "tab\there",
+    "new\nline",
+    "a\u00a0b",
+    "a\u3000b",
+    "e\u0301",
+    "\U000e0001tag",
+    ".p2pshare-x",
+    ".P2PSHARE-1.part",
+    "p2pshare-x",
+    "CLOCK$",
+    "clock$.txt",
+    "\u3164",
+    "a\u2800",
+    "x\u00a0",
+    "\u3000x",
+    "a\ufe0fb",
+    "a\U000e0100",
+    "x\u2003",
+    "\u200ax",
+    "a\u0085b",
 ]
 PATHS = [
-    "a/b/c.txt", "/etc/passwd", "a//b", "a/./b", "a/../b", "../x", "a/", "/".join("d" * 64),
-    "/".join("d" * 65), "/".join(["x" * 200] * 21), "/".join(["x" * 200] * 20),
+    "a/b/c.txt",
+    "/etc/passwd",
+    "a//b",
+    "a/./b",
+    "a/../b",
+    "../x",
+    "a/",
+    "/".join("d" * 64),
+    "/".join("d" * 65),
+    "/".join(["x" * 200] * 21),
+    "/".join(["x" * 200] * 20),
 ]
 OFFERS: list[list[tuple[str, str]]] = [
     [("photos", "dir"), ("photos/2024/a b.jpg", "file"), ("notes.txt", "file")],
@@ -47,9 +114,7 @@ OFFERS: list[list[tuple[str, str]]] = [
 
 
 def verdict(entries: list[tuple[str, str]]) -> dict[str, Any]:
-    offer = m.Offer(
-        tuple(m.FileEntry(p, 0 if k == "dir" else 1, kind=k) for p, k in entries)
-    )
+    offer = m.Offer(tuple(m.FileEntry(p, 0 if k == "dir" else 1, kind=k) for p, k in entries))
     try:
         parts = check_offer(offer)
     except UnsafeNameError as exc:
@@ -61,7 +126,7 @@ def main() -> None:
     cases = [{"entries": [[n, "file"]], **verdict([(n, "file")])} for n in NAMES]
     cases += [{"entries": [[p, "file"]], **verdict([(p, "file")])} for p in PATHS]
     cases += [{"entries": [list(e) for e in o], **verdict(o)} for o in OFFERS]
-    shown = [{"text": n, "printable": printable(n)} for n in NAMES + ["x" * 300]]
+    shown = [{"text": n, "printable": printable(n)} for n in [*NAMES, "x" * 300]]
     data = {"offers": cases, "printable": shown}
     text = json.dumps(data, indent=1, ensure_ascii=True) + "\n"
     (HERE / "names.json").write_text(text, encoding="ascii")
