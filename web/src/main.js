@@ -5,6 +5,7 @@ import wordlistText from "../../p2pshare/wordlist.txt";
 
 import { wordsFrom } from "./codes.js";
 import { serverUrlFor } from "./rendezvous.js";
+import { abortFrame } from "./transfer.js";
 import { receiveFiles, sendFiles } from "./session.js";
 import { formatBytes, Ui } from "./ui.js";
 import { PATH_WORDS } from "./webrtc.js";
@@ -116,8 +117,17 @@ drop.addEventListener("drop", (e) => {
   ui.chosen(chosen);
 });
 el.cancel.addEventListener("click", () => {
-  if (running?.link) running.link.close();
-  location.reload();
+  // Tell the peer (it reports "the other side cancelled the transfer"), give the message a
+  // moment to leave, then start afresh.
+  const link = running?.link;
+  if (link && !link.lost) {
+    try {
+      link.send(abortFrame("interrupted", "cancelled in the browser"));
+    } catch {
+      // gone already
+    }
+  }
+  setTimeout(() => location.reload(), link ? 500 : 0);
 });
 el.again.addEventListener("click", () => ui.reset());
 

@@ -69,6 +69,14 @@ export function printable(text, limit = MAX_PRINT_CHARS) {
   return out + (chars.length > limit ? "…" : "");
 }
 
+/** A received text message made safe to show: newlines and tabs stay, every other control,
+ * format (bidi overrides) or invisible character is escaped (files.py's terminal_safe). */
+export function terminalSafe(text) {
+  let out = "";
+  for (const ch of text) out += ch === "\n" || ch === "\t" || !hidden(ch) ? ch : escape(ch.codePointAt(0));
+  return out;
+}
+
 function repr(text) {
   // Python's repr() of a str, near enough for messages: single quotes unless the text has one.
   const body = text.replaceAll("\\", "\\\\");

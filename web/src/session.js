@@ -14,7 +14,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { toHex } from "./bytes.js";
 import { generateWords, parseCode } from "./codes.js";
 import { DATA_END_OVERHEAD, IntegrityError, ProtocolError } from "./frames.js";
-import { checkOffer, printable } from "./names.js";
+import { checkOffer, printable, terminalSafe } from "./names.js";
 import { PakeSession, randomBytes, RECEIVER, SENDER } from "./pake.js";
 import { RendezvousClient } from "./rendezvous.js";
 import { Sealer } from "./seal.js";
@@ -28,6 +28,19 @@ export const PING_INTERVAL_MS = 2_000;
 export const GOODBYE_WAIT_MS = 3_000;
 const READ_BLOCK_BYTES = 4 * 1024 * 1024;
 const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
+const PROGRESS_EVERY_MS = 100;
+
+/** Progress events at most every PROGRESS_EVERY_MS (and always the last one). */
+function throttled(onEvent) {
+  let last = 0;
+  return (done, total, force = false) => {
+    const now = performance.now();
+    if (force || now - last >= PROGRESS_EVERY_MS) {
+      last = now;
+      onEvent({ type: "progress", done, total });
+    }
+  };
+}
 
 export class DeclinedError extends Error {
   constructor(message = "declined by the receiver") {
@@ -240,6 +253,7 @@ async function sendEntries(link, sources, onEvent) {
   const order = sources.map((s, i) => (s.entry.kind !== "dir" ? i : -1)).filter((i) => i >= 0);
   const total = dataSources.reduce((n, s) => n + s.entry.size, 0);
   const chunk = link.maxMessageBytes - DATA_END_OVERHEAD;
+  const progress = throttled(onEvent);
 
   return wire.run(async () => {
     for (const frame of proto.start()) {
@@ -249,7 +263,7 @@ async function sendEntries(link, sources, onEvent) {
     await wire.until(() => state.accepted);
     const started = performance.now();
     let done = 0;
-    onEvent({ type: "progress", done, total });
+    progress(done, total, true);
     // Every prefix the receiver holds is answered first, before any data (protocol.md).
     const kept = new Map();
     for (const index of order) {
@@ -262,7 +276,7 @@ async function sendEntries(link, sources, onEvent) {
       link.send(proto.resume(index, matched ? prefix.offset : 0));
       if (matched) done += prefix.offset;
     }
-    onEvent({ type: "progress", done, total });
+    progress(done, total, true);
     for (const index of order) {
       const { file, entry } = sources[index];
       const hasher = kept.get(index) ?? sha256.create();
@@ -281,14 +295,14 @@ async function sendEntries(link, sources, onEvent) {
           if (pos + at + piece.length === entry.size) link.send(proto.dataEnd(piece, toHex(hasher.digest())));
           else link.send(proto.data(piece));
           done += piece.length;
+          progress(done, total);
           await link.drain();
         }
         pos += block.length;
-        onEvent({ type: "progress", done, total });
       }
       if (entry.size === 0) link.send(proto.dataEnd(new Uint8Array(0), toHex(hasher.digest())));
     }
-    onEvent({ type: "progress", done, total });
+    progress(done, total, true);
     await wire.until(() => state.finished);
     wire.closing = true;
     return { bytes: total, seconds: (performance.now() - started) / 1000, files: dataSources.length };
@@ -389,6 +403,7 @@ async function receiveEntries(link, confirm, onEvent) {
   let received = 0;
   let total = null;
   let textParts = null;
+  const progress = throttled(onEvent);
 
   const handle = (frame) => {
     for (const event of proto.receive(frame)) {
@@ -400,7 +415,7 @@ async function receiveEntries(link, confirm, onEvent) {
         received += event.payload.length;
         const grant = proto.consumed(event.payload.length);
         if (grant) link.send(grant);
-        onEvent({ type: "progress", done: received, total });
+        progress(received, total);
       } else if (event.type === "file-ended") {
         const sink = sinks.get(event.index);
         const digest = toHex(sink.hasher.digest());
@@ -418,7 +433,10 @@ async function receiveEntries(link, confirm, onEvent) {
           onEvent({ type: "file", name: baseName(entry.path), blob, size: sink.size, sha256: digest });
         }
         for (const f of proto.fileVerified(event.index)) link.send(f);
-        if (proto.finished) outcome.done = true;
+        if (proto.finished) {
+          outcome.done = true;
+          progress(received, total, true);
+        }
       }
     }
   };
@@ -446,7 +464,7 @@ async function receiveEntries(link, confirm, onEvent) {
     for (const f of proto.accept(DEFAULT_WINDOW_BYTES, null)) link.send(f);
     accepted = true;
     const started = performance.now();
-    onEvent({ type: "progress", done: 0, total });
+    progress(0, total, true);
     if (!dataEntries.length) {
       for (const f of proto.finishWithoutData()) link.send(f);
       outcome.done = true;
@@ -455,7 +473,8 @@ async function receiveEntries(link, confirm, onEvent) {
     wire.closing = true;
     const seconds = (performance.now() - started) / 1000;
     if (textParts !== null) {
-      onEvent({ type: "text", text: new TextDecoder("utf-8").decode(await textParts.arrayBuffer()) });
+      const text = new TextDecoder("utf-8").decode(await textParts.arrayBuffer());
+      onEvent({ type: "text", text: terminalSafe(text) });
     } else if (asZip) {
       zipParts.push(...zip.finish());
       const tops = summary.names.length === 1 && summary.names[0].endsWith("/") ? baseName(offer[0].path.split("/")[0]) : "p2pshare";

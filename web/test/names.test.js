@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { checkOffer, printable, UnsafeNameError } from "../src/names.js";
+import { checkOffer, printable, terminalSafe, UnsafeNameError } from "../src/names.js";
 
 const V = JSON.parse(readFileSync(new URL("../testlib/names.json", import.meta.url), "utf-8"));
 
@@ -21,4 +21,8 @@ for (const c of V.offers) {
 
 test("printable escapes what a screen would hide", () => {
   for (const p of V.printable) assert.equal(printable(p.text), p.printable);
+});
+
+test("received text is shown with escapes where a screen would mislead", () => {
+  for (const t of V.terminal_safe) assert.equal(terminalSafe(t.text), t.safe);
 });

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pshare import messages as m
-from p2pshare.files import UnsafeNameError, check_offer, printable
+from p2pshare.files import UnsafeNameError, check_offer, printable, terminal_safe
 
 HERE = Path(__file__).resolve().parent
 
@@ -127,7 +127,9 @@ def main() -> None:
     cases += [{"entries": [[p, "file"]], **verdict([(p, "file")])} for p in PATHS]
     cases += [{"entries": [list(e) for e in o], **verdict(o)} for o in OFFERS]
     shown = [{"text": n, "printable": printable(n)} for n in [*NAMES, "x" * 300]]
-    data = {"offers": cases, "printable": shown}
+    texts = ["line one\nline two\ttab", "\x1b[2J\x1b]0;title\x07", "abc\u202edcba", "ok \U0001f600"]
+    safe = [{"text": t, "safe": terminal_safe(t)} for t in [*NAMES, *texts]]
+    data = {"offers": cases, "printable": shown, "terminal_safe": safe}
     text = json.dumps(data, indent=1, ensure_ascii=True) + "\n"
     (HERE / "names.json").write_text(text, encoding="ascii")
 
