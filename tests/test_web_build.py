@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,29 @@ def test_names_fixture_is_what_files_py_says(tmp_path: Path) -> None:
     fresh = json.loads((tmp_path / "names.json").read_text())
     committed = json.loads((WEB / "testlib" / "names.json").read_text())
     assert fresh == committed, "run `python web/testlib/make_names.py` and commit names.json"
+
+
+def test_zip_archives_open_with_python_zipfile(scratch: Path, tmp_path: Path) -> None:
+    """web/src/zip.js: names, tree, modes and contents as zipfile reads them, and ZIP64 for an
+    entry of 5 GiB and for what follows it (written sparse, so it costs no disk)."""
+    path = tmp_path / "album.zip"
+    subprocess.run(
+        ["node", "testlib/make_zip.mjs", str(path)], cwd=scratch, check=True, timeout=120
+    )
+    with zipfile.ZipFile(path) as archive:
+        infos = {i.filename: i for i in archive.infolist()}
+        assert list(infos) == [
+            "album/a.txt",
+            "album/empty/",
+            "album/été.txt",
+            "album/big.bin",
+            "album/after.txt",
+        ]
+        assert archive.read("album/a.txt") == b"hello\n"
+        assert archive.read("album/été.txt") == b"unicode name\n"
+        assert archive.read("album/after.txt") == b"after the big one\n"
+        assert infos["album/big.bin"].file_size == 5 * 1024**3
+        assert infos["album/after.txt"].header_offset > 2**32
+        assert infos["album/empty/"].is_dir()
+        assert infos["album/a.txt"].external_attr >> 16 == 0o100640
+        assert infos["album/a.txt"].compress_type == zipfile.ZIP_STORED
