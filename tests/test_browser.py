@@ -318,3 +318,16 @@ def test_screenshot_for_the_docs(server: str, new_page: Any, tmp_path: Path) -> 
     assert shot.stat().st_size > 1000
     if os.environ.get("P2PSHARE_UPDATE_SCREENSHOT") == "1":
         shutil.copy2(shot, ROOT / "docs" / "browser.png")
+
+
+def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Path) -> None:
+    """`p2pshare send` without --server runs its own rendezvous server; the link built from
+    the address it prints opens the page there, and the file arrives."""
+    data = random_file(tmp_path / "embedded.bin", 300_000)
+    sender = Peer(["send", str(tmp_path / "embedded.bin"), "--json"], cwd=tmp_path)
+    event = sender.event("code")
+    assert event["server"], event
+    page = new_page()
+    download = receive_in_page(page, event["server"], event["code"])
+    assert sha(Path(download.path()).read_bytes()) == sha(data)
+    assert sender.wait() == 0, sender.stderr
