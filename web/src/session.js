@@ -209,7 +209,13 @@ export function entriesFor(files) {
 }
 
 async function readSlice(file, start, end) {
-  return new Uint8Array(await file.slice(start, end).arrayBuffer());
+  try {
+    return new Uint8Array(await file.slice(start, end).arrayBuffer());
+  } catch {
+    throw Object.assign(new Error(`cannot read ${printable(file.name)} (was it changed or moved?)`), {
+      name: "file-error",
+    });
+  }
 }
 
 /** Hash the first `length` bytes of `file` into `hasher`. */
@@ -369,6 +375,29 @@ class BlobFile {
   }
 }
 
+export class StorageError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "file-error";
+  }
+}
+
+/** Read the first and the last byte of `blob`: a Blob the browser could not store fails. */
+async function checkKept(blob, size, path) {
+  if (blob.size !== size) throw new StorageError(`the browser lost data of ${printable(path)}`);
+  if (!size) return;
+  try {
+    await blob.slice(0, 1).arrayBuffer();
+    await blob.slice(size - 1, size).arrayBuffer();
+  } catch {
+    throw new StorageError(
+      `the browser could not keep ${printable(path)} (${size} bytes): its storage for ` +
+        "downloads is full or limited (a private window keeps everything in memory); " +
+        "receive files this large with the p2pshare command line",
+    );
+  }
+}
+
 function baseName(path) {
   const parts = path.split("/");
   return parts[parts.length - 1];
@@ -405,7 +434,7 @@ async function receiveEntries(link, confirm, onEvent) {
   let textParts = null;
   const progress = throttled(onEvent);
 
-  const handle = (frame) => {
+  const handle = async (frame) => {
     for (const event of proto.receive(frame)) {
       if (event.type === "peer-aborted") throw event.error;
       if (event.type === "offer") offer = event.files;
@@ -425,6 +454,9 @@ async function receiveEntries(link, confirm, onEvent) {
         const entry = offer[event.index];
         const blob = sink.finish();
         sinks.delete(event.index);
+        // A file is in place only if the browser really kept it: past its Blob storage
+        // limits Chromium drops the data and the Blob fails when read.
+        await checkKept(blob, sink.size, entry.path);
         if (entry.kind === "text") {
           textParts = blob;
         } else if (asZip) {
@@ -479,6 +511,7 @@ async function receiveEntries(link, confirm, onEvent) {
       zipParts.push(...zip.finish());
       const tops = summary.names.length === 1 && summary.names[0].endsWith("/") ? baseName(offer[0].path.split("/")[0]) : "p2pshare";
       const blob = new Blob(zipParts, { type: "application/zip" });
+      await checkKept(blob, blob.size, `${tops}.zip`);
       onEvent({ type: "file", name: `${tops}.zip`, blob, size: blob.size, sha256: null });
     }
     // The sender closes once it has read Done; closing first could lose Done.

@@ -13,6 +13,7 @@ const MESSAGES = {
   integrity: "Integrity failure: the data received does not match what was sent. Nothing was saved.",
   protocol: "The other side broke the p2pshare protocol. Nothing was saved.",
   "server-error": "The rendezvous server could not be reached or refused the request.",
+  "file-error": "A file could not be read or kept.",
 };
 
 export function formatBytes(n) {
@@ -32,7 +33,9 @@ export function describeError(error) {
   const base = MESSAGES[error?.name];
   const detail = String(error?.message ?? error);
   if (!base) return detail;
-  return error.remote || ["unsafe-name", "integrity", "protocol"].includes(error.name) ? `${base} (${detail})` : base;
+  return error.remote || ["unsafe-name", "integrity", "protocol", "file-error"].includes(error.name)
+    ? `${base} (${detail})`
+    : base;
 }
 
 export class Ui {
@@ -50,6 +53,8 @@ export class Ui {
   start(title) {
     const el = this.el;
     el.status.hidden = false;
+    el.receive.hidden = true;
+    el.send.hidden = true;
     this.#set("status-title", title);
     for (const id of ["share", "offer", "progress-box", "text", "again"]) el[id].hidden = true;
     el.cancel.hidden = false;
@@ -59,7 +64,6 @@ export class Ui {
     el["receive-button"].disabled = true;
     el["send-button"].disabled = true;
     this.speed = { at: performance.now(), bytes: 0, rate: 0 };
-    el.status.scrollIntoView?.({ block: "nearest" });
   }
 
   message(text) {
@@ -160,6 +164,8 @@ export class Ui {
   reset() {
     const el = this.el;
     el.status.hidden = true;
+    el.receive.hidden = false;
+    el.send.hidden = false;
     el["receive-button"].disabled = false;
     el["send-button"].disabled = false;
     el.message.className = "";
