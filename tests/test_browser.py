@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_helpers import ROOT, Peer, leftovers, peer_env, run_signal_server
+from tests.cli_helpers import ROOT, Peer, leftovers, peer_env, run_signal_server, start_pair
 from tests.test_web_build import require_tools
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -211,6 +211,19 @@ def test_chromium_to_chromium(server: str, new_page: Any, tmp_path: Path) -> Non
     finished(sending)
     if seconds:
         RATES["Chromium -> Chromium"] = round(len(data) / seconds / 1e6, 1)
+
+
+def test_cli_to_cli_for_comparison(server: str, tmp_path: Path) -> None:
+    """The same size between two CLIs in the same run, so the rates above can be compared."""
+    data = random_file(tmp_path / "cli.bin", BIG_MIB * MIB + 123)
+    out = tmp_path / "out"
+    out.mkdir()
+    sender, receiver = start_pair(server, tmp_path / "cli.bin", out, "--yes")
+    assert receiver.wait(180) == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert (out / "cli.bin").read_bytes() == data
+    done = receiver.last("done")
+    RATES["CLI -> CLI"] = round(done["bytes"] / done["seconds"] / 1e6, 1)
 
 
 def test_wrong_code_typed_in_the_page(server: str, new_page: Any, tmp_path: Path) -> None:
