@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2pshare.transfer import DEFAULT_WINDOW_BYTES
+from p2pshare.transfer import (
+    DEFAULT_MAX_OFFER_BYTES,
+    DEFAULT_MAX_OFFER_ENTRIES,
+    DEFAULT_WINDOW_BYTES,
+)
 
 ENV_CODE = "P2PSHARE_CODE"
 ENV_SERVER = "P2PSHARE_SERVER"
@@ -63,3 +67,7 @@ class Settings:
     overwrite: bool = False
     resume: bool = True
     """Keep the partial data of an interrupted receive, and resume from data found on disk."""
+    max_offer_entries: int = DEFAULT_MAX_OFFER_ENTRIES
+    """Receiving: decline offers of more entries (each costs memory before the prompt)."""
+    max_offer_bytes: int = DEFAULT_MAX_OFFER_BYTES
+    """Receiving: decline offers whose messages add up to more bytes."""

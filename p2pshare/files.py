@@ -8,6 +8,7 @@ into something the sender did not say: a bad name is refused, with the reason.
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 from collections.abc import Iterable
 
@@ -97,51 +98,49 @@ def terminal_safe(text: str) -> str:
 
 def check_component(part: str) -> None:
     """Refuse one path component that could escape, mislead or fail on some system."""
-    shown = printable(part)
+    reason = _component_problem(part)
+    if reason is not None:
+        raise UnsafeNameError(f"refused unsafe name {printable(part)!r}: {reason}")
+
+
+def _component_problem(part: str) -> str | None:
     if part in ("", ".", ".."):
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: empty, '.' or '..' component")
+        return "empty, '.' or '..' component"
     if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: longer than 255 bytes")
+        return "longer than 255 bytes"
     for ch in part:
         if ch in _FORBIDDEN_CHARS:
-            raise UnsafeNameError(f"refused unsafe name {shown!r}: contains {ch!r}")
+            return f"contains {ch!r}"
         category = unicodedata.category(ch)
         # Cc control (NUL, ESC...), Cf format (bidi overrides, zero-width), Cs surrogates,
         # Co private use, Cn unassigned, Zl/Zp line and paragraph separators.
         if category[0] == "C" or category in ("Zl", "Zp"):
-            raise UnsafeNameError(
-                f"refused unsafe name {shown!r}: contains control or invisible character"
-            )
+            return "contains control or invisible character"
     if part[-1] == "." or part[-1].isspace() or part[0].isspace():
-        raise UnsafeNameError(
-            f"refused unsafe name {shown!r}: leading space or trailing dot or space"
-        )
+        return "leading space or trailing dot or space"
     if any(ord(ch) in _INVISIBLE for ch in part):
-        raise UnsafeNameError(
-            f"refused unsafe name {shown!r}: contains a character that draws nothing"
-        )
+        return "contains a character that draws nothing"
     if part.casefold().startswith(RESERVED_PREFIX):
-        raise UnsafeNameError(
-            f"refused name {shown!r}: names starting with {RESERVED_PREFIX} are p2pshare's own"
-        )
+        return f"names starting with {RESERVED_PREFIX} are p2pshare's own"
     stem = part.split(".", 1)[0].rstrip(" ").upper()
     if stem in _WINDOWS_DEVICES:
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: reserved device name on Windows")
+        return "reserved device name on Windows"
+    return None
 
 
 def check_path(path: str) -> tuple[str, ...]:
     """Split a relative POSIX path from an offer into checked components, or refuse it."""
-    shown = printable(path)
     if not path or path.startswith("/"):
-        raise UnsafeNameError(f"refused unsafe path {shown!r}: empty or absolute")
+        raise UnsafeNameError(f"refused unsafe path {printable(path)!r}: empty or absolute")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise UnsafeNameError(f"refused unsafe path {shown!r}: longer than 4096 bytes")
-    parts = tuple(path.split("/"))
-    if len(parts) > MAX_DEPTH:
-        raise UnsafeNameError(f"refused unsafe path {shown!r}: nested too deep")
-    for part in parts:
+        raise UnsafeNameError(f"refused unsafe path {printable(path)!r}: longer than 4096 bytes")
+    *dirs, name = path.split("/")
+    if len(dirs) >= MAX_DEPTH:
+        raise UnsafeNameError(f"refused unsafe path {printable(path)!r}: nested too deep")
+    for part in (*dirs, name):
         check_component(part)
-    return parts
+    # Directory names repeat across entries: one copy of each (offers can be large).
+    return (*map(sys.intern, dirs), name) if dirs else (path,)
 
 
 def hidden_in_home(checked: Iterable[tuple[str, ...]], destination_is_home: bool) -> str | None:

@@ -24,7 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from p2pshare import session
+from p2pshare import events
 from p2pshare.files import terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
@@ -45,16 +45,16 @@ class HumanReporter:
         """Print ``text`` as is: callers pass names through files.printable first."""
         self.console.print(text, markup=False)
 
-    def __call__(self, event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.CodeReady):
             command = receive_command(event)
             self.say(f"Code: {event.code}")
             self.say(f"On the other computer run: {command}")
-        elif isinstance(event, session.Connected):
+        elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
-        elif isinstance(event, session.Notice):
+        elif isinstance(event, events.Notice):
             self.say(f"warning: {event.message}")
-        elif isinstance(event, session.Progress):
+        elif isinstance(event, events.Progress):
             if self._bar is None:
                 self._bar = Progress(
                     TextColumn("{task.description}", markup=False),
@@ -74,7 +74,7 @@ class HumanReporter:
             self._bar.stop()
             self._bar = None
 
-    def done(self, result: session.TransferResult, verb: str) -> None:
+    def done(self, result: events.TransferResult, verb: str) -> None:
         self.close()
         if result.text is not None:
             # A received message goes to stdout escaped, terminal or not: a capture that is
@@ -116,8 +116,8 @@ class JsonReporter:
     def say(self, text: str) -> None:
         pass
 
-    def __call__(self, event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.CodeReady):
             self.emit(
                 {
                     "event": "code",
@@ -126,7 +126,7 @@ class JsonReporter:
                     "command": receive_command(event),
                 }
             )
-        elif isinstance(event, session.Connected):
+        elif isinstance(event, events.Connected):
             path = event.path
             self.emit(
                 {
@@ -137,9 +137,9 @@ class JsonReporter:
                     "relay": path.relay if path else None,
                 }
             )
-        elif isinstance(event, session.Notice):
+        elif isinstance(event, events.Notice):
             self.emit({"event": "warning", "message": event.message})
-        elif isinstance(event, session.Progress):
+        elif isinstance(event, events.Progress):
             now = time.monotonic()
             if (
                 event.done in (0, event.total)
@@ -151,7 +151,7 @@ class JsonReporter:
     def close(self) -> None:
         pass
 
-    def done(self, result: session.TransferResult, verb: str) -> None:
+    def done(self, result: events.TransferResult, verb: str) -> None:
         done: dict[str, Any] = {
             "event": "done",
             "bytes": result.bytes,
@@ -173,6 +173,6 @@ class JsonReporter:
 Reporter = HumanReporter | JsonReporter
 
 
-def receive_command(event: session.CodeReady) -> str:
+def receive_command(event: events.CodeReady) -> str:
     server = f" --server {event.server}" if event.server else ""
     return f"p2pshare receive{server} {event.code}"

@@ -11,10 +11,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from p2pshare import disk
 from p2pshare import messages as m
 from p2pshare.errors import P2PShareError
 from p2pshare.files import UnsafeNameError, check_component, check_offer, printable
+from p2pshare.layout import plan
+from p2pshare.partials import TEMP_PREFIX
+from p2pshare.tree import Tree
 
 SEGMENTS = st.one_of(
     st.sampled_from(
@@ -82,13 +84,13 @@ def test_every_written_path_stays_inside_or_offer_is_refused(
         (base / "sibling").mkdir()
         try:
             parts = check_offer(offer)
-            layout = disk.plan(root, offer, parts, overwrite=False)
+            layout = plan(root, offer, parts, overwrite=False)
         except P2PShareError:
             return
         for p in parts:
             joined = os.path.normpath(root.joinpath(*p))
             assert joined.startswith(str(root) + os.sep)
-        tree = disk.Tree(layout, offer)
+        tree = Tree(layout, offer)
         try:
             tree.make_dirs()
             for index, entry in enumerate(offer.files):
@@ -99,7 +101,7 @@ def test_every_written_path_stays_inside_or_offer_is_refused(
         finally:
             tree.close()
         assert files_under(base) - {"out", "sibling"} == {"out/" + f for f in files_under(root)}
-        assert not any(f.startswith(disk.TEMP_PREFIX) for f in files_under(root))
+        assert not any(f.startswith(TEMP_PREFIX) for f in files_under(root))
 
 
 @pytest.mark.parametrize(
