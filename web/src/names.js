@@ -107,7 +107,7 @@ export function checkComponent(part) {
     throw new UnsafeNameError(`refused unsafe name ${shown}: contains a character that draws nothing`);
   }
   if (casefold(part).startsWith(RESERVED_PREFIX)) {
-    throw new UnsafeNameError(`refused name ${shown}: names starting with ${RESERVED_PREFIX} are p2pshare's own`);
+    throw new UnsafeNameError(`refused unsafe name ${shown}: names starting with ${RESERVED_PREFIX} are p2pshare's own`);
   }
   const stem = part.split(".")[0].replace(/ +$/, "").toUpperCase();
   if (WINDOWS_DEVICES.has(stem)) {

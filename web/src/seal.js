@@ -6,7 +6,8 @@
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 
 import { concatBytes, fromUtf8, utf8 } from "./bytes.js";
-import { stringify } from "./json.js";
+import { isObject, parse, stringify } from "./json.js";
+import { printable } from "./names.js";
 import { PROTOCOL_ID } from "./pake.js";
 
 /** A signalling message failed to open: the rendezvous server (or someone) altered it. */
@@ -16,6 +17,18 @@ export class TamperingError extends Error {
       "a signalling message was altered in transit (the rendezvous server may be tampering)",
     );
     this.name = "protocol";
+  }
+}
+
+/** An offer or answer with every candidate of a well-connected machine is a few KiB. */
+export const MAX_SEALED_JSON_BYTES = 256 * 1024;
+
+/** The peer stopped and said why (its error's stable name, as errors.py). */
+export class PeerError extends Error {
+  constructor(name, message) {
+    super(message);
+    this.name = name === "interrupted" ? "peer-lost" : name;
+    this.remote = true;
   }
 }
 
@@ -64,20 +77,48 @@ export class Sealer {
     return this.seal(utf8(stringify({ type: kind, sdp }, false, true)));
   }
 
-  /** Open the peer's {"type": kind, "sdp": ...}; anything else is a protocol error. */
-  openSdp(kind, sealed) {
+  /** Tell the peer, sealed, why we stop before the data channel opened (pairing.py). */
+  sealAbort(error) {
+    return this.seal(utf8(stringify({ type: "abort", error: error.name, message: error.message }, false, true)));
+  }
+
+  /**
+   * Open and decode a sealed signalling message (an object; its shape is the caller's to
+   * check). A sealed {"type": "abort"} throws the peer's error, by its stable name.
+   */
+  openSignal(sealed) {
     const plaintext = this.open(sealed);
+    if (plaintext.length > MAX_SEALED_JSON_BYTES) {
+      throw protocolError("the other side sent an oversized signalling message");
+    }
     let obj = null;
     try {
-      obj = JSON.parse(fromUtf8(plaintext));
+      obj = parse(fromUtf8(plaintext));
     } catch {
       obj = null;
     }
-    if (obj === null || typeof obj !== "object" || obj.type !== kind || typeof obj.sdp !== "string") {
-      const error = new Error(`the other side sent no valid ${kind}`);
-      error.name = "protocol";
-      throw error;
+    if (!isObject(obj)) throw protocolError("the other side sent a malformed signalling message");
+    if (obj.type === "abort") {
+      if (typeof obj.error !== "string" || typeof obj.message !== "string") {
+        throw protocolError("the other side stopped, with a malformed reason");
+      }
+      throw new PeerError([...obj.error].slice(0, 64).join(""), "the other side: " + printable(obj.message));
+    }
+    return obj;
+  }
+
+  /** Open the peer's {"type": kind, "sdp": ...}; anything else is a protocol error. */
+  openSdp(kind, sealed) {
+    const obj = this.openSignal(sealed);
+    if (obj.type !== kind || typeof obj.sdp !== "string") {
+      throw protocolError(`the other side sent no valid ${kind}`);
     }
     return obj.sdp;
   }
+}
+
+function protocolError(message) {
+  const error = new Error(message);
+  error.name = "protocol";
+  return error;
 }

@@ -69,19 +69,43 @@ async function pake(rv, role, code) {
   return session;
 }
 
+/** While ICE and DTLS run: throw the peer's sealed abort if one comes. Anything else on the
+ * rendezvous (the peer leaving once its side is open, a closed server) is not a failure. */
+async function watchForAbort(rv, sealer) {
+  let sealed;
+  try {
+    sealed = await rv.receive(null);
+  } catch {
+    return new Promise(() => {}); // the link's own outcome decides
+  }
+  sealer.openSignal(sealed);
+  throw Object.assign(new Error("the other side sent an unexpected signalling message"), { name: "protocol" });
+}
+
 async function pairAndConnect(rv, role, code, onEvent) {
   const session = await pake(rv, role, code);
   const sealer = new Sealer(session);
   const link = new PeerLink(rv.iceServers);
   try {
-    if (role === SENDER) {
-      rv.send(sealer.sealSdp("offer", await link.createOffer()));
-      await link.acceptAnswer(sealer.openSdp("answer", await rv.receive(CONNECT_TIMEOUT_MS)));
-    } else {
-      const offer = sealer.openSdp("offer", await rv.receive(CONNECT_TIMEOUT_MS));
-      rv.send(sealer.sealSdp("answer", await link.acceptOffer(offer)));
+    try {
+      if (role === SENDER) {
+        rv.send(sealer.sealSdp("offer", await link.createOffer()));
+        await link.acceptAnswer(sealer.openSdp("answer", await rv.receive(CONNECT_TIMEOUT_MS)));
+      } else {
+        const offer = sealer.openSdp("offer", await rv.receive(CONNECT_TIMEOUT_MS));
+        rv.send(sealer.sealSdp("answer", await link.acceptOffer(offer)));
+      }
+    } catch (e) {
+      if (!e.remote) {
+        try {
+          rv.send(sealer.sealAbort(e.name in NAMES ? e : Object.assign(new Error(e.message), { name: "connect-failed" })));
+        } catch {
+          // the server or the peer is gone: nothing to tell
+        }
+      }
+      throw e;
     }
-    await link.waitOpen(CONNECT_TIMEOUT_MS);
+    await Promise.race([link.waitOpen(CONNECT_TIMEOUT_MS), watchForAbort(rv, sealer)]);
   } catch (e) {
     link.close();
     throw e;
@@ -465,7 +489,7 @@ async function receiveEntries(link, confirm, onEvent) {
           onEvent({ type: "file", name: baseName(entry.path), blob, size: sink.size, sha256: digest });
         }
         for (const f of proto.fileVerified(event.index)) link.send(f);
-        if (proto.finished) {
+        if (proto.receivedAll) {
           outcome.done = true;
           progress(received, total, true);
         }
@@ -497,12 +521,8 @@ async function receiveEntries(link, confirm, onEvent) {
     accepted = true;
     const started = performance.now();
     progress(0, total, true);
-    if (!dataEntries.length) {
-      for (const f of proto.finishWithoutData()) link.send(f);
-      outcome.done = true;
-    }
+    if (proto.receivedAll) outcome.done = true; // directories only
     await wire.until(() => outcome.done);
-    wire.closing = true;
     const seconds = (performance.now() - started) / 1000;
     if (textParts !== null) {
       const text = new TextDecoder("utf-8").decode(await textParts.arrayBuffer());
@@ -514,7 +534,10 @@ async function receiveEntries(link, confirm, onEvent) {
       await checkKept(blob, blob.size, `${tops}.zip`);
       onEvent({ type: "file", name: `${tops}.zip`, blob, size: blob.size, sha256: null });
     }
-    // The sender closes once it has read Done; closing first could lose Done.
+    // Everything is in place: the last acknowledgement and Done, then the sender closes
+    // (closing first could lose Done).
+    wire.closing = true;
+    for (const f of proto.finish()) link.send(f);
     await link.waitLost(GOODBYE_WAIT_MS);
     return { bytes: received, seconds, files: dataEntries.length, accepted };
   });

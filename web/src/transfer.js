@@ -20,23 +20,29 @@
 
 import { decode, encode, IntegrityError, offerFrames, ProtocolError, totalBytes } from "./frames.js";
 import { printable } from "./names.js";
+import { PeerError } from "./seal.js";
+
+export { PeerError };
 
 export const DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024;
 export const ACK_EVERY_FILES = 256;
+/** Entries a receiver takes in one offer: each costs memory before anything is shown. */
+export const DEFAULT_MAX_OFFER_ENTRIES = 50_000;
+/** Encoded size of a whole offer (all its messages) a receiver takes. */
+export const DEFAULT_MAX_OFFER_BYTES = 8 * 1024 * 1024;
+
+/** The receiver does not take the offer (error name "declined"). */
+export class OfferDeclinedError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "declined";
+  }
+}
 
 const OFFERING = "offering";
 const TRANSFERRING = "transferring";
 const FINISHED = "finished";
 const ABORTED = "aborted";
-
-/** An error the peer reported (in Abort), rebuilt by its stable name (errors.py). */
-export class PeerError extends Error {
-  constructor(name, message) {
-    super(message);
-    this.name = name === "interrupted" ? "peer-lost" : name;
-    this.remote = true;
-  }
-}
 
 function peerAbort(msg) {
   const message =
@@ -255,7 +261,10 @@ export class SenderProtocol {
 
 /** The receiving side: enforces order, declared counts and sizes, and its credit. */
 export class ReceiverProtocol {
-  constructor() {
+  constructor(maxEntries = DEFAULT_MAX_OFFER_ENTRIES, maxOfferBytes = DEFAULT_MAX_OFFER_BYTES) {
+    this.maxEntries = maxEntries;
+    this.maxOfferBytes = maxOfferBytes;
+    this.offerBytes = 0;
     this.state = OFFERING;
     this.files = null;
     this.compressionOffered = [];
@@ -283,7 +292,21 @@ export class ReceiverProtocol {
     const c = common(this, msg);
     if (c !== null) return c;
     if (this.state === OFFERING && this.files === null) {
+      if (msg.type === "offer" || msg.type === "offer-more") {
+        this.offerBytes += frame.length;
+        if (this.offerBytes > this.maxOfferBytes) {
+          throw new OfferDeclinedError(
+            `not accepted: the offer is larger than ${this.maxOfferBytes.toLocaleString("en")} bytes of names`,
+          );
+        }
+      }
       if (msg.type === "offer" && this.head === null) {
+        if (msg.count > this.maxEntries) {
+          throw new OfferDeclinedError(
+            `not accepted: the offer has ${msg.count.toLocaleString("en")} entries, ` +
+              `more than ${this.maxEntries.toLocaleString("en")}`,
+          );
+        }
         this.head = msg;
         return this.#collect(msg.files);
       }
@@ -388,32 +411,34 @@ export class ReceiverProtocol {
     return encode({ type: "credit", bytes: grant });
   }
 
-  /** Entry `index` is verified: acknowledge cumulatively; after the last one, Done. */
+  /** Entry `index` is verified: acknowledge cumulatively (every ACK_EVERY_FILES files, after
+   * a large file); the last file's acknowledgement waits for finish(). */
   fileVerified(index) {
     if (this.files === null || this.verified >= this.position || index !== this.order[this.verified]) {
       throw new Error("file verified out of order");
     }
     this.verified += 1;
     this.unacked += 1;
+    if (this.receivedAll) return [];
     const size = this.files[index].size;
-    const last = this.verified === this.order.length;
-    if (!(last || this.unacked >= ACK_EVERY_FILES || size === null || size >= Math.floor(this.window / 4))) {
+    if (!(this.unacked >= ACK_EVERY_FILES || size === null || size >= Math.floor(this.window / 4))) {
       return [];
     }
     this.unacked = 0;
-    const frames = [encode({ type: "file-ack", index })];
-    if (last) {
-      this.state = FINISHED;
-      frames.push(encode({ type: "done" }));
-    }
-    return frames;
+    return [encode({ type: "file-ack", index })];
   }
 
-  /** An offer of directories only: nothing to receive, finish at once. */
-  finishWithoutData() {
-    if (this.order.length) throw new Error("the offer has files");
+  /** Every file of the accepted offer is verified (at once for directories only). */
+  get receivedAll() {
+    return this.state === TRANSFERRING && this.verified === this.order.length;
+  }
+
+  /** Everything is in place: the last acknowledgement and Done (never before). */
+  finish() {
+    if (!this.receivedAll) throw new Error("files are still outstanding");
     this.state = FINISHED;
-    return [encode({ type: "done" })];
+    const frames = this.order.length ? [encode({ type: "file-ack", index: this.order[this.order.length - 1] })] : [];
+    return [...frames, encode({ type: "done" })];
   }
 }
 

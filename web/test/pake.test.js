@@ -98,3 +98,20 @@ test("base64url as Python writes it", () => {
   }
   assert.equal(toBase64Url(utf8("\xfb\xff")), "w7vDvw==");
 });
+
+test("a sealed abort carries the peer's error; malformed signalling is a protocol error", () => {
+  const ex = V.exchanges.find((e) => e.keys_match);
+  const [a, b] = sessions(ex);
+  const ma = a.start();
+  const mb = b.start();
+  a.finish(mb);
+  b.finish(ma);
+  const [sa, sb] = [new Sealer(a), new Sealer(b)];
+  const wrong = Object.assign(new Error("cannot use that offer"), { name: "connect-failed" });
+  assert.throws(() => sb.openSignal(sa.sealAbort(wrong)), (e) => e.name === "connect-failed" && e.remote && e.message === "the other side: cannot use that offer");
+  assert.throws(() => sb.openSignal(sa.seal(utf8("[".repeat(5000) + "]".repeat(5000)))), (e) => e.name === "protocol");
+  assert.throws(() => sb.openSignal(sa.seal(utf8('"just a string"'))), (e) => e.name === "protocol");
+  assert.throws(() => sb.openSignal(sa.seal(new Uint8Array(256 * 1024 + 1))), (e) => e.name === "protocol");
+  assert.throws(() => sb.openSignal(sa.seal(utf8('{"type":"abort","error":1,"message":"x"}'))), (e) => e.name === "protocol");
+  assert.equal(sb.openSdp("offer", sa.sealSdp("offer", "v=0\r\n")), "v=0\r\n");
+});

@@ -29,7 +29,8 @@ function runTransfer(data, window, chunk, combineEnd = false) {
   assert.equal(accepted[0].type, "accepted");
   const got = data.map((b) => (b === null ? null : new Uint8Array(0)));
   if (data.every((b) => b === null)) {
-    assert.deepEqual(sender.receive(receiver.finishWithoutData()[0]), [{ type: "finished" }]);
+    assert.ok(receiver.receivedAll);
+    assert.deepEqual(sender.receive(receiver.finish()[0]), [{ type: "finished" }]);
     return got;
   }
   data.forEach((blob, index) => {
@@ -67,9 +68,13 @@ function runTransfer(data, window, chunk, combineEnd = false) {
       assert.deepEqual(receiver.receive(sender.endFile(digest)), [{ type: "file-ended", index, sha256: digest }]);
     }
     for (const frame of receiver.fileVerified(index)) {
-      for (const event of sender.receive(frame)) assert.ok(["file-acked", "finished"].includes(event.type));
+      for (const event of sender.receive(frame)) assert.equal(event.type, "file-acked");
     }
   });
+  assert.ok(receiver.receivedAll);
+  assert.throws(() => receiver.finish.call(new ReceiverProtocol()));
+  const events = receiver.finish().flatMap((f) => sender.receive(f));
+  assert.deepEqual(events.map((e) => e.type), ["file-acked", "finished"]);
   assert.ok(receiver.finished);
   assert.ok(sender.finished);
   return got;
@@ -198,4 +203,13 @@ test("a resume the receiver did not offer is refused", () => {
   for (const f of offerFrames(files)) receiver.receive(f);
   receiver.accept(1000, null, [{ index: 0, offset: 10, sha256: hex(bytes(10)) }]);
   assert.throws(() => receiver.receive(encode({ type: "resume", index: 0, offset: 11 })), ProtocolError);
+});
+
+test("offers are bounded before they are collected", () => {
+  const many = new ReceiverProtocol(3);
+  const head = new Uint8Array([1, ...utf8('{"v":1,"count":4,"total":0,"files":[]}')]);
+  assert.throws(() => many.receive(head), (e) => e.name === "declined");
+  const big = new ReceiverProtocol(50_000, 100);
+  const frames = offerFrames(entries(Array.from({ length: 5 }, () => bytes(1))));
+  assert.throws(() => big.receive(frames[0]), (e) => e.name === "declined");
 });
