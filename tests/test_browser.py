@@ -10,6 +10,7 @@ it drives ``/usr/bin/chromium`` (``scripts/install-system-deps``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -280,7 +281,7 @@ def test_hostile_names_are_refused_by_the_page(server: str, new_page: Any, case:
     )
     try:
         assert proc.stdout is not None
-        code = __import__("json").loads(proc.stdout.readline())["code"]
+        code = json.loads(proc.stdout.readline())["code"]
         page = new_page()
         downloads: list[Any] = []
         page.on("download", lambda d: downloads.append(d))
@@ -306,7 +307,7 @@ def test_a_wrong_hash_saves_nothing(server: str, new_page: Any) -> None:
     )
     try:
         assert proc.stdout is not None
-        code = __import__("json").loads(proc.stdout.readline())["code"]
+        code = json.loads(proc.stdout.readline())["code"]
         page = new_page()
         downloads: list[Any] = []
         page.on("download", lambda d: downloads.append(d))
@@ -344,3 +345,33 @@ def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Pa
     download = receive_in_page(page, event["server"], event["code"])
     assert sha(Path(download.path()).read_bytes()) == sha(data)
     assert sender.wait() == 0, sender.stderr
+
+
+@pytest.mark.parametrize(
+    "case", ["deep-json", "garbage-sdp", "tiny-max-message", "abort-wrong-code"]
+)
+def test_hostile_sealed_offer_to_the_page(server: str, new_page: Any, case: str) -> None:
+    """A sender that knows the code but seals a hostile offer: the page stops at once with a
+    clear message and tells the sender why with a sealed abort (as the CLI does)."""
+    hostile = subprocess.Popen(
+        [sys.executable, "-m", "tests.hostile_signalling", server, case],
+        cwd=ROOT,
+        env=peer_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert hostile.stdout is not None
+        code = json.loads(hostile.stdout.readline())["code"]
+        page = new_page()
+        page.goto(http_url(server) + "#" + code)
+        expected = "stopped the transfer" if case == "abort-wrong-code" else "broke the p2pshare"
+        page.get_by_role("alert").get_by_text(expected).wait_for(timeout=20_000)
+        if case != "abort-wrong-code":
+            reply = json.loads(hostile.stdout.readline())["reply"]
+            assert reply["type"] == "abort"
+            assert reply["error"] == "protocol"
+    finally:
+        hostile.kill()
+        hostile.wait()

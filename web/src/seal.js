@@ -23,11 +23,28 @@ export class TamperingError extends Error {
 /** An offer or answer with every candidate of a well-connected machine is a few KiB. */
 export const MAX_SEALED_JSON_BYTES = 256 * 1024;
 
-/** The peer stopped and said why (its error's stable name, as errors.py). */
+/** The error names a peer may report and have mapped to their own meaning (errors.py). */
+export const PEER_ERRORS = new Set([
+  "declined", "integrity", "protocol", "unsafe-name", "file-error", "disk-full", "interrupted", "peer-lost",
+]);
+
+/**
+ * The peer stopped and said why. Untrusted, as errors.py's error_from_peer: its Ctrl-C is a
+ * peer that left; any name outside PEER_ERRORS (wrong-code, unknown ones) is only "the other
+ * side stopped", so a peer cannot choose a local meaning it did not earn.
+ */
 export class PeerError extends Error {
   constructor(name, message) {
-    super(message);
-    this.name = name === "interrupted" ? "peer-lost" : name;
+    let ours = PEER_ERRORS.has(name) ? name : "peer-stopped";
+    let text = message;
+    if (name === "interrupted") {
+      ours = "peer-lost";
+      text = "the other side cancelled the transfer";
+    } else if (name === "unsafe-name") {
+      text = `${message}; rename it and send again`;
+    }
+    super(text);
+    this.name = ours;
     this.remote = true;
   }
 }

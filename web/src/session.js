@@ -196,7 +196,7 @@ async function stopWith(link, error) {
 const NAMES = {
   "bad-code": 1, "server-error": 1, "no-such-code": 1, crowded: 1, "wrong-code": 1, "peer-lost": 1,
   "connect-failed": 1, declined: 1, integrity: 1, protocol: 1, "unsafe-name": 1, "file-error": 1,
-  interrupted: 1,
+  interrupted: 1, "disk-full": 1,
 };
 
 async function withPeer(link, body) {

@@ -45,11 +45,7 @@ const FINISHED = "finished";
 const ABORTED = "aborted";
 
 function peerAbort(msg) {
-  const message =
-    msg.error === "interrupted"
-      ? "the other side cancelled the transfer"
-      : "the other side: " + printable(msg.message);
-  return { type: "peer-aborted", error: new PeerError(msg.error, message) };
+  return { type: "peer-aborted", error: new PeerError(msg.error, "the other side: " + printable(msg.message)) };
 }
 
 function common(side, msg) {

@@ -7,6 +7,7 @@ const MESSAGES = {
   crowded: "That code is already in use by two other people.",
   "bad-code": "That is not a p2pshare code: codes look like 7-guitar-ocean.",
   "peer-lost": "The other side left or stopped answering.",
+  "peer-stopped": "The other side stopped the transfer.",
   declined: "The transfer was declined.",
   "connect-failed": "Could not connect to the other side: no working network path was found.",
   "unsafe-name": "Refused: the sender offered a file name that is not safe to save.",
@@ -33,7 +34,7 @@ export function describeError(error) {
   const base = MESSAGES[error?.name];
   const detail = String(error?.message ?? error);
   if (!base) return detail;
-  return error.remote || ["unsafe-name", "integrity", "protocol", "file-error"].includes(error.name)
+  return (error.remote && error.name !== "peer-lost") || ["unsafe-name", "integrity", "protocol", "file-error"].includes(error.name)
     ? `${base} (${detail})`
     : base;
 }

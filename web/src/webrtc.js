@@ -24,12 +24,33 @@ export class PeerLostError extends Error {
   }
 }
 
-/** The peer's a=max-message-size (RFC 8841: 64 KiB when absent, 0 means no limit). */
-export function maxMessageSize(sdp) {
+export const MIN_PEER_MESSAGE_BYTES = 64 * 1024;
+const SDP_REQUIRED = ["m=application ", "a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:"];
+
+function protocolError(message) {
+  return Object.assign(new Error(message), { name: "protocol" });
+}
+
+/**
+ * Check a peer's description before the browser parses it (webrtc.py's check_remote_sdp);
+ * returns the largest message we may send: its a=max-message-size (RFC 8841: 64 KiB when
+ * absent, 0 means any size), never above 64 KiB, and refused below 64 KiB.
+ */
+export function checkRemoteSdp(sdp, kind) {
+  const missing = SDP_REQUIRED.find((field) => !sdp.includes(field));
+  if (missing) {
+    throw protocolError(`the other side sent an unusable ${kind}: no ${missing.replace(/[ :]+$/, "")} line`);
+  }
   const m = /^a=max-message-size:(\d+)\s*$/m.exec(sdp);
   if (!m) return DEFAULT_MAX_MESSAGE_BYTES;
-  const n = Number(m[1]);
-  return n === 0 ? PREFERRED_MESSAGE_BYTES : Math.min(n, PREFERRED_MESSAGE_BYTES);
+  const n = Number(m[1].slice(0, 12));
+  if (n === 0) return PREFERRED_MESSAGE_BYTES;
+  if (n < MIN_PEER_MESSAGE_BYTES) {
+    throw protocolError(
+      `the other side's ${kind} allows messages of only ${n} bytes (p2pshare needs ${MIN_PEER_MESSAGE_BYTES})`,
+    );
+  }
+  return Math.min(n, PREFERRED_MESSAGE_BYTES);
 }
 
 /** "lan", "nat" or "relay" from the candidate types of the selected pair. */
@@ -127,16 +148,24 @@ export class PeerLink {
         }
       };
     });
-    await this.pc.setRemoteDescription({ type: "offer", sdp });
-    this.maxMessageBytes = maxMessageSize(sdp);
+    this.maxMessageBytes = checkRemoteSdp(sdp, "offer");
+    await this.#setRemote("offer", sdp);
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     await this.#gathered();
     return this.pc.localDescription.sdp;
   }
 
   async acceptAnswer(sdp) {
-    await this.pc.setRemoteDescription({ type: "answer", sdp });
-    this.maxMessageBytes = maxMessageSize(sdp);
+    this.maxMessageBytes = checkRemoteSdp(sdp, "answer");
+    await this.#setRemote("answer", sdp);
+  }
+
+  async #setRemote(type, sdp) {
+    try {
+      await this.pc.setRemoteDescription({ type, sdp });
+    } catch (e) {
+      throw protocolError(`the other side sent an unusable ${type}: ${String(e?.message ?? e).slice(0, 80)}`);
+    }
   }
 
   /** Wait until the data channel is open; say which step failed on timeout. */
