@@ -24,7 +24,15 @@ from typing import Any
 
 import pytest
 
-from tests.cli_helpers import ROOT, Peer, leftovers, peer_env, run_signal_server, start_pair
+from tests.cli_helpers import (
+    ROOT,
+    Peer,
+    lab_env,
+    leftovers,
+    peer_env,
+    run_signal_server,
+    start_pair,
+)
 from tests.test_web_build import require_tools
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -49,16 +57,21 @@ RATES: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     require_tools("chromium")
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     with playwright_sync.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+        yield p
     if RATES:
         print("\nbrowser transfer rates (MB/s):", RATES)
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield instance
+    instance.close()
 
 
 @pytest.fixture
@@ -375,3 +388,60 @@ def test_hostile_sealed_offer_to_the_page(server: str, new_page: Any, case: str)
     finally:
         hostile.kill()
         hostile.wait()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("direction", ["cli-to-chromium", "chromium-to-cli"])
+def test_one_percent_loss_between_the_cli_and_chromium(
+    playwright: Any, tmp_path: Path, direction: str
+) -> None:
+    """The CLI's SCTP against Chromium's across a cable that drops 1% of the UDP packets each
+    way (tests/natlab.py): 12 MiB arrive verified, both directions. Chromium runs in the
+    lab's second namespace through a wrapper, the CLI and p2pshare-signal in the first."""
+    from tests.natlab import lossy_link
+
+    src = tmp_path / "lossy.bin"
+    data = random_file(src, 12 * MIB)
+    out = tmp_path / "out"
+    out.mkdir()
+    with lossy_link(tmp_path, 1) as (lab, host_a, host_b):
+        signal = lab.spawn(
+            host_a,
+            [sys.executable, "-m", "signal_server", "--host", "10.8.0.1", "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert signal.stdout is not None
+        server = signal.stdout.readline().split()[-1]
+        wrapper = tmp_path / "chromium-in-namespace"
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {host_b} {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        browser = playwright.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(accept_downloads=True).new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            if direction == "cli-to-chromium":
+                sender = Peer(
+                    ["send", str(src), "--server", server, "--json"],
+                    cwd=tmp_path,
+                    env=lab_env(),
+                    netns=host_a,
+                )
+                download = receive_in_page(page, server, sender.event("code")["code"])
+                assert sha(Path(download.path()).read_bytes()) == sha(data)
+                assert sender.wait(60) == 0, sender.stderr
+            else:
+                code = send_in_page(page, server, [src])
+                receiver = Peer(
+                    ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)],
+                    cwd=out,
+                    env=lab_env(),
+                    netns=host_a,
+                )
+                assert receiver.wait(200) == 0, receiver.stderr
+                assert (out / "lossy.bin").read_bytes() == data
+            finished(page)
+        finally:
+            browser.close()
