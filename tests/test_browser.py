@@ -212,6 +212,61 @@ def test_chromium_to_cli(server: str, new_page: Any, tmp_path: Path) -> None:
     RATES["Chromium -> CLI"] = round(done["bytes"] / done["seconds"] / 1e6, 1)
 
 
+def test_a_folder_chosen_in_the_page_arrives_as_a_tree(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """The Folder input (webkitdirectory): the CLI receives the folder with its tree."""
+    album = tmp_path / "src" / "album"
+    (album / "2024" / "summer").mkdir(parents=True)
+    files = {"a.txt": b"a\n", "2024/b.bin": os.urandom(70_000), "2024/summer/c.txt": b"c"}
+    for name, content in files.items():
+        (album / name).write_bytes(content)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page()
+    page.goto(http_url(server))
+    page.get_by_label("Folder", exact=True).set_input_files(str(album))
+    page.get_by_role("button", name="Send", exact=True).click()
+    code = page.locator("#code-text")
+    code.wait_for()
+    receiver = Peer(
+        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    for name, content in files.items():
+        assert (out / "album" / name).read_bytes() == content
+    finished(page)
+
+
+def test_files_dropped_on_the_page(server: str, new_page: Any, tmp_path: Path) -> None:
+    """Files dropped on the page are sent like chosen ones."""
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page()
+    page.goto(http_url(server))
+    transfer = page.evaluate_handle(
+        """() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["dropped\\n"], "dropped.txt", { type: "text/plain" }));
+            dt.items.add(new File([], "empty.bin"));
+            return dt;
+        }"""
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.get_by_text("2 files").wait_for()
+    page.get_by_role("button", name="Send", exact=True).click()
+    code = page.locator("#code-text")
+    code.wait_for()
+    receiver = Peer(
+        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    assert (out / "dropped.txt").read_bytes() == b"dropped\n"
+    assert (out / "empty.bin").read_bytes() == b""
+
+
 def test_chromium_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
     """Two browser contexts: one sends, the other opens the link and downloads."""
     data = random_file(tmp_path / "between-browsers.bin", BIG_MIB * MIB // 2 + 1)

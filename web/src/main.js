@@ -110,12 +110,36 @@ drop.addEventListener("dragover", (e) => {
   drop.classList.add("over");
 });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => {
+drop.addEventListener("drop", async (e) => {
   e.preventDefault();
   drop.classList.remove("over");
-  chosen = [...(e.dataTransfer?.files ?? [])].filter((f) => f.size > 0 || f.type !== "");
+  const items = [...(e.dataTransfer?.items ?? [])];
+  const entries = items.map((item) => item.webkitGetAsEntry?.()).filter((entry) => entry);
+  chosen = entries.length ? await filesFromEntries(entries) : [...(e.dataTransfer?.files ?? [])];
+  el.files.value = el.folder.value = "";
   ui.chosen(chosen);
 });
+
+/** The files under dropped entries, folders walked, each with its path from the drop. */
+async function filesFromEntries(entries) {
+  const files = [];
+  const walk = async (entry) => {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      file.p2psharePath = entry.fullPath.replace(/^\/+/, "");
+      files.push(file);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return files;
+}
 el.cancel.addEventListener("click", () => {
   // Tell the peer (it reports "the other side cancelled the transfer"), give the message a
   // moment to leave, then start afresh.
