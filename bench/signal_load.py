@@ -1,10 +1,21 @@
-"""Load test of p2pshare-signal: N concurrent pairs allocate, claim and relay on loopback.
+"""Load test of p2pshare-signal on loopback, in two modes.
 
-Runs the real ``p2pshare-signal`` in a subprocess (limits lifted for one source address) and
-drives it from this process. Reports pairs per second, connect and pairing latency percentiles,
-and the server's peak RSS (VmHWM). Usage::
+``pairs`` (the default): N concurrent pairs allocate, claim and relay. Runs the real
+``p2pshare-signal`` in a subprocess (limits lifted for one source address) and drives it from
+this process. Reports pairs per second, connect and pairing latency percentiles, and the
+server's peak RSS (VmHWM).
+
+``flood``: a descriptor-exhaustion attack (issue 17 item 5). N connections from one address
+send the start of an HTTP upgrade and never finish it, and reopen (after ``--reopen-delay``)
+whenever the server closes them, for ``--duration`` seconds. Without ``--url`` the server is
+started with its open-file limit lowered to ``--nofile`` (soft and hard); meanwhile this
+process probes ``/healthz`` and pairs a couple every ``--probe-interval`` and reports how many
+succeeded, their latency, and the server's peak descriptor count. With ``--url`` it only
+floods (tests drive their own probes) and prints one JSON line when every connection has been
+opened once, and the statistics when it ends. Usage::
 
     python bench/signal_load.py --pairs 1000 --messages 3 [--json out.json]
+    python bench/signal_load.py --mode flood --connections 1100 --nofile 1024 --duration 30
 """
 
 from __future__ import annotations
@@ -175,8 +186,193 @@ async def run(pairs: int, messages: int, rate: float) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Flood:
+    """Holds ``connections`` half-open HTTP upgrades from ``source_ip``; bounded in time."""
+
+    host: str
+    port: int
+    connections: int
+    duration_s: float
+    reopen_delay_s: float = 1.0
+    source_ip: str = "127.0.0.1"
+    opened: int = 0
+    closed_by_server: int = 0
+    failed_to_open: int = 0
+    held: int = 0
+    peak_held: int = 0
+    all_tried: asyncio.Event = field(default_factory=asyncio.Event)
+    _tried: int = 0
+
+    async def run(self) -> None:
+        """Flood until ``duration_s`` has passed (or the task is cancelled), then close all."""
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.connections)]
+        try:
+            await asyncio.sleep(self.duration_s)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _worker(self) -> None:
+        first = True
+        while True:
+            opened = await self._open_one()
+            if first:
+                first = False
+                self._tried += 1
+                if self._tried == self.connections:
+                    self.all_tried.set()
+            if opened is not None:
+                await self._hold(*opened)
+            await asyncio.sleep(self.reopen_delay_s)
+
+    async def _open_one(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.open_connection(
+                self.host, self.port, local_addr=(self.source_ip, 0)
+            )
+        except OSError:
+            self.failed_to_open += 1
+            return None
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        self.held += 1
+        self.peak_held = max(self.peak_held, self.held)
+        try:
+            # The start of an upgrade, never the blank line that ends it.
+            writer.write(f"GET / HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n".encode())
+            await reader.read()  # until the server closes it
+        except OSError:
+            pass
+        finally:
+            self.closed_by_server += 1
+            self.held -= 1
+            writer.transport.abort()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": self.connections,
+            "opened": self.opened,
+            "closed_by_server": self.closed_by_server,
+            "failed_to_open": self.failed_to_open,
+            "peak_held_by_client": self.peak_held,
+        }
+
+
+def _fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def _healthz(host: str, port: int) -> float:
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"healthz answered {data[:40]!r}")
+    return time.perf_counter() - t0
+
+
+async def _pair(url: str) -> float:
+    t0 = time.perf_counter()
+    a = await _open(url)
+    await a.send('{"type":"allocate"}')
+    nameplate = (await _recv(a))["nameplate"]
+    b = await _open(url)
+    await b.send(json.dumps({"type": "claim", "nameplate": nameplate}))
+    assert (await _recv(b))["type"] == "claimed"
+    assert (await _recv(b))["type"] == "paired"
+    assert (await _recv(a))["type"] == "paired"
+    await a.send('{"type":"bye"}')
+    await a.wait_closed()
+    await b.wait_closed()
+    return time.perf_counter() - t0
+
+
+async def _probe(what: Any, samples: list[float], failures: list[str]) -> None:
+    try:
+        samples.append(await asyncio.wait_for(what, 15))
+    except Exception as exc:
+        failures.append(f"{type(exc).__name__}: {exc}")
+
+
+def _limited(nofile: int) -> Any:
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return preexec
+
+
+async def run_flood(
+    url: str | None,
+    connections: int,
+    duration_s: float,
+    nofile: int,
+    probe_interval_s: float,
+    reopen_delay_s: float,
+    extra: list[str],
+) -> dict[str, Any]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, connections + 256)), hard))
+    server = None
+    if url is None:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "signal_server", "--port", "0"),
+                *("--log-level", "warning", "--joins-per-ip-per-minute", "0", *extra),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_limited(nofile),
+        )
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    flood = Flood(host, int(port), connections, duration_s, reopen_delay_s)
+    task = asyncio.create_task(flood.run())
+    try:
+        await flood.all_tried.wait()
+        if server is None:
+            print(json.dumps({"event": "flooding", **flood.stats()}), flush=True)
+            await task
+            return flood.stats()
+        health: list[float] = []
+        pairs: list[float] = []
+        failures: list[str] = []
+        peak_fds = 0
+        while not task.done():
+            peak_fds = max(peak_fds, _fd_count(server.pid))
+            await asyncio.gather(
+                _probe(_healthz(host, int(port)), health, failures),
+                _probe(_pair(url), pairs, failures),
+            )
+            await asyncio.sleep(probe_interval_s)
+        return {
+            "mode": "flood",
+            "server_nofile": nofile,
+            "server_args": extra,
+            "duration_s": duration_s,
+            "flood": flood.stats(),
+            "server_peak_fds": peak_fds,
+            "healthz": {"ok": len(health), **_ms(health)},
+            "pairs": {"ok": len(pairs), **_ms(pairs)},
+            "failures": failures[:5],
+            "failed": len(failures),
+        }
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["pairs", "flood"], default="pairs")
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=3, help="messages each way per pair")
     parser.add_argument(
@@ -186,14 +382,39 @@ def main() -> None:
         help="pairs starting per second once all are connected (0: all at once)",
     )
     parser.add_argument("--json", help="also write the result to this file")
+    flood = parser.add_argument_group("flood mode")
+    flood.add_argument("--url", help="flood this server instead of starting one")
+    flood.add_argument("--connections", type=int, default=1100)
+    flood.add_argument("--duration", type=float, default=30.0, help="seconds (it always ends)")
+    flood.add_argument("--nofile", type=int, default=1024, help="the started server's limit")
+    flood.add_argument("--probe-interval", type=float, default=0.5)
+    flood.add_argument("--reopen-delay", type=float, default=1.0)
+    flood.add_argument(
+        "--server-arg", action="append", default=[], help="passed to the started server"
+    )
     args = parser.parse_args()
-    result = eventloop.run(run(args.pairs, args.messages, args.rate))
+    if args.mode == "flood":
+        result = eventloop.run(
+            run_flood(
+                args.url,
+                args.connections,
+                args.duration,
+                args.nofile,
+                args.probe_interval,
+                args.reopen_delay,
+                args.server_arg,
+            )
+        )
+        ok = args.url is not None or not result["failed"]
+    else:
+        result = eventloop.run(run(args.pairs, args.messages, args.rate))
+        ok = result["succeeded"] == args.pairs
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")
-    sys.exit(0 if result["succeeded"] == args.pairs else 1)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def check_component(part: str) -> None:
     """Refuse one path component that could escape, mislead or fail on some system."""
     reason = _component_problem(part)
     if reason is not None:
-        raise UnsafeNameError(f"refused unsafe name {printable(part)!r}: {reason}")
+        raise UnsafeNameError(f"refused unsafe name '{printable(part)}': {reason}")
 
 
 def _component_problem(part: str) -> str | None:
@@ -131,12 +131,12 @@ def _component_problem(part: str) -> str | None:
 def check_path(path: str) -> tuple[str, ...]:
     """Split a relative POSIX path from an offer into checked components, or refuse it."""
     if not path or path.startswith("/"):
-        raise UnsafeNameError(f"refused unsafe path {printable(path)!r}: empty or absolute")
+        raise UnsafeNameError(f"refused unsafe path '{printable(path)}': empty or absolute")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise UnsafeNameError(f"refused unsafe path {printable(path)!r}: longer than 4096 bytes")
+        raise UnsafeNameError(f"refused unsafe path '{printable(path)}': longer than 4096 bytes")
     *dirs, name = path.split("/")
     if len(dirs) >= MAX_DEPTH:
-        raise UnsafeNameError(f"refused unsafe path {printable(path)!r}: nested too deep")
+        raise UnsafeNameError(f"refused unsafe path '{printable(path)}': nested too deep")
     for part in (*dirs, name):
         check_component(part)
     # Directory names repeat across entries: one copy of each (offers can be large).
@@ -181,7 +181,7 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
             key = collision_key(parent)
             if kinds.get(key, "dir") != "dir":
                 raise UnsafeNameError(
-                    f"refused offer: {shown!r} needs {printable(parent)!r} to be a directory, "
+                    f"refused offer: '{shown}' needs '{printable(parent)}' to be a directory, "
                     "but the offer also sends it as a file"
                 )
             kinds[key] = "dir"
@@ -190,7 +190,7 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
         kind = "dir" if entry.kind == "dir" else "file"
         if key in kinds and (kind == "file" or kinds[key] == "file"):
             raise UnsafeNameError(
-                f"refused offer: {shown!r} and {printable(names[key])!r} name the same "
+                f"refused offer: '{shown}' and '{printable(names[key])}' name the same "
                 "file (or a file and a directory)"
             )
         kinds[key] = kind

@@ -1,8 +1,10 @@
 """Client side of the rendezvous protocol (docs/protocol.md, part 1), over websockets.
 
-Translates websockets' exceptions and the server's error codes into :mod:`p2pshare.errors`.
-Bodies are bytes here and base64url on the wire; the server never sees anything but opaque
-strings.
+The server is untrusted: everything it sends is validated here, where it enters, and every
+failure becomes a :mod:`p2pshare.errors` error (``SignallingError`` when the server is at
+fault, ``PeerLostError`` only when the peer is). websockets' exceptions are translated at this
+boundary too. Bodies are bytes here and base64url on the wire; the server never sees anything
+but opaque strings. The wire names come from :mod:`signal_server.wire`, shared with the server.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import binascii
 import contextlib
 import json
 import logging
+import re
+import ssl
+import urllib.parse
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.typing import Subprotocol
 
 from p2pshare.errors import (
@@ -27,18 +32,133 @@ from p2pshare.errors import (
     SignallingError,
 )
 from p2pshare.files import printable
-from signal_server.wire import SUBPROTOCOL, ClientType, ErrorCode, ServerType
+from signal_server.wire import (
+    CLOSE_NORMAL,
+    ERROR_CLOSE_CODES,
+    NAMEPLATE_RE,
+    SUBPROTOCOL,
+    ClientType,
+    ErrorCode,
+    ServerType,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 48 * 1024
+MAX_FRAME_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
+"""For the handshake, the welcome, and every answer the server owes us (not the peer)."""
+PROBE_TIMEOUT_S = 3.0
+MAX_SERVER_TEXT_CHARS = 200
+"""Error messages and close reasons from the server are cut to this before printing."""
+
+# What a server may hand us as ICE servers. aiortc uses the first STUN and the first TURN URL
+# and accepts neither IPv6 literals nor other transports; anything else is refused, not guessed.
+MAX_ICE_SERVERS = 8
+MAX_ICE_URLS = 8
+MAX_ICE_FIELD_CHARS = 512
+_ICE_URL_RE = re.compile(
+    r"(?:stuns?|(?P<turn>turns?)):[A-Za-z0-9.\-]{1,253}(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?",
+    re.ASCII,
+)
+_HOST_PORT_RE = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::[0-9]{1,5})?",
+    re.ASCII,
+)
 
 _ERRORS: dict[str, type[P2PShareError]] = {
     ErrorCode.NO_SUCH_CODE: NoSuchCodeError,
     ErrorCode.EXPIRED: NoSuchCodeError,
     ErrorCode.CROWDED: CrowdedError,
 }
+
+_PEER_GONE_CLOSES = {ERROR_CLOSE_CODES[ErrorCode.PEER_LEFT], CLOSE_NORMAL}
+_HTTP_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
+def parse_server_url(text: str) -> str:
+    """The ``ws://`` or ``wss://`` URL of a rendezvous server, from what a user typed.
+
+    ``HOST:PORT`` means ``ws://HOST:PORT``; ``http://`` and ``https://`` mean ``ws://`` and
+    ``wss://`` (the browser page and the websocket share one origin, so people paste the page's
+    address). Raise ``ValueError`` with a one-line message (a usage error) for anything else.
+    """
+    shown = printable(text)
+    expected = "expected ws://HOST:PORT, wss://HOST, or HOST:PORT"
+    text = text.strip()
+    if "://" not in text:
+        if not _HOST_PORT_RE.fullmatch(text):
+            raise ValueError(f"not a rendezvous server address: {shown} ({expected})")
+        text = f"ws://{text}"
+    scheme, rest = text.split("://", 1)
+    ws_scheme = _HTTP_SCHEMES.get(scheme.lower())
+    if ws_scheme is None:
+        raise ValueError(f"not a rendezvous server address: {shown} ({expected})")
+    url = f"{ws_scheme}://{rest}"
+    if not url.isascii() or any(not ch.isprintable() or ch.isspace() for ch in url):
+        raise ValueError(f"not a rendezvous server address: {shown} ({expected})")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            f"not a rendezvous server address: {shown} (the port must be 1 to 65535)"
+        ) from None
+    if port == 0:
+        raise ValueError(f"not a rendezvous server address: {shown} (the port must be 1 to 65535)")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise ValueError(f"not a rendezvous server address: {shown} ({expected})")
+    return url
+
+
+def check_ice_servers(value: object) -> list[dict[str, Any]]:
+    """The ``ice_servers`` of a welcome, validated: ``RTCIceServer`` dicts whose ``urls`` is a
+    STUN/TURN URL or a list of them and whose ``username``/``credential`` are strings.
+    Raise :class:`SignallingError` otherwise (a hostile or broken server)."""
+    bad = SignallingError("the rendezvous server sent invalid ICE servers")
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_ICE_SERVERS:
+        raise bad
+    servers: list[dict[str, Any]] = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise bad
+        urls = entry.get("urls")
+        url_list = [urls] if isinstance(urls, str) else urls
+        if not isinstance(url_list, list) or not 1 <= len(url_list) <= MAX_ICE_URLS:
+            raise bad
+        for url in url_list:
+            if not isinstance(url, str) or not _valid_ice_url(url):
+                raise bad
+        server: dict[str, Any] = {"urls": list(url_list)}
+        for name in ("username", "credential"):
+            field = entry.get(name)
+            if field is None:
+                continue
+            if not isinstance(field, str) or len(field) > MAX_ICE_FIELD_CHARS:
+                raise bad
+            server[name] = field
+        servers.append(server)
+    return servers
+
+
+def _valid_ice_url(url: str) -> bool:
+    match = _ICE_URL_RE.fullmatch(url)
+    if match is None:
+        return False
+    if match["transport"] and not match["turn"]:
+        return False  # STUN URLs have no transport parameter (RFC 7064)
+    return match["port"] is None or 1 <= int(match["port"]) <= 65535
+
+
+def check_nameplate(value: object) -> str:
+    """A nameplate from the server: ASCII digits, 1 to 999999 (``wire.NAMEPLATE_RE``)."""
+    if not isinstance(value, str) or not NAMEPLATE_RE.fullmatch(value):
+        raise SignallingError("the rendezvous server sent an invalid nameplate")
+    return value
 
 
 class RendezvousClient:
@@ -49,62 +169,77 @@ class RendezvousClient:
         self.url = url
         self.ice_servers = ice_servers
         self.paired = False
+        self._joined_waiting_room = False
+        """We claimed a room somebody waits in: the server owes us ``paired`` at once."""
 
     @classmethod
     async def connect(cls, url: str) -> RendezvousClient:
+        try:
+            url = parse_server_url(url)
+        except ValueError as exc:
+            raise SignallingError(str(exc)) from None
         try:
             ws = await connect(
                 url,
                 subprotocols=[Subprotocol(SUBPROTOCOL)],
                 compression=None,
                 open_timeout=CONNECT_TIMEOUT_S,
-                max_size=256 * 1024,
+                max_size=MAX_FRAME_BYTES,
             )
-        except (InvalidURI, ValueError):
-            raise SignallingError(
-                f"not a rendezvous server address: {printable(url)} "
-                "(expected ws://HOST:PORT or wss://...)"
-            ) from None
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            reason = printable(str(exc) or type(exc).__name__)
-            raise SignallingError(
-                f"cannot reach the rendezvous server at {printable(url)}: {reason}"
-            ) from None
+        except InvalidURI:
+            raise SignallingError(f"not a rendezvous server address: {printable(url)}") from None
+        except (OSError, WebSocketException, TimeoutError, EOFError, ValueError) as exc:
+            # ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidMessage and a server
+            # out of descriptors all end here: we could not get a connection.
+            raise await _connect_error(url, exc) from None
         client = cls(ws, url, [])
-        welcome = await client._next()
-        if welcome.get("type") != ServerType.WELCOME:
-            raise SignallingError("the rendezvous server did not greet us; is it p2pshare-signal?")
-        servers = welcome.get("ice_servers")
-        if isinstance(servers, list):
-            client.ice_servers = [s for s in servers if isinstance(s, dict) and "urls" in s]
+        try:
+            welcome = await client._next(CONNECT_TIMEOUT_S)
+            if welcome.get("type") != ServerType.WELCOME:
+                raise SignallingError(
+                    "the rendezvous server did not greet us; is it p2pshare-signal?"
+                )
+            client.ice_servers = check_ice_servers(welcome.get("ice_servers"))
+        except BaseException:
+            await client.close()
+            raise
         return client
 
-    async def _next(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """The next server message; server errors and closes become exceptions."""
+    async def _next(self, timeout_s: float | None, *, from_peer: bool = False) -> dict[str, Any]:
+        """The next server message; server errors and closes become exceptions.
+
+        ``from_peer``: what we wait for must come from the peer, so a timeout means the peer is
+        gone; otherwise the server owes it and a timeout is the server's fault.
+        """
         try:
             async with asyncio.timeout(timeout_s):
                 frame = await self._ws.recv()
         except TimeoutError:
-            raise PeerLostError("the other side did not answer in time") from None
+            if from_peer:
+                raise PeerLostError("the other side did not answer in time") from None
+            raise SignallingError("the rendezvous server did not answer in time") from None
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from None
         try:
             obj = json.loads(frame)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if not isinstance(obj, dict):
             raise SignallingError("the rendezvous server sent something unexpected")
         if obj.get("type") == ServerType.ERROR:
-            code, message = str(obj.get("code")), printable(str(obj.get("message", "")))
+            code, message = str(obj.get("code")), _server_text(obj.get("message", ""))
             raise _ERRORS.get(code, SignallingError)(f"rendezvous server: {message}")
         if obj.get("type") == ServerType.PEER_LEFT:
             raise PeerLostError("the other side left before the connection was set up")
         return obj
 
     def _closed_error(self, exc: ConnectionClosed) -> P2PShareError:
-        if self.paired:
+        # After pairing the server closes us with 4007 when the peer vanished and 1000 when it
+        # said bye (the peer-left message before it may not have been read yet, if we were
+        # sending). Other closes (timeouts, going away, a dropped connection) are the server's.
+        if self.paired and exc.rcvd is not None and exc.rcvd.code in _PEER_GONE_CLOSES:
             return PeerLostError("the other side left before the connection was set up")
-        reason = printable(exc.rcvd.reason) if exc.rcvd and exc.rcvd.reason else "closed"
+        reason = _server_text(exc.rcvd.reason) if exc.rcvd and exc.rcvd.reason else "closed"
         return SignallingError(f"the rendezvous server closed the connection: {reason}")
 
     async def _request(self, message: dict[str, Any], expect: ServerType) -> dict[str, Any]:
@@ -119,23 +254,28 @@ class RendezvousClient:
 
     async def allocate(self) -> str:
         reply = await self._request({"type": ClientType.ALLOCATE}, ServerType.ALLOCATED)
-        nameplate = reply.get("nameplate")
-        if not isinstance(nameplate, str) or not nameplate.isdigit():
-            raise SignallingError("the rendezvous server sent an invalid nameplate")
-        return nameplate
+        return check_nameplate(reply.get("nameplate"))
 
     async def claim(self, nameplate: str, create: bool = False) -> None:
         message: dict[str, Any] = {"type": ClientType.CLAIM, "nameplate": nameplate}
         if create:
             message["create"] = True
-        await self._request(message, ServerType.CLAIMED)
+        reply = await self._request(message, ServerType.CLAIMED)
+        if reply.get("nameplate") != nameplate:
+            raise SignallingError("the rendezvous server confirmed another nameplate")
+        self._joined_waiting_room = not create
 
     async def wait_paired(self, timeout_s: float | None = None) -> None:
-        if not self.paired:
-            reply = await self._next(timeout_s)
-            if reply.get("type") != ServerType.PAIRED:
-                raise SignallingError("the rendezvous server sent something unexpected")
-            self.paired = True
+        if self.paired:
+            return
+        if self._joined_waiting_room:
+            # The server sends paired right after claimed: waiting longer is its fault.
+            reply = await self._next(CONNECT_TIMEOUT_S)
+        else:
+            reply = await self._next(timeout_s, from_peer=True)
+        if reply.get("type") != ServerType.PAIRED:
+            raise SignallingError("the rendezvous server sent something unexpected")
+        self.paired = True
 
     async def send(self, body: bytes) -> None:
         if len(body) > MAX_BODY_BYTES:
@@ -146,7 +286,7 @@ class RendezvousClient:
             raise self._closed_error(exc) from None
 
     async def receive(self, timeout_s: float | None) -> bytes:
-        reply = await self._next(timeout_s)
+        reply = await self._next(timeout_s, from_peer=True)
         body = reply.get("body")
         if reply.get("type") != ServerType.MESSAGE or not isinstance(body, str):
             raise SignallingError("the rendezvous server sent something unexpected")
@@ -161,6 +301,49 @@ class RendezvousClient:
             await self._ws.send(json.dumps({"type": ClientType.BYE}))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), 2)
+
+
+def _server_text(value: object) -> str:
+    return printable(str(value), MAX_SERVER_TEXT_CHARS)
+
+
+async def _connect_error(url: str, exc: BaseException) -> SignallingError:
+    """The error for a failed connection, saying what is wrong when we can tell."""
+    reason = _server_text(str(exc) or type(exc).__name__)
+    # A TLS handshake that a plain server breaks off looks like a reset, an SSL error or a
+    # timeout; a certificate problem means the server does speak TLS (and nginx answers
+    # plain HTTP on its TLS port, which would fool the probe).
+    tls_broke = isinstance(exc, OSError | TimeoutError) and not isinstance(
+        exc, ssl.SSLCertVerificationError
+    )
+    if url.startswith("wss://") and tls_broke and await _speaks_plain_http(url):
+        plain = "ws://" + url.removeprefix("wss://")
+        return SignallingError(
+            f"the rendezvous server at {printable(url)} does not speak TLS; try {printable(plain)}"
+        )
+    if isinstance(exc, TimeoutError):
+        reason = "no answer in time"
+    return SignallingError(f"cannot reach the rendezvous server at {printable(url)}: {reason}")
+
+
+async def _speaks_plain_http(url: str) -> bool:
+    """After a failed TLS connection: does the server answer plain HTTP instead?"""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname, parts.port or 443
+    if host is None:
+        return False
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET /healthz HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+                await writer.drain()
+                head = await reader.read(5)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    return head == b"HTTP/"
 
 
 def _b64(data: bytes) -> str:

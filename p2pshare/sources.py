@@ -20,7 +20,7 @@ from typing import BinaryIO
 from p2pshare import messages as m
 from p2pshare.codec import Compressor
 from p2pshare.errors import LocalFileError
-from p2pshare.files import printable
+from p2pshare.files import UnsafeNameError, check_offer, printable
 from p2pshare.fs import describe, hash_prefix
 from p2pshare.transfer import CompressionTrial
 from p2pshare.worker import Worker
@@ -88,7 +88,19 @@ def collect(
             raise LocalFileError(f"{path}: not a regular file or directory")
     if not sources:
         raise LocalFileError("nothing to send")
+    _check_names(sources)
     return sources
+
+
+def _check_names(sources: list[Source]) -> None:
+    """Refuse, before a code is printed, what every receiver would refuse (the same rules)."""
+    try:
+        check_offer(m.Offer(tuple(source.entry for source in sources)))
+    except UnsafeNameError as exc:
+        reason = exc.message.removeprefix("refused ").removeprefix("offer: ")
+        raise UnsafeNameError(
+            f"cannot send: {reason}; a receiver would refuse it (rename it and send again)"
+        ) from None
 
 
 def _entry(rel: str, st: os.stat_result, kind: str = "file") -> m.FileEntry:

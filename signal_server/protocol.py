@@ -18,6 +18,7 @@ from signal_server.wire import (
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNSUPPORTED_DATA,
+    ERROR_CLOSE_CODES,
     NAMEPLATE_RE,
     PROTOCOL_VERSION,
     SUBPROTOCOL,
@@ -46,17 +47,21 @@ class ErrorKind:
     close_code: int
 
 
-BAD_REQUEST = ErrorKind(ErrorCode.BAD_REQUEST, 4000)
-NO_SUCH_CODE = ErrorKind(ErrorCode.NO_SUCH_CODE, 4001)
-CROWDED = ErrorKind(ErrorCode.CROWDED, 4002)
-NAMEPLATE_TAKEN = ErrorKind(ErrorCode.NAMEPLATE_TAKEN, 4003)
-RATE_LIMITED = ErrorKind(ErrorCode.RATE_LIMITED, 4004)
-ROOM_LIMIT = ErrorKind(ErrorCode.ROOM_LIMIT, 4005)
-EXPIRED = ErrorKind(ErrorCode.EXPIRED, 4006)
-PEER_LEFT = ErrorKind(ErrorCode.PEER_LEFT, 4007)
-TIMEOUT = ErrorKind(ErrorCode.TIMEOUT, 4008)
-UNSUPPORTED_VERSION = ErrorKind(ErrorCode.UNSUPPORTED_VERSION, 4009)
-SERVER_FULL = ErrorKind(ErrorCode.SERVER_FULL, CLOSE_TRY_AGAIN_LATER)
+def _kind(code: ErrorCode) -> ErrorKind:
+    return ErrorKind(code, ERROR_CLOSE_CODES[code])
+
+
+BAD_REQUEST = _kind(ErrorCode.BAD_REQUEST)
+NO_SUCH_CODE = _kind(ErrorCode.NO_SUCH_CODE)
+CROWDED = _kind(ErrorCode.CROWDED)
+NAMEPLATE_TAKEN = _kind(ErrorCode.NAMEPLATE_TAKEN)
+RATE_LIMITED = _kind(ErrorCode.RATE_LIMITED)
+ROOM_LIMIT = _kind(ErrorCode.ROOM_LIMIT)
+EXPIRED = _kind(ErrorCode.EXPIRED)
+PEER_LEFT = _kind(ErrorCode.PEER_LEFT)
+TIMEOUT = _kind(ErrorCode.TIMEOUT)
+UNSUPPORTED_VERSION = _kind(ErrorCode.UNSUPPORTED_VERSION)
+SERVER_FULL = _kind(ErrorCode.SERVER_FULL)
 BINARY_FRAME = ErrorKind(ErrorCode.BAD_REQUEST, CLOSE_UNSUPPORTED_DATA)
 
 ERROR_KINDS = {

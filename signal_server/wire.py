@@ -63,3 +63,18 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
+
+ERROR_CLOSE_CODES: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 4000,
+    ErrorCode.NO_SUCH_CODE: 4001,
+    ErrorCode.CROWDED: 4002,
+    ErrorCode.NAMEPLATE_TAKEN: 4003,
+    ErrorCode.RATE_LIMITED: 4004,
+    ErrorCode.ROOM_LIMIT: 4005,
+    ErrorCode.EXPIRED: 4006,
+    ErrorCode.PEER_LEFT: 4007,
+    ErrorCode.TIMEOUT: 4008,
+    ErrorCode.UNSUPPORTED_VERSION: 4009,
+    ErrorCode.SERVER_FULL: CLOSE_TRY_AGAIN_LATER,
+}
+"""The close code that follows each ``error`` (and, for ``peer-left``, the peer-left message)."""

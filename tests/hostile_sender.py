@@ -138,6 +138,7 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
             ),
             # Declares a million entries: declined on the first message, nothing collected.
             "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
+            "empty-message": ([offer(entry("e.txt", 3))], [b""]),
             "home-ssh-key": (
                 [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
                 [],

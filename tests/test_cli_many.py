@@ -263,3 +263,22 @@ def test_text_message_to_a_pipe_is_escaped_unless_raw(
     else:
         assert proc.stdout == (b"hello \\x1b]0;PWNED\\x07\\x1b[2J \\u202eevil\\u202c \\x7fend\n")
         assert not any(c in proc.stdout for c in (b"\x1b", b"\x07", b"\x7f", "\u202e".encode()))
+
+
+def test_sender_refuses_names_a_receiver_would_refuse(server: str, tmp_path: Path) -> None:
+    """A file whose name holds an escape character is refused before any code is printed,
+    with exit 12 and the file named (escaped); the same for two names that differ by case."""
+    bad = tmp_path / "bad\x1b[31mname"
+    bad.write_text("x")
+    sender = Peer(["send", str(bad), "--server", server, "--json"], cwd=tmp_path)
+    assert sender.wait() == 12
+    error = sender.last("error")
+    assert error["error"] == "unsafe-name" and "bad\\x1b[31mname" in error["message"]
+    assert not any(e["event"] == "code" for e in sender.events)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Readme.txt").write_text("a")
+    (tree / "README.TXT").write_text("b")
+    sender = Peer(["send", str(tree), "--server", server, "--json"], cwd=tmp_path)
+    assert sender.wait() == 12
+    assert "same file" in sender.last("error")["message"]
