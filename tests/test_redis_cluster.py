@@ -27,7 +27,8 @@ from tests.signal_helpers import (
     send_json,
 )
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server (Debian)")
+# scripts/install-system-deps installs redis-server: its absence is a failure, not a skip.
+assert REDIS_SERVER is not None, "redis-server is missing: run scripts/install-system-deps"
 
 Instances = Callable[..., AbstractAsyncContextManager[list[RunningServer]]]
 
