@@ -137,8 +137,11 @@ def choose(nameplate: str, found: list[Advert], waited_s: float) -> Advert:
 
 @contextlib.asynccontextmanager
 async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bool]:
-    """Advertise the embedded server while the block runs; yields whether it worked (a
-    machine without multicast still sends: the receiver then needs the full command)."""
+    """Advertise the embedded server while the block runs; yields whether that could start
+    (a machine without multicast still sends: the receiver then needs the full command).
+
+    Registration probes the network for about a second first (RFC 6762); it runs in the
+    background, so that the code is printed at once: the receiver looks for BROWSE_S."""
     from zeroconf import IPVersion
     from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
@@ -160,18 +163,25 @@ async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bo
         logger.info("cannot advertise on the local network: %s", exc)
         yield False
         return
+
+    async def register() -> None:
+        announced = await zc.async_register_service(info, allow_name_change=True)
+        await announced
+        logger.info("advertised on the local network as %s", printable(info.name))
+
+    registration = asyncio.ensure_future(register())
     try:
-        try:
-            await zc.async_register_service(info, allow_name_change=True)
-            advertised = True
-        except Exception as exc:  # zeroconf raises assorted errors on odd networks
-            logger.info("cannot advertise on the local network: %r", exc)
-            advertised = False
-        yield advertised
+        yield True
     finally:
-        with contextlib.suppress(Exception):
-            if advertised:
+        if registration.done() and registration.exception() is None:
+            with contextlib.suppress(Exception):
                 await zc.async_unregister_service(info)
+        elif not registration.done():
+            registration.cancel()
+            await asyncio.gather(registration, return_exceptions=True)
+        else:
+            # zeroconf raises assorted errors on odd networks; the full command still works.
+            logger.info("cannot advertise on the local network: %r", registration.exception())
         await zc.async_close()
 
 
