@@ -159,7 +159,7 @@ async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bo
     version = IPVersion.V6Only if ":" in address else IPVersion.V4Only
     try:
         zc = AsyncZeroconf(interfaces=[address], ip_version=version)
-    except OSError as exc:
+    except Exception as exc:  # no multicast here: the full command still works
         logger.info("cannot advertise on the local network: %s", exc)
         yield False
         return
@@ -182,7 +182,8 @@ async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bo
         else:
             # zeroconf raises assorted errors on odd networks; the full command still works.
             logger.info("cannot advertise on the local network: %r", registration.exception())
-        await zc.async_close()
+        with contextlib.suppress(Exception):
+            await zc.async_close()
 
 
 @contextlib.asynccontextmanager
@@ -234,7 +235,7 @@ async def browse(
 
     try:
         zc = AsyncZeroconf()
-    except OSError as exc:
+    except Exception as exc:  # no multicast here: say "not found", with the full command
         logger.info("cannot browse the local network: %s", exc)
         return []
     browser = AsyncServiceBrowser(zc.zeroconf, SERVICE_TYPE, handlers=[on_change])
@@ -257,5 +258,7 @@ async def browse(
 
 async def find_server(nameplate: str, timeout_s: float = BROWSE_S) -> str:
     """The URL of the one sender on this network advertising ``nameplate``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     found = await browse(nameplate, timeout_s)
-    return choose(nameplate, found, timeout_s).url
+    return choose(nameplate, found, round(loop.time() - started, 1)).url
