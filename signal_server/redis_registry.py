@@ -55,6 +55,8 @@ INSTANCE_TIMEOUT_MS = 5_000
 INBOX_MAXLEN = 100_000
 READ_BLOCK_MS = 1_000
 RETRY_S = 0.5
+POOL_CONNECTIONS = 16
+POOL_WAIT_S = 5.0
 
 ROOMS_LUA = r"""
 local P, op, now, inst = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -280,10 +282,19 @@ class RedisRooms:
     @classmethod
     async def connect(cls, url: str, **limits: Any) -> RedisRooms:
         """Connect and check that Redis answers; raise :class:`RedisUnavailableError`."""
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.exceptions import RedisError
 
-        client = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        # Every script runs alone in Redis anyway: a few connections carry any burst, and
+        # a burst waits for one instead of failing with "too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=POOL_WAIT_S,
+            decode_responses=True,
+            socket_connect_timeout=5,
+        )
+        client = Redis(connection_pool=pool)
         reader = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
         try:
             await client.ping()

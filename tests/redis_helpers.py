@@ -21,6 +21,15 @@ def free_port() -> int:
 @contextmanager
 def redis_server(port: int | None = None) -> Iterator[str]:
     """Run redis-server in the foreground until the block exits; yield its URL."""
+    with redis_server_process(port) as (url, _proc):
+        yield url
+
+
+@contextmanager
+def redis_server_process(
+    port: int | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Like :func:`redis_server`, yielding the process too (the benchmark reads its CPU)."""
     assert REDIS_SERVER is not None
     port = port or free_port()
     proc = subprocess.Popen(
@@ -40,7 +49,7 @@ def redis_server(port: int | None = None) -> Iterator[str]:
                 break
         else:
             raise RuntimeError(f"redis-server did not start (exit {proc.wait()})")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
         proc.terminate()
         proc.wait(10)
