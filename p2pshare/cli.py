@@ -706,7 +706,8 @@ def receive(
             return True
         if not interactive:
             raise DeclinedError(
-                "not accepted: there is no terminal to ask; pass --yes to accept without asking"
+                "not accepted: no terminal to ask on the receiving side (the receiver can pass "
+                "--yes to accept without asking)"
             )
         answer = await ask_line("Accept? [Y/n] ")
         if answer is None:
