@@ -144,6 +144,28 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
             proc.wait()
 
 
+@contextmanager
+def hostile_peer(
+    module: str, server: str, case: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A test's hostile program (``python -m MODULE SERVER CASE``) that prints its code as
+    the first JSON line; yields the process and the code, and kills it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, server, case],
+        cwd=ROOT,
+        env=peer_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc, json.loads(proc.stdout.readline())["code"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def interruptible_env() -> dict[str, str]:
     """For tests that act in the middle of a transfer (kill, Ctrl-C, fill the disk, cut the
     path): small packets. With large packets a 64 MiB loopback transfer ends in ~0.2 s, before

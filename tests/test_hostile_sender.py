@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2pshare.errors import ERRORS_BY_NAME, UnsafeNameError
-from tests.cli_helpers import ROOT, Peer, peer_env, run_signal_server
+from tests.cli_helpers import Peer, hostile_peer, peer_env, run_signal_server
 from tests.hostile_sender import BAD_NAMES, COMPLETING, cases
 
 EXIT_BY_CASE = {
@@ -45,17 +42,7 @@ def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer,
         (out / "private").mkdir(mode=0o700)
         (out / "private" / "secret").write_text("s")
         os.utime(out / "private", (1_600_000_000, 1_600_000_000))
-    hostile = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile_sender", server, case],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert hostile.stdout is not None
-        code = json.loads(hostile.stdout.readline())["code"]
+    with hostile_peer("tests.hostile_sender", server, case) as (_, code):
         env = peer_env(HOME=str(out)) if case.startswith("home-") else None
         receiver = Peer(
             ["receive", code, "--server", server, "--yes", "-o", str(out), *extra],
@@ -63,9 +50,6 @@ def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer,
             env=env,
         )
         receiver.wait()
-    finally:
-        hostile.kill()
-        hostile.wait()
     return receiver, out, outside
 
 

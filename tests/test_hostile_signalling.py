@@ -4,14 +4,12 @@ with the documented error (never exit 1, never a 30 s wait), and tells the sende
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import ROOT, Peer, peer_env, run_signal_server
+from tests.cli_helpers import Peer, hostile_peer, run_signal_server
 from tests.hostile_signalling import CASES
 
 EXIT_BY_CASE = {"abort-wrong-code": 7}  # not believed: "the other side stopped", not 6
@@ -26,17 +24,8 @@ def server() -> Iterator[str]:
 @pytest.mark.parametrize("case", CASES)
 def test_hostile_sealed_offer(server: str, tmp_path: Path, case: str) -> None:
     """Exit 10 (protocol) or the case's code; one line; the sender gets a sealed abort."""
-    hostile = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile_signalling", server, case],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with hostile_peer("tests.hostile_signalling", server, case) as (hostile, code):
         assert hostile.stdout is not None
-        code = json.loads(hostile.stdout.readline())["code"]
         receiver = Peer(["receive", code, "--server", server, "--yes", "--json"], cwd=tmp_path)
         expected = EXIT_BY_CASE.get(case, 10)
         assert receiver.wait() == expected, (receiver.events, receiver.stderr)
@@ -45,7 +34,4 @@ def test_hostile_sealed_offer(server: str, tmp_path: Path, case: str) -> None:
         if case != "abort-wrong-code":
             reply = json.loads(hostile.stdout.readline())["reply"]
             assert reply["type"] == "abort" and reply["error"] == "protocol"
-    finally:
-        hostile.kill()
-        hostile.wait()
     assert list(tmp_path.iterdir()) == []
