@@ -122,9 +122,11 @@ def cli_sender(server: str, *paths: Path) -> tuple[Peer, str]:
 def receive_in_page(page: Any, server: str, code: str) -> Any:
     """Open the share link (the code in the fragment), accept, return the download."""
     page.goto(http_url(server) + "#" + code)
-    page.get_by_role("button", name="Accept", exact=True).click()
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    # Listen before clicking: a small file can be downloaded before click() returns.
     with page.expect_download(timeout=TIMEOUT_MS) as download:
-        pass
+        accept.click()
     return download.value
 
 
@@ -500,3 +502,19 @@ def test_one_percent_loss_between_the_cli_and_chromium(
             finished(page)
         finally:
             browser.close()
+
+
+def test_the_page_refuses_to_send_a_name_receivers_refuse(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """A file name every receiver would refuse (a Windows device name) is refused before a
+    code is shown, with the name and what to do."""
+    random_file(tmp_path / "CON.txt", 3)
+    page = new_page()
+    page.goto(http_url(server))
+    page.get_by_label("Files", exact=True).set_input_files([str(tmp_path / "CON.txt")])
+    page.get_by_role("button", name="Send", exact=True).click()
+    alert = page.get_by_role("alert")
+    alert.get_by_text("rename it and send again").wait_for()
+    assert "CON.txt" in alert.inner_text()
+    assert page.locator("#code-text").inner_text() == ""

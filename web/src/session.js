@@ -232,6 +232,20 @@ export function entriesFor(files) {
   return sources;
 }
 
+/** Refuse, before a code is shown, what every receiver would refuse (sources.py). */
+export function checkOwnOffer(entries) {
+  try {
+    checkOffer(entries);
+  } catch (e) {
+    if (e.name !== "unsafe-name") throw e;
+    const reason = e.message.replace(/^refused /, "").replace(/^offer: /, "");
+    throw Object.assign(
+      new Error(`cannot send: ${reason}; a receiver would refuse it (rename it and send again)`),
+      { name: "unsafe-name", local: true },
+    );
+  }
+}
+
 async function readSlice(file, start, end) {
   try {
     return new Uint8Array(await file.slice(start, end).arrayBuffer());
@@ -256,6 +270,7 @@ async function hashPrefix(file, length, hasher) {
 export async function sendFiles(files, { server, wordlist, onEvent = () => {}, abort = null }) {
   const sources = entriesFor(files);
   if (!sources.some((s) => s.file !== null)) throw new Error("choose at least one file");
+  checkOwnOffer(sources.map((s) => s.entry));
   const rv = await RendezvousClient.connect(server);
   try {
     const nameplate = await rv.allocate();
