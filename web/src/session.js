@@ -62,7 +62,7 @@ async function pake(rv, role, code) {
   const session = new PakeSession(role, code.password);
   rv.send(session.start());
   // The sender waits as long as the server keeps its code (the room's TTL).
-  await rv.waitPaired(role === SENDER ? null : CONNECT_TIMEOUT_MS);
+  await rv.waitPaired(role === SENDER ? null : 10_000);
   session.finish(await rv.receive(CONNECT_TIMEOUT_MS));
   rv.send(session.confirmation());
   session.verifyConfirmation(await rv.receive(CONNECT_TIMEOUT_MS));
