@@ -518,3 +518,22 @@ def test_the_page_refuses_to_send_a_name_receivers_refuse(
     alert.get_by_text("rename it and send again").wait_for()
     assert "CON.txt" in alert.inner_text()
     assert page.locator("#code-text").inner_text() == ""
+
+
+def test_receiving_with_the_keyboard_only(server: str, new_page: Any, tmp_path: Path) -> None:
+    """Tab to the code, type it, Enter; the offer takes the focus on Accept, Enter again."""
+    data = random_file(tmp_path / "keys.bin", 2000)
+    sender, code = cli_sender(server, tmp_path / "keys.bin")
+    page = new_page()
+    page.goto(http_url(server))
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "code"
+    page.keyboard.type(code)
+    page.keyboard.press("Enter")
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    page.wait_for_function("document.activeElement.id === 'accept'")
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.keyboard.press("Enter")
+    assert Path(download.value.path()).read_bytes() == data
+    assert sender.wait() == 0, sender.stderr
