@@ -9,6 +9,7 @@ it drives ``/usr/bin/chromium`` (``scripts/install-system-deps``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -165,6 +166,60 @@ def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
     finished(page)
     assert "direct" in page.locator("#path").inner_text()
     RATES["CLI -> Chromium"] = round(len(data) / done["seconds"] / 1e6, 1)
+
+
+@contextlib.contextmanager
+def signal_on(host: str) -> Iterator[str]:
+    """p2pshare-signal on ``host``, port 0 (run_signal_server insists on 127.0.0.1)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signal_server", "--host", host, "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on ws://"), line
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def lan_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback (None if there is none)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+            address: str = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_streamed_in_a_secure_context_blobs_on_a_lan_address(new_page: Any, tmp_path: Path) -> None:
+    """http://127.0.0.1 is a secure context: the file streams through the service worker to
+    the download. http://<LAN address> is not: the page keeps Blob parts instead. Both
+    arrive verified."""
+    address = lan_address()
+    if address is None:
+        pytest.skip("no LAN address to serve the page on")
+    for host, streamed in (("127.0.0.1", True), (address, False)):
+        with signal_on(host) as server:
+            data = random_file(tmp_path / "either.bin", 3 * MIB + 1)
+            sender, code = cli_sender(server, tmp_path / "either.bin")
+            page = new_page()
+            download = receive_in_page(page, server, code)
+            assert sha(Path(download.path()).read_bytes()) == sha(data)
+            assert page.evaluate("isSecureContext") is streamed
+            finished(page)
+            note = page.locator("#downloads").inner_text()
+            assert ("as it arrived" in note) is streamed, note
+            assert sender.wait() == 0, sender.stderr
 
 
 def test_cli_directory_to_chromium_as_one_zip(server: str, new_page: Any, tmp_path: Path) -> None:
@@ -385,7 +440,8 @@ def test_a_wrong_hash_saves_nothing(server: str, new_page: Any) -> None:
         page.get_by_role("button", name="Accept", exact=True).click()
         page.get_by_role("alert").get_by_text("Integrity failure").wait_for()
         time.sleep(0.5)
-        assert not downloads
+        # A streamed download may have started: it must have failed (the browser deletes it).
+        assert all(d.failure() is not None for d in downloads)
     finally:
         proc.kill()
         proc.wait()

@@ -12,6 +12,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 
 import { toHex } from "./bytes.js";
+import { StreamedDownload, streamingAvailable } from "./download.js";
 import { generateWords, parseCode } from "./codes.js";
 import { DATA_END_OVERHEAD, IntegrityError, ProtocolError } from "./frames.js";
 import { checkOffer, printable, terminalSafe } from "./names.js";
@@ -437,6 +438,35 @@ async function checkKept(blob, size, path) {
   }
 }
 
+/** Writes one entry straight into a streamed browser download (download.js). */
+class StreamFile {
+  constructor(download) {
+    this.download = download;
+    this.size = 0;
+    this.hasher = sha256.create();
+    this.open = true;
+  }
+
+  async write(payload) {
+    this.hasher.update(payload);
+    this.size += payload.length;
+    await this.download.write(payload);
+  }
+
+  /** The hash matched: complete the download. */
+  end() {
+    this.open = false;
+    this.download.end();
+  }
+
+  /** Fail the download: the browser deletes what it wrote. */
+  fail(message) {
+    if (!this.open) return;
+    this.open = false;
+    this.download.error(message);
+  }
+}
+
 function baseName(path) {
   const parts = path.split("/");
   return parts[parts.length - 1];
@@ -479,7 +509,7 @@ async function receiveEntries(link, confirm, onEvent) {
       if (event.type === "offer") offer = event.files;
       else if (event.type === "chunk") {
         const sink = sinks.get(event.index);
-        sink.write(event.payload, asZip);
+        await sink.write(event.payload, asZip);
         received += event.payload.length;
         const grant = proto.consumed(event.payload.length);
         if (grant) link.send(grant);
@@ -491,6 +521,17 @@ async function receiveEntries(link, confirm, onEvent) {
           throw new IntegrityError(`integrity failure: ${printable(offer[event.index].path)} does not match its SHA-256`);
         }
         const entry = offer[event.index];
+        if (sink instanceof StreamFile) {
+          sink.end();
+          sinks.delete(event.index);
+          onEvent({ type: "file", name: baseName(entry.path), blob: null, size: sink.size, sha256: digest });
+          for (const f of proto.fileVerified(event.index)) link.send(f);
+          if (proto.receivedAll) {
+            outcome.done = true;
+            progress(received, total, true);
+          }
+          continue;
+        }
         const blob = sink.finish();
         sinks.delete(event.index);
         // A file is in place only if the browser really kept it: past its Blob storage
@@ -513,7 +554,14 @@ async function receiveEntries(link, confirm, onEvent) {
   };
   const wire = new Wire(link, handle);
 
-  return wire.run(async () => {
+  try {
+    return await wire.run(() => receiveMain());
+  } catch (e) {
+    for (const sink of sinks?.values() ?? []) sink.fail?.(e.message);
+    throw e;
+  }
+
+  async function receiveMain() {
     await wire.until(() => offer !== null);
     checkOffer(offer);
     if (offer.some((e) => typeof e.size === "bigint")) {
@@ -526,8 +574,13 @@ async function receiveEntries(link, confirm, onEvent) {
     const dataEntries = offer.filter((e) => e.kind !== "dir");
     asZip = !summary.isText && (offer.length > 1 || dataEntries.length !== 1);
     sinks = new Map();
+    // One file, in a secure context: streamed to the download as it arrives (download.js).
+    const streamed =
+      !asZip && !summary.isText && streamingAvailable()
+        ? await StreamedDownload.open(baseName(dataEntries[0].path), dataEntries[0].size)
+        : null;
     offer.forEach((e, i) => {
-      if (e.kind !== "dir") sinks.set(i, new BlobFile());
+      if (e.kind !== "dir") sinks.set(i, streamed ? new StreamFile(streamed) : new BlobFile());
       else if (asZip) zipParts.push(zip.add({ path: e.path, size: 0, crc: 0, mode: e.mode, mtime: e.mtime, dir: true }));
     });
     // No zstd: a page decompressing would need a library and bounds; the protocol lets the
@@ -555,5 +608,5 @@ async function receiveEntries(link, confirm, onEvent) {
     for (const f of proto.finish()) link.send(f);
     await link.waitLost(GOODBYE_WAIT_MS);
     return { bytes: received, seconds, files: dataEntries.length, accepted };
-  });
+  }
 }

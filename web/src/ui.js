@@ -141,6 +141,12 @@ export class Ui {
     a.click();
   }
 
+  saved(name, note) {
+    const li = this.doc.createElement("li");
+    li.textContent = `${name} (${note})`;
+    this.el.downloads.append(li);
+  }
+
   text(text) {
     this.el.text.hidden = false;
     this.#set("text", text);
