@@ -1,11 +1,19 @@
-"""The baseline: a plain aiortc data-channel transfer, written to the pattern of aiortc's
-``examples/datachannel-filexfer`` (16 KiB messages, sent from the ``bufferedamountlow``
-event, stock asyncio, stock SCTP). No p2pshare code is involved.
+"""Plain aiortc data-channel transfers, no p2pshare code involved: the baselines that
+``bench/compare.py`` measures p2pshare against.
+
+Two patterns, both on stock aiortc (stock SCTP, 1,200-byte packets, default socket buffers):
+
+- ``example``: aiortc's ``examples/datachannel-filexfer``: 16 KiB messages sent from the
+  ``bufferedamountlow`` event with the default low threshold of 0, on stock asyncio. The
+  sender refills only once aiortc's buffer is empty, so SCTP idles between bursts.
+- ``tuned``: what a careful user of aiortc's public API would write: uvloop, 64 KiB messages,
+  ``bufferedAmountLowThreshold`` 256 KiB and a 1 MiB high-water mark (the sender tops the
+  buffer up to 1 MiB whenever it drains to 256 KiB, so SCTP never waits for the application).
 
 One process per role; the offer and answer travel through the parent's pipes as JSON lines::
 
-    python bench/baseline_aiortc.py send FILE      # prints the offer, reads the answer
-    python bench/baseline_aiortc.py receive OUT    # reads the offer, prints the answer
+    python bench/baseline_aiortc.py send FILE [example|tuned]     # prints offer, reads answer
+    python bench/baseline_aiortc.py receive OUT [example|tuned]   # reads offer, prints answer
 """
 
 from __future__ import annotations
@@ -13,10 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-CHUNK = 16384
+EXAMPLE_MESSAGE_BYTES = 16384
+TUNED_MESSAGE_BYTES = 64 * 1024
+TUNED_LOW_BYTES = 256 * 1024
+TUNED_HIGH_BYTES = 1024 * 1024
 
 
 async def _read_line() -> str:
@@ -27,7 +39,14 @@ def _print(obj: dict[str, str]) -> None:
     print(json.dumps(obj), flush=True)
 
 
-async def send(path: str) -> None:
+async def _connect_sender(pc: RTCPeerConnection) -> None:
+    await pc.setLocalDescription(await pc.createOffer())
+    _print({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    answer = json.loads(await _read_line())
+    await pc.setRemoteDescription(RTCSessionDescription(**answer))
+
+
+async def send_example(path: str) -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     channel = pc.createDataChannel("filexfer")
     done = asyncio.Event()
@@ -37,7 +56,7 @@ async def send(path: str) -> None:
     def send_data() -> None:
         nonlocal done_reading
         while channel.bufferedAmount <= channel.bufferedAmountLowThreshold and not done_reading:
-            data = fp.read(CHUNK)
+            data = fp.read(EXAMPLE_MESSAGE_BYTES)
             channel.send(data)
             if not data:
                 done_reading = True
@@ -45,10 +64,28 @@ async def send(path: str) -> None:
     channel.on("bufferedamountlow", send_data)
     channel.on("open", send_data)
     channel.on("message", lambda message: done.set())  # the receiver's "got it"
-    await pc.setLocalDescription(await pc.createOffer())
-    _print({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-    answer = json.loads(await _read_line())
-    await pc.setRemoteDescription(RTCSessionDescription(**answer))
+    await _connect_sender(pc)
+    await done.wait()
+    await pc.close()
+
+
+async def send_tuned(path: str) -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    channel = pc.createDataChannel("filexfer")
+    channel.bufferedAmountLowThreshold = TUNED_LOW_BYTES
+    opened, drained, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    channel.on("open", opened.set)
+    channel.on("bufferedamountlow", drained.set)
+    channel.on("message", lambda message: done.set())
+    await _connect_sender(pc)
+    await opened.wait()
+    with open(path, "rb") as fp:
+        while data := fp.read(TUNED_MESSAGE_BYTES):
+            channel.send(data)
+            if channel.bufferedAmount > TUNED_HIGH_BYTES:
+                drained.clear()
+                await drained.wait()
+    channel.send(b"")
     await done.wait()
     await pc.close()
 
@@ -59,14 +96,14 @@ async def receive(out_path: str) -> None:
     out = open(out_path, "wb")  # noqa: SIM115 - the example's pattern
 
     @pc.on("datachannel")
-    def on_datachannel(channel: object) -> None:
-        @channel.on("message")  # type: ignore[attr-defined, untyped-decorator]
+    def on_datachannel(channel: Any) -> None:
+        @channel.on("message")  # type: ignore[untyped-decorator]
         def on_message(message: bytes) -> None:
             if message:
                 out.write(message)
             else:
                 out.close()
-                channel.send("done")  # type: ignore[attr-defined]
+                channel.send("done")
                 done.set()
 
     offer = json.loads(await _read_line())
@@ -78,6 +115,16 @@ async def receive(out_path: str) -> None:
     await pc.close()
 
 
-if __name__ == "__main__":
+def main() -> None:
     role, path = sys.argv[1], sys.argv[2]
-    asyncio.run(send(path) if role == "send" else receive(path))
+    mode = sys.argv[3] if len(sys.argv) > 3 else "example"
+    if mode == "tuned":
+        import uvloop
+
+        uvloop.run(send_tuned(path) if role == "send" else receive(path))
+    else:
+        asyncio.run(send_example(path) if role == "send" else receive(path))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,14 +1,20 @@
 """p2pshare against the alternatives, in one run, on the same files, on the same link.
 
-Methods: p2pshare (real CLI, real p2pshare-signal), the plain-aiortc baseline
-(bench/baseline_aiortc.py), magic-wormhole (local mailbox and transit relay, in its own
-virtualenv under bench/.venv-wormhole, created on first use), and raw TCP (the ceiling).
+Methods: p2pshare (real CLI, real p2pshare-signal; large SCTP packets on, as by default),
+p2pshare-small (the same with ``P2PSHARE_LARGE_PACKETS=0``: 1,200-byte packets), two plain
+aiortc baselines (bench/baseline_aiortc.py: ``aiortc-tuned``, a well-tuned use of the public
+API, and ``aiortc-example``, aiortc's own example pattern), magic-wormhole (local mailbox and
+transit relay, in its own virtualenv under bench/.venv-wormhole, created on first use), and
+raw TCP (the ceiling). Runs alternate between methods (run 1 of every method, then run 2...),
+so that a noisy neighbour on the machine hits them all alike.
 Files: 256 MiB random, 256 MiB compressible (source code, text and CSV from this machine),
 10,000 files of 1 KiB. Everything runs in two network namespaces joined by a veth pair
 (senders in A, receivers in B), so no traffic leaves the namespaces. Needs root.
 
     sudo .venv/bin/python bench/compare.py                # full run, 3 repetitions
     sudo .venv/bin/python bench/compare.py --mib 64 --runs 1 --methods p2pshare,tcp
+    sudo .venv/bin/python bench/compare.py --kinds random --methods p2pshare,p2pshare-small \
+        --loss 1        # 1% of IP packets lost each way (each fragment on its own)
 
 Writes bench/results/compare-TIMESTAMP.json and .md (and .png when matplotlib is installed).
 Ratios within one run are what to track; the machine is shared and noisy.
@@ -34,14 +40,21 @@ sys.path.insert(0, str(ROOT))
 
 from p2pshare_run import wait_usage  # noqa: E402  (this script's own directory)
 
-from tests.natlab import lossy_link  # noqa: E402
+from tests.speedlab import speed_link  # noqa: E402
 
 PY = sys.executable
 P2PSHARE = str(Path(PY).parent / "p2pshare")
 WORMHOLE_VENV = ROOT / "bench" / ".venv-wormhole"
 HOST_A = "10.8.0.1"
 MIB = 1 << 20
-METHODS = ("p2pshare", "aiortc-baseline", "magic-wormhole", "tcp")
+METHODS = (
+    "p2pshare",
+    "p2pshare-small",
+    "aiortc-tuned",
+    "aiortc-example",
+    "magic-wormhole",
+    "tcp",
+)
 KINDS = ("random", "compressible", "small-files")
 
 Usage = dict[str, float]
@@ -105,8 +118,14 @@ def _size(path: Path) -> tuple[int, int]:
 # -- methods ----------------------------------------------------------------------------------
 
 
-def run_p2pshare(src: Path, out: Path, a: str, b: str, server: str) -> dict[str, Any]:
+def run_p2pshare(
+    src: Path, out: Path, a: str, b: str, server: str, large: bool = True
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
+    report = out.parent / f"{out.name}-link.jsonl"
+    env["P2PSHARE_LINK_REPORT"] = str(report)
+    if not large:
+        env["P2PSHARE_LARGE_PACKETS"] = "0"
     sender = _in(
         a,
         P2PSHARE,
@@ -153,20 +172,36 @@ def run_p2pshare(src: Path, out: Path, a: str, b: str, server: str) -> dict[str,
     seconds = time.perf_counter() - started
     s = _wait(sender)
     watcher.join(5)
+    links = [json.loads(line) for line in report.read_text().splitlines()]
     return {
         "seconds": seconds,
         "sender": s,
         "receiver": r,
         "first_byte_s": first[0] if first else None,
+        "large": [link.get("large", {}).get("state", "-") for link in links],
     }
 
 
-def run_baseline(src: Path, out: Path, a: str, b: str, server: str) -> dict[str, Any] | None:
+def run_p2pshare_small(src: Path, out: Path, a: str, b: str, server: str) -> dict[str, Any]:
+    return run_p2pshare(src, out, a, b, server, large=False)
+
+
+def run_baseline(
+    src: Path, out: Path, a: str, b: str, server: str, mode: str = "example"
+) -> dict[str, Any] | None:
     if not src.is_file():
         return None  # the example sends one file
     script = str(ROOT / "bench" / "baseline_aiortc.py")
     sender = _in(
-        a, PY, script, "send", str(src), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        a,
+        PY,
+        script,
+        "send",
+        str(src),
+        mode,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert sender.stdin is not None and sender.stdout is not None
     offer = sender.stdout.readline()
@@ -177,6 +212,7 @@ def run_baseline(src: Path, out: Path, a: str, b: str, server: str) -> dict[str,
         script,
         "receive",
         str(out / src.name),
+        mode,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -277,9 +313,15 @@ def run_tcp(src: Path, out: Path, a: str, b: str, server: str) -> dict[str, Any]
     return {"seconds": seconds, "sender": s, "receiver": r, "first_byte_s": None}
 
 
+def run_baseline_tuned(src: Path, out: Path, a: str, b: str, server: str) -> dict[str, Any] | None:
+    return run_baseline(src, out, a, b, server, "tuned")
+
+
 RUNNERS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "p2pshare": run_p2pshare,
-    "aiortc-baseline": run_baseline,
+    "p2pshare-small": run_p2pshare_small,
+    "aiortc-tuned": run_baseline_tuned,
+    "aiortc-example": run_baseline,
     "magic-wormhole": run_wormhole,
     "tcp": run_tcp,
 }
@@ -309,14 +351,15 @@ def summarise(samples: list[dict[str, Any]], nbytes: int, nfiles: int) -> dict[s
         ),
         "first_byte_s": round(statistics.median(first), 3) if first else None,
         "runs": len(samples),
+        "large": sorted({state for s in samples for state in s.get("large", [])}),
     }
 
 
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| file kind | method | MB/s median (min-max) | files/s | p2pshare ÷ method | "
-        "RSS sender / receiver MiB | CPU s/GiB (both) | first byte s |",
-        "|---|---|---|---|---|---|---|---|",
+        "RSS sender / receiver MiB | CPU s/GiB (both) | first byte s | large packets |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, by_method in results.items():
         ours = by_method.get("p2pshare")
@@ -331,7 +374,8 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
                 f"| {kind} | {method} | {mb['median']} ({mb['min']}-{mb['max']}) | "
                 f"{r['files_per_s']} | {ratio} | {r['sender_rss_mib']} / "
                 f"{r['receiver_rss_mib']} | {r['cpu_s_per_gib']} | "
-                f"{r['first_byte_s'] if r['first_byte_s'] is not None else '—'} |"
+                f"{r['first_byte_s'] if r['first_byte_s'] is not None else '—'} | "
+                f"{', '.join(r.get('large') or ['—'])} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -367,6 +411,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument(
+        "--loss", type=float, default=0.0, help="percent of IP packets lost at each end"
+    )
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     kinds = [k for k in args.kinds.split(",") if k]
@@ -374,7 +421,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p2pshare-compare-") as tmp:
         base = Path(tmp)
         inputs = make_inputs(base, args.mib)
-        with lossy_link(base, 0) as (lab, a, b):
+        with speed_link(base, args.loss) as (lab, a, b):
             servers = [
                 lab.spawn(
                     a,
@@ -416,19 +463,18 @@ def main() -> None:
             for kind in kinds:
                 src = inputs[kind]
                 nbytes, nfiles = _size(src)
-                results[kind] = {}
-                for method in methods:
-                    samples = []
-                    for run in range(args.runs):
+                samples: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+                for run in range(args.runs):
+                    for method in methods:
                         out = base / f"out-{kind}-{method}-{run}"
                         out.mkdir()
                         sample = RUNNERS[method](src, out, a, b, server)
                         if sample is None:
-                            break
+                            continue
                         got_bytes, got_files = _size(out)
                         if got_bytes < nbytes or got_files < nfiles:
                             raise RuntimeError(f"{method} lost data on {kind}")
-                        samples.append(sample)
+                        samples[method].append(sample)
                         subprocess.run(["rm", "-rf", str(out)], check=True)
                         print(
                             json.dumps(
@@ -437,18 +483,23 @@ def main() -> None:
                                     "method": method,
                                     "run": run,
                                     "seconds": round(sample["seconds"], 2),
+                                    "mb_per_s": round(nbytes / sample["seconds"] / 1e6, 2),
+                                    "cpu_s": round(
+                                        sample["sender"]["cpu_s"] + sample["receiver"]["cpu_s"], 2
+                                    ),
+                                    "large": sample.get("large"),
                                 }
                             ),
                             flush=True,
                         )
-                    if samples:
-                        results[kind][method] = summarise(samples, nbytes, nfiles)
+                results[kind] = {m: summarise(v, nbytes, nfiles) for m, v in samples.items() if v}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     report = {
         "mib": args.mib,
         "runs": args.runs,
+        "loss_pct": args.loss,
         "results": results,
         "cpus": os.cpu_count(),
         "when": stamp,

@@ -16,12 +16,14 @@ opened once, and the statistics when it ends. Usage::
 
     python bench/signal_load.py --pairs 1000 --messages 3 [--json out.json]
     python bench/signal_load.py --mode flood --connections 1100 --nofile 1024 --duration 30
+    python bench/signal_load.py --pairs 1000 --instances 1,2,3   # over one shared Redis
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -63,14 +65,19 @@ async def _open(url: str) -> ClientConnection:
 
 
 async def one_pair(
-    url: str, messages: int, sample: Sample, index: int, rate: float, gate: asyncio.Semaphore
+    urls: tuple[str, str],
+    messages: int,
+    sample: Sample,
+    index: int,
+    rate: float,
+    gate: asyncio.Semaphore,
 ) -> None:
     try:
         async with gate:  # bounds simultaneous TCP+websocket handshakes, like a real client mix
             t0 = time.perf_counter()
-            a = await _open(url)
-            b = await _open(url)
-            sample.connect_s.append(time.perf_counter() - t0)
+            a = await _open(urls[0])
+            b = await _open(urls[1])
+        sample.connect_s.append(time.perf_counter() - t0)
         _count_connected(sample)
         # Every socket of every pair is open before any pairing starts: the server holds
         # 2 x pairs connections while it pairs.
@@ -126,50 +133,87 @@ def _ms(values: list[float]) -> dict[str, float]:
     return {"p50": round(_pct(values, 0.5) * 1e3, 1), "p99": round(_pct(values, 0.99) * 1e3, 1)}
 
 
-async def run(pairs: int, messages: int, rate: float) -> dict[str, Any]:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(
+    pairs: int,
+    messages: int,
+    rate: float,
+    instances: int = 1,
+    redis_url: str | None = None,
+    redis_pid: int | None = None,
+) -> dict[str, Any]:
+    """``instances`` servers (on ``redis_url`` when given); pair i's sender uses instance
+    i mod N and its receiver the next one, so with N > 1 every pair crosses instances."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * pairs + 256)), hard))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "signal_server",
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            "--max-conns-per-ip",
-            "0",
-            "--joins-per-ip-per-minute",
-            "0",
-            "--max-rooms",
-            str(pairs * 2),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    cluster = ["--redis", redis_url] if redis_url else []
+    servers = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "signal_server", "--port", "0"),
+                *("--log-level", "warning", "--max-conns-per-ip", "0"),
+                *("--joins-per-ip-per-minute", "0", "--max-rooms", str(pairs * 2), *cluster),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(instances)
+    ]
     try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split()[-1]
-        base_rss = _peak_rss_mib(server.pid)
+        urls = []
+        for server in servers:
+            assert server.stdout is not None
+            urls.append(server.stdout.readline().split()[-1])
+        base_rss = max(_peak_rss_mib(server.pid) for server in servers)
         sample = Sample(pairs)
         gate = asyncio.Semaphore(100)
         t0 = time.perf_counter()
         # Pairing starts once everyone is connected; with a rate, pair i starts i/rate later.
         tasks = [
-            asyncio.create_task(one_pair(url, messages, sample, i, rate, gate))
+            asyncio.create_task(
+                one_pair(
+                    (urls[i % instances], urls[(i + 1) % instances]),
+                    messages,
+                    sample,
+                    i,
+                    rate,
+                    gate,
+                )
+            )
             for i in range(pairs)
         ]
         await sample.all_connected.wait()
+        cpu_before = [_cpu_s(server.pid) for server in servers]
+        redis_before = _cpu_s(redis_pid) if redis_pid else 0.0
+        own_before = _own_cpu_s()
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - sample.pairing_started
+        cpu = [
+            _cpu_s(server.pid) - before for server, before in zip(servers, cpu_before, strict=True)
+        ]
+        redis_cpu = _cpu_s(redis_pid) - redis_before if redis_pid else None
+        own_cpu = _own_cpu_s() - own_before
         connect_elapsed = sample.pairing_started - t0
-        peak = _peak_rss_mib(server.pid)
+        peak = max(_peak_rss_mib(server.pid) for server in servers)
     finally:
-        server.terminate()
-        server.wait(10)
+        for server in servers:
+            server.terminate()
+            server.wait(10)
     return {
         "pairs": pairs,
+        "instances": instances,
+        "redis": bool(redis_url),
         "sockets_held": 2 * pairs,
         "messages_each_way": messages,
         "arrival": f"{rate:g} pairs/s" if rate else "burst (all at once)",
@@ -181,9 +225,32 @@ async def run(pairs: int, messages: int, rate: float) -> dict[str, Any]:
         "connect_ms": _ms(sample.connect_s),
         "pairing_ms": _ms(sample.pairing_s),
         "pair_and_relay_ms": _ms(sample.relay_done_s),
+        "cpu_s_during_pairing": {
+            "servers": [round(c, 2) for c in cpu],
+            "redis": None if redis_cpu is None else round(redis_cpu, 2),
+            "load_generator": round(own_cpu, 2),
+        },
         "server_rss_mib": {"idle": round(base_rss, 1), "peak": round(peak, 1)},
         "cpus": os.cpu_count(),
     }
+
+
+async def run_instances(
+    pairs: int, messages: int, rate: float, counts: list[int], redis_url: str | None
+) -> list[dict[str, Any]]:
+    """The same load against 1, 2, ... instances sharing one Redis (started here unless
+    ``redis_url`` is given), one after the other in one run."""
+    from tests.redis_helpers import redis_server_process
+
+    results = []
+    with contextlib.ExitStack() as stack:
+        pid = None
+        if redis_url is None:
+            redis_url, proc = stack.enter_context(redis_server_process())
+            pid = proc.pid
+        for count in counts:
+            results.append(await run(pairs, messages, rate, count, redis_url, pid))
+    return results
 
 
 @dataclass
@@ -373,6 +440,13 @@ async def run_flood(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["pairs", "flood"], default="pairs")
+    parser.add_argument(
+        "--instances",
+        default="",
+        help="pairs mode over Redis: comma-separated instance counts to run one after the "
+        "other, e.g. 1,2,3 (every pair's two peers on different instances when N > 1)",
+    )
+    parser.add_argument("--redis", help="Redis URL for --instances (default: start one)")
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=3, help="messages each way per pair")
     parser.add_argument(
@@ -406,6 +480,13 @@ def main() -> None:
             )
         )
         ok = args.url is not None or not result["failed"]
+    elif args.instances:
+        counts = [int(n) for n in args.instances.split(",")]
+        results = eventloop.run(
+            run_instances(args.pairs, args.messages, args.rate, counts, args.redis)
+        )
+        result = {"mode": "pairs over Redis", "runs": results}
+        ok = all(r["succeeded"] == args.pairs for r in results)
     else:
         result = eventloop.run(run(args.pairs, args.messages, args.rate))
         ok = result["succeeded"] == args.pairs

@@ -8,6 +8,7 @@ their code. Nothing here prints a traceback unless ``--verbose`` asks for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -18,7 +19,15 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from p2pshare import __version__, session
-from p2pshare.codes import DEFAULT_WORDS, Code, parse_chosen_code, parse_code
+from p2pshare.codes import (
+    DEFAULT_WORDS,
+    Code,
+    closest_word,
+    parse_chosen_code,
+    parse_code,
+    unknown_words,
+)
+from p2pshare.codes import complete as complete_code
 from p2pshare.config import (
     ENV_CODE,
     ENV_LOCAL_ADDRESSES,
@@ -28,19 +37,35 @@ from p2pshare.config import (
     ENV_TURN_PASSWORD,
     ENV_TURN_USER,
     Settings,
+    window_bytes_from_env,
 )
-from p2pshare.errors import DeclinedError, InterruptedTransferError, P2PShareError
-from p2pshare.progress import HumanReporter, JsonReporter, Reporter
+from p2pshare.errors import (
+    ConnectError,
+    DeclinedError,
+    InterruptedTransferError,
+    P2PShareError,
+    PeerLostError,
+)
+from p2pshare.files import printable
+from p2pshare.messages import MAX_TEXT_BYTES
+from p2pshare.preflight import check_readable, check_writable, output_directory
+from p2pshare.progress import HumanReporter, JsonReporter, Reporter, format_size
+from p2pshare.rendezvous import parse_server_url
 from p2pshare.webrtc import IceConfig, check_ice_url
 from signal_server import eventloop
 
 app = typer.Typer(
     name="p2pshare",
     help="Send files peer to peer over WebRTC, paired by a short code.\n\n"
-    "Sender: p2pshare send FILE, then read the code to the receiver. "
-    "Receiver: p2pshare receive CODE.",
-    add_completion=False,
-    no_args_is_help=True,
+    "\b\n"
+    "  p2pshare send FILE        prints a code; read it to the receiver\n"
+    "  p2pshare receive CODE     on the other machine\n\n"
+    "Also: recv and rx for receive, tx for send.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+    # Plain help: no boxes (they wrap commands a person copies) and no typer metavars like
+    # <bool> or <list[Path]>; usage errors are printed by main(), one style for all.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -54,7 +79,8 @@ ServerOpt = Annotated[
         metavar="URL",
         show_envvar=True,
         help="Rendezvous server (ws://HOST:PORT or wss://...). On send, without it the sender "
-        "runs one in its own process on this machine's network address.",
+        "runs one in its own process on this machine's network address and advertises it "
+        "on the local network (mDNS); on receive, without it the sender is looked for there.",
     ),
 ]
 LocalAddressOpt = Annotated[
@@ -131,6 +157,22 @@ VerboseOpt = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Log what happens (-vv: and aiortc).")
 ]
 
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Show a few words derived from the session key on both sides: read them to "
+        "each other; different words mean someone is in the middle (stop with Ctrl-C).",
+    ),
+]
+HideProgressOpt = Annotated[
+    bool, typer.Option("--hide-progress", help="Do not show the progress bar.")
+]
+
+
+class UsageProblem(Exception):
+    """Bad arguments: printed by :func:`main` like every usage error, exit 2."""
+
 
 def _version(value: bool) -> None:
     if value:
@@ -140,11 +182,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show version."),
     ] = False,
 ) -> None:
-    pass
+    if ctx.invoked_subcommand is None:
+        # Bare `p2pshare` is a request for help, not a mistake.
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -198,18 +245,26 @@ def _settings(
     addresses = _from_env_list(local_address, ENV_LOCAL_ADDRESSES)
     policy = "relay" if relay_only else "direct" if direct_only else "all"
     ice = IceConfig(servers=tuple(servers), local_addresses=tuple(addresses) or None, policy=policy)
-    return Settings(server=server or None, ice=ice, **kw)
+    try:
+        window = window_bytes_from_env()
+    except ValueError as exc:
+        _usage(str(exc))
+    return Settings(server=server or None, ice=ice, window_bytes=window, **kw)
 
 
 def _run(
-    coro: Coroutine[Any, Any, session.TransferResult], reporter: Reporter, verb: str, verbose: int
+    coro: Coroutine[Any, Any, session.TransferResult],
+    reporter: Reporter,
+    verb: str,
+    verbose: int,
+    resumable: bool = False,
 ) -> NoReturn:
     try:
         result = eventloop.run(coro)
     except P2PShareError as exc:
-        _fail(reporter, exc, verbose)
+        _fail(reporter, exc, verbose, resumable)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _fail(reporter, InterruptedTransferError(), verbose)
+        _fail(reporter, InterruptedTransferError(), verbose, resumable)
     except Exception as exc:
         if verbose:
             logging.getLogger("p2pshare").exception("unexpected error")
@@ -225,36 +280,75 @@ def _run(
     raise typer.Exit(0)
 
 
-def _fail(reporter: Reporter, exc: P2PShareError, verbose: int) -> NoReturn:
+RESUME_HINT = {
+    "Received": "the data received so far was kept (files of 1 MiB or more); when the same "
+    "files are sent to this place again, the transfer resumes from there",
+    "Sent": "the receiver keeps what it got (files of 1 MiB or more); sending the same files "
+    "again to the same place resumes from there",
+}
+
+
+def _fail(
+    reporter: Reporter, exc: P2PShareError, verbose: int, resumable: bool = False, verb: str = ""
+) -> NoReturn:
     if verbose:
         logging.getLogger("p2pshare").debug("failed", exc_info=exc)
-    reporter.error(exc.name, exc.message)
+    message = exc.message
+    interrupted = isinstance(exc, InterruptedTransferError | PeerLostError | ConnectError)
+    if resumable and interrupted and reporter.progressed:
+        message += f"; {RESUME_HINT[reporter.verb]}"
+    reporter.error(exc.name, message)
     raise typer.Exit(exc.exit_code)
 
 
 def _usage(message: str) -> NoReturn:
-    typer.echo(f"p2pshare: error: {message}", err=True)
-    raise typer.Exit(2)
+    raise UsageProblem(message)
+
+
+def _server_url(server: str | None) -> str | None:
+    """``--server`` as a ws:// or wss:// URL (``HOST:PORT`` and ``http(s)://`` accepted); a
+    malformed one is a usage error."""
+    if not server:
+        return None
+    try:
+        return parse_server_url(server)
+    except ValueError as exc:
+        _usage(str(exc))
+
+
+def _check_paths(paths: list[str]) -> list[Path]:
+    """Refuse what would silently send something else: an empty path (``""``, an unset
+    variable) would otherwise mean the current directory."""
+    if any(p.strip() == "" for p in paths):
+        _usage('an empty path was given (an unset variable?); to send this directory, say "."')
+    return [Path(p) for p in paths]
+
+
+def _read_text(text: str) -> str:
+    """``--text -`` reads the message from standard input."""
+    if text != "-":
+        return text
+    data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        _usage("--text - needs UTF-8 text on standard input; send binary data as a file: send -")
 
 
 @app.command()
 def send(
     paths: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Files and directories to send; - sends standard input (read as it comes, "
-            "never whole into memory). Directories keep their structure, empty ones, "
-            "executable bits and modification times included. Symlinks are not followed: "
-            "they are skipped with a warning.",
-            show_default=False,
-        ),
+        list[str] | None,
+        # Arguments are described in the docstring: typer's argument list would add <str>.
+        typer.Argument(metavar="PATH", show_default=False, hidden=True),
     ] = None,
     text: Annotated[
         str | None,
         typer.Option(
             "--text",
             metavar="TEXT",
-            help="Send this text instead of files; the receiver prints it.",
+            help="Send this text instead of files (- reads it from standard input); the "
+            "receiver prints it.",
         ),
     ] = None,
     name: Annotated[
@@ -288,6 +382,18 @@ def send(
             help="Secret words in a generated code (8 bits each).",
         ),
     ] = DEFAULT_WORDS,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Leave out files and directories this user cannot read (with a warning), "
+            "instead of refusing to start.",
+        ),
+    ] = False,
+    qr: Annotated[
+        bool,
+        typer.Option("--qr", help="Also show the browser link as a QR code, for a phone."),
+    ] = False,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
@@ -297,14 +403,25 @@ def send(
     relay_only: RelayOnlyOpt = False,
     direct_only: DirectOnlyOpt = False,
     json_output: JsonOpt = False,
+    hide_progress: HideProgressOpt = False,
+    verify: VerifyOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Send files, directories, standard input (-) or --text. Prints a code; the receiver runs:
-    p2pshare receive CODE.
+    """Send files, directories, standard input (-) or --text.
+
+    Prints a code, and the command the receiver runs (kept on one line):
+
+    \b
+      p2pshare receive CODE
 
     Exits 0 once the receiver has verified every file's SHA-256.
+
+    PATH: files and directories to send; - sends standard input (read as it comes, never
+    whole into memory). Directories keep their structure, empty ones, executable bits and
+    modification times included. Symlinks are not followed: they are skipped with a warning.
     """
     _setup_logging(verbose)
+    server = _server_url(server)
     if bool(paths) == (text is not None):
         _usage("give files or directories to send, or --text, but not both")
     chosen: Code | None = None
@@ -313,10 +430,23 @@ def send(
             chosen = parse_chosen_code(code)
         except P2PShareError as exc:
             _usage(exc.message)
-    label = (
-        "text" if text is not None else (name or ", ".join(p.name or str(p) for p in paths or []))
+    files = _check_paths(paths or [])
+    if text is not None:
+        text = _read_text(text)
+    label = "text" if text is not None else (name or ", ".join(p.name or str(p) for p in files))
+    reporter: Reporter = (
+        JsonReporter(server=server, verify=verify)
+        if json_output
+        else HumanReporter(
+            label,
+            hide_progress=hide_progress,
+            server=server,
+            qr=qr,
+            sending_text=text is not None,
+            verify=verify,
+        )
     )
-    reporter: Reporter = JsonReporter() if json_output else HumanReporter(label)
+    reporter.verb = "Sent"
     settings = _settings(
         server,
         local_address,
@@ -328,8 +458,103 @@ def send(
         direct_only,
         code_words=code_length,
     )
-    coro = session.send(paths or [], settings, text=text, name=name, code=chosen, on_event=reporter)
-    _run(coro, reporter, "Sent", verbose)
+    try:
+        files, excluded = check_readable(files, skip=skip_unreadable, warn=reporter.warn)
+    except P2PShareError as exc:
+        _fail(reporter, exc, verbose)
+    coro = session.send(
+        files, settings, text=text, name=name, code=chosen, on_event=reporter, exclude=excluded
+    )
+    _run(coro, reporter, "Sent", verbose, resumable=text is None)
+
+
+def _ask_code() -> str:
+    """The ``Code:`` prompt: Tab completes the words; Ctrl-C or Ctrl-D gives up (130)."""
+    with contextlib.suppress(ImportError):
+        import readline
+
+        readline.set_completer_delims(" \t\n")
+        readline.set_completer(_completer)
+        readline.parse_and_bind("tab: complete")
+    while True:
+        try:
+            text = _input("Code: ")
+        except (KeyboardInterrupt, EOFError):
+            sys.stderr.write("\n")
+            raise typer.Exit(InterruptedTransferError.exit_code) from None
+        if text.strip():
+            return text
+
+
+def _completer(text: str, state: int) -> str | None:
+    matches = complete_code(text)
+    return matches[state] if state < len(matches) else None
+
+
+def _input(prompt: str) -> str:
+    """input(), with the prompt on stderr when stdout is not the terminal (``-o -``)."""
+    if sys.stdout.isatty():
+        return input(prompt)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return input()
+
+
+def _check_words(parsed: Code) -> bool:
+    """Before connecting: words outside the list are likely typos, and a wrong code burns
+    the sender's. True to go on (they are right, or the code was chosen with --code)."""
+    unknown = unknown_words(parsed)
+    if not unknown:
+        return True
+    hints = []
+    for word in unknown:
+        near = closest_word(word)
+        hints.append(f"{word!r}" + (f" (did you mean {near!r}?)" if near else ""))
+    sys.stderr.write(
+        f"Not in p2pshare's word list: {', '.join(hints)}. A wrong code cancels the "
+        "sender's; right only if the sender chose the code.\n"
+    )
+    try:
+        answer = _input("Use it anyway? [y/N] ")
+    except (KeyboardInterrupt, EOFError):
+        sys.stderr.write("\n")
+        raise typer.Exit(InterruptedTransferError.exit_code) from None
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _complete_code_argument(incomplete: str) -> list[str]:
+    return complete_code(incomplete)
+
+
+async def ask_line(prompt: str) -> str | None:
+    """One line typed at the terminal, or None at end of input (Ctrl-D).
+
+    Read with the event loop's reader, not in a thread, so that Ctrl-C or the sender
+    cancelling ends the prompt at once (a thread blocked in input() cannot be stopped).
+    """
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ready
+    except asyncio.CancelledError:
+        sys.stderr.write("\n")
+        raise
+    finally:
+        loop.remove_reader(fd)
+    data = os.read(fd, 4096)
+    if not data:
+        sys.stderr.write("\n")
+        return None
+    return data.decode("utf-8", errors="replace")
 
 
 @app.command()
@@ -337,21 +562,22 @@ def receive(
     code: Annotated[
         str | None,
         typer.Argument(
+            metavar="CODE",
             envvar=ENV_CODE,
-            show_envvar=True,
             show_default=False,
-            help="The code the sender gave you. Omit it to be asked for it.",
+            autocompletion=_complete_code_argument,
+            hidden=True,
         ),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
             metavar="PATH",
-            help="Directory to save into (created for several entries if it does not "
-            "exist), or the file name to save a single file as; - writes a single "
-            "file to standard output. Default: the current directory.",
+            help="Directory to save into (created for several entries, or when PATH ends "
+            "with /, if it does not exist), or the file name to save a single file as; - "
+            "writes a single file to standard output. Default: the current directory.",
         ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept without asking.")] = False,
@@ -386,10 +612,27 @@ def receive(
     turn_password: TurnPasswordOpt = None,
     relay_only: RelayOnlyOpt = False,
     direct_only: DirectOnlyOpt = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            max=7 * 24 * 3600,
+            help="Start before the sender (on a code agreed in advance, which the sender "
+            "passes with --code): wait this long for it. Default: a code nobody is "
+            "sending on fails at once.",
+        ),
+    ] = 0.0,
     json_output: JsonOpt = False,
+    hide_progress: HideProgressOpt = False,
+    verify: VerifyOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Receive what the sender offers under CODE.
+
+    CODE: the code the sender gave you (or in P2PSHARE_CODE, which keeps it out of the
+    process list); omit it to be asked for it, with Tab completing the words.
 
     Shows what is offered (number of files, total size, names) and asks before accepting
     (--yes to skip; without a terminal, --yes is required). Names the sender chose are checked
@@ -401,28 +644,49 @@ def receive(
     the rest crosses the network. Files already received whole are checked and skipped.
     """
     _setup_logging(verbose)
+    server = _server_url(server)
+    interactive = sys.stdin.isatty() and not json_output
     if not code:
         if not sys.stdin.isatty():
             _usage(f"no code given: pass it as an argument or in {ENV_CODE}")
-        code = typer.prompt("Code")
-    try:
-        parsed = parse_code(code)
-    except P2PShareError as exc:
-        _usage(exc.message)
-    if not server:
-        _usage(
-            f"which rendezvous server? pass --server URL (or set {ENV_SERVER}); the "
-            "sender's screen shows the full command"
-        )
-    to_stdout = output is not None and str(output) == "-"
+        while True:
+            try:
+                parsed = parse_code(_ask_code())
+            except P2PShareError as exc:
+                sys.stderr.write(f"{exc.message}\n")
+                continue
+            if _check_words(parsed):
+                break
+    else:
+        try:
+            parsed = parse_code(code)
+        except P2PShareError as exc:
+            _usage(exc.message)
+        if interactive and not _check_words(parsed):
+            raise typer.Exit(DeclinedError.exit_code)
+    to_stdout = output == "-"
     if to_stdout and json_output:
         _usage("--output - writes the data to standard output; it cannot be used with --json")
-    reporter: Reporter = JsonReporter() if json_output else HumanReporter("receiving", raw_text=raw)
-    interactive = sys.stdin.isatty() and not json_output
+    reporter: Reporter = (
+        JsonReporter(verify=verify)
+        if json_output
+        else HumanReporter("receiving", raw_text=raw, hide_progress=hide_progress, verify=verify)
+    )
+    reporter.verb = "Received"
+    if not server:
+        reporter.searching(
+            f"Looking for the sender of code {parsed.nameplate}-... on this network..."
+        )
+    target: Path | None = None
+    if output is not None and not to_stdout:
+        try:
+            target = output_directory(output)
+        except P2PShareError as exc:
+            _fail(reporter, exc, verbose)
 
     async def confirm(offer: session.OfferSummary) -> bool:
         if isinstance(reporter, HumanReporter):
-            reporter.label = ", ".join(offer.names)
+            reporter.label = "text message" if offer.is_text else ", ".join(offer.names)
         reporter.say("Offer: " + describe_offer(offer))
         if isinstance(reporter, JsonReporter):
             reporter.emit(
@@ -433,16 +697,37 @@ def receive(
                     "bytes": offer.total_bytes,
                     "names": list(offer.names),
                     "found": offer.found_bytes,
+                    "text": offer.is_text,
                 }
             )
+        if offer.destination is not None:
+            check_writable(offer.destination)
         if yes:
             return True
         if not interactive:
             raise DeclinedError(
                 "not accepted: there is no terminal to ask; pass --yes to accept without asking"
             )
-        answer = await asyncio.to_thread(input, "Accept? [Y/n] ")
+        answer = await ask_line("Accept? [Y/n] ")
+        if answer is None:
+            raise DeclinedError("declined (end of input at the prompt)")
         return answer.strip().lower() in ("", "y", "yes")
+
+    async def resolve_existing(existing: tuple[Path, ...], other: Path | None) -> str:
+        shown = ", ".join(printable(str(p)) for p in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        reporter.say(f"Already here: {shown}{more}.")
+        if other is not None:
+            question = f"[o]verwrite, [r]ename to {printable(other.name)}, or [c]ancel? [o/r/C] "
+        else:
+            question = "[o]verwrite or [c]ancel? [o/C] "
+        answer = await ask_line(question)
+        choice = (answer or "").strip().lower()
+        if choice in ("o", "overwrite"):
+            return "overwrite"
+        if choice in ("r", "rename") and other is not None:
+            return "rename"
+        return "cancel"
 
     settings = _settings(
         server,
@@ -453,46 +738,86 @@ def receive(
         turn_password,
         relay_only,
         direct_only,
-        output=None if to_stdout else output,
+        output=target,
         to_stdout=to_stdout,
         overwrite=overwrite,
         resume=not no_resume,
+        wait_s=wait,
     )
     _run(
-        session.receive(parsed, settings, on_event=reporter, confirm=confirm),
+        session.receive(
+            parsed,
+            settings,
+            on_event=reporter,
+            confirm=confirm,
+            # A person at a terminal decides about existing files; --yes and scripts keep
+            # the refusal (nothing is replaced without --overwrite).
+            resolve_existing=resolve_existing if interactive and not yes else None,
+        ),
         reporter,
         "Received",
         verbose,
+        resumable=not no_resume and not to_stdout,
     )
+
+
+# The names people type out of habit (magic-wormhole's `rx`/`tx`, `recv`), kept out of --help.
+app.command("recv", hidden=True)(receive)
+app.command("rx", hidden=True)(receive)
+app.command("tx", hidden=True)(send)
 
 
 def describe_offer(offer: session.OfferSummary) -> str:
     """One line for the receiver: what, how much, where. Names are already printable."""
     if offer.is_text:
-        return f"a text message ({_size(offer.total_bytes)})"
+        return f"a text message ({format_size(offer.total_bytes)})"
     counts = [f"{offer.files} file{'s' if offer.files != 1 else ''}"]
     if offer.dirs:
         counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
     names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
     where = f" into {offer.destination}" if offer.destination else " to standard output"
     found = (
-        f"; {_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
+        f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
         if offer.found_bytes
         else ""
     )
-    return f"{names} ({', '.join(counts)}, {_size(offer.total_bytes)}){where}{found}"
+    return f"{names} ({', '.join(counts)}, {format_size(offer.total_bytes)}){where}{found}"
 
 
-def _size(nbytes: int | None) -> str:
-    if nbytes is None:
-        return "size unknown"
-    value = float(nbytes)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{nbytes:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+_COMMANDS = {"send": "send", "tx": "send", "receive": "receive", "recv": "receive", "rx": "receive"}
 
 
-def main() -> None:
-    app()
+def _usage_error_class() -> type[Exception]:
+    """typer's (vendored) click UsageError, reached through a public name."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "UsageError":
+            return cls
+    raise AssertionError("typer.BadParameter is no longer a UsageError")
+
+
+def _report_usage(message: str, args: list[str]) -> NoReturn:
+    """Every usage error, typer's or ours, the same way: one line on stderr (and an ``error``
+    event with ``--json``), exit 2."""
+    command = next((_COMMANDS[a] for a in args if a in _COMMANDS), None)
+    hint = f" (see: p2pshare {command} --help)" if command else " (see: p2pshare --help)"
+    if "--json" in args:
+        JsonReporter().error("usage", message)
+    sys.stderr.write(f"p2pshare: error: {message}{hint}\n")
+    sys.stderr.flush()
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = typer.main.get_command(app)
+    usage_error = _usage_error_class()
+    try:
+        status = command.main(args=args, prog_name="p2pshare", standalone_mode=False)
+    except UsageProblem as exc:
+        _report_usage(str(exc), args)
+    except usage_error as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _report_usage(message, args)
+    except typer.Abort:
+        sys.exit(InterruptedTransferError.exit_code)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -19,6 +19,17 @@ class CodeReady:
 
     code: str
     server: str | None
+    advertised: bool = False
+    """The embedded server is advertised on the local network (mDNS): a receiver there
+    finds it with the code alone."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Words derived from the session key, the same on both sides unless someone sits in
+    the middle: for two people to compare aloud (``--verify``)."""
+
+    words: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,13 @@ class TransferResult:
         return self.bytes - self.sent
 
 
-SessionEvent = CodeReady | Connected | Progress | Notice
+SessionEvent = CodeReady | Connected | Progress | Notice | Verification
 EventSink = Callable[[SessionEvent], None]
 Confirm = Callable[[OfferSummary], Awaitable[bool]]
+ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]
+"""Asked when files of the offer already exist here (and nothing said --overwrite): given
+them and, for a single file, a free name to save it as instead, returns ``"overwrite"``,
+``"rename"`` or ``"cancel"``."""
 
 
 def ignore(event: SessionEvent) -> None:

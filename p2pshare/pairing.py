@@ -27,7 +27,7 @@ from typing import Any
 from p2pshare.codes import Code
 from p2pshare.config import IceConfig, Settings
 from p2pshare.errors import ConnectError, P2PShareError, ProtocolError, error_from_peer
-from p2pshare.events import Connected, EventSink, ignore
+from p2pshare.events import Connected, EventSink, Verification, ignore
 from p2pshare.files import printable
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import RendezvousClient
@@ -78,6 +78,7 @@ async def pair(
     ``on_event`` once the data channel is open.
     """
     pake = await authenticate(rv, role, code, settings)
+    on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:
         await _connect(rv, pake, link, settings)

@@ -4,6 +4,13 @@ stdout) sees. The library never prints; the CLI picks one of these reporters.
 Much of what is shown came from the peer (names, text, error messages): rich's markup and
 emoji codes are off everywhere here, so ``[red]`` or ``:warning:`` in a name prints as written,
 and names arrive already escaped by ``files.printable``.
+
+What a person may copy (the code, the command to run, the link, the summary) is printed with
+``soft_wrap``: never cut by a newline, whatever the terminal's width or a pipe's.
+
+Sizes use one system everywhere, IEC (KiB, MiB, GiB; speeds in MiB/s): it is what ``ls -lh``,
+``du -h`` and ``df -h`` print, so a size shown here can be compared with the disk at a glance,
+and the thresholds the user reads about (partial files of 1 MiB or more) are round in it.
 """
 
 from __future__ import annotations
@@ -16,51 +23,148 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.status import Status
+from rich.text import Text
 
 from p2pshare import events
 from p2pshare.files import terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
+MIN_RATE_SECONDS = 0.1
+"""Below this a transfer is too short for its speed to mean anything: none is shown."""
+_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+
+def format_size(nbytes: int | float | None) -> str:
+    """``512 bytes``, ``1.0 KiB``, ``2.9 MiB``: IEC units, one decimal."""
+    if nbytes is None:
+        return "size unknown"
+    if nbytes < 1024:
+        return f"{int(nbytes)} byte{'s' if int(nbytes) != 1 else ''}"
+    value = float(nbytes)
+    for unit in _UNITS:
+        value /= 1024
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_rate(nbytes: int, seconds: float) -> str | None:
+    """``3.2 MiB/s``, or None when the transfer was too short to say."""
+    if seconds < MIN_RATE_SECONDS:
+        return None
+    return format_size(nbytes / seconds).replace("bytes", "B").replace("byte", "B") + "/s"
+
+
+class _SizeColumn(ProgressColumn):
+    """``1.2/3.0 MiB`` in IEC units (rich's DownloadColumn mixes in SI for speeds)."""
+
+    def render(self, task: Task) -> Text:
+        done = format_size(task.completed)
+        total = format_size(task.total) if task.total is not None else "?"
+        return Text(f"{done}/{total}")
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else format_size(speed) + "/s")
 
 
 class HumanReporter:
     """Progress bars and messages on stderr, for a person at a terminal."""
 
-    def __init__(self, label: str, raw_text: bool = False) -> None:
+    def __init__(
+        self,
+        label: str,
+        raw_text: bool = False,
+        *,
+        hide_progress: bool = False,
+        server: str | None = None,
+        qr: bool = False,
+        sending_text: bool = False,
+        verify: bool = False,
+    ) -> None:
         self.console = Console(stderr=True, highlight=False, markup=False, emoji=False)
         self.label = label
         self.raw_text = raw_text
         """Write a received text message's bytes as they came (``--raw``)."""
+        self.hide_progress = hide_progress
+        self.server = server
+        """The rendezvous server the user chose (--server), for the receive command."""
+        self.qr = qr
+        self.sending_text = sending_text
+        self.verify = verify
+        """Show the words derived from the session key (``--verify``)."""
+        self.progressed = False
+        """Some data moved (then an interruption leaves something to resume)."""
+        self.verb = "Sent"
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._status: Status | None = None
+
+    def searching(self, text: str) -> None:
+        """A spinner with ``text`` until the next event (a plain line when not a terminal)."""
+        if self.console.is_terminal:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self.say(text)
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def say(self, text: str) -> None:
-        """Print ``text`` as is: callers pass names through files.printable first."""
-        self.console.print(text, markup=False)
+        """Print ``text`` as is, never wrapped: callers pass names through files.printable."""
+        self.console.print(text, markup=False, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        self.say(f"warning: {message}")
 
     def __call__(self, event: events.SessionEvent) -> None:
+        self._stop_status()
         if isinstance(event, events.CodeReady):
-            command = receive_command(event)
             self.say(f"Code: {event.code}")
-            self.say(f"On the other computer run: {command}")
+            if event.advertised:
+                self.say(f"On the other computer run: p2pshare receive {event.code}")
+                self.say(f"  (where multicast is blocked: {receive_command(event, self.server)})")
+            else:
+                self.say(f"On the other computer run: {receive_command(event, self.server)}")
+            link = browser_link(event.code, event.server or self.server)
+            if link is not None:
+                self.say(f"Or open in a browser: {link}")
+                if self.qr:
+                    self.console.file.write(qr_text(link))
+                    self.console.file.flush()
+        elif isinstance(event, events.Verification):
+            if self.verify:
+                self.say(
+                    f"Verify: {' '.join(event.words)} (the other side must show the same "
+                    "words; if not, stop with Ctrl-C)"
+                )
         elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
         elif isinstance(event, events.Notice):
             self.say(f"warning: {event.message}")
         elif isinstance(event, events.Progress):
+            self.progressed = self.progressed or event.done > 0
+            if self.hide_progress:
+                return
             if self._bar is None:
                 self._bar = Progress(
                     TextColumn("{task.description}", markup=False),
                     BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
+                    _SizeColumn(),
+                    _SpeedColumn(),
                     TimeRemainingColumn(),
                     console=self.console,
                 )
@@ -70,6 +174,7 @@ class HumanReporter:
             self._bar.update(self._task, completed=event.done)
 
     def close(self) -> None:
+        self._stop_status()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
@@ -83,37 +188,39 @@ class HumanReporter:
             sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
             sys.stdout.flush()
             return
-        where = f" to {result.path}" if verb == "Received" and result.path else ""
-        what = f"{result.files} files, " if result.files != 1 else ""
-        sent = result.sent
-        rate = sent / result.seconds / 1e6 if result.seconds > 0 else 0.0
-        resumed = (
-            f" (resumed: {result.resumed:,} bytes were already there, {sent:,} sent)"
-            if result.resumed
-            else ""
-        )
-        self.say(
-            f"{verb} {what}{result.bytes:,} bytes{where}{resumed} in {result.seconds:.1f} s "
-            f"({rate:.1f} MB/s), SHA-256 verified."
-        )
+        self.say(summary_line(result, verb, self.sending_text))
 
     def error(self, name: str, message: str) -> None:
         self.close()
-        self.console.print(f"p2pshare: error: {message}", markup=False, soft_wrap=True)
+        self.say(f"p2pshare: error: {message}")
 
 
 class JsonReporter:
-    """One JSON object per line on stdout; progress at most every 0.25 s."""
+    """One JSON object per line on stdout; progress at most every 0.25 s, never the same
+    figures twice (the final one is emitted exactly once)."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(
+        self, out: TextIO | None = None, server: str | None = None, verify: bool = False
+    ) -> None:
         self.out = out or sys.stdout
+        self.server = server
+        self.verify = verify
+        self.progressed = False
+        self.verb = "Sent"
         self._last_progress = 0.0
+        self._last_figures: tuple[int, int | None] | None = None
 
     def emit(self, obj: dict[str, Any]) -> None:
         self.out.write(json.dumps(obj, ensure_ascii=True) + "\n")
         self.out.flush()
 
     def say(self, text: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        self.emit({"event": "warning", "message": message})
+
+    def searching(self, text: str) -> None:
         pass
 
     def __call__(self, event: events.SessionEvent) -> None:
@@ -123,9 +230,14 @@ class JsonReporter:
                     "event": "code",
                     "code": event.code,
                     "server": event.server,
-                    "command": receive_command(event),
+                    "command": receive_command(event, self.server),
+                    "short_command": f"p2pshare receive {event.code}" if event.advertised else None,
+                    "link": browser_link(event.code, event.server or self.server),
                 }
             )
+        elif isinstance(event, events.Verification):
+            if self.verify:
+                self.emit({"event": "verify", "words": list(event.words)})
         elif isinstance(event, events.Connected):
             path = event.path
             self.emit(
@@ -140,12 +252,17 @@ class JsonReporter:
         elif isinstance(event, events.Notice):
             self.emit({"event": "warning", "message": event.message})
         elif isinstance(event, events.Progress):
+            self.progressed = self.progressed or event.done > 0
             now = time.monotonic()
+            figures = (event.done, event.total)
+            if figures == self._last_figures:
+                return
             if (
                 event.done in (0, event.total)
                 or now - self._last_progress >= JSON_PROGRESS_INTERVAL_S
             ):
                 self._last_progress = now
+                self._last_figures = figures
                 self.emit({"event": "progress", "done": event.done, "total": event.total})
 
     def close(self) -> None:
@@ -173,6 +290,50 @@ class JsonReporter:
 Reporter = HumanReporter | JsonReporter
 
 
-def receive_command(event: events.CodeReady) -> str:
-    server = f" --server {event.server}" if event.server else ""
-    return f"p2pshare receive{server} {event.code}"
+def receive_command(event: events.CodeReady, server: str | None = None) -> str:
+    """The command the receiver runs: with ``--server`` when it needs one to find us (the
+    sender's embedded server, or the server the sender was told to use)."""
+    url = event.server or server
+    option = f" --server {url}" if url else ""
+    return f"p2pshare receive{option} {event.code}"
+
+
+def browser_link(code: str, server: str | None) -> str | None:
+    """The page a browser opens to receive ``code``: the rendezvous server serves it at ``/``
+    (``ws://`` becomes ``http://``, ``wss://`` ``https://``); the code goes in the fragment,
+    which a browser never sends to the server."""
+    if server is None:
+        return None
+    scheme, sep, rest = server.partition("://")
+    web = {"ws": "http", "wss": "https"}.get(scheme.lower())
+    if not sep or web is None:
+        return None
+    host = rest.split("/", 1)[0]
+    return f"{web}://{host}/#{code}"
+
+
+def qr_text(link: str) -> str:
+    """``link`` as a QR code drawn with block characters, for a phone's camera."""
+    import io
+
+    import segno
+
+    out = io.StringIO()
+    segno.make(link, error="m").terminal(out=out, compact=True)
+    return out.getvalue()
+
+
+def summary_line(result: events.TransferResult, verb: str, sent_text: bool = False) -> str:
+    """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), SHA-256 verified.``"""
+    if sent_text:
+        return f"{verb} the text message ({format_size(result.bytes)})."
+    where = f" to {result.path}" if verb == "Received" and result.path else ""
+    what = f"{result.files} files, " if result.files != 1 else ""
+    resumed = (
+        f" (resumed: {format_size(result.resumed)} already there, {format_size(result.sent)} sent)"
+        if result.resumed
+        else ""
+    )
+    rate = format_rate(result.sent, result.seconds)
+    timing = f" in {result.seconds:.1f} s ({rate})" if rate else ""
+    return f"{verb} {what}{format_size(result.bytes)}{where}{resumed}{timing}, SHA-256 verified."

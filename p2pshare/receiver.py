@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,14 @@ from p2pshare import codec, sinks, transfer
 from p2pshare import messages as m
 from p2pshare.config import Settings
 from p2pshare.errors import DeclinedError
-from p2pshare.events import Confirm, EventSink, OfferSummary, Progress, TransferResult
+from p2pshare.events import (
+    Confirm,
+    EventSink,
+    OfferSummary,
+    Progress,
+    ResolveExisting,
+    TransferResult,
+)
 from p2pshare.files import check_offer, printable
 from p2pshare.layout import Layout, check_free_space, plan
 from p2pshare.sinks import Sink, StreamSink
@@ -44,11 +52,13 @@ class Receiver:
         settings: Settings,
         on_event: EventSink,
         confirm: Confirm | None,
+        resolve_existing: ResolveExisting | None = None,
     ) -> None:
         self.link = link
         self.settings = settings
         self.on_event = on_event
         self.confirm = confirm
+        self.resolve_existing = resolve_existing
         self.proto = transfer.ReceiverProtocol(settings.max_offer_entries, settings.max_offer_bytes)
         self.offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
         self.wire = Wire(link, settings, self._handle)
@@ -122,7 +132,7 @@ class Receiver:
 
     async def _main(self) -> TransferResult:
         offer = await self.offers
-        prepared, summary = await prepare(offer, self.settings)
+        prepared, summary = await prepare(offer, self.settings, self.resolve_existing)
         if self.confirm is not None and not await self.confirm(summary):
             raise DeclinedError("declined by the receiver")
         sink, prefixes = await _open(prepared, offer)
@@ -194,11 +204,15 @@ def summarize(offer: m.Offer, parts: list[tuple[str, ...]], where: Path | None) 
     )
 
 
-async def prepare(offer: m.Offer, settings: Settings) -> tuple[StreamSink | Layout, OfferSummary]:
+async def prepare(
+    offer: m.Offer, settings: Settings, resolve_existing: ResolveExisting | None = None
+) -> tuple[StreamSink | Layout, OfferSummary]:
     """Check the offer against our rules and the disk, before asking anyone or writing.
 
     Returns where the data goes: a stream sink (text, stdout) or the layout of the tree to
-    create once the user accepted.
+    create once the user accepted. Files that already exist are refused unless
+    ``settings.overwrite``, or unless ``resolve_existing`` (a person at a terminal) says to
+    overwrite them or, for a single file, to save it under another name.
     """
     parts = check_offer(offer)
     data_entries = [e for e in offer.files if e.carries_data]
@@ -210,9 +224,12 @@ async def prepare(offer: m.Offer, settings: Settings) -> tuple[StreamSink | Layo
                 f"--output - takes a single file; the offer has {len(offer.files)} entries"
             )
         return StreamSink(sys.stdout.buffer), summarize(offer, parts, None)
-    layout = await asyncio.to_thread(
-        plan, settings.output, offer, parts, settings.overwrite, settings.resume
-    )
+    if resolve_existing is not None and not settings.overwrite:
+        layout = await _plan_asking(offer, parts, settings, resolve_existing)
+    else:
+        layout = await asyncio.to_thread(
+            plan, settings.output, offer, parts, settings.overwrite, settings.resume
+        )
     if offer.total_bytes is not None:
         space_in = layout.root.parent if layout.create_root else layout.root
         needed = offer.total_bytes - layout.found_bytes
@@ -220,3 +237,55 @@ async def prepare(offer: m.Offer, settings: Settings) -> tuple[StreamSink | Layo
     where = layout.shown(0) if len(offer.files) == 1 else layout.root
     summary = summarize(offer, layout.parts, where)
     return layout, dataclasses.replace(summary, found_bytes=layout.found_bytes)
+
+
+async def _plan_asking(
+    offer: m.Offer,
+    parts: list[tuple[str, ...]],
+    settings: Settings,
+    resolve_existing: ResolveExisting,
+) -> Layout:
+    """:func:`plan` refuses existing files; so plan with overwrite, find what would really
+    be replaced, and ask about it (without existing files: plan as usual)."""
+    layout = await asyncio.to_thread(plan, settings.output, offer, parts, True, settings.resume)
+    existing = await asyncio.to_thread(_existing, layout, offer)
+    if not existing:
+        return await asyncio.to_thread(plan, settings.output, offer, parts, False, settings.resume)
+    other = (
+        await asyncio.to_thread(_free_name, existing[0])
+        if len(offer.files) == 1 and offer.files[0].carries_data
+        else None
+    )
+    choice = await resolve_existing(existing, other)
+    if choice == "overwrite":
+        return layout
+    if choice == "rename" and other is not None:
+        return await asyncio.to_thread(plan, other, offer, parts, False, settings.resume)
+    names = ", ".join(printable(p.name) for p in existing[:3])
+    raise DeclinedError(f"declined: {names} already exist{'s' if len(existing) == 1 else ''}")
+
+
+def _existing(layout: Layout, offer: m.Offer) -> tuple[Path, ...]:
+    """The files of the offer that exist where they would go, except those that look
+    received before (the sender checks those and skips them)."""
+    found = []
+    for index, entry in enumerate(offer.files):
+        if entry.kind == "dir":
+            continue
+        held = layout.found.get(index)
+        if held is not None and held.complete:
+            continue
+        shown = layout.shown(index)
+        if os.path.lexists(shown):
+            found.append(shown)
+    return tuple(found)
+
+
+def _free_name(path: Path) -> Path:
+    """``report (1).txt``, ``report (2).txt``...: the first that does not exist."""
+    stem, suffix = path.stem, path.suffix
+    for n in range(1, 10_000):
+        candidate = path.with_name(f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+    raise DeclinedError(f"{printable(path.name)} exists, and so do 9,999 renamed copies")

@@ -21,12 +21,15 @@ protocol of :mod:`p2pshare.transfer`; what the caller sees is in :mod:`p2pshare.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 
+from p2pshare import lan
 from p2pshare.codes import Code, generate_words, parse_code
 from p2pshare.config import Settings
-from p2pshare.errors import P2PShareError
+from p2pshare.errors import CrowdedError, NoSuchCodeError, PeerLostError, SignallingError
 from p2pshare.events import (
     CodeReady,
     Confirm,
@@ -35,13 +38,16 @@ from p2pshare.events import (
     Notice,
     OfferSummary,
     Progress,
+    ResolveExisting,
     SessionEvent,
     TransferResult,
+    Verification,
     ignore,
 )
 from p2pshare.pairing import pair, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
+from p2pshare.rendezvous import RendezvousClient
 from p2pshare.sender import Sender
 from p2pshare.sources import collect
 from p2pshare.wire import telling_peer
@@ -56,6 +62,7 @@ __all__ = [
     "Progress",
     "SessionEvent",
     "TransferResult",
+    "Verification",
     "receive",
     "send",
 ]
@@ -69,13 +76,20 @@ async def send(
     name: str | None = None,
     code: Code | str | None = None,
     on_event: EventSink = ignore,
+    exclude: Collection[Path] = (),
 ) -> TransferResult:
     """Send files and directories (``-``: standard input), or ``text``; returns once the
     receiver has verified everything.
 
     ``name`` renames a single entry (useful for stdin). ``code`` chooses the code (its words
     must be hard to guess); by default the server allocates a nameplate and the words are
-    drawn at random. The code, progress and notices are reported through ``on_event``.
+    drawn at random. ``exclude`` leaves out paths inside the directories sent (the CLI's
+    ``--skip-unreadable``). The code, progress and notices are reported through
+    ``on_event``.
+
+    Without ``settings.server`` a rendezvous server runs in this process, under a random
+    nameplate (every embedded server would otherwise use 1), advertised on the local
+    network until the receiver has paired.
     """
     settings = settings or Settings()
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
@@ -83,18 +97,32 @@ async def send(
     def warn(message: str) -> None:
         on_event(Notice(message))
 
-    sources = await asyncio.to_thread(collect, paths, text=text, name=name, warn=warn)
-    async with rendezvous(settings) as (rv, embedded_url):
-        if code is None:
-            chosen = Code(await rv.allocate(), generate_words(settings.code_words))
-        else:
-            chosen = parse_code(code) if isinstance(code, str) else code
+    sources = await asyncio.to_thread(
+        collect, paths, text=text, name=name, warn=warn, exclude=exclude
+    )
+    chosen_code = (parse_code(code) if isinstance(code, str) else code) if code else None
+    async with (
+        _room(settings, chosen_code) as (rv, embedded_url, _),
+        contextlib.AsyncExitStack() as mdns,
+    ):
+        if chosen_code is not None:
+            chosen = chosen_code
+        elif embedded_url is not None:
+            chosen = Code(lan.random_nameplate(), generate_words(settings.code_words))
             await rv.claim(chosen.nameplate, create=True)
-        on_event(CodeReady(str(chosen), embedded_url))
+        else:
+            chosen = Code(await rv.allocate(), generate_words(settings.code_words))
+        advertised = False
+        if embedded_url is not None and settings.advertise:
+            advertised = await mdns.enter_async_context(
+                lan.advertise_server(chosen.nameplate, embedded_url)
+            )
+        on_event(CodeReady(str(chosen), embedded_url, advertised))
         async with (
             pair(rv, Role.SENDER, chosen, settings, on_event) as link,
             telling_peer(link),
         ):
+            await mdns.aclose()  # the code is used: nobody else should look for it
             return await Sender(link, sources, settings, on_event).run()
 
 
@@ -104,21 +132,71 @@ async def receive(
     *,
     on_event: EventSink = ignore,
     confirm: Confirm | None = None,
+    resolve_existing: ResolveExisting | None = None,
 ) -> TransferResult:
     """Receive what the holder of ``code`` sends; returns once everything is verified and in
     place (a text message is returned in ``TransferResult.text``).
 
-    ``confirm`` is asked before anything is written (None: accept). ``settings.server`` is
-    required: only the sender can run an embedded server.
+    ``confirm`` is asked before anything is written; without it, every offer is accepted
+    (whatever its size or names, within the safety rules). Without ``settings.server`` the
+    sender is looked for on the local network (mDNS), by the code's nameplate only. With
+    ``settings.wait_s`` the receiver may start first: it waits that long for the sender.
+    Files that exist already are refused unless ``settings.overwrite``, or unless
+    ``resolve_existing`` decides (overwrite, save under another name, or cancel).
     """
     settings = settings or Settings()
     parsed = parse_code(code) if isinstance(code, str) else code
     if settings.server is None:
-        raise P2PShareError("receive needs the rendezvous server's address (--server)")
-    async with rendezvous(settings) as (rv, _):
-        await rv.claim(parsed.nameplate)
+        browse_s = max(settings.lan_browse_s, settings.wait_s)
+        url = await lan.find_server(parsed.nameplate, browse_s)
+        settings = dataclasses.replace(settings, server=url)
+    async with _room(settings, parsed if settings.wait_s > 0 else None) as (rv, _, opened):
+        if opened:
+            await _wait_for_sender(rv, parsed, settings.wait_s)
+        elif settings.wait_s == 0:
+            await rv.claim(parsed.nameplate)
         async with (
             pair(rv, Role.RECEIVER, parsed, settings, on_event) as link,
             telling_peer(link),
         ):
-            return await Receiver(link, settings, on_event, confirm).run()
+            return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
+
+
+@contextlib.asynccontextmanager
+async def _room(
+    settings: Settings, chosen: Code | None
+) -> AsyncIterator[tuple[RendezvousClient, str | None, bool]]:
+    """A rendezvous client; with a code ``chosen`` in advance, in its room: opened by us
+    (third value True), or joined when the other side opened it first (a receiver that
+    waits, ``receive --wait``, or the sender). The PAKE decides who really gets in.
+
+    The server closes the connection after refusing a claim, so the join uses a new one.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        rv, url = await stack.enter_async_context(rendezvous(settings))
+        if chosen is None:
+            yield rv, url, False
+            return
+        opened = True
+        try:
+            await rv.claim(chosen.nameplate, create=True)
+        except SignallingError as exc:
+            # Taken: someone holds it. Not when the server is our own (nobody else's room).
+            if isinstance(exc, NoSuchCodeError | CrowdedError) or url is not None:
+                raise
+            opened = False
+        if not opened:
+            await stack.aclose()
+            rv, url = await stack.enter_async_context(rendezvous(settings))
+            await rv.claim(chosen.nameplate)
+        yield rv, url, opened
+
+
+async def _wait_for_sender(rv: RendezvousClient, code: Code, wait_s: float) -> None:
+    """In a room we opened, wait for a sender with the same chosen code to join it."""
+    try:
+        await rv.wait_paired(wait_s)
+    except PeerLostError:
+        raise NoSuchCodeError(
+            f"no sender came with code {code.nameplate}-... within {wait_s:g} s"
+        ) from None

@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -46,11 +46,13 @@ def collect(
     text: str | None = None,
     name: str | None = None,
     warn: Callable[[str], None] = lambda message: None,
+    exclude: Collection[Path] = (),
 ) -> list[Source]:
     """The entries to offer for ``paths`` (files, directories, ``-`` for stdin) or ``text``.
 
     Directories keep their structure under their own name, empty ones included. Symlinks are
-    not followed: they are skipped, with a warning.
+    not followed: they are skipped, with a warning. Paths in ``exclude`` (found unreadable
+    beforehand, ``--skip-unreadable``) are left out, with what is inside them.
     """
     if text is not None:
         data = text.encode("utf-8")
@@ -81,7 +83,7 @@ def collect(
         if stat.S_ISLNK(st.st_mode):
             warn(f"skipping symlink {printable(str(path))} (symlinks are not followed)")
         elif stat.S_ISDIR(st.st_mode):
-            sources += _walk(path, top, warn)
+            sources += _walk(path, top, warn, frozenset(exclude))
         elif stat.S_ISREG(st.st_mode):
             sources.append(Source(_entry(top, st), path=path))
         else:
@@ -108,13 +110,18 @@ def _entry(rel: str, st: os.stat_result, kind: str = "file") -> m.FileEntry:
     return m.FileEntry(rel, size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime, kind=kind)
 
 
-def _walk(root: Path, top: str, warn: Callable[[str], None]) -> list[Source]:
+def _walk(
+    root: Path, top: str, warn: Callable[[str], None], exclude: frozenset[Path] = frozenset()
+) -> list[Source]:
     sources = [Source(_entry(top, root.stat(), "dir"))]
     for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
         base = Path(dirpath)
         rel = top + "/" + base.relative_to(root).as_posix() if base != root else top
+        dirnames[:] = [d for d in dirnames if base / d not in exclude]
         for child in sorted(dirnames) + sorted(filenames):
             full = base / child
+            if full in exclude:
+                continue
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
                 warn(f"skipping symlink {printable(str(full))} (symlinks are not followed)")
@@ -158,6 +165,7 @@ class Reader:
         """The bytes of ``source`` from ``start``; a file that changes size while sent is an
         error."""
         if source.text is not None:
+            self.read_bytes += len(source.text)
             yield source.text
             return
         if source.stdin:

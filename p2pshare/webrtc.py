@@ -11,12 +11,21 @@ docs/performance.md):
 - ``send()`` raises above the peer's max-message-size; we read it from the peer's SDP.
 - aiortc waits in "checking" for a long time: :meth:`PeerLink.wait_open` has its own deadline
   and says which step failed.
+
+Large SCTP packets (docs/performance.md, "Large packets"): the offer carries the session-level
+attribute ``a=x-p2pshare-sctp-mtu:<bytes>`` (other stacks ignore unknown attributes); the
+answerer turns large packets on only when the offer has it and it wants them too, and then
+echoes it; the offerer turns them on only when the answer has it. The SDP travels sealed, so
+neither the server nor anyone else can switch them on. Then the path decides: only a direct
+path between private host addresses is probed, and large packets are used once a probe came
+back (``aiortc_patches.probe_large_packets``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -52,8 +61,55 @@ variable exists for the benchmark's message-size sweep (docs/performance.md)."""
 BUFFER_HIGH_BYTES = 1024 * 1024
 BUFFER_LOW_BYTES = 256 * 1024
 CHANNEL_LABEL = "p2pshare"
+ENV_LARGE_PACKETS = "P2PSHARE_LARGE_PACKETS"
+"""``0`` turns large SCTP packets off (comparisons; the CLI flag ``--no-large-packets``)."""
+ENV_LINK_REPORT = "P2PSHARE_LINK_REPORT"
+"""A file to which each closed connection appends one JSON line about its packets (tests and
+benchmarks read it)."""
+LARGE_PACKET_ATTRIBUTE = "x-p2pshare-sctp-mtu"
+MIN_LARGE_PACKET_BYTES = 4096
+"""A peer offering less than this gains nothing over the base size: we stay small."""
+LARGE_MESSAGE_CHUNKS = 4
+"""With large packets, data messages are this many whole chunks (4 x 16,204 = 64,816 bytes:
+four packets per message, not four and a sliver)."""
 
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
+_LARGE_RE = re.compile(rf"^a={LARGE_PACKET_ATTRIBUTE}:(\d{{1,9}})\s*$", re.MULTILINE)
+
+
+def large_packets_wanted() -> bool:
+    """Whether this side offers large packets: not switched off, and possible on this aiortc."""
+    return os.environ.get(ENV_LARGE_PACKETS, "1") != "0" and aiortc_patches.large_packets_possible()
+
+
+def with_large_packets(sdp: str, packet_bytes: int) -> str:
+    """``sdp`` with our large-packet attribute added at session level (before the first
+    media section), saying the largest SCTP packet we accept."""
+    line = f"a={LARGE_PACKET_ATTRIBUTE}:{packet_bytes}\r\n"
+    at = sdp.find("\r\nm=")
+    if at < 0:
+        return sdp + line
+    return sdp[: at + 2] + line + sdp[at + 2 :]
+
+
+def large_packet_bytes(sdp: str) -> int | None:
+    """The largest SCTP packet the peer's description says it accepts, or None (no attribute,
+    or too small to be worth it). Only session-level lines count."""
+    session = sdp.split("\nm=", 1)[0]
+    match = _LARGE_RE.search(session)
+    if not match:
+        return None
+    size = int(match.group(1))
+    return size if size >= MIN_LARGE_PACKET_BYTES else None
+
+
+def negotiate_large_packets(ours: int | None, remote_sdp: str) -> int | None:
+    """The large packet size both sides accept, or None: ``ours`` is what we offer (None:
+    we do not want them)."""
+    theirs = large_packet_bytes(remote_sdp)
+    if ours is None or theirs is None:
+        return None
+    return min(ours, theirs)
 
 
 def check_ice_url(url: str) -> None:
@@ -96,6 +152,15 @@ def lan_addresses() -> list[str]:
 
 def _is_private_v4(address: str) -> bool:
     return ipaddress.ip_address(address).is_private if ":" not in address else False
+
+
+def _is_local_network(address: str) -> bool:
+    """Private, link-local or loopback: an address that does not cross the internet."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False  # e.g. an mDNS name
+    return ip.is_private or ip.is_link_local or ip.is_loopback
 
 
 def check_remote_sdp(sdp: str, kind: str) -> int:
@@ -151,6 +216,9 @@ class PeerLink:
     _drained: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _closing: bool = field(init=False, default=False)
     _violation: ProtocolError | None = field(init=False, default=None)
+    large_packet_bytes: int | None = field(init=False, default=None)
+    """The large SCTP packet size both sides agreed on (None: the 1,200-byte base only)."""
+    receive_buffer_bytes: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         aiortc_patches.apply()
@@ -171,16 +239,44 @@ class PeerLink:
         self._adopt(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
         with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createOffer())
-        return str(self.pc.localDescription.sdp)
+        self._enlarge_buffers()
+        sdp = str(self.pc.localDescription.sdp)
+        if large_packets_wanted():
+            sdp = with_large_packets(sdp, aiortc_patches.LARGE_PACKET_BYTES)
+        return sdp
 
     async def accept_offer(self, sdp: str) -> str:
         await self._set_remote(sdp, "offer")
+        ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted() else None
+        self._agree_large_packets(negotiate_large_packets(ours, sdp))
         with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return str(self.pc.localDescription.sdp)
+        self._enlarge_buffers()
+        answer = str(self.pc.localDescription.sdp)
+        if self.large_packet_bytes is not None:
+            answer = with_large_packets(answer, self.large_packet_bytes)
+        return answer
 
     async def accept_answer(self, sdp: str) -> None:
         await self._set_remote(sdp, "answer")
+        ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted() else None
+        self._agree_large_packets(negotiate_large_packets(ours, sdp))
+
+    def _agree_large_packets(self, packet_bytes: int | None) -> None:
+        sctp = self.pc.sctp
+        if packet_bytes is None or sctp is None:
+            return
+        self.large_packet_bytes = packet_bytes
+        large = aiortc_patches.allow_large_packets(sctp, packet_bytes)
+        user_bytes = (large.packet_bytes - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
+        if "P2PSHARE_MESSAGE_BYTES" not in os.environ:
+            self.max_message_bytes = min(self.max_message_bytes, LARGE_MESSAGE_CHUNKS * user_bytes)
+
+    def _enlarge_buffers(self) -> None:
+        sctp = self.pc.sctp
+        if sctp is not None:
+            gatherer = sctp.transport.transport.iceGatherer
+            self.receive_buffer_bytes = aiortc_patches.enlarge_socket_buffers(gatherer)
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
         self.max_message_bytes = check_remote_sdp(sdp, kind)
@@ -241,6 +337,7 @@ class PeerLink:
             opened.cancel()
             lost.cancel()
         if self._opened.is_set():
+            self._start_large_packets()
             return
         ice = self.pc.iceConnectionState
         if ice in ("new", "checking", "failed"):
@@ -261,6 +358,26 @@ class PeerLink:
             "could not connect: the encrypted (DTLS) handshake with the other "
             f"side did not complete (ICE state {ice})"
         )
+
+    def _start_large_packets(self) -> None:
+        """Probe for large packets where the path policy allows them (docs/performance.md):
+        a direct path between host candidates on private (or loopback) addresses. Never over
+        TURN (a relay's UDP channel caps datagrams) nor through NAT (fragments are what NATs
+        and the internet handle worst, and we cannot measure those paths here)."""
+        sctp = self.pc.sctp
+        if sctp is None or self.large_packet_bytes is None:
+            return
+        pair = aiortc_patches.nominated_pair(sctp.transport.transport)
+        if pair is None:
+            aiortc_patches.skip_large_packets(sctp, "the network path is unknown")
+            return
+        local, remote = pair
+        if local.type != "host" or remote.type != "host":
+            aiortc_patches.skip_large_packets(sctp, f"{local.type}-{remote.type} path")
+        elif not (_is_local_network(local.host) and _is_local_network(remote.host)):
+            aiortc_patches.skip_large_packets(sctp, "public host addresses")
+        else:
+            aiortc_patches.probe_large_packets(sctp)
 
     def path(self) -> NetworkPath | None:
         """Which path ICE nominated (None when it cannot be known)."""
@@ -317,7 +434,29 @@ class PeerLink:
                 waiter.cancel()
                 lost.cancel()
 
+    def packet_report(self) -> dict[str, Any]:
+        """What this connection did about packet sizes (for tests and benchmarks)."""
+        sctp = self.pc.sctp
+        large = aiortc_patches.large_packets(sctp) if sctp is not None else None
+        return {
+            "offered": large_packets_wanted(),
+            "agreed_bytes": self.large_packet_bytes,
+            "receive_buffer_bytes": self.receive_buffer_bytes,
+            **({"large": large.report()} if large is not None else {}),
+        }
+
     async def close(self) -> None:
         if not self._closing:
             self._closing = True
+            sctp = self.pc.sctp
+            if sctp is not None:
+                aiortc_patches.stop_large_packets(sctp)
+            report_path = os.environ.get(ENV_LINK_REPORT)
+            if report_path:
+                _append_line(report_path, json.dumps(self.packet_report()))
             await self.pc.close()
+
+
+def _append_line(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")

@@ -55,6 +55,8 @@ INSTANCE_TIMEOUT_MS = 5_000
 INBOX_MAXLEN = 100_000
 READ_BLOCK_MS = 1_000
 RETRY_S = 0.5
+POOL_CONNECTIONS = 16
+POOL_WAIT_S = 5.0
 
 ROOMS_LUA = r"""
 local P, op, now, inst = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -217,7 +219,12 @@ elseif op == "sweep" then
     redis.call("DEL", P .. "members:" .. dead, P .. "inbox:" .. dead)
     redis.call("ZREM", P .. "instances", dead)
   end
-  return {"ok"}
+  -- ARGV[16..]: nameplates this instance believes it holds; answer those Redis no longer has
+  local missing = {"ok"}
+  for i = 16, #ARGV do
+    if not redis.call("ZSCORE", ROOMS, ARGV[i]) then table.insert(missing, ARGV[i]) end
+  end
+  return missing
 end
 return redis.error_reply("unknown op " .. op)
 """
@@ -229,6 +236,10 @@ _REFUSALS = {
     "nameplate-taken": (protocol.NAMEPLATE_TAKEN, "this nameplate is already in use"),
     "crowded": (protocol.CROWDED, "crowded: two peers are already using this code"),
 }
+LOST_ROOM = (
+    protocol.SERVER_FULL,
+    "the server lost this code while its database restarted; start again",
+)
 UNAVAILABLE = (
     protocol.SERVER_FULL,
     "the server cannot reach its database right now; try again in a moment",
@@ -273,6 +284,9 @@ class RedisRooms:
     _room_of: dict[ConnId, str] = field(default_factory=dict)
     _script: Any = None
     _health_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _unannounced_leaves: dict[ConnId, str] = field(default_factory=dict)
+    _recheck: bool = False
+    """Set when Redis comes back: the next sweep checks that our rooms survived."""
 
     def __post_init__(self) -> None:
         self._script = self.redis.register_script(ROOMS_LUA)
@@ -280,10 +294,19 @@ class RedisRooms:
     @classmethod
     async def connect(cls, url: str, **limits: Any) -> RedisRooms:
         """Connect and check that Redis answers; raise :class:`RedisUnavailableError`."""
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.exceptions import RedisError
 
-        client = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        # Every script runs alone in Redis anyway: a few connections carry any burst, and
+        # a burst waits for one instead of failing with "too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=POOL_WAIT_S,
+            decode_responses=True,
+            socket_connect_timeout=5,
+        )
+        client = Redis(connection_pool=pool)
         reader = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
         try:
             await client.ping()
@@ -355,22 +378,44 @@ class RedisRooms:
         )
 
     async def leave(self, conn: ConnId, *, bye: bool = False) -> None:
-        """``conn`` is gone (or said bye): drop its room and tell the peer, wherever it is."""
+        """``conn`` is gone (or said bye): drop its room and tell the peer, wherever it is.
+        Without Redis the leave is kept and retried by :meth:`sweep`."""
         nameplate = self._room_of.pop(conn, None)
         if nameplate is None:
             return
         peer = (protocol.CLOSE_NORMAL, "peer finished") if bye else None
-        await self._call("leave", self._gid(conn), nameplate, *self._peer_left(peer))
+        try:
+            await self._call("leave", self._gid(conn), nameplate, *self._peer_left(peer))
+        except SignalError:
+            self._unannounced_leaves[conn] = nameplate
+            raise
 
-    async def sweep(self) -> None:
-        """Heartbeat, expire rooms past their deadline, reap dead instances' rooms."""
-        await self._call(
+    async def sweep(self) -> list[ConnId]:
+        """Heartbeat, expire rooms past their deadline, reap dead instances' rooms, and retry
+        the leaves that failed while Redis was away. After an outage, also return the local
+        connections whose rooms Redis no longer has (it restarted empty): their peers can
+        never come, and a sender would wait for good. Close them with :data:`LOST_ROOM`."""
+        for conn, nameplate in list(self._unannounced_leaves.items()):
+            await self._call("leave", self._gid(conn), nameplate, *self._peer_left())
+            del self._unannounced_leaves[conn]
+        # Redis may come back during this very call (the flag is set then): check next time.
+        recheck = self._recheck
+        local = sorted(set(self._room_of.values())) if recheck else []
+        reply = await self._call(
             "sweep",
             *_error_frames(protocol.EXPIRED, "expired: nobody used this code in time"),
             *_error_frames(protocol.TIMEOUT, "timeout: no messages for too long"),
             *self._peer_left(),
             INSTANCE_TIMEOUT_MS,
+            *local,
         )
+        if recheck:
+            self._recheck = False
+        lost = set(reply[1:])
+        gone = [conn for conn, nameplate in self._room_of.items() if nameplate in lost]
+        for conn in gone:
+            del self._room_of[conn]
+        return gone
 
     async def run(self, execute: Callable[[list[Delivery]], None]) -> None:
         """Read this instance's inbox forever and ``execute`` what it says, in order."""
@@ -452,6 +497,7 @@ class RedisRooms:
     def _back(self) -> None:
         if not self.healthy:
             logger.warning("Redis reachable again")
+            self._recheck = True
             self._set_health(True)
 
     def _set_health(self, healthy: bool) -> None:

@@ -29,7 +29,7 @@ from websockets.typing import Subprotocol
 from signal_server import ice, protocol
 from signal_server.admission import Admission, Refused, connection_capacity
 from signal_server.protocol import SignalError
-from signal_server.redis_registry import RedisRooms, SendText
+from signal_server.redis_registry import LOST_ROOM, RedisRooms, SendText
 from signal_server.rooms import Action, CloseConn, RoomRegistry, SendTo, SlidingWindowLimiter
 from signal_server.static import StaticSite, add_security_headers, text_response
 
@@ -336,7 +336,8 @@ class SignalServer:
             self.sweep()
             if self.cluster is not None:
                 with contextlib.suppress(SignalError):  # logged by the cluster; retried
-                    await self.cluster.sweep()
+                    for conn in await self.cluster.sweep():
+                        self._refuse(conn, *LOST_ROOM)
 
 
 class _AdmittedConnection(ServerConnection):

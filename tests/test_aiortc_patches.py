@@ -42,6 +42,23 @@ FINGERPRINTS: dict[tuple[str, str], dict[str, str]] = {
         "aiortc.rtcicetransport:RTCIceTransport.__init__": "6cf367e56a3c3dfc",
         "aioice.ice:Connection.__init__": "4eaf769849043a6b",
         "aioice.ice:Connection.check_complete": "86cb64672d8acf0f",
+        "aiortc.rtcsctptransport:RTCSctpTransport._send": "cb1c57c24b64cad6",
+        "aiortc.rtcdtlstransport:RTCDtlsTransport._recv_next": "b8c75f8faf48e1a2",
+        "aiortc.rtcdtlstransport:RTCDtlsTransport._write_ssl": "da1e5061058db87a",
+        "aiortc.rtcsctptransport:RTCSctpTransport._update_advanced_peer_ack_point": "3617573bb402444d",  # noqa: E501
+        "aiortc.rtcsctptransport:RTCSctpTransport._maybe_abandon": "3723c4b55ce21ce8",
+        "aiortc.rtcsctptransport:RTCSctpTransport._update_rto": "83afef41e5bf15cc",
+        "aiortc.rtcsctptransport:RTCSctpTransport._data_channel_flush": "8c804e8f2d825a2b",
+        "aiortc.rtcsctptransport:RTCSctpTransport._flight_size_decrease": "e9dfc1d427af2d23",
+        "aiortc.rtcsctptransport:RTCSctpTransport._t3_cancel": "b948ea9c215aa991",
+        "aiortc.rtcsctptransport:Chunk.__bytes__": "79e50b8a930ad1fa",
+        "aiortc.rtcsctptransport:serialize_packet": "162dd05a6949a16d",
+        "aiortc.rtcsctptransport:parse_packet": "eeb43c97b7c28fb6",
+        "aiortc.rtcdtlstransport:RTCDtlsTransport.__init__": "5d5ba5a1581ab77d",
+        "aiortc.rtcdtlstransport:RTCDtlsTransport._send_data": "4545997852e5d324",
+        "aiortc.rtcdtlstransport:RTCDtlsTransport.start": "a8519f0a800d5d60",
+        "aiortc.rtcicetransport:RTCIceGatherer.__init__": "a3c95b53bbd8740f",
+        "aioice.ice:StunProtocol.connection_made": "0a97a6671a385a85",
     }
 }
 

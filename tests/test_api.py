@@ -108,7 +108,13 @@ async def test_pair_opens_a_data_channel_between_two_clients(signal: RunningServ
 
     at_sender, at_receiver = await asyncio.gather(side(Role.SENDER), side(Role.RECEIVER))
     assert (at_sender, at_receiver) == (b"RECEIVER", b"SENDER")
-    assert [type(e) for e in connected] == [events.Connected, events.Connected]
+    assert [type(e) for e in connected if not isinstance(e, events.Verification)] == [
+        events.Connected,
+        events.Connected,
+    ]
+    # Both sides derived the same --verify words from the session key.
+    words = {e.words for e in connected if isinstance(e, events.Verification)}
+    assert len(words) == 1 and len(next(iter(words))) == 4
 
 
 def test_events_import_without_aiortc() -> None:

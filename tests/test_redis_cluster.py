@@ -16,7 +16,7 @@ import pytest
 from signal_server.redis_registry import INSTANCE_TIMEOUT_MS
 from signal_server.server import RunningServer, ServerSettings, start_server
 from tests.cli_helpers import ROOT, Peer
-from tests.redis_helpers import REDIS_SERVER, free_port, redis_server
+from tests.redis_helpers import REDIS_SERVER, CuttableProxy, free_port, redis_server
 from tests.signal_helpers import (
     FakeClock,
     expect_close,
@@ -27,7 +27,8 @@ from tests.signal_helpers import (
     send_json,
 )
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server (Debian)")
+# scripts/install-system-deps installs redis-server: its absence is a failure, not a skip.
+assert REDIS_SERVER is not None, "redis-server is missing: run scripts/install-system-deps"
 
 Instances = Callable[..., AbstractAsyncContextManager[list[RunningServer]]]
 
@@ -140,9 +141,10 @@ async def test_message_limit_holds_across_instances(instances: Instances) -> Non
     """The room's message quota counts both peers' messages, wherever they are."""
     async with instances(2, max_messages_per_room=3) as (one, two):
         a, b, _ = await make_pair_across(one.url, two.url)
-        await send_json(a, {"type": "send", "body": "1"})
-        await send_json(b, {"type": "send", "body": "2"})
-        await send_json(a, {"type": "send", "body": "3"})
+        # Each waits for the previous one to arrive: the two instances' order is Redis's.
+        for sender, receiver, body in ((a, b, "1"), (b, a, "2"), (a, b, "3")):
+            await send_json(sender, {"type": "send", "body": body})
+            assert (await recv_json(receiver))["body"] == body
         await send_json(b, {"type": "send", "body": "one too many"})
         code, _, seen = await expect_close(b)
         assert code == 4005 and seen[-1]["code"] == "room-limit"
@@ -219,13 +221,15 @@ def test_redis_unreachable_at_start_is_one_line_and_exit_1() -> None:
 
 
 async def test_redis_lost_then_back(clock: FakeClock) -> None:
-    """Redis stopped: new rooms are refused (1013) and /healthz says 503; Redis back (empty):
-    the instance pairs again."""
+    """Redis stopped: new rooms are refused (1013) and /healthz says 503. Redis back, empty:
+    a sender whose code Redis forgot is told at once (instead of waiting for good), and the
+    instance pairs again."""
     port = free_port()
     settings = ServerSettings(host="127.0.0.1", port=0, redis_url=f"redis://127.0.0.1:{port}/0")
     with redis_server(port):
         running_cm = start_server(settings, clock)
         running = await running_cm.__aenter__()
+        waiting, _ = await allocate(running.url)
     try:
         cluster = running.signal.cluster
         assert cluster is not None
@@ -238,10 +242,37 @@ async def test_redis_lost_then_back(clock: FakeClock) -> None:
         assert code == 1013 and seen[0]["code"] == "server-full"
         with redis_server(port):
             await cluster.wait_healthy(True)
+            code, _, seen = await expect_close(waiting)
+            assert code == 1013 and "database restarted" in seen[0]["message"]
             assert (await http_request(running.url, "/healthz")).status == 200
             await make_pair(running.url)
     finally:
         await running_cm.__aexit__(None, None, None)
+
+
+async def test_leave_while_redis_is_away_reaches_the_peer_later(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """A peer leaves while its instance has lost Redis (the others have not): the leave is
+    retried, and the other peer hears peer-left once the instance reaches Redis again."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with CuttableProxy(port) as proxy, AsyncExitStack() as stack:
+        one, two = [
+            await stack.enter_async_context(
+                start_server(ServerSettings(host="127.0.0.1", port=0, redis_url=url), clock)
+            )
+            for url in (proxy.url, redis_url)
+        ]
+        a, b, _ = await make_pair_across(one.url, two.url)
+        cluster = one.signal.cluster
+        assert cluster is not None
+        proxy.sever()
+        await cluster.wait_healthy(False)
+        a.transport.abort()
+        await one.signal.wait_for_connections(0)
+        proxy.mend()
+        code, _, seen = await expect_close(b)
+        assert code == 4007 and seen == [{"type": "peer-left"}]
 
 
 def test_real_transfer_across_two_instances(tmp_path: Path, redis_url: str) -> None:

@@ -1,0 +1,70 @@
+"""A cable between two namespaces for the packet-size tests, with loss that hits each IP
+packet on the wire (each fragment of a large datagram on its own) and, optionally, a
+middlebox-like rule that silently drops every IP fragment.
+
+The rules sit in the ``raw`` table's PREROUTING chain, which sees fragments before the kernel
+reassembles them (the INPUT chain only sees whole datagrams: loss there would count a 16 KB
+datagram of 11 fragments as one packet, which flatters large packets). Namespaces are named
+``spd<pid>a`` / ``spd<pid>b``. Host A is 10.8.0.1, host B 10.8.0.2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from tests.natlab import Lab, _check_prerequisites, sh
+
+__all__ = ["dropped_fragments", "sh", "speed_link"]
+
+
+@contextmanager
+def speed_link(
+    workdir: Path, loss_pct: float = 0.0, *, drop_fragments: bool = False
+) -> Iterator[tuple[Lab, str, str]]:
+    """Two hosts on one veth pair (MTU 1,500); ``loss_pct`` % of the IP packets arriving at
+    each end are dropped; with ``drop_fragments`` every fragmented datagram is lost."""
+    _check_prerequisites()
+    lab = Lab(prefix=f"spd{os.getpid() % 100000}", workdir=workdir)
+    with ExitStack() as stack:
+        stack.callback(lab.close)
+        host_a, host_b = lab.add_ns("a"), lab.add_ns("b")
+        lab.veth("eth0", host_a, "eth0", host_b)
+        for index, ns in ((1, host_a), (2, host_b)):
+            sh("ip", "addr", "add", f"10.8.0.{index}/24", "dev", "eth0", ns=ns)
+            sh("ip", "link", "set", "eth0", "up", ns=ns)
+            if drop_fragments:
+                # Non-first fragments; the first fragment alone can never be reassembled.
+                sh(
+                    *("iptables", "-t", "raw", "-A", "PREROUTING", "-i", "eth0"),
+                    *("-f", "-j", "DROP"),
+                    ns=ns,
+                )
+            if loss_pct:
+                sh(
+                    "iptables",
+                    "-t",
+                    "raw",
+                    "-A",
+                    "PREROUTING",
+                    "-i",
+                    "eth0",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    f"{loss_pct / 100:.4f}",
+                    "-j",
+                    "DROP",
+                    ns=ns,
+                )
+        yield lab, host_a, host_b
+
+
+def dropped_fragments(ns: str) -> int:
+    """How many fragments the fragment rule in ``ns`` dropped so far."""
+    out = sh("iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n", ns=ns).stdout
+    return sum(int(line.split()[0]) for line in out.splitlines() if "-f" in line.split())

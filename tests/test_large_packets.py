@@ -1,0 +1,326 @@
+"""Large SCTP packets between p2pshare peers: negotiated in the sealed SDP, probed before use,
+refused on a path that drops IP fragments, and never used with a peer that did not offer them
+(one switched off, or a p2pshare from before large packets)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pshare import aiortc_patches, webrtc
+from p2pshare.config import IceConfig
+from p2pshare.webrtc import (
+    ENV_LARGE_PACKETS,
+    ENV_LINK_REPORT,
+    LARGE_PACKET_ATTRIBUTE,
+    PeerLink,
+    large_packet_bytes,
+    negotiate_large_packets,
+    with_large_packets,
+)
+from tests.cli_helpers import ROOT, Peer, lab_env
+from tests.speedlab import dropped_fragments, sh, speed_link
+
+LOOPBACK = IceConfig(local_addresses=("127.0.0.1",))
+LARGE = aiortc_patches.LARGE_PACKET_BYTES
+BEFORE_LARGE_PACKETS = "c4432b2"
+"""The last commit before large packets: its p2pshare plays the previous protocol version."""
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+    "m=application 9 DTLS/SCTP 5000\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+)
+
+
+# -- the attribute ----------------------------------------------------------------------------
+
+
+def test_the_attribute_goes_to_the_session_level() -> None:
+    """Added before the first media section, so it describes the session, not one m= line."""
+    sdp = with_large_packets(SDP, 16232)
+    session, media = sdp.split("m=application", 1)
+    assert f"a={LARGE_PACKET_ATTRIBUTE}:16232\r\n" in session
+    assert LARGE_PACKET_ATTRIBUTE not in media
+    assert large_packet_bytes(sdp) == 16232
+
+
+def test_the_attribute_is_read_only_at_session_level_and_only_when_worth_it() -> None:
+    """Absent, inside a media section, too small or not a number: the base size."""
+    assert large_packet_bytes(SDP) is None
+    assert large_packet_bytes(SDP + f"a={LARGE_PACKET_ATTRIBUTE}:16232\r\n") is None
+    assert large_packet_bytes(with_large_packets(SDP, 1200)) is None
+    assert (
+        large_packet_bytes(SDP.replace("t=0 0\r\n", f"t=0 0\r\na={LARGE_PACKET_ATTRIBUTE}:x\r\n"))
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "agreed"),
+    [
+        (LARGE, LARGE, LARGE),
+        (LARGE, None, None),
+        (None, LARGE, None),
+        (None, None, None),
+        (LARGE, 8000, 8000),
+    ],
+)
+def test_both_sides_must_offer_and_the_smaller_size_wins(
+    ours: int | None, theirs: int | None, agreed: int | None
+) -> None:
+    """Large packets only when both descriptions carry the attribute; then the smaller size."""
+    remote = with_large_packets(SDP, theirs) if theirs else SDP
+    assert negotiate_large_packets(ours, remote) == agreed
+
+
+# -- negotiation between two real PeerLinks (in one process, no connection made) --------------
+
+
+async def _negotiate(
+    monkeypatch: pytest.MonkeyPatch, offerer_on: bool, answerer_on: bool, strip: str = ""
+) -> tuple[PeerLink, PeerLink, str]:
+    offerer, answerer = PeerLink(LOOPBACK), PeerLink(LOOPBACK)
+    monkeypatch.setenv(ENV_LARGE_PACKETS, "1" if offerer_on else "0")
+    offer = await offerer.create_offer()
+    if strip == "offer":
+        offer = _strip(offer)
+    monkeypatch.setenv(ENV_LARGE_PACKETS, "1" if answerer_on else "0")
+    answer = await answerer.accept_offer(offer)
+    if strip == "answer":
+        answer = _strip(answer)
+    monkeypatch.setenv(ENV_LARGE_PACKETS, "1" if offerer_on else "0")
+    await offerer.accept_answer(answer)
+    return offerer, answerer, answer
+
+
+def _strip(sdp: str) -> str:
+    return "".join(line for line in sdp.splitlines(True) if LARGE_PACKET_ATTRIBUTE not in line)
+
+
+@pytest.mark.parametrize(
+    ("offerer_on", "answerer_on", "strip", "agreed"),
+    [
+        (True, True, "", True),
+        (True, False, "", False),
+        (False, True, "", False),
+        (True, True, "offer", False),  # an offerer that never heard of it (older p2pshare)
+        (True, True, "answer", False),  # an answerer that never heard of it
+    ],
+)
+async def test_peer_links_agree_on_large_packets_only_when_both_offer(
+    monkeypatch: pytest.MonkeyPatch, offerer_on: bool, answerer_on: bool, strip: str, agreed: bool
+) -> None:
+    """The answer echoes the attribute only when both want large packets; both links then agree,
+    and their data messages become whole multiples of the large chunk."""
+    offerer, answerer, answer = await _negotiate(monkeypatch, offerer_on, answerer_on, strip)
+    try:
+        expected = LARGE if agreed else None
+        assert offerer.large_packet_bytes == expected
+        assert (answerer.large_packet_bytes is not None) == (agreed or strip == "answer")
+        if not strip:
+            assert (large_packet_bytes(answer) is not None) == agreed
+        if agreed:
+            chunk = (LARGE - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
+            assert offerer.max_message_bytes == webrtc.LARGE_MESSAGE_CHUNKS * chunk
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+# -- real transfers between processes in namespaces -------------------------------------------
+
+pytest_lab = pytest.mark.timeout(240)
+
+
+def _env(tmp_path: Path, name: str, large: bool = True) -> dict[str, str]:
+    env = lab_env()
+    env[ENV_LINK_REPORT] = str(tmp_path / f"{name}.jsonl")
+    if not large:
+        env[ENV_LARGE_PACKETS] = "0"
+    return env
+
+
+def _report(tmp_path: Path, name: str) -> dict[str, Any]:
+    lines = (tmp_path / f"{name}.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    report: dict[str, Any] = json.loads(lines[0])
+    return report
+
+
+def _transfer(
+    tmp_path: Path,
+    host_a: str,
+    host_b: str,
+    mib: int,
+    sender_env: dict[str, str],
+    receiver_cmd: list[str] | None = None,
+    receiver_env: dict[str, str] | None = None,
+) -> None:
+    data = os.urandom(mib << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    sender = Peer(["send", str(src), "--json"], cwd=tmp_path, env=sender_env, netns=host_a)
+    event = sender.event("code")
+    args = [
+        "receive",
+        event["code"],
+        "--server",
+        event["server"],
+        "--json",
+        "--yes",
+        "-o",
+        str(out),
+    ]
+    if receiver_cmd is None:
+        receiver = Peer(args, cwd=tmp_path, env=receiver_env or lab_env(), netns=host_b)
+        assert receiver.wait(200) == 0, receiver.stderr
+    else:
+        done = subprocess.run(
+            ["ip", "netns", "exec", host_b, *receiver_cmd, *args],
+            cwd=tmp_path,
+            env=receiver_env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+@pytest_lab
+def test_large_packets_at_1_percent_loss_per_ip_packet(tmp_path: Path) -> None:
+    """1% of IP packets (so ~11% of 16 KB datagrams, fragment by fragment) lost each way: the
+    large-packet transfer completes and verifies, and large packets were really used (until
+    the lost ones exceed the budget and the sender falls back, which it does at this rate)."""
+    with speed_link(tmp_path, 1.0) as (_, host_a, host_b):
+        _transfer(
+            tmp_path, host_a, host_b, 24, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+        )
+    sent = _report(tmp_path, "sender")
+    assert sent["agreed_bytes"] == LARGE
+    assert sent["large"]["state"] in ("on", "fallback"), sent  # fallback only ever follows "on"
+
+
+@pytest_lab
+def test_a_path_that_drops_fragments_falls_back_to_small_packets(tmp_path: Path) -> None:
+    """Every IP fragment silently dropped (a middlebox): the probes are lost, large packets are
+    never used (refused after three probes, or still probing when a short transfer ends), and
+    the transfer completes at the base size."""
+    with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
+        _transfer(
+            tmp_path, host_a, host_b, 4, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+        )
+        assert dropped_fragments(host_a) + dropped_fragments(host_b) > 0
+    for name in ("sender", "receiver"):
+        report = _report(tmp_path, name)
+        assert report["agreed_bytes"] == LARGE
+        assert report["large"]["state"] in ("probing", "refused"), report
+        assert report["large"]["probes_sent"] >= 1
+
+
+@pytest_lab
+@pytest.mark.parametrize("off", ["sender", "receiver"])
+def test_a_peer_with_large_packets_off_interoperates_at_the_base_size(
+    tmp_path: Path, off: str
+) -> None:
+    """P2PSHARE_LARGE_PACKETS=0 on one side: nothing is agreed and the transfer verifies."""
+    with speed_link(tmp_path) as (_, host_a, host_b):
+        _transfer(
+            tmp_path,
+            host_a,
+            host_b,
+            4,
+            _env(tmp_path, "sender", large=off != "sender"),
+            None,
+            _env(tmp_path, "receiver", large=off != "receiver"),
+        )
+    for name in ("sender", "receiver"):
+        report = _report(tmp_path, name)
+        assert report["agreed_bytes"] is None and "large" not in report, report
+
+
+@pytest_lab
+def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Path) -> None:
+    """Large packets in use, then the path starts dropping every IP fragment: chunks already
+    on the wire are sent again in segments, the rest are cut small, and the data verifies."""
+    data = os.urandom(48 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    with speed_link(tmp_path) as (_, host_a, host_b):
+        sender = Peer(
+            ["send", str(src), "--json"], cwd=tmp_path, env=_env(tmp_path, "sender"), netns=host_a
+        )
+        event = sender.event("code")
+        args = ["receive", event["code"], "--server", event["server"], "--json", "--yes"]
+        receiver = Peer(
+            [*args, "-o", str(out)],
+            cwd=tmp_path,
+            env=_env(tmp_path, "receiver"),
+            netns=host_b,
+        )
+        receiver.event("progress", lambda e: e["done"] > 4 << 20)
+        for ns in (host_a, host_b):
+            sh("iptables", "-t", "raw", "-I", "PREROUTING", "-i", "eth0", "-f", "-j", "DROP", ns=ns)
+        assert receiver.wait(200) == 0, receiver.stderr
+        assert sender.wait(30) == 0, sender.stderr
+        assert dropped_fragments(host_b) > 0
+    assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    large = _report(tmp_path, "sender")["large"]
+    assert large["fallbacks"] >= 1 and large["large_resent"] > 0, large
+
+
+@pytest.fixture
+def previous_p2pshare(tmp_path: Path) -> Iterator[Path]:
+    """The p2pshare package of the last commit before large packets, unpacked on its own."""
+    where = tmp_path / "previous"
+    where.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BEFORE_LARGE_PACKETS, "p2pshare"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode:
+        pytest.skip(f"commit {BEFORE_LARGE_PACKETS} not in this clone")
+    tar_path = tmp_path / "previous.tar"
+    tar_path.write_bytes(archive.stdout)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(where, filter="data")
+    yield where
+
+
+@pytest_lab
+def test_a_p2pshare_from_before_large_packets_interoperates(
+    tmp_path: Path, previous_p2pshare: Path
+) -> None:
+    """A receiver running the previous protocol version (no attribute in its answer): the new
+    sender agrees on nothing, stays at the base size, and the transfer verifies."""
+    env = lab_env()
+    env["PYTHONPATH"] = str(previous_p2pshare)
+    with speed_link(tmp_path) as (_, host_a, host_b):
+        _transfer(
+            tmp_path,
+            host_a,
+            host_b,
+            4,
+            _env(tmp_path, "sender"),
+            [sys.executable, "-m", "p2pshare"],
+            env,
+        )
+    report = _report(tmp_path, "sender")
+    assert report["offered"] is True
+    assert report["agreed_bytes"] is None and "large" not in report, report
