@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_sync  # the test extra
 import pytest
 
 from tests.cli_helpers import (
@@ -35,8 +36,6 @@ from tests.cli_helpers import (
     start_pair,
 )
 from tests.test_web_build import require_tools
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 MIB = 1024 * 1024
 CHROMIUM = "/usr/bin/chromium"
@@ -60,8 +59,7 @@ RATES: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     require_tools("chromium")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run scripts/install-system-deps"
     with playwright_sync.sync_playwright() as p:
         yield p
     if RATES:
@@ -117,7 +115,9 @@ def sha(data: bytes) -> str:
 
 def cli_sender(server: str, *paths: Path) -> tuple[Peer, str]:
     sender = Peer(["send", *map(str, paths), "--server", server, "--json"], cwd=paths[0].parent)
-    return sender, sender.event("code")["code"]
+    event = sender.event("code")
+    assert event["link"] == http_url(server) + "#" + event["code"]
+    return sender, event["code"]
 
 
 def receive_in_page(page: Any, server: str, code: str) -> Any:
@@ -467,6 +467,8 @@ def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Pa
     sender = Peer(["send", str(tmp_path / "embedded.bin"), "--json"], cwd=tmp_path)
     event = sender.event("code")
     assert event["server"], event
+    # The link the CLI prints (and shows as a QR code with --qr) is the page's link.
+    assert event["link"] == http_url(event["server"]) + "#" + event["code"]
     page = new_page()
     download = receive_in_page(page, event["server"], event["code"])
     assert sha(Path(download.path()).read_bytes()) == sha(data)

@@ -32,8 +32,8 @@ def require_tools(*tools: str) -> None:
         return
     subprocess.run([str(ROOT / "scripts" / "install-system-deps")], check=False)
     missing = [t for t in tools if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}: run scripts/install-system-deps")
+    # The test command installs them: their absence is a failure, not a skip.
+    assert not missing, f"{', '.join(missing)} missing: run scripts/install-system-deps"
 
 
 @pytest.fixture(scope="module")
