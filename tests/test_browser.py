@@ -222,8 +222,19 @@ def test_streamed_in_a_secure_context_blobs_on_a_lan_address(new_page: Any, tmp_
             assert sender.wait() == 0, sender.stderr
 
 
-def test_cli_directory_to_chromium_as_one_zip(server: str, new_page: Any, tmp_path: Path) -> None:
-    """A directory from the CLI arrives as one stored ZIP with its tree, every file verified."""
+@pytest.mark.parametrize("where", ["loopback", "lan"])
+def test_cli_directory_to_chromium_as_one_zip(new_page: Any, tmp_path: Path, where: str) -> None:
+    """A directory from the CLI arrives as one stored ZIP with its tree, every file verified:
+    streamed with data descriptors on 127.0.0.1 (a secure context), from Blobs on a LAN
+    address."""
+    host = "127.0.0.1" if where == "loopback" else lan_address()
+    if host is None:
+        pytest.skip("no LAN address to serve the page on")
+    with signal_on(host) as server:
+        zip_from_cli(server, new_page, tmp_path)
+
+
+def zip_from_cli(server: str, new_page: Any, tmp_path: Path) -> None:
     src = tmp_path / "album"
     (src / "sub" / "deeper").mkdir(parents=True)
     (src / "empty").mkdir()

@@ -489,12 +489,47 @@ export async function receiveFiles(codeText, { server, confirm, onEvent = () => 
   }
 }
 
+/** One entry written into a ZIP that streams to a download (headers, data, descriptor). */
+class ZipStreamFile {
+  constructor(download, zip, entry) {
+    this.download = download;
+    this.zip = zip;
+    this.entry = entry;
+    this.size = 0;
+    this.hasher = sha256.create();
+    this.crc = new Crc32();
+    this.begun = false;
+  }
+
+  async #begin() {
+    if (this.begun) return;
+    this.begun = true;
+    const e = this.entry;
+    await this.download.write(this.zip.begin({ path: e.path, sizeHint: e.size, mode: e.mode, mtime: e.mtime }));
+  }
+
+  async write(payload) {
+    await this.#begin();
+    this.hasher.update(payload);
+    this.crc.update(payload);
+    this.size += payload.length;
+    await this.download.write(payload);
+  }
+
+  /** The hash matched: the entry's data descriptor (an empty file gets its header first). */
+  async close() {
+    await this.#begin();
+    await this.download.write(this.zip.descriptor(this.crc.digest(), this.size));
+  }
+}
+
 async function receiveEntries(link, confirm, onEvent) {
   const proto = new ReceiverProtocol();
   let offer = null;
   let accepted = false;
-  let sinks = null; // index -> BlobFile, once accepted
+  let sinks = null; // index -> BlobFile, StreamFile or ZipStreamFile, once accepted
   let asZip = false;
+  let download = null; // a streamed download (download.js), when the browser allows one
   const zip = new ZipBuilder();
   const zipParts = [];
   const outcome = { done: false };
@@ -502,6 +537,14 @@ async function receiveEntries(link, confirm, onEvent) {
   let total = null;
   let textParts = null;
   const progress = throttled(onEvent);
+
+  const verified = (index) => {
+    for (const f of proto.fileVerified(index)) link.send(f);
+    if (proto.receivedAll) {
+      outcome.done = true;
+      progress(received, total, true);
+    }
+  };
 
   const handle = async (frame) => {
     for (const event of proto.receive(frame)) {
@@ -521,34 +564,26 @@ async function receiveEntries(link, confirm, onEvent) {
           throw new IntegrityError(`integrity failure: ${printable(offer[event.index].path)} does not match its SHA-256`);
         }
         const entry = offer[event.index];
+        sinks.delete(event.index);
         if (sink instanceof StreamFile) {
           sink.end();
-          sinks.delete(event.index);
           onEvent({ type: "file", name: baseName(entry.path), blob: null, size: sink.size, sha256: digest });
-          for (const f of proto.fileVerified(event.index)) link.send(f);
-          if (proto.receivedAll) {
-            outcome.done = true;
-            progress(received, total, true);
-          }
-          continue;
-        }
-        const blob = sink.finish();
-        sinks.delete(event.index);
-        // A file is in place only if the browser really kept it: past its Blob storage
-        // limits Chromium drops the data and the Blob fails when read.
-        await checkKept(blob, sink.size, entry.path);
-        if (entry.kind === "text") {
-          textParts = blob;
-        } else if (asZip) {
-          zipParts.push(zip.add({ path: entry.path, size: sink.size, crc: sink.crc.digest(), mode: entry.mode, mtime: entry.mtime }), blob);
+        } else if (sink instanceof ZipStreamFile) {
+          await sink.close();
         } else {
-          onEvent({ type: "file", name: baseName(entry.path), blob, size: sink.size, sha256: digest });
+          const blob = sink.finish();
+          // A file is in place only if the browser really kept it: past its Blob storage
+          // limits Chromium drops the data and the Blob fails when read.
+          await checkKept(blob, sink.size, entry.path);
+          if (entry.kind === "text") {
+            textParts = blob;
+          } else if (asZip) {
+            zipParts.push(zip.add({ path: entry.path, size: sink.size, crc: sink.crc.digest(), mode: entry.mode, mtime: entry.mtime }), blob);
+          } else {
+            onEvent({ type: "file", name: baseName(entry.path), blob, size: sink.size, sha256: digest });
+          }
         }
-        for (const f of proto.fileVerified(event.index)) link.send(f);
-        if (proto.receivedAll) {
-          outcome.done = true;
-          progress(received, total, true);
-        }
+        verified(event.index);
       }
     }
   };
@@ -557,7 +592,8 @@ async function receiveEntries(link, confirm, onEvent) {
   try {
     return await wire.run(() => receiveMain());
   } catch (e) {
-    for (const sink of sinks?.values() ?? []) sink.fail?.(e.message);
+    // A streamed download is failed: the browser deletes what it wrote.
+    download?.error(e.message);
     throw e;
   }
 
@@ -573,16 +609,28 @@ async function receiveEntries(link, confirm, onEvent) {
     if (!(await confirm(summary))) throw new DeclinedError();
     const dataEntries = offer.filter((e) => e.kind !== "dir");
     asZip = !summary.isText && (offer.length > 1 || dataEntries.length !== 1);
+    const top = offer[0].path.split("/")[0];
+    const zipName = offer.every((e) => e.path === top || e.path.startsWith(top + "/")) ? `${top}.zip` : "p2pshare.zip";
+    // In a secure context the result streams to a download as it arrives (download.js);
+    // elsewhere it is kept as Blobs and handed over at the end.
+    if (!summary.isText && streamingAvailable()) {
+      download = asZip
+        ? await StreamedDownload.open(zipName, null)
+        : await StreamedDownload.open(baseName(dataEntries[0].path), dataEntries[0].size);
+    }
     sinks = new Map();
-    // One file, in a secure context: streamed to the download as it arrives (download.js).
-    const streamed =
-      !asZip && !summary.isText && streamingAvailable()
-        ? await StreamedDownload.open(baseName(dataEntries[0].path), dataEntries[0].size)
-        : null;
-    offer.forEach((e, i) => {
-      if (e.kind !== "dir") sinks.set(i, streamed ? new StreamFile(streamed) : new BlobFile());
-      else if (asZip) zipParts.push(zip.add({ path: e.path, size: 0, crc: 0, mode: e.mode, mtime: e.mtime, dir: true }));
-    });
+    for (const [i, e] of offer.entries()) {
+      if (e.kind === "dir") {
+        if (!asZip) continue;
+        const header = zip.add({ path: e.path, size: 0, crc: 0, mode: e.mode, mtime: e.mtime, dir: true });
+        if (download) await download.write(header);
+        else zipParts.push(header);
+      } else if (download) {
+        sinks.set(i, asZip ? new ZipStreamFile(download, zip, e) : new StreamFile(download));
+      } else {
+        sinks.set(i, new BlobFile());
+      }
+    }
     // No zstd: a page decompressing would need a library and bounds; the protocol lets the
     // receiver decline, and the sender then sends raw data.
     for (const f of proto.accept(DEFAULT_WINDOW_BYTES, null)) link.send(f);
@@ -595,12 +643,15 @@ async function receiveEntries(link, confirm, onEvent) {
     if (textParts !== null) {
       const text = new TextDecoder("utf-8").decode(await textParts.arrayBuffer());
       onEvent({ type: "text", text: terminalSafe(text) });
+    } else if (asZip && download) {
+      for (const part of zip.finish()) await download.write(part);
+      download.end();
+      onEvent({ type: "file", name: zipName, blob: null, size: zip.offset, sha256: null });
     } else if (asZip) {
       zipParts.push(...zip.finish());
-      const tops = summary.names.length === 1 && summary.names[0].endsWith("/") ? baseName(offer[0].path.split("/")[0]) : "p2pshare";
       const blob = new Blob(zipParts, { type: "application/zip" });
-      await checkKept(blob, blob.size, `${tops}.zip`);
-      onEvent({ type: "file", name: `${tops}.zip`, blob, size: blob.size, sha256: null });
+      await checkKept(blob, blob.size, zipName);
+      onEvent({ type: "file", name: zipName, blob, size: blob.size, sha256: null });
     }
     // Everything is in place: the last acknowledgement and Done, then the sender closes
     // (closing first could lose Done).
