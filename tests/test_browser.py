@@ -459,16 +459,21 @@ def test_a_wrong_hash_saves_nothing(server: str, new_page: Any) -> None:
 
 
 def test_screenshot_for_the_docs(server: str, new_page: Any, tmp_path: Path) -> None:
-    """docs/browser.png: the page on a phone-sized screen, sending, with its code and link."""
+    """docs/browser-start.png and docs/browser.png: the page on a phone-sized screen, then
+    sending, with its code and link (P2PSHARE_UPDATE_SCREENSHOT=1 writes them)."""
     random_file(tmp_path / "holiday-photos.zip", 1000)
     page = new_page()
     page.set_viewport_size({"width": 412, "height": 915})
+    page.goto(http_url(server))
+    start = tmp_path / "browser-start.png"
+    page.screenshot(path=str(start), full_page=True)
     send_in_page(page, server, [tmp_path / "holiday-photos.zip"])
     shot = tmp_path / "browser.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000
     if os.environ.get("P2PSHARE_UPDATE_SCREENSHOT") == "1":
         shutil.copy2(shot, ROOT / "docs" / "browser.png")
+        shutil.copy2(start, ROOT / "docs" / "browser-start.png")
 
 
 def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Path) -> None:

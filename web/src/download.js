@@ -90,17 +90,20 @@ export class StreamedDownload {
 
   /** Complete the download (the data was verified). */
   end() {
+    if (this.closed) return;
     this.port.postMessage({ type: "end" });
     this.close();
   }
 
-  /** Fail the download: the browser discards what it wrote. */
+  /** Fail the download: the browser discards what it wrote. Nothing once it was completed. */
   error(message) {
+    if (this.closed) return;
     this.port.postMessage({ type: "error", message });
     this.close();
   }
 
   close() {
+    this.closed = true;
     clearInterval(this.keepalive);
   }
 }

@@ -444,7 +444,6 @@ class StreamFile {
     this.download = download;
     this.size = 0;
     this.hasher = sha256.create();
-    this.open = true;
   }
 
   async write(payload) {
@@ -455,15 +454,7 @@ class StreamFile {
 
   /** The hash matched: complete the download. */
   end() {
-    this.open = false;
     this.download.end();
-  }
-
-  /** Fail the download: the browser deletes what it wrote. */
-  fail(message) {
-    if (!this.open) return;
-    this.open = false;
-    this.download.error(message);
   }
 }
 
