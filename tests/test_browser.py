@@ -611,3 +611,24 @@ def test_receiving_with_the_keyboard_only(server: str, new_page: Any, tmp_path: 
         page.keyboard.press("Enter")
     assert Path(download.value.path()).read_bytes() == data
     assert sender.wait() == 0, sender.stderr
+
+
+def test_a_text_message_is_shown_escaped(server: str, new_page: Any, tmp_path: Path) -> None:
+    """`p2pshare send --text`: the page shows the message, with what a screen would hide
+    (escape sequences, bidi overrides) escaped as the CLI does; nothing is downloaded."""
+    sender = Peer(
+        ["send", "--text", "hello\n\x1b[31mred\u202eevil", "--server", server, "--json"],
+        cwd=tmp_path,
+    )
+    code = sender.event("code")["code"]
+    page = new_page()
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+    page.goto(http_url(server) + "#" + code)
+    page.get_by_role("button", name="Accept", exact=True).click()
+    text = page.locator("#text")
+    text.wait_for()
+    assert text.inner_text() == "hello\n\\x1b[31mred\\u202eevil"
+    finished(page)
+    assert sender.wait() == 0, sender.stderr
+    assert not downloads
