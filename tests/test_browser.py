@@ -632,3 +632,38 @@ def test_a_text_message_is_shown_escaped(server: str, new_page: Any, tmp_path: P
     finished(page)
     assert sender.wait() == 0, sender.stderr
     assert not downloads
+
+
+def test_a_resend_from_the_page_resumes_a_killed_cli_receiver(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """The CLI receiver is killed half way; the page sends the same file again: the receiver
+    offers its prefix (Have), the page hashes its own first bytes and answers Resume, and only
+    the rest crosses the network. The file is whole and verified."""
+    size = BIG_MIB * MIB
+    data = random_file(tmp_path / "resumed.bin", size)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page()
+    code = send_in_page(page, server, [tmp_path / "resumed.bin"])
+    receiver = Peer(
+        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)], cwd=out
+    )
+    had = receiver.event("progress", where=lambda e: e["done"] >= e["total"] // 2)["done"]
+    receiver.kill()
+    page.get_by_role("alert").wait_for()
+    page.get_by_role("button", name="Start over", exact=True).click()
+    page.get_by_role("button", name="Send", exact=True).click()
+    code = page.locator("#code-text")
+    code.wait_for()
+    again = Peer(
+        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+    )
+    assert again.event("offer")["found"] >= had
+    assert again.wait() == 0, again.stderr
+    done = again.last("done")
+    assert done["resumed"] >= had
+    assert done["sent"] + done["resumed"] == size
+    assert (out / "resumed.bin").read_bytes() == data
+    finished(page)
