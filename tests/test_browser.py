@@ -85,7 +85,8 @@ def http_url(server: str) -> str:
 
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Any]:
-    """Pages in separate browser contexts (separate profiles, as two people)."""
+    """Pages in separate browser contexts (separate profiles, as two people); no page may
+    throw or violate the Content-Security-Policy."""
     contexts: list[Any] = []
     errors: list[str] = []
 
@@ -95,6 +96,11 @@ def new_page(browser: Any) -> Iterator[Any]:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda e: errors.append(str(e)))
+        # The page must work under the server's strict CSP: no violation, ever.
+        page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         return page
 
     yield make
@@ -667,3 +673,20 @@ def test_a_resend_from_the_page_resumes_a_killed_cli_receiver(
     assert done["sent"] + done["resumed"] == size
     assert (out / "resumed.bin").read_bytes() == data
     finished(page)
+
+
+def test_the_page_runs_under_the_servers_strict_csp(server: str, new_page: Any) -> None:
+    """The page, its script, its style and its service worker come from the server with a
+    CSP that allows nothing but the origin (no inline code); the page still starts (and the
+    fixture fails on any CSP violation)."""
+    page = new_page()
+    response = page.goto(http_url(server))
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    for directive in ("default-src 'none'", "script-src 'self'", "connect-src 'self'"):
+        assert directive in csp
+    for name, kind in (("app.js", "javascript"), ("app.css", "css"), ("sw.js", "javascript")):
+        reply = page.request.get(http_url(server) + name)
+        assert reply.ok and kind in reply.headers["content-type"], name
+    page.get_by_label("Code", exact=True).wait_for()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
