@@ -47,10 +47,11 @@ from p2pshare.errors import (
     PeerLostError,
 )
 from p2pshare.files import printable
-from p2pshare.messages import MAX_TEXT_BYTES
+from p2pshare.messages import MAX_ENTRIES, MAX_TEXT_BYTES
 from p2pshare.preflight import check_readable, check_writable, output_directory
 from p2pshare.progress import HumanReporter, JsonReporter, Reporter, format_size
 from p2pshare.rendezvous import parse_server_url
+from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 from p2pshare.webrtc import IceConfig, check_ice_url
 from signal_server import eventloop
 
@@ -604,6 +605,29 @@ def receive(
             "there once the sender has checked that data against its own.",
         ),
     ] = False,
+    max_entries: Annotated[
+        int,
+        typer.Option(
+            "--max-entries",
+            min=1,
+            max=MAX_ENTRIES,
+            metavar="N",
+            rich_help_panel="Limits",
+            help="Decline offers of more files and directories than this (each costs "
+            "memory before you are asked).",
+        ),
+    ] = DEFAULT_MAX_OFFER_ENTRIES,
+    max_offer_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-offer-bytes",
+            min=64 * 1024,
+            max=1024 * 1024 * 1024,
+            metavar="BYTES",
+            rich_help_panel="Limits",
+            help="Decline offers whose list of names is larger than this.",
+        ),
+    ] = DEFAULT_MAX_OFFER_BYTES,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
@@ -706,7 +730,8 @@ def receive(
             return True
         if not interactive:
             raise DeclinedError(
-                "not accepted: there is no terminal to ask; pass --yes to accept without asking"
+                "not accepted: no terminal to ask on the receiving side (the receiver can pass "
+                "--yes to accept without asking)"
             )
         answer = await ask_line("Accept? [Y/n] ")
         if answer is None:
@@ -743,6 +768,8 @@ def receive(
         overwrite=overwrite,
         resume=not no_resume,
         wait_s=wait,
+        max_offer_entries=max_entries,
+        max_offer_bytes=max_offer_bytes,
     )
     _run(
         session.receive(

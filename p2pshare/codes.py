@@ -15,12 +15,13 @@ from functools import cache
 from importlib import resources
 
 from p2pshare.errors import BadCodeError
+from signal_server.wire import NAMEPLATE_RE
 
 DEFAULT_WORDS = 2
 MIN_SECRET_CHARS = 4
 """A code chosen by hand must carry at least this many secret characters."""
 
-_NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,5}")
+_NAMEPLATE_RE = NAMEPLATE_RE  # the server's own rule (signal_server/wire.py)
 _WORD_RE = re.compile(r"[a-z0-9]{1,32}")
 _MAX_WORDS = 16
 

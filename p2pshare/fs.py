@@ -29,7 +29,9 @@ UMASK = _read_umask()
 def describe(exc: OSError, path: Path | str) -> LocalFileError:
     """The user's error for ``exc`` while working on ``path`` (a full disk has its own)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(f"disk full while writing {path}")
+        return DiskFullError(
+            f"disk full while writing {path}", peer_message="disk full on the receiving side"
+        )
     reason = exc.strerror or type(exc).__name__
     return LocalFileError(f"{path}: {reason.lower()}")
 

@@ -137,8 +137,11 @@ def choose(nameplate: str, found: list[Advert], waited_s: float) -> Advert:
 
 @contextlib.asynccontextmanager
 async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bool]:
-    """Advertise the embedded server while the block runs; yields whether it worked (a
-    machine without multicast still sends: the receiver then needs the full command)."""
+    """Advertise the embedded server while the block runs; yields whether that could start
+    (a machine without multicast still sends: the receiver then needs the full command).
+
+    Registration probes the network for about a second first (RFC 6762); it runs in the
+    background, so that the code is printed at once: the receiver looks for BROWSE_S."""
     from zeroconf import IPVersion
     from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
@@ -156,23 +159,31 @@ async def advertise(nameplate: str, address: str, port: int) -> AsyncIterator[bo
     version = IPVersion.V6Only if ":" in address else IPVersion.V4Only
     try:
         zc = AsyncZeroconf(interfaces=[address], ip_version=version)
-    except OSError as exc:
+    except Exception as exc:  # no multicast here: the full command still works
         logger.info("cannot advertise on the local network: %s", exc)
         yield False
         return
+
+    async def register() -> None:
+        announced = await zc.async_register_service(info, allow_name_change=True)
+        await announced
+        logger.info("advertised on the local network as %s", printable(info.name))
+
+    registration = asyncio.ensure_future(register())
     try:
-        try:
-            await zc.async_register_service(info, allow_name_change=True)
-            advertised = True
-        except Exception as exc:  # zeroconf raises assorted errors on odd networks
-            logger.info("cannot advertise on the local network: %r", exc)
-            advertised = False
-        yield advertised
+        yield True
     finally:
-        with contextlib.suppress(Exception):
-            if advertised:
+        if registration.done() and registration.exception() is None:
+            with contextlib.suppress(Exception):
                 await zc.async_unregister_service(info)
-        await zc.async_close()
+        elif not registration.done():
+            registration.cancel()
+            await asyncio.gather(registration, return_exceptions=True)
+        else:
+            # zeroconf raises assorted errors on odd networks; the full command still works.
+            logger.info("cannot advertise on the local network: %r", registration.exception())
+        with contextlib.suppress(Exception):
+            await zc.async_close()
 
 
 @contextlib.asynccontextmanager
@@ -224,7 +235,7 @@ async def browse(
 
     try:
         zc = AsyncZeroconf()
-    except OSError as exc:
+    except Exception as exc:  # no multicast here: say "not found", with the full command
         logger.info("cannot browse the local network: %s", exc)
         return []
     browser = AsyncServiceBrowser(zc.zeroconf, SERVICE_TYPE, handlers=[on_change])
@@ -247,5 +258,7 @@ async def browse(
 
 async def find_server(nameplate: str, timeout_s: float = BROWSE_S) -> str:
     """The URL of the one sender on this network advertising ``nameplate``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     found = await browse(nameplate, timeout_s)
-    return choose(nameplate, found, timeout_s).url
+    return choose(nameplate, found, round(loop.time() - started, 1)).url

@@ -135,14 +135,18 @@ def _preflight(layout: Layout, offer: m.Offer) -> None:
                         if not stat.S_ISDIR(st.st_mode):
                             raise UnsafeNameError(
                                 f"refused: {printable(str(shown))} exists and is not a directory "
-                                "(a symlink is never followed)"
+                                "(a symlink is never followed)",
+                                peer_message=f"refused: '{printable(entry.path)}' needs a "
+                                "directory where the receiving side has something else",
                             )
                         if not last:
                             fd = os.open(part, DIR_FLAGS, dir_fd=fd)
                             opened.append(fd)
                     elif stat.S_ISDIR(st.st_mode):
                         raise DeclinedError(
-                            f"{printable(str(shown))} is a directory; not replacing it"
+                            f"{printable(str(shown))} is a directory; not replacing it",
+                            peer_message=f"declined: '{printable(entry.path)}' is a directory "
+                            "on the receiving side",
                         )
                     elif (
                         layout.resume
@@ -157,7 +161,9 @@ def _preflight(layout: Layout, offer: m.Offer) -> None:
                     elif not layout.overwrite:
                         raise DeclinedError(
                             f"{printable(str(layout.shown(index)))} already "
-                            "exists; pass --overwrite to replace it"
+                            "exists; pass --overwrite to replace it",
+                            peer_message=f"declined: '{printable(entry.path)}' already exists "
+                            "on the receiving side",
                         )
             finally:
                 for f in opened:
@@ -171,5 +177,7 @@ def check_free_space(directory: Path, nbytes: int) -> None:
     free = shutil.disk_usage(directory).free
     if free < nbytes + FREE_SPACE_MARGIN_BYTES:
         raise DiskFullError(
-            f"not enough free space in {directory}: {nbytes:,} bytes needed, {free:,} free"
+            f"not enough free space in {directory}: {nbytes:,} bytes needed, {free:,} free",
+            peer_message=f"disk full: the receiving side has {free:,} bytes free, "
+            f"{nbytes:,} needed",
         )

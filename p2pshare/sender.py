@@ -7,6 +7,7 @@ peer's frames and the read-ahead worker's pieces (:func:`p2pshare.sources.read_a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -14,10 +15,16 @@ import time
 from p2pshare import codec, transfer
 from p2pshare import messages as m
 from p2pshare.config import Settings
+from p2pshare.errors import PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
 from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
 from p2pshare.webrtc import PeerLink
 from p2pshare.wire import Wire
+
+CREDIT_STALL_S = 120.0
+"""A receiver that keeps answering pings but grants no credit for this long is stuck (or
+stalling on purpose): the ping deadline alone would let the transfer hang forever. A real
+receiver returns credit every quarter window written (2 MiB by default)."""
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +80,14 @@ class Sender:
                     self.resumed += piece.offset
                     self._progress()
                     continue
-                await self.wire.until(functools.partial(proto.can_send, piece.size))
+                try:
+                    async with asyncio.timeout(CREDIT_STALL_S):
+                        await self.wire.until(functools.partial(proto.can_send, piece.size))
+                except TimeoutError:
+                    raise PeerLostError(
+                        f"the other side granted no credit for {CREDIT_STALL_S:g} s while "
+                        "answering pings: it is stuck, or stalling on purpose"
+                    ) from None
                 for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, sha256=piece.sha256):
                     link.send(frame)
                 if piece.sha256 is not None:

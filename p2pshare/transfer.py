@@ -548,7 +548,7 @@ class ReceiverProtocol(_Side):
 
 def abort(error: P2PShareError) -> bytes:
     """The frame that tells the peer we stop, and why."""
-    return m.encode(m.Abort(error.name, error.message))
+    return m.encode(m.Abort(error.name, error.for_peer()))
 
 
 def ping() -> bytes:

@@ -120,7 +120,9 @@ class Tree:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafeNameError(
                     f"refused: {printable('/'.join(parts))} is not a directory (a symlink is "
-                    "never followed)"
+                    "never followed)",
+                    peer_message=f"refused: '{printable('/'.join(parts))}' is not a directory "
+                    "on the receiving side",
                 ) from None
             raise describe(exc, self.layout.root.joinpath(*parts)) from None
         self._dirs[parts] = fd
@@ -178,7 +180,9 @@ class Tree:
             shown = printable(str(self.layout.shown(index)))
             raise DeclinedError(
                 f"{shown} already exists and differs from the file being sent; pass "
-                "--overwrite to replace it"
+                "--overwrite to replace it",
+                peer_message=f"declined: '{printable(self.offer.files[index].path)}' already "
+                "exists on the receiving side and differs",
             )
         self._starts[index] = offset
 

@@ -17,9 +17,9 @@ P2PSHARE = str(BIN / "p2pshare")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def lab_env() -> dict[str, str]:
+def lab_env(**extra: str) -> dict[str, str]:
     """A peer in a lab namespace offers its namespace's real addresses."""
-    env = peer_env()
+    env = peer_env(**extra)
     del env["P2PSHARE_LOCAL_ADDRESSES"]
     return env
 
@@ -144,14 +144,30 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
             proc.wait()
 
 
+def interruptible_env() -> dict[str, str]:
+    """For tests that act in the middle of a transfer (kill, Ctrl-C, fill the disk, cut the
+    path): small packets. With large packets a 64 MiB loopback transfer ends in ~0.2 s, before
+    the first throttled progress event a test could act on."""
+    return peer_env(P2PSHARE_LARGE_PACKETS="0")
+
+
 def start_pair(
-    server: str, path: Path, out: Path, *recv_args: str, send_args: tuple[str, ...] = ()
+    server: str,
+    path: Path,
+    out: Path,
+    *recv_args: str,
+    send_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[Peer, Peer]:
     """A sender of ``path`` and a receiver into ``out`` through ``server``, both --json."""
-    sender = Peer(["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent)
+    sender = Peer(
+        ["send", str(path), "--server", server, "--json", *send_args], cwd=path.parent, env=env
+    )
     code = sender.event("code")["code"]
     receiver = Peer(
-        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args], cwd=out
+        ["receive", code, "--server", server, "--json", "-o", str(out), *recv_args],
+        cwd=out,
+        env=env,
     )
     return sender, receiver
 
@@ -175,15 +191,18 @@ def peak_rss(rss_file: Path) -> int:
     return int(rss_file.read_text().split()[-1]) * 1024
 
 
-def embedded_pair(src: Path, out: Path, host_a: str, host_b: str) -> tuple[Peer, Peer, str]:
+def embedded_pair(
+    src: Path, out: Path, host_a: str, host_b: str, **env: str
+) -> tuple[Peer, Peer, str]:
     """A sender in lab namespace ``host_a`` using its embedded rendezvous server, and a
-    receiver in ``host_b`` that runs the command it printed. Returns both and the server URL."""
-    sender = Peer(["send", str(src), "--json"], cwd=src.parent, env=lab_env(), netns=host_a)
+    receiver in ``host_b`` that runs the command it printed. Returns both and the server URL.
+    ``env``: extra environment for both."""
+    sender = Peer(["send", str(src), "--json"], cwd=src.parent, env=lab_env(**env), netns=host_a)
     event = sender.event("code")
     receiver = Peer(
         ["receive", event["code"], "--server", event["server"], "--json", "--yes", "-o", str(out)],
         cwd=out.parent,
-        env=lab_env(),
+        env=lab_env(**env),
         netns=host_b,
     )
     return sender, receiver, event["server"]

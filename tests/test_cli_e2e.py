@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from tests.cli_helpers import Peer, leftovers, peer_env, run_signal_server, start_pair
+from tests.cli_helpers import (
+    Peer,
+    interruptible_env,
+    leftovers,
+    peer_env,
+    run_signal_server,
+    start_pair,
+)
 
 MIB = 1024 * 1024
 
@@ -153,7 +160,10 @@ def test_existing_file_is_not_overwritten(server: str, dirs: tuple[Path, Path]) 
     assert receiver.wait() == 9
     assert sender.wait() == 9
     assert "--overwrite" in receiver.last("error")["message"]
-    assert "already exists" in sender.last("error")["message"]
+    told = sender.last("error")["message"]
+    # The sender hears which file, not the receiver's path nor the receiver's options.
+    assert "'report.txt' already exists" in told
+    assert str(out) not in told and "--overwrite" not in told
     assert (out / "report.txt").read_text() == "precious"
     assert leftovers(out) == ["report.txt"]
 
@@ -186,7 +196,7 @@ def test_ctrl_c_mid_transfer_stops_both(
     """SIGINT on either side stops both, non-zero, with nothing under the final name: only
     the partial data and its record, kept for a resend to resume (tests/test_resume.py)."""
     _, out = dirs
-    sender, receiver = start_pair(server, big_file, out, "--yes")
+    sender, receiver = start_pair(server, big_file, out, "--yes", env=interruptible_env())
     victim, other = (receiver, sender) if who == "receiver" else (sender, receiver)
     victim.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     victim.send_signal(signal.SIGINT)

@@ -282,3 +282,35 @@ def test_sender_refuses_names_a_receiver_would_refuse(server: str, tmp_path: Pat
     sender = Peer(["send", str(tree), "--server", server, "--json"], cwd=tmp_path)
     assert sender.wait() == 12
     assert "same file" in sender.last("error")["message"]
+
+
+def test_max_entries_declines_a_larger_offer(server: str, tmp_path: Path) -> None:
+    """--max-entries bounds what a receiver takes: a larger offer is declined (exit 9 both
+    sides) before anything is asked or written, and the message names the flag."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a", "b", "c"):
+        (tree / name).write_text(name)
+    out = tmp_path / "out"
+    out.mkdir()
+    sender = Peer(["send", str(tree), "--server", server, "--json"], cwd=tmp_path)
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        [
+            "receive",
+            code,
+            "--server",
+            server,
+            "--json",
+            "--yes",
+            "--max-entries",
+            "3",
+            "-o",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
+    assert receiver.wait() == 9 and sender.wait() == 9
+    assert "4 entries, more than 3" in receiver.last("error")["message"]
+    assert "--max-entries" in receiver.last("error")["message"]
+    assert leftovers(out) == []

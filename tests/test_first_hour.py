@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,6 +282,8 @@ def test_hide_progress_and_qr(server: str, dirs: tuple[Path, Path]) -> None:
     link = sender.stderr_line("Or open in a browser:").split(": ", 1)[1].strip()
     code = link.rsplit("#", 1)[1]
     assert link == f"http://{server.split('://')[1]}/#{code}"
+    with urllib.request.urlopen(link.split("#")[0], timeout=10) as page:  # the browser page
+        assert page.status == 200 and "text/html" in page.headers["Content-Type"]
     receiver = Peer(
         ["receive", code, "--server", server, "--yes", "--hide-progress", "-o", str(out)], cwd=out
     )

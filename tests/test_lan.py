@@ -161,3 +161,23 @@ def test_no_sender_on_the_network(two_hosts: tuple[str, str], tmp_path: Path) ->
     receiver = Peer(["receive", "977-guitar-ocean", "--json"], cwd=tmp_path, env=lab_env(), netns=b)
     assert receiver.wait() == 4
     assert "--server" in receiver.last("error")["message"]
+
+
+def test_receiver_started_first_waits_on_the_lan(
+    two_hosts: tuple[str, str], tmp_path: Path
+) -> None:
+    """A code agreed in advance: the receiver, started first with --wait, keeps looking on
+    the network until the sender appears, then receives."""
+    a, b = two_hosts
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "notes.txt").write_text("agreed in advance")
+    env = {**lab_env(), "P2PSHARE_CODE": "88-purple-tractor"}
+    receiver = Peer(
+        ["receive", "--wait", "60", "--yes", "--json", "-o", str(out)], cwd=out, env=env, netns=b
+    )
+    sender = Peer(["send", str(tmp_path / "notes.txt"), "--json"], cwd=tmp_path, env=env, netns=a)
+    assert sender.event("code")["code"] == "88-purple-tractor"
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert (out / "notes.txt").read_text() == "agreed in advance"

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from p2pshare.progress import format_size
-from tests.cli_helpers import Peer, leftovers, run_signal_server, start_pair
+from tests.cli_helpers import (
+    Peer,
+    interruptible_env,
+    leftovers,
+    run_signal_server,
+    start_pair,
+)
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1 << 20
@@ -45,7 +51,7 @@ def out(tmp_path: Path) -> Path:
 
 
 def start(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
-    return start_pair(server, path, out, "--yes", *recv_args)
+    return start_pair(server, path, out, "--yes", *recv_args, env=interruptible_env())
 
 
 def partials(directory: Path) -> list[str]:
