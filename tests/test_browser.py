@@ -9,6 +9,7 @@ it drives ``/usr/bin/chromium`` (``scripts/install-system-deps``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_sync  # the test extra
 import pytest
 
 from tests.cli_helpers import (
@@ -34,8 +36,6 @@ from tests.cli_helpers import (
     start_pair,
 )
 from tests.test_web_build import require_tools
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 MIB = 1024 * 1024
 CHROMIUM = "/usr/bin/chromium"
@@ -59,8 +59,7 @@ RATES: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     require_tools("chromium")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run scripts/install-system-deps"
     with playwright_sync.sync_playwright() as p:
         yield p
     if RATES:
@@ -86,7 +85,8 @@ def http_url(server: str) -> str:
 
 @pytest.fixture
 def new_page(browser: Any) -> Iterator[Any]:
-    """Pages in separate browser contexts (separate profiles, as two people)."""
+    """Pages in separate browser contexts (separate profiles, as two people); no page may
+    throw or violate the Content-Security-Policy."""
     contexts: list[Any] = []
     errors: list[str] = []
 
@@ -96,6 +96,11 @@ def new_page(browser: Any) -> Iterator[Any]:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda e: errors.append(str(e)))
+        # The page must work under the server's strict CSP: no violation, ever.
+        page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         return page
 
     yield make
@@ -116,15 +121,19 @@ def sha(data: bytes) -> str:
 
 def cli_sender(server: str, *paths: Path) -> tuple[Peer, str]:
     sender = Peer(["send", *map(str, paths), "--server", server, "--json"], cwd=paths[0].parent)
-    return sender, sender.event("code")["code"]
+    event = sender.event("code")
+    assert event["link"] == http_url(server) + "#" + event["code"]
+    return sender, event["code"]
 
 
 def receive_in_page(page: Any, server: str, code: str) -> Any:
     """Open the share link (the code in the fragment), accept, return the download."""
     page.goto(http_url(server) + "#" + code)
-    page.get_by_role("button", name="Accept", exact=True).click()
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    # Listen before clicking: a small file can be downloaded before click() returns.
     with page.expect_download(timeout=TIMEOUT_MS) as download:
-        pass
+        accept.click()
     return download.value
 
 
@@ -165,8 +174,73 @@ def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
     RATES["CLI -> Chromium"] = round(len(data) / done["seconds"] / 1e6, 1)
 
 
-def test_cli_directory_to_chromium_as_one_zip(server: str, new_page: Any, tmp_path: Path) -> None:
-    """A directory from the CLI arrives as one stored ZIP with its tree, every file verified."""
+@contextlib.contextmanager
+def signal_on(host: str) -> Iterator[str]:
+    """p2pshare-signal on ``host``, port 0 (run_signal_server insists on 127.0.0.1)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signal_server", "--host", host, "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on ws://"), line
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def lan_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback (None if there is none)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+            address: str = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+def test_streamed_in_a_secure_context_blobs_on_a_lan_address(new_page: Any, tmp_path: Path) -> None:
+    """http://127.0.0.1 is a secure context: the file streams through the service worker to
+    the download. http://<LAN address> is not: the page keeps Blob parts instead. Both
+    arrive verified."""
+    address = lan_address()
+    if address is None:
+        pytest.skip("no LAN address to serve the page on")
+    for host, streamed in (("127.0.0.1", True), (address, False)):
+        with signal_on(host) as server:
+            data = random_file(tmp_path / "either.bin", 3 * MIB + 1)
+            sender, code = cli_sender(server, tmp_path / "either.bin")
+            page = new_page()
+            download = receive_in_page(page, server, code)
+            assert sha(Path(download.path()).read_bytes()) == sha(data)
+            assert page.evaluate("isSecureContext") is streamed
+            finished(page)
+            note = page.locator("#downloads").inner_text()
+            assert ("as it arrived" in note) is streamed, note
+            assert sender.wait() == 0, sender.stderr
+
+
+@pytest.mark.parametrize("where", ["loopback", "lan"])
+def test_cli_directory_to_chromium_as_one_zip(new_page: Any, tmp_path: Path, where: str) -> None:
+    """A directory from the CLI arrives as one stored ZIP with its tree, every file verified:
+    streamed with data descriptors on 127.0.0.1 (a secure context), from Blobs on a LAN
+    address."""
+    host = "127.0.0.1" if where == "loopback" else lan_address()
+    if host is None:
+        pytest.skip("no LAN address to serve the page on")
+    with signal_on(host) as server:
+        zip_from_cli(server, new_page, tmp_path)
+
+
+def zip_from_cli(server: str, new_page: Any, tmp_path: Path) -> None:
     src = tmp_path / "album"
     (src / "sub" / "deeper").mkdir(parents=True)
     (src / "empty").mkdir()
@@ -383,23 +457,29 @@ def test_a_wrong_hash_saves_nothing(server: str, new_page: Any) -> None:
         page.get_by_role("button", name="Accept", exact=True).click()
         page.get_by_role("alert").get_by_text("Integrity failure").wait_for()
         time.sleep(0.5)
-        assert not downloads
+        # A streamed download may have started: it must have failed (the browser deletes it).
+        assert all(d.failure() is not None for d in downloads)
     finally:
         proc.kill()
         proc.wait()
 
 
 def test_screenshot_for_the_docs(server: str, new_page: Any, tmp_path: Path) -> None:
-    """docs/browser.png: the page on a phone-sized screen, sending, with its code and link."""
+    """docs/browser-start.png and docs/browser.png: the page on a phone-sized screen, then
+    sending, with its code and link (P2PSHARE_UPDATE_SCREENSHOT=1 writes them)."""
     random_file(tmp_path / "holiday-photos.zip", 1000)
     page = new_page()
     page.set_viewport_size({"width": 412, "height": 915})
+    page.goto(http_url(server))
+    start = tmp_path / "browser-start.png"
+    page.screenshot(path=str(start), full_page=True)
     send_in_page(page, server, [tmp_path / "holiday-photos.zip"])
     shot = tmp_path / "browser.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000
     if os.environ.get("P2PSHARE_UPDATE_SCREENSHOT") == "1":
         shutil.copy2(shot, ROOT / "docs" / "browser.png")
+        shutil.copy2(start, ROOT / "docs" / "browser-start.png")
 
 
 def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Path) -> None:
@@ -409,6 +489,8 @@ def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Pa
     sender = Peer(["send", str(tmp_path / "embedded.bin"), "--json"], cwd=tmp_path)
     event = sender.event("code")
     assert event["server"], event
+    # The link the CLI prints (and shows as a QR code with --qr) is the page's link.
+    assert event["link"] == http_url(event["server"]) + "#" + event["code"]
     page = new_page()
     download = receive_in_page(page, event["server"], event["code"])
     assert sha(Path(download.path()).read_bytes()) == sha(data)
@@ -500,3 +582,111 @@ def test_one_percent_loss_between_the_cli_and_chromium(
             finished(page)
         finally:
             browser.close()
+
+
+def test_the_page_refuses_to_send_a_name_receivers_refuse(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """A file name every receiver would refuse (a Windows device name) is refused before a
+    code is shown, with the name and what to do."""
+    random_file(tmp_path / "CON.txt", 3)
+    page = new_page()
+    page.goto(http_url(server))
+    page.get_by_label("Files", exact=True).set_input_files([str(tmp_path / "CON.txt")])
+    page.get_by_role("button", name="Send", exact=True).click()
+    alert = page.get_by_role("alert")
+    alert.get_by_text("rename it and send again").wait_for()
+    assert "CON.txt" in alert.inner_text()
+    assert page.locator("#code-text").inner_text() == ""
+
+
+def test_receiving_with_the_keyboard_only(server: str, new_page: Any, tmp_path: Path) -> None:
+    """Tab to the code, type it, Enter; the offer takes the focus on Accept, Enter again."""
+    data = random_file(tmp_path / "keys.bin", 2000)
+    sender, code = cli_sender(server, tmp_path / "keys.bin")
+    page = new_page()
+    page.goto(http_url(server))
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "code"
+    page.keyboard.type(code)
+    page.keyboard.press("Enter")
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    page.wait_for_function("document.activeElement.id === 'accept'")
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.keyboard.press("Enter")
+    assert Path(download.value.path()).read_bytes() == data
+    assert sender.wait() == 0, sender.stderr
+
+
+def test_a_text_message_is_shown_escaped(server: str, new_page: Any, tmp_path: Path) -> None:
+    """`p2pshare send --text`: the page shows the message, with what a screen would hide
+    (escape sequences, bidi overrides) escaped as the CLI does; nothing is downloaded."""
+    sender = Peer(
+        ["send", "--text", "hello\n\x1b[31mred\u202eevil", "--server", server, "--json"],
+        cwd=tmp_path,
+    )
+    code = sender.event("code")["code"]
+    page = new_page()
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+    page.goto(http_url(server) + "#" + code)
+    page.get_by_role("button", name="Accept", exact=True).click()
+    text = page.locator("#text")
+    text.wait_for()
+    assert text.inner_text() == "hello\n\\x1b[31mred\\u202eevil"
+    finished(page)
+    assert sender.wait() == 0, sender.stderr
+    assert not downloads
+
+
+def test_a_resend_from_the_page_resumes_a_killed_cli_receiver(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """The CLI receiver is killed half way; the page sends the same file again: the receiver
+    offers its prefix (Have), the page hashes its own first bytes and answers Resume, and only
+    the rest crosses the network. The file is whole and verified."""
+    size = BIG_MIB * MIB
+    data = random_file(tmp_path / "resumed.bin", size)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page()
+    code = send_in_page(page, server, [tmp_path / "resumed.bin"])
+    receiver = Peer(
+        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)], cwd=out
+    )
+    had = receiver.event("progress", where=lambda e: e["done"] >= e["total"] // 2)["done"]
+    receiver.kill()
+    page.get_by_role("alert").wait_for()
+    page.get_by_role("button", name="Start over", exact=True).click()
+    page.get_by_role("button", name="Send", exact=True).click()
+    code = page.locator("#code-text")
+    code.wait_for()
+    again = Peer(
+        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+    )
+    assert again.event("offer")["found"] >= had
+    assert again.wait() == 0, again.stderr
+    done = again.last("done")
+    assert done["resumed"] >= had
+    assert done["sent"] + done["resumed"] == size
+    assert (out / "resumed.bin").read_bytes() == data
+    finished(page)
+
+
+def test_the_page_runs_under_the_servers_strict_csp(server: str, new_page: Any) -> None:
+    """The page, its script, its style and its service worker come from the server with a
+    CSP that allows nothing but the origin (no inline code); the page still starts (and the
+    fixture fails on any CSP violation)."""
+    page = new_page()
+    response = page.goto(http_url(server))
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    for directive in ("default-src 'none'", "script-src 'self'", "connect-src 'self'"):
+        assert directive in csp
+    for name, kind in (("app.js", "javascript"), ("app.css", "css"), ("sw.js", "javascript")):
+        reply = page.request.get(http_url(server) + name)
+        assert reply.ok and kind in reply.headers["content-type"], name
+    page.get_by_label("Code", exact=True).wait_for()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")

@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 STATIC = ROOT / "signal_server" / "static"
-BUILT = ("index.html", "app.css", "app.js")
+BUILT = ("index.html", "app.css", "app.js", "sw.js")
 """What ``npm run build`` writes into signal_server/static/."""
 
 
@@ -32,8 +32,8 @@ def require_tools(*tools: str) -> None:
         return
     subprocess.run([str(ROOT / "scripts" / "install-system-deps")], check=False)
     missing = [t for t in tools if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}: run scripts/install-system-deps")
+    # The test command installs them: their absence is a failure, not a skip.
+    assert not missing, f"{', '.join(missing)} missing: run scripts/install-system-deps"
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,9 @@ def test_names_fixture_is_what_files_py_says(tmp_path: Path) -> None:
 
 
 def test_zip_archives_open_with_python_zipfile(scratch: Path, tmp_path: Path) -> None:
-    """web/src/zip.js: names, tree, modes and contents as zipfile reads them, and ZIP64 for an
-    entry of 5 GiB and for what follows it (written sparse, so it costs no disk)."""
+    """web/src/zip.js: names, tree, modes and contents as zipfile reads them, ZIP64 for an
+    entry of 5 GiB and for what follows it (written sparse, so it costs no disk), and entries
+    streamed with data descriptors (sizes known only after the data)."""
     path = tmp_path / "album.zip"
     subprocess.run(
         ["node", "testlib/make_zip.mjs", str(path)], cwd=scratch, check=True, timeout=120
@@ -123,7 +124,13 @@ def test_zip_archives_open_with_python_zipfile(scratch: Path, tmp_path: Path) ->
             "album/été.txt",
             "album/big.bin",
             "album/after.txt",
+            "album/streamed.txt",
+            "album/stdin",
         ]
+        assert archive.read("album/streamed.txt") == b"streamed after the fact\n"
+        assert archive.read("album/stdin") == b"a stream of unknown size\n"
+        assert infos["album/streamed.txt"].flag_bits & 0x08
+        assert infos["album/streamed.txt"].external_attr >> 16 == 0o100600
         assert archive.read("album/a.txt") == b"hello\n"
         assert archive.read("album/été.txt") == b"unicode name\n"
         assert archive.read("album/after.txt") == b"after the big one\n"

@@ -21,4 +21,16 @@ await build({
   loader: { ".txt": "text" },
   logLevel: "warning",
 });
+// The service worker is its own script, served at the root so that its scope is the site.
+await build({
+  entryPoints: [join(here, "src", "sw.js")],
+  outfile: join(out, "sw.js"),
+  bundle: true,
+  format: "esm",
+  target: ["chrome100", "firefox100", "safari16"],
+  minify: true,
+  legalComments: "eof",
+  charset: "utf8",
+  logLevel: "warning",
+});
 for (const name of ["index.html", "app.css"]) copyFileSync(join(here, "page", name), join(out, name));

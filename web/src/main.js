@@ -4,6 +4,7 @@
 import wordlistText from "../../p2pshare/wordlist.txt";
 
 import { wordsFrom } from "./codes.js";
+import { setUpStreaming } from "./download.js";
 import { serverUrlFor } from "./rendezvous.js";
 import { abortFrame } from "./transfer.js";
 import { receiveFiles, sendFiles } from "./session.js";
@@ -53,7 +54,8 @@ function receive(codeText) {
         } else if (e.type === "progress") ui.progress(e.done, e.total, "received");
         else if (e.type === "file") {
           note = e.sha256 ? `${formatBytes(e.size)}, SHA-256 verified` : `${formatBytes(e.size)}, every file SHA-256 verified`;
-          ui.download(e.name, e.blob, note);
+          if (e.blob) ui.download(e.name, e.blob, note);
+          else ui.saved(e.name, `${note}, saved by the browser as it arrived`);
         } else if (e.type === "text") ui.text(e.text);
       },
     });
@@ -161,5 +163,8 @@ const fragment = decodeURIComponent(location.hash.slice(1));
 if (fragment) {
   history.replaceState(null, "", location.pathname + location.search);
   el.code.value = fragment;
-  receive(fragment);
 }
+// Streamed downloads need the service worker (secure contexts only); without it, Blobs.
+setUpStreaming().finally(() => {
+  if (fragment) receive(fragment);
+});

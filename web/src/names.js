@@ -77,6 +77,11 @@ export function terminalSafe(text) {
   return out;
 }
 
+/** A name in a message: already printable, quoted once. */
+function quoted(text) {
+  return `'${text}'`;
+}
+
 function repr(text) {
   // Python's repr() of a str, near enough for messages: single quotes unless the text has one.
   const body = text.replaceAll("\\", "\\\\");
@@ -85,7 +90,7 @@ function repr(text) {
 
 /** Refuse one path component that could escape, mislead or fail on some system. */
 export function checkComponent(part) {
-  const shown = repr(printable(part));
+  const shown = quoted(printable(part));
   if (part === "" || part === "." || part === "..") {
     throw new UnsafeNameError(`refused unsafe name ${shown}: empty, '.' or '..' component`);
   }
@@ -117,7 +122,7 @@ export function checkComponent(part) {
 
 /** Split a relative POSIX path from an offer into checked components, or refuse it. */
 export function checkPath(path) {
-  const shown = repr(printable(path));
+  const shown = quoted(printable(path));
   if (!path || path.startsWith("/")) throw new UnsafeNameError(`refused unsafe path ${shown}: empty or absolute`);
   if (utf8Length(path) > MAX_PATH_BYTES) {
     throw new UnsafeNameError(`refused unsafe path ${shown}: longer than 4096 bytes`);
@@ -151,13 +156,13 @@ export function checkOffer(files) {
       throw new UnsafeNameError("refused offer: a text message must come alone");
     }
     const parts = checkPath(entry.path);
-    const shown = repr(printable(entry.path));
+    const shown = quoted(printable(entry.path));
     for (let depth = 1; depth < parts.length; depth++) {
       const parent = parts.slice(0, depth).join("/");
       const key = collisionKey(parent);
       if ((kinds.get(key) ?? "dir") !== "dir") {
         throw new UnsafeNameError(
-          `refused offer: ${shown} needs ${repr(printable(parent))} to be a directory, ` +
+          `refused offer: ${shown} needs ${quoted(printable(parent))} to be a directory, ` +
             "but the offer also sends it as a file",
         );
       }
@@ -168,7 +173,7 @@ export function checkOffer(files) {
     const kind = entry.kind === "dir" ? "dir" : "file";
     if (kinds.has(key) && (kind === "file" || kinds.get(key) === "file")) {
       throw new UnsafeNameError(
-        `refused offer: ${shown} and ${repr(printable(names.get(key)))} name the same ` +
+        `refused offer: ${shown} and ${quoted(printable(names.get(key)))} name the same ` +
           "file (or a file and a directory)",
       );
     }

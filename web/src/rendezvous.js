@@ -3,6 +3,7 @@
 // stable names as p2pshare/errors.py. No DOM.
 
 import { fromBase64Url, toBase64Url } from "./bytes.js";
+import { isObject, parse } from "./json.js";
 import { printable } from "./names.js";
 
 export const SUBPROTOCOL = "p2pshare.v1";
@@ -22,6 +23,50 @@ const FRIENDLY = {
   crowded: "crowded: two other people are already using this code",
 };
 
+export const MAX_FRAME_BYTES = 256 * 1024;
+export const MAX_ICE_SERVERS = 8;
+export const MAX_ICE_URLS = 8;
+export const MAX_ICE_FIELD_CHARS = 512;
+const ICE_URL_RE = /^(?:stuns?|(turns?)):[A-Za-z0-9.-]{1,253}(?::([0-9]{1,5}))?(?:\?transport=(udp|tcp))?$/;
+const NAMEPLATE_RE = /^[1-9][0-9]{0,5}$/;
+
+/**
+ * The `ice_servers` of a welcome, validated as rendezvous.py does: RTCIceServer objects whose
+ * `urls` is a STUN/TURN URL or a list of 1 to 8, and string `username`/`credential`. The
+ * server is untrusted: anything else is a server error.
+ */
+export function checkIceServers(value) {
+  const bad = () => new SignallingError("the rendezvous server sent invalid ICE servers");
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value) || value.length > MAX_ICE_SERVERS) throw bad();
+  return value.map((entry) => {
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) throw bad();
+    const urls = typeof entry.urls === "string" ? [entry.urls] : entry.urls;
+    if (!Array.isArray(urls) || urls.length < 1 || urls.length > MAX_ICE_URLS) throw bad();
+    for (const url of urls) {
+      const m = typeof url === "string" ? ICE_URL_RE.exec(url) : null;
+      if (!m || (m[3] && !m[1]) || (m[2] !== undefined && !(Number(m[2]) >= 1 && Number(m[2]) <= 65535))) {
+        throw bad();
+      }
+    }
+    const server = { urls: [...urls] };
+    for (const name of ["username", "credential"]) {
+      const field = entry[name];
+      if (field === undefined || field === null) continue;
+      if (typeof field !== "string" || [...field].length > MAX_ICE_FIELD_CHARS) throw bad();
+      server[name] = field;
+    }
+    return server;
+  });
+}
+
+export function checkNameplate(value) {
+  if (typeof value !== "string" || !NAMEPLATE_RE.test(value)) {
+    throw new SignallingError("the rendezvous server sent an invalid nameplate");
+  }
+  return value;
+}
+
 /** The server's URL for a page it served: same host and port, ws: or wss:. */
 export function serverUrlFor(location) {
   return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/";
@@ -38,11 +83,14 @@ export class RendezvousClient {
     ws.binaryType = "arraybuffer";
     ws.onmessage = (e) => this.#push({ data: e.data });
     ws.onclose = (e) => {
-      this.closedError ??= this.paired
-        ? new SignallingError("the other side left before the connection was set up", "peer-lost")
-        : new SignallingError(
-            `the rendezvous server closed the connection: ${printable(e.reason || "closed")}`,
-          );
+      // After pairing the server closes us with 4007 when the peer vanished and 1000 when it
+      // said bye; any other close is the server's doing.
+      this.closedError ??=
+        this.paired && (e.code === 4007 || e.code === 1000)
+          ? new SignallingError("the other side left before the connection was set up", "peer-lost")
+          : new SignallingError(
+              `the rendezvous server closed the connection: ${printable(e.reason || "closed")}`,
+            );
       this.#push({ closed: true });
     };
   }
@@ -71,11 +119,7 @@ export class RendezvousClient {
     if (welcome.type !== "welcome") {
       throw new SignallingError("the rendezvous server did not greet us; is it p2pshare-signal?");
     }
-    if (Array.isArray(welcome.ice_servers)) {
-      client.iceServers = welcome.ice_servers.filter(
-        (s) => s !== null && typeof s === "object" && "urls" in s,
-      );
-    }
+    client.iceServers = checkIceServers(welcome.ice_servers);
     return client;
   }
 
@@ -112,13 +156,11 @@ export class RendezvousClient {
     }
     let obj = null;
     try {
-      obj = typeof item.data === "string" ? JSON.parse(item.data) : null;
+      obj = typeof item.data === "string" && item.data.length <= MAX_FRAME_BYTES ? parse(item.data) : null;
     } catch {
       obj = null;
     }
-    if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
-      throw new SignallingError("the rendezvous server sent something unexpected");
-    }
+    if (!isObject(obj)) throw new SignallingError("the rendezvous server sent something unexpected");
     if (obj.type === "error") {
       const name = ERROR_NAMES[obj.code] ?? "server-error";
       this.closedError = new SignallingError(
@@ -148,21 +190,29 @@ export class RendezvousClient {
 
   async allocate() {
     const reply = await this.#request({ type: "allocate" }, "allocated");
-    if (typeof reply.nameplate !== "string" || !/^[0-9]+$/.test(reply.nameplate)) {
-      throw new SignallingError("the rendezvous server sent an invalid nameplate");
-    }
-    return reply.nameplate;
+    return checkNameplate(reply.nameplate);
   }
 
   async claim(nameplate, create = false) {
     const msg = { type: "claim", nameplate };
     if (create) msg.create = true;
-    await this.#request(msg, "claimed");
+    const reply = await this.#request(msg, "claimed");
+    if (reply.nameplate !== nameplate) throw new SignallingError("the rendezvous server claimed another nameplate");
   }
 
+  /** Wait for `paired`: the sender as long as the room lives; a claimer is owed it at once,
+   * so a server that does not send it within the timeout is a server error. */
   async waitPaired(timeoutMs = null) {
     if (this.paired) return;
-    const reply = await this.next(timeoutMs);
+    let reply;
+    try {
+      reply = await this.next(timeoutMs);
+    } catch (e) {
+      if (e.name === "peer-lost" && timeoutMs !== null) {
+        throw new SignallingError("the rendezvous server did not pair us in time");
+      }
+      throw e;
+    }
     if (reply.type !== "paired") throw new SignallingError("the rendezvous server sent something unexpected");
     this.paired = true;
   }

@@ -33,6 +33,7 @@ export function formatBytes(n) {
 export function describeError(error) {
   const base = MESSAGES[error?.name];
   const detail = String(error?.message ?? error);
+  if (error?.local) return detail.charAt(0).toUpperCase() + detail.slice(1) + ".";
   if (!base) return detail;
   return (error.remote && error.name !== "peer-lost") || ["unsafe-name", "integrity", "protocol", "file-error"].includes(error.name)
     ? `${base} (${detail})`
@@ -138,6 +139,12 @@ export class Ui {
     li.append(a, ` (${note})`);
     this.el.downloads.append(li);
     a.click();
+  }
+
+  saved(name, note) {
+    const li = this.doc.createElement("li");
+    li.textContent = `${name} (${note})`;
+    this.el.downloads.append(li);
   }
 
   text(text) {

@@ -106,6 +106,58 @@ export class ZipBuilder {
     return local.bytes;
   }
 
+  /**
+   * Streaming: the header of a file whose CRC-32 and size are not known yet (flag bit 3);
+   * its data follows, then descriptor(). ZIP64 fields are used when `sizeHint` (the declared
+   * size, or null when unknown) may reach 4 GiB or the entry starts past 4 GiB.
+   */
+  begin({ path, sizeHint, mode = 0o644, mtime = null }) {
+    const name = utf8(path);
+    const zip64 = sizeHint === null || sizeHint >= MAX32 || this.offset >= MAX32;
+    const { time, date } = dosTime(mtime);
+    const local = new Writer(30 + name.length + (zip64 ? 20 : 0));
+    local.u32(0x04034b50);
+    local.u16(zip64 ? 45 : 20);
+    local.u16(0x0808);
+    local.u16(0);
+    local.u16(time);
+    local.u16(date);
+    local.u32(0);
+    local.u32(zip64 ? MAX32 : 0);
+    local.u32(zip64 ? MAX32 : 0);
+    local.u16(name.length);
+    local.u16(zip64 ? 20 : 0);
+    local.raw(name);
+    if (zip64) {
+      local.u16(0x0001);
+      local.u16(16);
+      local.u64(0);
+      local.u64(0);
+    }
+    this.open = { name, mode, dir: false, time, date, offset: this.offset, zip64, streamed: true };
+    this.offset += local.bytes.length;
+    return local.bytes;
+  }
+
+  /** Streaming: after the data of the entry begin() opened, its data descriptor. */
+  descriptor(crc, size) {
+    const e = this.open;
+    this.open = null;
+    const w = new Writer(e.zip64 ? 24 : 16);
+    w.u32(0x08074b50);
+    w.u32(crc);
+    if (e.zip64) {
+      w.u64(size);
+      w.u64(size);
+    } else {
+      w.u32(size);
+      w.u32(size);
+    }
+    this.entries.push({ ...e, size, crc });
+    this.offset += size + w.bytes.length;
+    return w.bytes;
+  }
+
   /** The central directory and end records. */
   finish() {
     const parts = [];
@@ -118,7 +170,7 @@ export class ZipBuilder {
       w.u32(0x02014b50);
       w.u16((3 << 8) | 45);
       w.u16(extra ? 45 : 20);
-      w.u16(0x0800);
+      w.u16(e.streamed ? 0x0808 : 0x0800);
       w.u16(0);
       w.u16(e.time);
       w.u16(e.date);

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { fromHex } from "../src/bytes.js";
 import { parseCode, BadCodeError } from "../src/codes.js";
 import { PakeSession } from "../src/pake.js";
-import { RendezvousClient, serverUrlFor } from "../src/rendezvous.js";
+import { checkIceServers, checkNameplate, RendezvousClient, serverUrlFor } from "../src/rendezvous.js";
 import { Sealer } from "../src/seal.js";
 import { vectors } from "../testlib/vectors.js";
 
@@ -97,4 +97,38 @@ test("codes are normalised as the CLI does", () => {
   }
   assert.equal(serverUrlFor({ protocol: "https:", host: "example.net:8443" }), "wss://example.net:8443/");
   assert.equal(serverUrlFor({ protocol: "http:", host: "192.168.1.5:4000" }), "ws://192.168.1.5:4000/");
+});
+
+test("what the server sends is checked: ICE servers, nameplates, frames", async () => {
+  const welcome = R.server_messages.find((m) => m.name === "welcome with TURN").object;
+  assert.deepEqual(checkIceServers(welcome.ice_servers), welcome.ice_servers);
+  assert.deepEqual(checkIceServers(null), []);
+  assert.deepEqual(checkIceServers([{ urls: "stun:example.net" }]), [{ urls: ["stun:example.net"] }]);
+  for (const bad of [
+    "x",
+    [{ urls: [] }],
+    [{ urls: "http://example.net" }],
+    [{ urls: "stun:example.net?transport=udp" }],
+    [{ urls: "turn:example.net:70000" }],
+    [{ urls: "turn:exämple.net" }],
+    [{ urls: "turn:example.net", username: 5 }],
+    [{ urls: "turn:example.net", credential: "x".repeat(513) }],
+    Array.from({ length: 9 }, () => ({ urls: "stun:a" })),
+  ]) {
+    assert.throws(() => checkIceServers(bad), (e) => e.name === "server-error", JSON.stringify(bad));
+  }
+  for (const bad of ["0", "1234567", "²", "٣", 7, "07"]) {
+    assert.throws(() => checkNameplate(bad), (e) => e.name === "server-error");
+  }
+  assert.equal(checkNameplate("999999"), "999999");
+  const connecting = RendezvousClient.connect("ws://example/", FakeSocket);
+  const ws = FakeSocket.last;
+  ws.deliver(serverFrames("receiver")[0]);
+  const rv = await connecting;
+  const claiming = rv.claim("7");
+  ws.deliver('{"type":"claimed","nameplate":"8"}');
+  await assert.rejects(claiming, (e) => e.name === "server-error");
+  const deep = RendezvousClient.connect("ws://example/", FakeSocket);
+  FakeSocket.last.deliver("[".repeat(2000) + "]".repeat(2000));
+  await assert.rejects(deep, (e) => e.name === "server-error");
 });

@@ -6,6 +6,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 
 import { toHex, utf8 } from "../src/bytes.js";
 import { encode, IntegrityError, offerFrames, ProtocolError } from "../src/frames.js";
+import { checkOwnOffer } from "../src/session.js";
 import { abortFrame, pingFrame, ReceiverProtocol, SenderProtocol } from "../src/transfer.js";
 
 const hex = (bytes) => toHex(sha256(bytes));
@@ -212,4 +213,12 @@ test("offers are bounded before they are collected", () => {
   const big = new ReceiverProtocol(50_000, 100);
   const frames = offerFrames(entries(Array.from({ length: 5 }, () => bytes(1))));
   assert.throws(() => big.receive(frames[0]), (e) => e.name === "declined");
+});
+
+test("a sender refuses, before any code, names every receiver would refuse", () => {
+  assert.throws(
+    () => checkOwnOffer([{ path: "CON.txt", size: 1, kind: "file" }]),
+    (e) => e.name === "unsafe-name" && e.message.startsWith("cannot send: unsafe name 'CON.txt'"),
+  );
+  checkOwnOffer([{ path: "fine.txt", size: 1, kind: "file" }]);
 });

@@ -24,5 +24,14 @@ const big = 5 * 1024 ** 3;
 put(zip.add({ path: "album/big.bin", size: big, crc: 0x12345678, mode: 0o644, mtime: 1700000000 }));
 at += big; // a hole: zeros nobody wrote
 file("album/after.txt", utf8("after the big one\n"));
+// Streamed entries: header first, data, then the data descriptor (CRC and size).
+const streamed = utf8("streamed after the fact\n");
+put(zip.begin({ path: "album/streamed.txt", sizeHint: streamed.length, mode: 0o600, mtime: 1700000000 }));
+put(streamed);
+put(zip.descriptor(new Crc32().update(streamed).digest(), streamed.length));
+const unknown = utf8("a stream of unknown size\n");
+put(zip.begin({ path: "album/stdin", sizeHint: null }));
+put(unknown);
+put(zip.descriptor(new Crc32().update(unknown).digest(), unknown.length));
 for (const part of zip.finish()) put(part);
 closeSync(out);
