@@ -134,7 +134,7 @@ class Receiver:
         offer = await self.offers
         prepared, summary = await prepare(offer, self.settings, self.resolve_existing)
         if self.confirm is not None and not await self.confirm(summary):
-            raise DeclinedError("declined by the receiver")
+            raise DeclinedError("declined", peer_message="declined by the receiver")
         sink, prefixes = await _open(prepared, offer)
         self.total = offer.total_bytes
         writer = self.writer = sinks.write_worker(sink)

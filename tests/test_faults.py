@@ -56,7 +56,7 @@ def test_signal_server_restart_does_not_disturb_a_transfer(tmp_path: Path, paylo
     url = server.stdout.readline().split()[-1]
     out = tmp_path / "out"
     out.mkdir()
-    sender, receiver = start_pair(url, payload, out, "--yes")
+    sender, receiver = start_pair(url, payload, out, "--yes", env=interruptible_env())
     receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     server.send_signal(signal.SIGKILL)
     server.wait()
