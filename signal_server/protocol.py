@@ -9,7 +9,6 @@ helpers. ``docs/protocol.md`` is the reference for other implementations.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from signal_server.wire import (
     ERROR_CLOSE_CODES,
     NAMEPLATE_RE,
     PROTOCOL_VERSION,
+    SIDE_RE,
     SUBPROTOCOL,
     ClientType,
     ErrorCode,
@@ -153,8 +153,6 @@ class Bye:
 
 ClientMessage = Allocate | Claim | Send | Bye | Lock | Kick
 
-SIDE_RE = re.compile(r"[1-9][0-9]{0,8}")
-"""A receiver's side in a many-mode room: a decimal number the server hands out."""
 
 
 def _mode(obj: dict[str, Any]) -> bool:

@@ -18,6 +18,8 @@ PROTOCOL_VERSION = 1
 NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,5}")
 """Nameplates are decimal numbers from 1 to 999999 without leading zeros (ASCII digits only)."""
 NAMEPLATE_MAX_DIGITS = 6
+SIDE_RE = re.compile(r"[1-9][0-9]{0,8}")
+"""A receiver's side in a many-mode room: a decimal number the server hands out."""
 
 
 class ClientType(enum.StrEnum):
