@@ -50,6 +50,7 @@ from p2pshare.pairing import (
     connect,
     tell_to_wait,
 )
+from p2pshare.pake import PakeSession
 from p2pshare.rendezvous import ManyRoom, SideRelay
 from p2pshare.sender import Sender
 from p2pshare.sources import Source
@@ -124,7 +125,7 @@ class ManySender:
         self.slots = asyncio.Semaphore(parallel)
         self.outcomes: list[ReceiverOutcome] = []
         self.admitted = 0
-        """Receivers taken on (from their PAKE to their end) towards ``count``."""
+        """Proven receivers whose transfer is under way (or waits for a slot)."""
         self._numbers = 0
         self._changed = asyncio.Condition()
         self._pending: dict[asyncio.Task[None], SideRelay] = {}
@@ -183,22 +184,15 @@ class ManySender:
         finally:
             await self._notify()
 
-    def _may_take_one(self) -> bool:
-        return self.closed or self.count is None or self.served + self.admitted < self.count
+    def _may_start(self) -> bool:
+        if self.closed or self.count is None:
+            return True
+        return self.served >= self.count or self.served + self.admitted < self.count
 
     async def _serve(self, relay: SideRelay) -> None:
-        await self._until(self._may_take_one)
         if self.closed:
             await relay.kick()
             return
-        self.admitted += 1
-        try:
-            await self._serve_admitted(relay)
-        finally:
-            self.admitted -= 1
-            await self._notify()
-
-    async def _serve_admitted(self, relay: SideRelay) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._pending[task] = relay
@@ -231,10 +225,26 @@ class ManySender:
         self._numbers += 1
         receiver = _Receiver(self._numbers, self.on_event)
         try:
-            if self.slots.locked():
+            # Proven, it waits (told so) while the count is covered by transfers under way
+            # (one may still fail) or every slot is busy.
+            if not self._may_start() or self.slots.locked():
                 busy = "the sender is serving other receivers; you are next in line"
                 await tell_to_wait(relay, pake, busy)
                 receiver(Notice(f"{receiver.label} waits for a free transfer slot"))
+            await self._until(self._may_start)
+            if self.closed or (self.count is not None and self.served >= self.count):
+                return
+            self.admitted += 1
+            try:
+                await self._transfer(relay, pake, receiver)
+            finally:
+                self.admitted -= 1
+                await self._notify()
+        finally:
+            await relay.close()
+
+    async def _transfer(self, relay: SideRelay, pake: PakeSession, receiver: _Receiver) -> None:
+        try:
             async with self.slots:
                 receiver.started = time.monotonic()
                 async with connect(relay, pake, self.settings, receiver) as link:
@@ -249,8 +259,6 @@ class ManySender:
         except asyncio.CancelledError:
             self._end(receiver.outcome(InterruptedTransferError.name, "stopped by the sender"))
             raise
-        finally:
-            await relay.close()
 
     def _end(self, outcome: ReceiverOutcome) -> None:
         self.outcomes.append(outcome)

@@ -74,6 +74,7 @@ _ERRORS: dict[str, type[P2PShareError]] = {
     ErrorCode.NO_SUCH_CODE: NoSuchCodeError,
     ErrorCode.EXPIRED: NoSuchCodeError,
     ErrorCode.CROWDED: CrowdedError,
+    ErrorCode.CLOSED: NoSuchCodeError,  # send --many: the sender admits nobody else
 }
 
 _PEER_GONE_CLOSES = {ERROR_CLOSE_CODES[ErrorCode.PEER_LEFT], CLOSE_NORMAL}
