@@ -273,8 +273,7 @@ class SignalServer:
         ):
             raise SignalError(
                 protocol.UNSUPPORTED_MODE,
-                "this server shares its rooms through Redis, which supports one receiver per "
-                "code only: send without --many, or use a server without --redis",
+                "no many mode here: rooms are shared through Redis (send without --many)",
             )
         if isinstance(message, protocol.Send):
             self.stats["relayed"] += 1
