@@ -44,7 +44,6 @@ from p2pshare.events import (
     SessionEvent,
 )
 from p2pshare.pairing import (
-    CodeBurnedError,
     CodeGuard,
     authenticate_receiver,
     connect,
@@ -211,8 +210,8 @@ class ManySender:
             await self._burn()
             await relay.close()
             return
-        if isinstance(failure, CodeBurnedError):
-            await relay.kick()
+        if failure is not None and self.closed:
+            await relay.kick()  # the code burned while this one proved (or not) its own
             return
         if failure is not None:
             # Gone before proving anything: nobody to report.

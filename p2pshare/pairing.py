@@ -33,6 +33,7 @@ from p2pshare.codes import Code
 from p2pshare.config import IceConfig, Settings
 from p2pshare.errors import (
     ConnectError,
+    NoSuchCodeError,
     P2PShareError,
     ProtocolError,
     WrongCodeError,
@@ -129,18 +130,15 @@ class CodeGuard:
 
     def admit(self, pake: PakeSession, confirmation: bytes) -> None:
         """Check a receiver's confirmation; raise :class:`WrongCodeError` (and burn the
-        code) if it is wrong, :class:`CodeBurnedError` if the code is burned already."""
+        code) if it is wrong, :class:`NoSuchCodeError` if the code is burned already (the
+        confirmation is then never looked at)."""
         if self.burned:
-            raise CodeBurnedError()
+            raise NoSuchCodeError("the sender no longer admits receivers on this code")
         try:
             pake.verify_confirmation(confirmation)
         except WrongCodeError:
             self.burned = True
             raise
-
-
-class CodeBurnedError(P2PShareError):
-    """This code was burned by a wrong guess: the sender admits nobody else on it."""
 
 
 async def authenticate_receiver(
