@@ -161,3 +161,22 @@ def test_a_receiver_killed_mid_transfer_does_not_disturb_the_others(
     results = _results(sender)
     assert results[2] == results[3] == "done"
     assert results[1] not in ("done", "wrong-code")
+
+
+def test_a_receiver_that_comes_back_under_the_same_code_resumes(
+    server: str, payload: Path, tmp_path: Path
+) -> None:
+    """A receiver stopped with Ctrl-C mid-transfer runs again with the same code: the
+    sender admits it as a new receiver and it continues where it stopped."""
+    sender, code = _sender(server, payload, "1")
+    first = _receiver(server, code, tmp_path / "out")
+    first.event("progress", lambda e: e["done"] > 4 * MIB)
+    first.send_signal(signal.SIGINT)
+    assert first.wait() == 130, first.stderr
+    again = _receiver(server, code, tmp_path / "out")
+    assert again.wait() == 0, again.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert again.last("done")["resumed"] > 0
+    assert _digest(tmp_path / "out" / payload.name) == _digest(payload)
+    results = _results(sender)
+    assert results[1] != "done" and results[2] == "done"
