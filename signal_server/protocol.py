@@ -154,7 +154,6 @@ class Bye:
 ClientMessage = Allocate | Claim | Send | Bye | Lock | Kick
 
 
-
 def _mode(obj: dict[str, Any]) -> bool:
     """True for ``"mode":"many"``; absent or ``"single"`` is single mode."""
     mode = obj.get("mode", RoomMode.SINGLE)
