@@ -125,6 +125,9 @@ class ManySender:
         self.outcomes: list[ReceiverOutcome] = []
         self.admitted = 0
         """Proven receivers whose transfer is under way (or waits for a slot)."""
+        self.proven = 0
+        """Proven receivers not finished yet, waiting their turn included: they are served
+        even when the code burns or the time is up."""
         self._numbers = 0
         self._changed = asyncio.Condition()
         self._pending: dict[asyncio.Task[None], SideRelay] = {}
@@ -152,7 +155,7 @@ class ManySender:
                 stopped = "timeout"
                 # Stop admitting; whoever is being served finishes.
                 await self._stop_admitting()
-                await self._until(lambda: self.admitted == 0)
+                await self._until(lambda: self.proven == 0)
         finally:
             admission.cancel()
             for task in list(self._tasks):
@@ -162,7 +165,7 @@ class ManySender:
 
     def _finished(self) -> bool:
         if self.closed or self.room.failed:
-            return self.admitted == 0
+            return self.proven == 0
         return self.count is not None and self.served >= self.count
 
     async def _until(self, condition: Callable[[], bool]) -> None:
@@ -184,7 +187,7 @@ class ManySender:
             await self._notify()
 
     def _may_start(self) -> bool:
-        if self.closed or self.count is None:
+        if self.count is None:
             return True
         return self.served >= self.count or self.served + self.admitted < self.count
 
@@ -223,6 +226,7 @@ class ManySender:
             return
         self._numbers += 1
         receiver = _Receiver(self._numbers, self.on_event)
+        self.proven += 1
         try:
             # Proven, it waits (told so) while the count is covered by transfers under way
             # (one may still fail) or every slot is busy.
@@ -231,15 +235,16 @@ class ManySender:
                 await tell_to_wait(relay, pake, busy)
                 receiver(Notice(f"{receiver.label} waits for a free transfer slot"))
             await self._until(self._may_start)
-            if self.closed or (self.count is not None and self.served >= self.count):
-                return
+            if self.count is not None and self.served >= self.count:
+                return  # served enough: it goes when the room does
             self.admitted += 1
             try:
                 await self._transfer(relay, pake, receiver)
             finally:
                 self.admitted -= 1
-                await self._notify()
         finally:
+            self.proven -= 1
+            await self._notify()
             await relay.close()
 
     async def _transfer(self, relay: SideRelay, pake: PakeSession, receiver: _Receiver) -> None:
