@@ -180,3 +180,15 @@ def test_a_receiver_that_comes_back_under_the_same_code_resumes(
     assert _digest(tmp_path / "out" / payload.name) == _digest(payload)
     results = _results(sender)
     assert results[1] != "done" and results[2] == "done"
+
+
+@pytest.mark.parametrize(("count", "status"), [((), 0), (("2",), 7)], ids=["no-count", "count"])
+def test_timeout_ends_the_session_with_a_status_saying_how(
+    server: str, payload: Path, count: tuple[str, ...], status: int
+) -> None:
+    """``--timeout`` with nobody coming: exit 0 when no N was asked, 7 when N receivers were
+    asked for and fewer came; the summary says why it stopped."""
+    sender, _code = _sender(server, payload, *count, "--timeout", "1")
+    assert sender.wait() == status, sender.stderr
+    summary = sender.last("summary")
+    assert summary["stopped"] == "timeout" and summary["receivers"] == []
