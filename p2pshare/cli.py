@@ -525,10 +525,11 @@ def send(
     if text is not None:
         text = _read_text(text)
     label = "text" if text is not None else (name or ", ".join(p.name or str(p) for p in files))
-    reporter: Reporter = (
-        JsonReporter(server=server, verify=verify)
-        if json_output
-        else (HumanReporter if many is None else ManyHumanReporter)(
+    reporter: Reporter
+    if json_output:
+        reporter = JsonReporter(server=server, verify=verify)
+    else:
+        reporter = (HumanReporter if many is None else ManyHumanReporter)(
             label,
             hide_progress=hide_progress,
             server=server,
@@ -536,7 +537,8 @@ def send(
             sending_text=text is not None,
             verify=verify,
         )
-    )
+        if isinstance(reporter, ManyHumanReporter):
+            reporter.count = many or None
     reporter.verb = "Sent"
     settings = _settings(
         server,

@@ -335,8 +335,9 @@ class ManyHumanReporter(HumanReporter):
     """``send --many`` for a person: one progress line per active receiver (its label) and
     a total line; a line as each receiver ends; the summary of all at the end."""
 
-    def __init__(self, label: str, **kwargs: Any) -> None:
+    def __init__(self, label: str, count: int | None = None, **kwargs: Any) -> None:
         super().__init__(label, **kwargs)
+        self.count = count
         self.outcomes: list[events.ReceiverOutcome] = []
         self._many_bar: Progress | None = None
         self._tasks: dict[int, TaskID] = {}
@@ -370,6 +371,9 @@ class ManyHumanReporter(HumanReporter):
             )
         else:
             super().__call__(event)
+            if isinstance(event, events.CodeReady):
+                until = f"{self.count} have finished" if self.count else "Ctrl-C"
+                self.say(f"Serving everyone who has the code, until {until}.")
 
     def _for_receiver(self, event: events.ForReceiver) -> None:
         inner, label = event.event, event.label
