@@ -45,11 +45,20 @@ from p2pshare.errors import (
     InterruptedTransferError,
     P2PShareError,
     PeerLostError,
+    SignallingError,
+    WrongCodeError,
 )
+from p2pshare.events import ManyResult, ReceiverOutcome
 from p2pshare.files import printable
 from p2pshare.messages import MAX_ENTRIES, MAX_TEXT_BYTES
 from p2pshare.preflight import check_readable, check_writable, output_directory
-from p2pshare.progress import HumanReporter, JsonReporter, Reporter, format_size
+from p2pshare.progress import (
+    HumanReporter,
+    JsonReporter,
+    ManyHumanReporter,
+    Reporter,
+    format_size,
+)
 from p2pshare.rendezvous import parse_server_url
 from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 from p2pshare.webrtc import IceConfig, check_ice_url
@@ -281,6 +290,48 @@ def _run(
     raise typer.Exit(0)
 
 
+def _run_many(
+    coro: Coroutine[Any, Any, ManyResult],
+    reporter: Reporter,
+    count: int | None,
+    verbose: int,
+) -> NoReturn:
+    """``send --many``: the summary of every receiver, then an exit code saying how it
+    ended (see the send command's help)."""
+    try:
+        result = eventloop.run(coro)
+    except P2PShareError as exc:
+        _fail(reporter, exc, verbose)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        outcomes = list(getattr(reporter, "outcomes", []))
+        _many_summary(reporter, outcomes, "interrupted")
+        cut = any(o.result == InterruptedTransferError.name for o in outcomes)
+        raise typer.Exit(InterruptedTransferError.exit_code if cut or count else 0) from None
+    outcomes = list(result.receivers)
+    _many_summary(reporter, outcomes, result.stopped)
+    served = result.served
+    if result.stopped == "burned":
+        error: P2PShareError | None = WrongCodeError(
+            f"a receiver typed a wrong code: the code is burned, {served} receiver"
+            f"{'s' if served != 1 else ''} served"
+        )
+    elif result.stopped == "timeout" and count is not None and served < count:
+        error = PeerLostError(f"--timeout reached with {served} of {count} receivers served")
+    elif result.stopped == "server":
+        error = SignallingError("the rendezvous server closed the room")
+    else:
+        error = None
+    if error is not None:
+        reporter.error(error.name, error.message)
+        raise typer.Exit(error.exit_code)
+    raise typer.Exit(0)
+
+
+def _many_summary(reporter: Reporter, outcomes: list[ReceiverOutcome], stopped: str) -> None:
+    if isinstance(reporter, ManyHumanReporter | JsonReporter):
+        reporter.summary(outcomes, stopped)
+
+
 RESUME_HINT = {
     "Received": "the data received so far was kept (files of 1 MiB or more); when the same "
     "files are sent to this place again, the transfer resumes from there",
@@ -395,6 +446,37 @@ def send(
         bool,
         typer.Option("--qr", help="Also show the browser link as a QR code, for a phone."),
     ] = False,
+    many: Annotated[
+        int | None,
+        typer.Option(
+            "--many",
+            min=0,
+            metavar="[N]",
+            help="Serve every receiver that proves the code, each over its own connection, "
+            "until N of them have finished (without N: until Ctrl-C or --timeout). The first "
+            "wrong code burns it for everyone still to come (exit 6).",
+        ),
+    ] = None,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            min=1,
+            max=64,
+            metavar="K",
+            help="With --many: transfers at once; later receivers wait their turn.",
+        ),
+    ] = 2,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=1,
+            metavar="SECONDS",
+            help="With --many: stop admitting receivers after this long (those being served "
+            "finish).",
+        ),
+    ] = None,
     server: ServerOpt = None,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
@@ -417,6 +499,10 @@ def send(
 
     Exits 0 once the receiver has verified every file's SHA-256.
 
+    With --many: exits 0 once N receivers finished (or, without N, when stopped by
+    Ctrl-C or --timeout with no transfer cut short), 6 when a wrong code burned the code,
+    7 when --timeout ended before N finished, 130 when Ctrl-C cut transfers short.
+
     PATH: files and directories to send; - sends standard input (read as it comes, never
     whole into memory). Directories keep their structure, empty ones, executable bits and
     modification times included. Symlinks are not followed: they are skipped with a warning.
@@ -425,6 +511,10 @@ def send(
     server = _server_url(server)
     if bool(paths) == (text is not None):
         _usage("give files or directories to send, or --text, but not both")
+    if many is None and (timeout is not None or parallel != 2):
+        _usage("--parallel and --timeout go with --many")
+    if many is not None and "-" in (paths or []):
+        _usage("standard input can be read only once: send it without --many")
     chosen: Code | None = None
     if code:
         try:
@@ -435,10 +525,11 @@ def send(
     if text is not None:
         text = _read_text(text)
     label = "text" if text is not None else (name or ", ".join(p.name or str(p) for p in files))
-    reporter: Reporter = (
-        JsonReporter(server=server, verify=verify)
-        if json_output
-        else HumanReporter(
+    reporter: Reporter
+    if json_output:
+        reporter = JsonReporter(server=server, verify=verify)
+    else:
+        reporter = (HumanReporter if many is None else ManyHumanReporter)(
             label,
             hide_progress=hide_progress,
             server=server,
@@ -446,7 +537,8 @@ def send(
             sending_text=text is not None,
             verify=verify,
         )
-    )
+        if isinstance(reporter, ManyHumanReporter):
+            reporter.count = many or None
     reporter.verb = "Sent"
     settings = _settings(
         server,
@@ -463,6 +555,20 @@ def send(
         files, excluded = check_readable(files, skip=skip_unreadable, warn=reporter.warn)
     except P2PShareError as exc:
         _fail(reporter, exc, verbose)
+    if many is not None:
+        many_coro = session.send_many(
+            files,
+            settings,
+            count=many or None,
+            parallel=parallel,
+            timeout_s=timeout,
+            text=text,
+            name=name,
+            code=chosen,
+            on_event=reporter,
+            exclude=excluded,
+        )
+        _run_many(many_coro, reporter, many or None, verbose)
     coro = session.send(
         files, settings, text=text, name=name, code=chosen, on_event=reporter, exclude=excluded
     )
@@ -834,8 +940,23 @@ def _report_usage(message: str, args: list[str]) -> NoReturn:
     sys.exit(2)
 
 
+def _many_without_count(args: list[str]) -> list[str]:
+    """``--many`` takes an optional N: a bare ``--many`` (not followed by a number) means
+    ``--many=0``, until Ctrl-C. click has no optional option values, so it is spelled out
+    here, before parsing."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        if arg == "--many" and not (i + 1 < len(args) and args[i + 1].isdecimal()):
+            out.append("--many=0")
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else list(argv)
+    args = _many_without_count(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(app)
     usage_error = _usage_error_class()
     try:

@@ -89,7 +89,68 @@ class TransferResult:
         return self.bytes - self.sent
 
 
-SessionEvent = CodeReady | Connected | Progress | Notice | Verification
+@dataclass(frozen=True)
+class ForReceiver:
+    """``send --many``: ``event`` concerns receiver number ``receiver`` (1, 2, ... in the
+    order they joined) only."""
+
+    receiver: int
+    event: SessionEvent
+    label: str = ""
+    """Who, as far as known: ``receiver 3, 192.0.2.7, direct`` once connected."""
+
+
+@dataclass(frozen=True)
+class ReceiverOutcome:
+    """How one receiver of ``send --many`` ended."""
+
+    receiver: int
+    label: str
+    """``receiver 3, 192.0.2.7, direct``: who, for people telling receivers apart."""
+    bytes: int
+    seconds: float
+    result: str
+    """``done``, ``wrong-code``, or the name of the error that stopped it."""
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceiverDone:
+    outcome: ReceiverOutcome
+
+
+@dataclass(frozen=True)
+class CodeBurned:
+    """A receiver failed key confirmation: the sender admits nobody else on this code."""
+
+    served: int
+    """Receivers that had finished by then."""
+
+
+@dataclass(frozen=True)
+class ManyResult:
+    """What ``send --many`` did: every receiver that proved the code (or failed to), and why
+    the sender stopped: ``count`` (N finished), ``burned``, ``timeout``, ``interrupted``, or
+    ``server`` (the rendezvous room ended)."""
+
+    receivers: tuple[ReceiverOutcome, ...]
+    stopped: str
+
+    @property
+    def served(self) -> int:
+        return sum(1 for r in self.receivers if r.result == "done")
+
+
+SessionEvent = (
+    CodeReady
+    | Connected
+    | Progress
+    | Notice
+    | Verification
+    | ForReceiver
+    | ReceiverDone
+    | CodeBurned
+)
 EventSink = Callable[[SessionEvent], None]
 Confirm = Callable[[OfferSummary], Awaitable[bool]]
 ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]

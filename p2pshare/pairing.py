@@ -13,6 +13,11 @@
 
 :func:`pair` is the step after the room is joined; the CLI's sessions and other clients (the
 tests' hostile sender) call it with a :func:`rendezvous` client.
+
+``send --many`` pairs each receiver separately (:func:`authenticate_receiver`, then
+:func:`connect`), with its own SPAKE2 and keys, and checks the receiver's key confirmation
+*before* showing its own, through one :class:`CodeGuard` for the whole code: the first wrong
+confirmation burns the code, and no later guess is ever evaluated (docs/protocol.md, many mode).
 """
 
 from __future__ import annotations
@@ -26,11 +31,18 @@ from typing import Any
 
 from p2pshare.codes import Code
 from p2pshare.config import IceConfig, Settings
-from p2pshare.errors import ConnectError, P2PShareError, ProtocolError, error_from_peer
-from p2pshare.events import Connected, EventSink, Verification, ignore
+from p2pshare.errors import (
+    ConnectError,
+    NoSuchCodeError,
+    P2PShareError,
+    ProtocolError,
+    WrongCodeError,
+    error_from_peer,
+)
+from p2pshare.events import Connected, EventSink, Notice, Verification, ignore
 from p2pshare.files import printable
 from p2pshare.pake import PakeSession, Role
-from p2pshare.rendezvous import RendezvousClient
+from p2pshare.rendezvous import Relay, RendezvousClient
 from p2pshare.webrtc import PeerLink, lan_addresses
 
 logger = logging.getLogger(__name__)
@@ -65,7 +77,7 @@ async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient
 
 @contextlib.asynccontextmanager
 async def pair(
-    rv: RendezvousClient,
+    rv: Relay,
     role: Role,
     code: Code,
     settings: Settings,
@@ -78,10 +90,20 @@ async def pair(
     ``on_event`` once the data channel is open.
     """
     pake = await authenticate(rv, role, code, settings)
+    async with connect(rv, pake, settings, on_event) as link:
+        yield link
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    rv: Relay, pake: PakeSession, settings: Settings, on_event: EventSink = ignore
+) -> AsyncIterator[PeerLink]:
+    """The step of :func:`pair` after the PAKE: sealed offer/answer, ICE and DTLS, then
+    leave the server. Yields the open link, closed on exit."""
     on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:
-        await _connect(rv, pake, link, settings)
+        await _connect(rv, pake, link, settings, on_event)
         await rv.close()
         path = link.path()
         if path is not None:
@@ -94,9 +116,62 @@ async def pair(
         await link.close()
 
 
-async def authenticate(
-    rv: RendezvousClient, role: Role, code: Code, settings: Settings
+class CodeGuard:
+    """One code shared by many receivers (``send --many``): it admits everyone who proves it
+    and is burned by the first key confirmation that fails.
+
+    Each check is synchronous (one event loop), so after the first failure no other
+    confirmation, however many were in flight, is ever evaluated: an attacker learns the
+    answer to one guess only.
+    """
+
+    def __init__(self) -> None:
+        self.burned = False
+
+    def admit(self, pake: PakeSession, confirmation: bytes) -> None:
+        """Check a receiver's confirmation; raise :class:`WrongCodeError` (and burn the
+        code) if it is wrong, :class:`NoSuchCodeError` if the code is burned already (the
+        confirmation is then never looked at)."""
+        if self.burned:
+            raise NoSuchCodeError("the sender no longer admits receivers on this code")
+        try:
+            pake.verify_confirmation(confirmation)
+        except WrongCodeError:
+            self.burned = True
+            raise
+
+
+async def authenticate_receiver(
+    rv: Relay, code: Code, settings: Settings, guard: CodeGuard
 ) -> PakeSession:
+    """The sender's SPAKE2 with one receiver of a many-mode room, on a fresh
+    :class:`PakeSession` (fresh keys). The receiver's confirmation is checked through
+    ``guard`` before ours is sent, so a receiver that never confirms learns nothing about
+    its guess; a wrong one still gets ours, to stop with "wrong code" at once."""
+    pake = PakeSession(Role.SENDER, code.password)
+    await rv.send(pake.start())
+    pake.finish(await rv.receive(settings.connect_timeout_s))
+    theirs = await rv.receive(settings.connect_timeout_s)
+    try:
+        guard.admit(pake, theirs)
+    except WrongCodeError:
+        with contextlib.suppress(P2PShareError):
+            await rv.send(pake.confirmation())
+        raise
+    await rv.send(pake.confirmation())
+    return pake
+
+
+async def tell_to_wait(rv: Relay, pake: PakeSession, message: str) -> None:
+    """Sealed, before the offer: the receiver is admitted and waits its turn (it shows
+    ``message`` and waits for the offer without its connect deadline)."""
+    await rv.send(pake.seal(json.dumps({"type": WAIT, "message": message}).encode()))
+
+
+WAIT = "wait"
+
+
+async def authenticate(rv: Relay, role: Role, code: Code, settings: Settings) -> PakeSession:
     """SPAKE2 on ``code`` with the peer in ``rv``'s room, then key confirmation both ways:
     the first step of :func:`pair`, public for other clients and for tests."""
     pake = PakeSession(role, code.password)
@@ -152,7 +227,7 @@ def _open_sdp(pake: PakeSession, kind: str, sealed: bytes) -> str:
     return sdp
 
 
-async def _watch_for_abort(rv: RendezvousClient, pake: PakeSession) -> None:
+async def _watch_for_abort(rv: Relay, pake: PakeSession) -> None:
     """While ICE and DTLS run: raise the peer's sealed abort if one comes. Anything else on
     the rendezvous (the peer leaving the room once its side of the channel is open, a
     closed server) is not a failure of ours: the connect deadline still applies."""
@@ -164,7 +239,7 @@ async def _watch_for_abort(rv: RendezvousClient, pake: PakeSession) -> None:
     raise ProtocolError("the other side sent an unexpected signalling message")
 
 
-def ice_config(settings: Settings, rv: RendezvousClient) -> IceConfig:
+def ice_config(settings: Settings, rv: Relay) -> IceConfig:
     """The user's servers first (aiortc uses the first STUN and the first TURN URL, so they
     override the server's), then what the rendezvous server advertised."""
     config = IceConfig(
@@ -180,8 +255,30 @@ def ice_config(settings: Settings, rv: RendezvousClient) -> IceConfig:
     return config
 
 
+async def _receive_offer(
+    rv: Relay, pake: PakeSession, timeout_s: float, on_event: EventSink
+) -> str:
+    """The sealed offer; before it, a sender serving many receivers may say we wait our turn
+    (then its offer may take as long as the others' transfers: no deadline, but the server
+    tells us if the sender leaves)."""
+    wait: float | None = timeout_s
+    while True:
+        obj = _open_signal(pake, await rv.receive(wait))
+        if obj.get("type") != WAIT:
+            break
+        message = obj.get("message")
+        if not isinstance(message, str):
+            raise ProtocolError("the other side sent a malformed signalling message")
+        on_event(Notice(printable(message[:200])))
+        wait = None
+    if obj.get("type") != "offer" or not isinstance(obj.get("sdp"), str):
+        raise ProtocolError("the other side sent no valid offer")
+    sdp: str = obj["sdp"]
+    return sdp
+
+
 async def _connect(
-    rv: RendezvousClient, pake: PakeSession, link: PeerLink, settings: Settings
+    rv: Relay, pake: PakeSession, link: PeerLink, settings: Settings, on_event: EventSink
 ) -> None:
     timeout = settings.connect_timeout_s
     try:
@@ -189,7 +286,7 @@ async def _connect(
             await rv.send(_seal_sdp(pake, "offer", await link.create_offer()))
             await link.accept_answer(_open_sdp(pake, "answer", await rv.receive(timeout)))
         else:
-            offer = _open_sdp(pake, "offer", await rv.receive(timeout))
+            offer = await _receive_offer(rv, pake, timeout, on_event)
             await rv.send(_seal_sdp(pake, "answer", await link.accept_offer(offer)))
     except P2PShareError as exc:
         if not exc.remote:

@@ -200,18 +200,26 @@ class JsonReporter:
     figures twice (the final one is emitted exactly once)."""
 
     def __init__(
-        self, out: TextIO | None = None, server: str | None = None, verify: bool = False
+        self,
+        out: TextIO | None = None,
+        server: str | None = None,
+        verify: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.out = out or sys.stdout
         self.server = server
         self.verify = verify
+        self.extra = extra or {}
+        """Fields added to every object (``send --many``: the receiver's id and label)."""
         self.progressed = False
         self.verb = "Sent"
         self._last_progress = 0.0
         self._last_figures: tuple[int, int | None] | None = None
+        self._receivers: dict[int, JsonReporter] = {}
+        self.outcomes: list[events.ReceiverOutcome] = []
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=True) + "\n")
+        self.out.write(json.dumps({**obj, **self.extra}, ensure_ascii=True) + "\n")
         self.out.flush()
 
     def say(self, text: str) -> None:
@@ -224,7 +232,21 @@ class JsonReporter:
         pass
 
     def __call__(self, event: events.SessionEvent) -> None:
-        if isinstance(event, events.CodeReady):
+        if isinstance(event, events.ForReceiver):
+            child = self._receivers.get(event.receiver)
+            if child is None:
+                child = JsonReporter(self.out, self.server, self.verify)
+                self._receivers[event.receiver] = child
+            child.extra = {"receiver": event.receiver, "label": event.label}
+            child(event.event)
+            self.progressed = self.progressed or child.progressed
+        elif isinstance(event, events.ReceiverDone):
+            self.outcomes.append(event.outcome)
+            self._receivers.pop(event.outcome.receiver, None)
+            self.emit({"event": "receiver-done", **_outcome_fields(event.outcome)})
+        elif isinstance(event, events.CodeBurned):
+            self.emit({"event": "code-burned", "served": event.served})
+        elif isinstance(event, events.CodeReady):
             self.emit(
                 {
                     "event": "code",
@@ -285,6 +307,139 @@ class JsonReporter:
 
     def error(self, name: str, message: str) -> None:
         self.emit({"event": "error", "error": name, "message": message})
+
+    def summary(self, outcomes: list[events.ReceiverOutcome], stopped: str) -> None:
+        """``send --many``: every receiver with bytes, time and result."""
+        self.emit(
+            {
+                "event": "summary",
+                "stopped": stopped,
+                "served": sum(1 for o in outcomes if o.result == "done"),
+                "receivers": [_outcome_fields(o) for o in outcomes],
+            }
+        )
+
+
+def _outcome_fields(outcome: events.ReceiverOutcome) -> dict[str, Any]:
+    return {
+        "receiver": outcome.receiver,
+        "label": outcome.label,
+        "bytes": outcome.bytes,
+        "seconds": round(outcome.seconds, 3),
+        "result": outcome.result,
+        "message": outcome.message,
+    }
+
+
+class ManyHumanReporter(HumanReporter):
+    """``send --many`` for a person: one progress line per active receiver (its label) and
+    a total line; a line as each receiver ends; the summary of all at the end."""
+
+    def __init__(self, label: str, count: int | None = None, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.count = count
+        self.outcomes: list[events.ReceiverOutcome] = []
+        self._many_bar: Progress | None = None
+        self._tasks: dict[int, TaskID] = {}
+        self._done_bytes: dict[int, int] = {}
+        self._finished_bytes = 0
+        self._total_task: TaskID | None = None
+
+    def _bars(self) -> Progress:
+        if self._many_bar is None:
+            self._many_bar = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                _SizeColumn(),
+                _SpeedColumn(),
+                console=self.console,
+            )
+            self._many_bar.start()
+            self._total_task = self._many_bar.add_task("total", total=None)
+        return self._many_bar
+
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.ForReceiver):
+            self._for_receiver(event)
+        elif isinstance(event, events.ReceiverDone):
+            self._receiver_done(event.outcome)
+        elif isinstance(event, events.CodeBurned):
+            self.say(
+                "A receiver typed a wrong code (or someone guessed): this code is burned and "
+                f"nobody else will be admitted; {event.served} served so far, transfers "
+                "under way finish."
+            )
+        else:
+            super().__call__(event)
+            if isinstance(event, events.CodeReady):
+                until = f"{self.count} have finished" if self.count else "Ctrl-C"
+                self.say(f"Serving everyone who has the code, until {until}.")
+
+    def _for_receiver(self, event: events.ForReceiver) -> None:
+        inner, label = event.event, event.label
+        if isinstance(inner, events.Progress):
+            self.progressed = self.progressed or inner.done > 0
+            self._done_bytes[event.receiver] = inner.done
+            if self.hide_progress:
+                return
+            bars = self._bars()
+            task = self._tasks.get(event.receiver)
+            if task is None:
+                task = bars.add_task(label, total=inner.total)
+                self._tasks[event.receiver] = task
+            bars.update(task, completed=inner.done, description=label)
+            self._update_total()
+        elif isinstance(inner, events.Connected):
+            self.say(f"{label}: connected" + (f", {inner.path.describe()}." if inner.path else "."))
+        elif isinstance(inner, events.Notice):
+            self.say(f"{label}: {inner.message}")
+        elif isinstance(inner, events.Verification) and self.verify:
+            self.say(f"{label}: verify: {' '.join(inner.words)}")
+
+    def _update_total(self) -> None:
+        if self._many_bar is not None and self._total_task is not None:
+            done = self._finished_bytes + sum(self._done_bytes.values())
+            self._many_bar.update(self._total_task, completed=done)
+
+    def _receiver_done(self, outcome: events.ReceiverOutcome) -> None:
+        self.outcomes.append(outcome)
+        self._done_bytes.pop(outcome.receiver, None)
+        self._finished_bytes += outcome.bytes
+        task = self._tasks.pop(outcome.receiver, None)
+        if task is not None and self._many_bar is not None:
+            self._many_bar.remove_task(task)
+        self._update_total()
+        self.say(outcome_line(outcome))
+
+    def close(self) -> None:
+        if self._many_bar is not None:
+            self._many_bar.stop()
+            self._many_bar = None
+        super().close()
+
+    def summary(self, outcomes: list[events.ReceiverOutcome], stopped: str) -> None:
+        self.close()
+        served = sum(1 for o in outcomes if o.result == "done")
+        why = {
+            "count": "all done",
+            "burned": "stopped: the code was burned by a wrong code",
+            "timeout": "stopped: --timeout reached",
+            "interrupted": "stopped with Ctrl-C",
+            "server": "stopped: the rendezvous server closed the room",
+        }.get(stopped, stopped)
+        self.say(f"Served {served} receiver{'s' if served != 1 else ''} ({why}):")
+        for outcome in outcomes:
+            self.say("  " + outcome_line(outcome))
+
+
+def outcome_line(outcome: events.ReceiverOutcome) -> str:
+    """``receiver 2, 127.0.0.1, direct: done, 3.0 MiB in 1.2 s (2.5 MiB/s)``."""
+    rate = format_rate(outcome.bytes, outcome.seconds)
+    timing = f" in {outcome.seconds:.1f} s" + (f" ({rate})" if rate else "")
+    result = outcome.result + (f" ({outcome.message})" if outcome.message else "")
+    if outcome.result == "done":
+        result = "done, SHA-256 verified"
+    return f"{outcome.label}: {result}, {format_size(outcome.bytes)}{timing}"
 
 
 Reporter = HumanReporter | JsonReporter

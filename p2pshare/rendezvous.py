@@ -18,7 +18,7 @@ import logging
 import re
 import ssl
 import urllib.parse
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
@@ -36,9 +36,11 @@ from signal_server.wire import (
     CLOSE_NORMAL,
     ERROR_CLOSE_CODES,
     NAMEPLATE_RE,
+    SIDE_RE,
     SUBPROTOCOL,
     ClientType,
     ErrorCode,
+    RoomMode,
     ServerType,
 )
 
@@ -72,6 +74,7 @@ _ERRORS: dict[str, type[P2PShareError]] = {
     ErrorCode.NO_SUCH_CODE: NoSuchCodeError,
     ErrorCode.EXPIRED: NoSuchCodeError,
     ErrorCode.CROWDED: CrowdedError,
+    ErrorCode.CLOSED: NoSuchCodeError,  # send --many: the sender admits nobody else
 }
 
 _PEER_GONE_CLOSES = {ERROR_CLOSE_CODES[ErrorCode.PEER_LEFT], CLOSE_NORMAL}
@@ -161,6 +164,22 @@ def check_nameplate(value: object) -> str:
     return value
 
 
+class Relay(Protocol):
+    """What pairing needs from the rendezvous: a relay to one peer. A
+    :class:`RendezvousClient` in a two-peer room is one; so is each receiver's
+    :class:`SideRelay` in a room opened in many mode."""
+
+    ice_servers: list[dict[str, Any]]
+
+    async def send(self, body: bytes) -> None: ...
+
+    async def receive(self, timeout_s: float | None) -> bytes: ...
+
+    async def wait_paired(self, timeout_s: float | None = None) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class RendezvousClient:
     """One connection to ``p2pshare-signal``, used for one pairing."""
 
@@ -211,6 +230,15 @@ class RendezvousClient:
         ``from_peer``: what we wait for must come from the peer, so a timeout means the peer is
         gone; otherwise the server owes it and a timeout is the server's fault.
         """
+        obj = await self._next_frame(timeout_s, from_peer=from_peer)
+        if obj.get("type") == ServerType.PEER_LEFT:
+            raise PeerLostError("the other side left before the connection was set up")
+        return obj
+
+    async def _next_frame(
+        self, timeout_s: float | None, *, from_peer: bool = False
+    ) -> dict[str, Any]:
+        """Like :meth:`_next`, with ``peer-left`` returned (many mode: one receiver left)."""
         try:
             async with asyncio.timeout(timeout_s):
                 frame = await self._ws.recv()
@@ -229,8 +257,6 @@ class RendezvousClient:
         if obj.get("type") == ServerType.ERROR:
             code, message = str(obj.get("code")), _server_text(obj.get("message", ""))
             raise _ERRORS.get(code, SignallingError)(f"rendezvous server: {message}")
-        if obj.get("type") == ServerType.PEER_LEFT:
-            raise PeerLostError("the other side left before the connection was set up")
         return obj
 
     def _closed_error(self, exc: ConnectionClosed) -> P2PShareError:
@@ -252,18 +278,31 @@ class RendezvousClient:
             raise SignallingError("the rendezvous server sent something unexpected")
         return reply
 
-    async def allocate(self) -> str:
-        reply = await self._request({"type": ClientType.ALLOCATE}, ServerType.ALLOCATED)
+    async def allocate(self, many: bool = False) -> str:
+        message: dict[str, Any] = {"type": ClientType.ALLOCATE}
+        if many:
+            message["mode"] = RoomMode.MANY
+        reply = await self._request(message, ServerType.ALLOCATED)
+        _check_mode(reply, many)
         return check_nameplate(reply.get("nameplate"))
 
-    async def claim(self, nameplate: str, create: bool = False) -> None:
+    async def claim(self, nameplate: str, create: bool = False, many: bool = False) -> None:
         message: dict[str, Any] = {"type": ClientType.CLAIM, "nameplate": nameplate}
         if create:
             message["create"] = True
+        if many:
+            message["mode"] = RoomMode.MANY
         reply = await self._request(message, ServerType.CLAIMED)
         if reply.get("nameplate") != nameplate:
             raise SignallingError("the rendezvous server confirmed another nameplate")
+        _check_mode(reply, many)
         self._joined_waiting_room = not create
+
+    async def _send_json(self, message: dict[str, Any]) -> None:
+        try:
+            await self._ws.send(json.dumps(message))
+        except ConnectionClosed as exc:
+            raise self._closed_error(exc) from None
 
     async def wait_paired(self, timeout_s: float | None = None) -> None:
         if self.paired:
@@ -301,6 +340,131 @@ class RendezvousClient:
             await self._ws.send(json.dumps({"type": ClientType.BYE}))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), 2)
+
+
+def _check_mode(reply: dict[str, Any], many: bool) -> None:
+    """A server that knows many mode echoes it; an older one ignores the field and would open
+    a two-peer room, where the second receiver would be told "crowded"."""
+    if many and reply.get("mode") != RoomMode.MANY:
+        raise SignallingError(
+            "this rendezvous server does not support send --many; update it, or send "
+            "without --server (the sender's own server supports it)"
+        )
+
+
+class ManyRoom:
+    """The creator's side of a room opened in many mode: receivers arrive one by one as
+    :class:`SideRelay` objects, each a private relay to one receiver.
+
+    One task reads the connection and routes every relayed body by its ``from`` side, so
+    nothing of one receiver's exchange reaches another's pairing.
+    """
+
+    def __init__(self, client: RendezvousClient) -> None:
+        self.client = client
+        self._sides: dict[str, SideRelay] = {}
+        self._arrivals: asyncio.Queue[SideRelay | P2PShareError] = asyncio.Queue()
+        self._failure: P2PShareError | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                obj = await self.client._next_frame(None)
+                kind, side = obj.get("type"), obj.get("side", obj.get("from"))
+                if not isinstance(side, str) or not SIDE_RE.fullmatch(side):
+                    raise SignallingError("the rendezvous server sent something unexpected")
+                if kind == ServerType.JOINED:
+                    if side in self._sides:
+                        raise SignallingError("the rendezvous server reused a receiver's side")
+                    relay = SideRelay(self, side)
+                    self._sides[side] = relay
+                    self._arrivals.put_nowait(relay)
+                elif kind == ServerType.MESSAGE and side in self._sides:
+                    self._sides[side]._inbox.put_nowait(_decode_body(obj.get("body")))
+                elif kind == ServerType.PEER_LEFT and side in self._sides:
+                    gone = PeerLostError("the receiver left before the connection was set up")
+                    self._sides.pop(side)._inbox.put_nowait(gone)
+                elif kind not in (ServerType.MESSAGE, ServerType.PEER_LEFT):
+                    raise SignallingError("the rendezvous server sent something unexpected")
+        except P2PShareError as exc:
+            self._failure = exc
+            self._arrivals.put_nowait(exc)
+            for relay in self._sides.values():
+                relay._inbox.put_nowait(exc)
+
+    @property
+    def failed(self) -> bool:
+        """The room is gone (the server closed it, or the connection broke)."""
+        return self._failure is not None
+
+    async def next_receiver(self) -> SideRelay:
+        """The next receiver to join the room; raises what ended the room."""
+        item = await self._arrivals.get()
+        if isinstance(item, P2PShareError):
+            self._arrivals.put_nowait(item)
+            raise item
+        return item
+
+    async def lock(self) -> None:
+        """Admit nobody else: later claims are refused by the server with ``closed``."""
+        await self.client._send_json({"type": ClientType.LOCK})
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+class SideRelay:
+    """The relay to one receiver of a many-mode room (a :class:`Relay`)."""
+
+    def __init__(self, room: ManyRoom, side: str) -> None:
+        self.room = room
+        self.side = side
+        self.ice_servers = room.client.ice_servers
+        self._inbox: asyncio.Queue[bytes | P2PShareError] = asyncio.Queue()
+        self._closed = False
+
+    async def send(self, body: bytes) -> None:
+        if len(body) > MAX_BODY_BYTES:
+            raise SignallingError("signalling message too large for the rendezvous server")
+        await self.room.client._send_json(
+            {"type": ClientType.SEND, "to": self.side, "body": _b64(body)}
+        )
+
+    async def receive(self, timeout_s: float | None) -> bytes:
+        try:
+            async with asyncio.timeout(timeout_s):
+                item = await self._inbox.get()
+        except TimeoutError:
+            raise PeerLostError("the receiver did not answer in time") from None
+        if isinstance(item, P2PShareError):
+            self._inbox.put_nowait(item)  # every later receive fails the same way
+            raise item
+        return item
+
+    async def wait_paired(self, timeout_s: float | None = None) -> None:
+        """The receiver is here already: it joined to become this relay."""
+
+    async def kick(self) -> None:
+        """Close this receiver's connection (``closed``: it was not admitted)."""
+        with contextlib.suppress(P2PShareError):
+            await self.room.client._send_json({"type": ClientType.KICK, "side": self.side})
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop listening; the receiver leaves the room itself (the room stays ours)."""
+        self.room._sides.pop(self.side, None)
+
+
+def _decode_body(body: object) -> bytes | P2PShareError:
+    if not isinstance(body, str):
+        return SignallingError("the rendezvous server sent something unexpected")
+    try:
+        return base64.urlsafe_b64decode(body.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError):
+        return SignallingError("a relayed message was not valid base64")
 
 
 def _server_text(value: object) -> str:

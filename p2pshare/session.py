@@ -29,12 +29,19 @@ from pathlib import Path
 from p2pshare import lan
 from p2pshare.codes import Code, generate_words, parse_code
 from p2pshare.config import Settings
-from p2pshare.errors import CrowdedError, NoSuchCodeError, PeerLostError, SignallingError
+from p2pshare.errors import (
+    CrowdedError,
+    NoSuchCodeError,
+    P2PShareError,
+    PeerLostError,
+    SignallingError,
+)
 from p2pshare.events import (
     CodeReady,
     Confirm,
     Connected,
     EventSink,
+    ManyResult,
     Notice,
     OfferSummary,
     Progress,
@@ -47,7 +54,7 @@ from p2pshare.events import (
 from p2pshare.pairing import pair, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
-from p2pshare.rendezvous import RendezvousClient
+from p2pshare.rendezvous import ManyRoom, RendezvousClient
 from p2pshare.sender import Sender
 from p2pshare.sources import collect
 from p2pshare.wire import telling_peer
@@ -65,6 +72,7 @@ __all__ = [
     "Verification",
     "receive",
     "send",
+    "send_many",
 ]
 
 
@@ -124,6 +132,64 @@ async def send(
         ):
             await mdns.aclose()  # the code is used: nobody else should look for it
             return await Sender(link, sources, settings, on_event).run()
+
+
+async def send_many(
+    paths: Path | str | Sequence[Path | str] = (),
+    settings: Settings | None = None,
+    *,
+    count: int | None = None,
+    parallel: int = 2,
+    timeout_s: float | None = None,
+    text: str | None = None,
+    name: str | None = None,
+    code: Code | str | None = None,
+    on_event: EventSink = ignore,
+    exclude: Collection[Path] = (),
+) -> ManyResult:
+    """Like :func:`send`, to every receiver that proves the code, each over its own peer
+    connection, until ``count`` of them finished (None: until cancelled or ``timeout_s``).
+
+    At most ``parallel`` transfers run at once; the others are told to wait their turn. The
+    first receiver that fails key confirmation burns the code: nobody else is admitted, those
+    connected finish, and the result says ``stopped="burned"``. Per-receiver events arrive as
+    :class:`~p2pshare.events.ForReceiver`, endings as :class:`~p2pshare.events.ReceiverDone`.
+    The rendezvous server must support many mode (the embedded one does; one with Redis
+    does not).
+    """
+    from p2pshare.many import ManySender
+
+    settings = settings or Settings()
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    if any(str(p) == "-" for p in paths):
+        raise P2PShareError("standard input can be read only once: send it without --many")
+
+    def warn(message: str) -> None:
+        on_event(Notice(message))
+
+    sources = await asyncio.to_thread(
+        collect, paths, text=text, name=name, warn=warn, exclude=exclude
+    )
+    chosen = (parse_code(code) if isinstance(code, str) else code) if code else None
+    async with rendezvous(settings) as (rv, embedded_url), contextlib.AsyncExitStack() as stack:
+        if chosen is None and embedded_url is not None:
+            chosen = Code(lan.random_nameplate(), generate_words(settings.code_words))
+        if chosen is not None:
+            await rv.claim(chosen.nameplate, create=True, many=True)
+        else:
+            chosen = Code(await rv.allocate(many=True), generate_words(settings.code_words))
+        advertised = False
+        if embedded_url is not None and settings.advertise:
+            advertised = await stack.enter_async_context(
+                lan.advertise_server(chosen.nameplate, embedded_url)
+            )
+        on_event(CodeReady(str(chosen), embedded_url, advertised))
+        room = ManyRoom(rv)
+        stack.push_async_callback(room.close)
+        sender = ManySender(
+            room, chosen, sources, settings, on_event, count=count, parallel=parallel
+        )
+        return await sender.run(timeout_s)
 
 
 async def receive(

@@ -21,9 +21,11 @@ from signal_server.wire import (
     ERROR_CLOSE_CODES,
     NAMEPLATE_RE,
     PROTOCOL_VERSION,
+    SIDE_RE,
     SUBPROTOCOL,
     ClientType,
     ErrorCode,
+    RoomMode,
     ServerType,
 )
 
@@ -62,6 +64,8 @@ PEER_LEFT = _kind(ErrorCode.PEER_LEFT)
 TIMEOUT = _kind(ErrorCode.TIMEOUT)
 UNSUPPORTED_VERSION = _kind(ErrorCode.UNSUPPORTED_VERSION)
 SERVER_FULL = _kind(ErrorCode.SERVER_FULL)
+CLOSED = _kind(ErrorCode.CLOSED)
+UNSUPPORTED_MODE = _kind(ErrorCode.UNSUPPORTED_MODE)
 BINARY_FRAME = ErrorKind(ErrorCode.BAD_REQUEST, CLOSE_UNSUPPORTED_DATA)
 
 ERROR_KINDS = {
@@ -78,6 +82,8 @@ ERROR_KINDS = {
         TIMEOUT,
         UNSUPPORTED_VERSION,
         SERVER_FULL,
+        CLOSED,
+        UNSUPPORTED_MODE,
     )
 }
 
@@ -105,6 +111,9 @@ class BadRequest(SignalError):
 class Allocate:
     """Ask the server for the smallest free nameplate and wait in its room."""
 
+    many: bool = False
+    """Open the room in many mode (one creator, several receivers, addressed by side)."""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -112,13 +121,29 @@ class Claim:
 
     nameplate: str
     create: bool
+    many: bool = False
+    """With ``create``: open the room in many mode."""
 
 
 @dataclass(frozen=True)
 class Send:
-    """Relay ``body`` (an opaque string) to the paired peer."""
+    """Relay ``body`` (an opaque string) to the paired peer; in many mode the creator names
+    the receiver with ``to``."""
 
     body: str
+    to: str | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Many mode, creator only: admit nobody else into the room."""
+
+
+@dataclass(frozen=True)
+class Kick:
+    """Many mode, creator only: close the receiver ``side``'s connection."""
+
+    side: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +151,22 @@ class Bye:
     """The client is done with the room; the server closes the connection normally."""
 
 
-ClientMessage = Allocate | Claim | Send | Bye
+ClientMessage = Allocate | Claim | Send | Bye | Lock | Kick
+
+
+def _mode(obj: dict[str, Any]) -> bool:
+    """True for ``"mode":"many"``; absent or ``"single"`` is single mode."""
+    mode = obj.get("mode", RoomMode.SINGLE)
+    if mode not in (RoomMode.SINGLE, RoomMode.MANY):
+        raise BadRequest("field 'mode' must be 'single' or 'many'")
+    return bool(mode == RoomMode.MANY)
+
+
+def _side(obj: dict[str, Any], name: str) -> str:
+    side = _field(obj, name, str)
+    if not SIDE_RE.fullmatch(side):
+        raise BadRequest(f"field {name!r} must be a side number")
+    return str(side)
 
 
 def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
@@ -147,7 +187,7 @@ def parse_client_message(text: str) -> ClientMessage:
         raise BadRequest("message must be a JSON object")
     kind = obj.get("type")
     if kind == ClientType.ALLOCATE:
-        return Allocate()
+        return Allocate(_mode(obj))
     if kind == ClientType.CLAIM:
         nameplate = _field(obj, "nameplate", str)
         if not NAMEPLATE_RE.fullmatch(nameplate):
@@ -155,11 +195,18 @@ def parse_client_message(text: str) -> ClientMessage:
         create = obj.get("create", False)
         if not isinstance(create, bool):
             raise BadRequest("field 'create' must be a bool")
-        return Claim(nameplate, create)
+        many = _mode(obj)
+        if many and not create:
+            raise BadRequest("'mode' goes with 'create' (receivers join without it)")
+        return Claim(nameplate, create, many)
     if kind == ClientType.SEND:
-        return Send(_field(obj, "body", str))
+        return Send(_field(obj, "body", str), _side(obj, "to") if "to" in obj else None)
     if kind == ClientType.BYE:
         return Bye()
+    if kind == ClientType.LOCK:
+        return Lock()
+    if kind == ClientType.KICK:
+        return Kick(_side(obj, "side"))
     raise BadRequest("unknown message type")
 
 
@@ -175,24 +222,40 @@ def welcome_msg(ice_servers: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": ServerType.WELCOME, "version": PROTOCOL_VERSION, "ice_servers": ice_servers}
 
 
-def allocated_msg(nameplate: str) -> dict[str, Any]:
-    return {"type": ServerType.ALLOCATED, "nameplate": nameplate}
+def allocated_msg(nameplate: str, many: bool = False) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.ALLOCATED, "nameplate": nameplate}
+    if many:
+        msg["mode"] = RoomMode.MANY  # the echo tells a client this server knows many mode
+    return msg
 
 
-def claimed_msg(nameplate: str) -> dict[str, Any]:
-    return {"type": ServerType.CLAIMED, "nameplate": nameplate}
+def claimed_msg(nameplate: str, many: bool = False) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.CLAIMED, "nameplate": nameplate}
+    if many:
+        msg["mode"] = RoomMode.MANY
+    return msg
+
+
+def joined_msg(side: str) -> dict[str, Any]:
+    return {"type": ServerType.JOINED, "side": side}
 
 
 def paired_msg() -> dict[str, Any]:
     return {"type": ServerType.PAIRED}
 
 
-def relayed_msg(body: str) -> dict[str, Any]:
-    return {"type": ServerType.MESSAGE, "body": body}
+def relayed_msg(body: str, side: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.MESSAGE, "body": body}
+    if side is not None:
+        msg["from"] = side
+    return msg
 
 
-def peer_left_msg() -> dict[str, Any]:
-    return {"type": ServerType.PEER_LEFT}
+def peer_left_msg(side: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.PEER_LEFT}
+    if side is not None:
+        msg["side"] = side
+    return msg
 
 
 def error_msg(kind: ErrorKind, message: str) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class ServerSettings:
     joins_per_ip_per_minute: int = 60
     room_ttl_s: float = 600.0
     idle_timeout_s: float = 120.0
+    max_receivers_per_room: int = 16
+    """Many mode: receivers in one room at once."""
+    many_room_ttl_s: float = 3600.0
+    """Many mode: how long a room may live, however busy."""
     handshake_timeout_s: float = 10.0
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
@@ -104,6 +108,8 @@ class SignalServer:
             max_messages_per_room=settings.max_messages_per_room,
             room_ttl_s=settings.room_ttl_s,
             idle_timeout_s=settings.idle_timeout_s,
+            max_receivers_per_room=settings.max_receivers_per_room,
+            many_room_ttl_s=settings.many_room_ttl_s,
         )
         self.joins = SlidingWindowLimiter(settings.joins_per_ip_per_minute, 60.0)
         self._clients: dict[int, _Client] = {}
@@ -232,17 +238,23 @@ class SignalServer:
         now = self.clock()
         if isinstance(message, protocol.Send):
             self.stats["relayed"] += 1
-            return self.registry.relay(conn, message.body, now)
+            return self.registry.relay(conn, message.body, now, message.to)
         if isinstance(message, protocol.Bye):
             return self.registry.bye(conn, now)
+        if isinstance(message, protocol.Lock):
+            return self.registry.lock(conn, now)
+        if isinstance(message, protocol.Kick):
+            return self.registry.kick(conn, message.side, now)
         if not self.joins.allow(ip, now):
             raise SignalError(
                 protocol.RATE_LIMITED, "too many codes used from your address; wait a minute"
             )
         if isinstance(message, protocol.Allocate):
-            actions = self.registry.allocate(conn, now)
+            actions = self.registry.allocate(conn, now, message.many)
         else:
-            actions = self.registry.claim(conn, message.nameplate, message.create, now)
+            actions = self.registry.claim(
+                conn, message.nameplate, message.create, now, message.many
+            )
         self.stats["joins"] += 1
         logger.debug("join accepted (rooms open: %d)", len(self.registry))
         return actions
@@ -251,7 +263,18 @@ class SignalServer:
         self, cluster: RedisRooms, conn: int, ip: str, message: protocol.ClientMessage
     ) -> None:
         """The same requests against the cluster's rooms; what clients receive arrives
-        through this instance's inbox (see :mod:`signal_server.redis_registry`)."""
+        through this instance's inbox (see :mod:`signal_server.redis_registry`).
+
+        Many mode is refused here: the cluster's rooms pair exactly two peers."""
+        if (
+            (isinstance(message, protocol.Allocate | protocol.Claim) and message.many)
+            or isinstance(message, protocol.Lock | protocol.Kick)
+            or (isinstance(message, protocol.Send) and message.to is not None)
+        ):
+            raise SignalError(
+                protocol.UNSUPPORTED_MODE,
+                "no many mode here: rooms are shared through Redis (send without --many)",
+            )
         if isinstance(message, protocol.Send):
             self.stats["relayed"] += 1
             await cluster.relay(conn, message.body)

@@ -18,6 +18,8 @@ PROTOCOL_VERSION = 1
 NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,5}")
 """Nameplates are decimal numbers from 1 to 999999 without leading zeros (ASCII digits only)."""
 NAMEPLATE_MAX_DIGITS = 6
+SIDE_RE = re.compile(r"[1-9][0-9]{0,8}")
+"""A receiver's side in a many-mode room: a decimal number the server hands out."""
 
 
 class ClientType(enum.StrEnum):
@@ -27,6 +29,17 @@ class ClientType(enum.StrEnum):
     CLAIM = "claim"
     SEND = "send"
     BYE = "bye"
+    LOCK = "lock"
+    """Many mode, the creator only: admit nobody else (later claims get ``closed``)."""
+    KICK = "kick"
+    """Many mode, the creator only: close one receiver's connection with ``closed``."""
+
+
+class RoomMode(enum.StrEnum):
+    """``mode`` of an ``allocate`` or creating ``claim``; absent means single."""
+
+    SINGLE = "single"
+    MANY = "many"
 
 
 class ServerType(enum.StrEnum):
@@ -36,6 +49,8 @@ class ServerType(enum.StrEnum):
     ALLOCATED = "allocated"
     CLAIMED = "claimed"
     PAIRED = "paired"
+    JOINED = "joined"
+    """Many mode, to the creator: a receiver joined under ``side``."""
     MESSAGE = "message"
     PEER_LEFT = "peer-left"
     ERROR = "error"
@@ -55,6 +70,8 @@ class ErrorCode(enum.StrEnum):
     TIMEOUT = "timeout"
     UNSUPPORTED_VERSION = "unsupported-version"
     SERVER_FULL = "server-full"
+    CLOSED = "closed"
+    UNSUPPORTED_MODE = "unsupported-mode"
 
 
 # Close codes sent with the final close frame. 1000-1015 are RFC 6455's; 4000-4999 are ours.
@@ -76,5 +93,7 @@ ERROR_CLOSE_CODES: dict[ErrorCode, int] = {
     ErrorCode.TIMEOUT: 4008,
     ErrorCode.UNSUPPORTED_VERSION: 4009,
     ErrorCode.SERVER_FULL: CLOSE_TRY_AGAIN_LATER,
+    ErrorCode.CLOSED: 4010,
+    ErrorCode.UNSUPPORTED_MODE: 4011,
 }
 """The close code that follows each ``error`` (and, for ``peer-left``, the peer-left message)."""
