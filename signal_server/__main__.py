@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a code waits for its peer (default: %(default)s)",
     )
     p.add_argument(
+        "--max-receivers-per-room",
+        type=_count,
+        default=d.max_receivers_per_room,
+        help="receivers at once in a room opened by send --many (default: %(default)s)",
+    )
+    p.add_argument(
+        "--many-room-ttl",
+        type=_seconds,
+        default=d.many_room_ttl_s,
+        metavar="SECONDS",
+        help="how long a send --many room lives at most (default: %(default)s)",
+    )
+    p.add_argument(
         "--idle-timeout",
         type=_seconds,
         default=d.idle_timeout_s,
@@ -206,6 +219,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_connections=args.max_connections,
         joins_per_ip_per_minute=args.joins_per_ip_per_minute,
         room_ttl_s=args.room_ttl,
+        max_receivers_per_room=args.max_receivers_per_room,
+        many_room_ttl_s=args.many_room_ttl,
         idle_timeout_s=args.idle_timeout,
         handshake_timeout_s=args.handshake_timeout,
         ping_interval_s=args.ping_interval,

@@ -48,3 +48,18 @@ def test_port_zero_still_picks_a_free_port() -> None:
     """0 is a valid port: the server picks one and says which."""
     with run_signal_server("--port", "0") as url:
         assert int(url.rsplit(":", 1)[1]) > 0
+
+
+def test_many_mode_limits_are_flags() -> None:
+    """send --many rooms: receivers per room and the room's lifetime come from the command
+    line (defaults: the ServerSettings defaults)."""
+    from signal_server.__main__ import build_parser, settings_from_args
+    from signal_server.server import ServerSettings
+
+    parsed = settings_from_args(
+        build_parser().parse_args(["--max-receivers-per-room", "3", "--many-room-ttl", "90"])
+    )
+    assert parsed.max_receivers_per_room == 3 and parsed.many_room_ttl_s == 90
+    default = settings_from_args(build_parser().parse_args([]))
+    assert default.max_receivers_per_room == ServerSettings().max_receivers_per_room
+    assert default.many_room_ttl_s == ServerSettings().many_room_ttl_s
