@@ -690,3 +690,40 @@ def test_the_page_runs_under_the_servers_strict_csp(server: str, new_page: Any) 
         assert reply.ok and kind in reply.headers["content-type"], name
     page.get_by_label("Code", exact=True).wait_for()
     page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+
+def test_a_page_waits_its_turn_with_send_many(server: str, new_page: Any, tmp_path: Path) -> None:
+    """`send --many 2 --parallel 1`: while one page holds the only slot (at its Accept
+    prompt), a second page is told to wait, shows it, and gets the file once the first is
+    done; both verified, the sender exits 0."""
+    data = random_file(tmp_path / "shared.bin", 2 * MIB + 7)
+    sender = Peer(
+        [
+            "send",
+            str(tmp_path / "shared.bin"),
+            "--server",
+            server,
+            "--json",
+            "--many",
+            "2",
+            "--parallel",
+            "1",
+        ],
+        cwd=tmp_path,
+    )
+    code = sender.event("code")["code"]
+    first, second = new_page(), new_page()
+    first.goto(http_url(server) + "#" + code)
+    accept = first.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    second.goto(http_url(server) + "#" + code)
+    second.get_by_text("you are next in line").wait_for()
+    with first.expect_download(timeout=TIMEOUT_MS) as download:
+        accept.click()
+    assert sha(Path(download.value.path()).read_bytes()) == sha(data)
+    later = second.get_by_role("button", name="Accept", exact=True)
+    later.wait_for()
+    with second.expect_download(timeout=TIMEOUT_MS) as download:
+        later.click()
+    assert sha(Path(download.value.path()).read_bytes()) == sha(data)
+    assert sender.wait() == 0, sender.stderr

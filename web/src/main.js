@@ -51,7 +51,8 @@ function receive(codeText) {
         if (e.type === "connected") {
           ui.connected(e.path, PATH_WORDS);
           ui.message("Waiting for the offer…");
-        } else if (e.type === "progress") ui.progress(e.done, e.total, "received");
+        } else if (e.type === "notice") ui.message(e.message);
+        else if (e.type === "progress") ui.progress(e.done, e.total, "received");
         else if (e.type === "file") {
           note = e.sha256 ? `${formatBytes(e.size)}, SHA-256 verified` : `${formatBytes(e.size)}, every file SHA-256 verified`;
           if (e.blob) ui.download(e.name, e.blob, note);

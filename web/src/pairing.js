@@ -33,6 +33,26 @@ async function watchForAbort(rv, sealer) {
   throw Object.assign(new Error("the other side sent an unexpected signalling message"), { name: "protocol" });
 }
 
+/** The sealed offer; before it, a sender serving many receivers (send --many) may say we wait
+ * our turn: then no deadline (the server tells us if the sender leaves), as pairing.py does. */
+async function receiveOffer(rv, sealer, onEvent) {
+  let timeout = CONNECT_TIMEOUT_MS;
+  for (;;) {
+    const obj = sealer.openSignal(await rv.receive(timeout));
+    if (obj.type !== "wait") {
+      if (obj.type !== "offer" || typeof obj.sdp !== "string") {
+        throw Object.assign(new Error("the other side sent no valid offer"), { name: "protocol" });
+      }
+      return obj.sdp;
+    }
+    if (typeof obj.message !== "string") {
+      throw Object.assign(new Error("the other side sent a malformed signalling message"), { name: "protocol" });
+    }
+    onEvent({ type: "notice", message: [...obj.message].slice(0, 200).join("") });
+    timeout = null;
+  }
+}
+
 export async function pairAndConnect(rv, role, code, onEvent) {
   const session = await pake(rv, role, code);
   const sealer = new Sealer(session);
@@ -43,7 +63,7 @@ export async function pairAndConnect(rv, role, code, onEvent) {
         rv.send(sealer.sealSdp("offer", await link.createOffer()));
         await link.acceptAnswer(sealer.openSdp("answer", await rv.receive(CONNECT_TIMEOUT_MS)));
       } else {
-        const offer = sealer.openSdp("offer", await rv.receive(CONNECT_TIMEOUT_MS));
+        const offer = await receiveOffer(rv, sealer, onEvent);
         rv.send(sealer.sealSdp("answer", await link.acceptOffer(offer)));
       }
     } catch (e) {
