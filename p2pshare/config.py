@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2pshare.transfer import DEFAULT_WINDOW_BYTES
+from p2pshare.transfer import (
+    DEFAULT_MAX_OFFER_BYTES,
+    DEFAULT_MAX_OFFER_ENTRIES,
+    DEFAULT_WINDOW_BYTES,
+)
 
 ENV_CODE = "P2PSHARE_CODE"
 ENV_SERVER = "P2PSHARE_SERVER"
@@ -20,6 +24,13 @@ ENV_STUN = "P2PSHARE_STUN"
 ENV_TURN = "P2PSHARE_TURN"
 ENV_TURN_USER = "P2PSHARE_TURN_USER"
 ENV_TURN_PASSWORD = "P2PSHARE_TURN_PASSWORD"  # noqa: S105 - a variable name
+ENV_WINDOW_BYTES = "P2PSHARE_WINDOW_BYTES"
+
+MIN_WINDOW_BYTES = 1024 * 1024
+"""At least four of the largest data messages (256 KiB): a smaller credit than one message
+would make the sender wait for credit that can never come."""
+MAX_WINDOW_BYTES = 1024 * 1024 * 1024
+"""The credit is what the receiver may have to buffer in memory."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +66,61 @@ class Settings:
     peer_timeout_s: float = 20.0
     """During the transfer, silence from the peer for this long means it is gone."""
     ping_interval_s: float = 2.0
-    window_bytes: int = int(os.environ.get("P2PSHARE_WINDOW_BYTES", DEFAULT_WINDOW_BYTES))
-    """Credit the receiver grants; the environment variable is a benchmarking knob."""
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+    """Credit the receiver grants (the CLI reads P2PSHARE_WINDOW_BYTES, a benchmarking knob)."""
     output: Path | None = None
     to_stdout: bool = False
     """Write the single received file to standard output (``--output -``)."""
     overwrite: bool = False
     resume: bool = True
     """Keep the partial data of an interrupted receive, and resume from data found on disk."""
+    max_offer_entries: int = DEFAULT_MAX_OFFER_ENTRIES
+    """Receiving: decline offers of more entries (each costs memory before the prompt)."""
+    max_offer_bytes: int = DEFAULT_MAX_OFFER_BYTES
+    """Receiving: decline offers whose messages add up to more bytes."""
+    wait_s: float = 0.0
+    """Receiver: how long to wait for a sender that has not started yet (a code agreed in
+    advance); 0: a code nobody holds fails at once. Without a server, also how long to look
+    for the sender on the local network (at least ``lan_browse_s``)."""
+    lan_browse_s: float = 3.0
+    """Receiver without a server: how long to look for the sender on the local network."""
+    advertise: bool = True
+    """Sender with its embedded server: advertise it on the local network (mDNS)."""
+
+    def __post_init__(self) -> None:
+        # Every knob is bounded: no setting may stall a transfer without a deadline firing.
+        if not MIN_WINDOW_BYTES <= self.window_bytes <= MAX_WINDOW_BYTES:
+            raise ValueError(
+                f"window_bytes must be {MIN_WINDOW_BYTES:,} to {MAX_WINDOW_BYTES:,}, "
+                f"not {self.window_bytes:,}"
+            )
+        if not 0 < self.ping_interval_s <= 60:
+            raise ValueError("ping_interval_s must be more than 0 and at most 60")
+        if not self.peer_timeout_s >= 2 * self.ping_interval_s:
+            raise ValueError("peer_timeout_s must be at least twice ping_interval_s")
+        if not 0 < self.connect_timeout_s <= 3600:
+            raise ValueError("connect_timeout_s must be more than 0 and at most 3600")
+        if not 0 <= self.wait_s <= 7 * 24 * 3600:
+            raise ValueError("wait_s must be 0 to a week")
+        if not 0 < self.lan_browse_s <= 60:
+            raise ValueError("lan_browse_s must be more than 0 and at most 60")
+        if not 1 <= self.code_words <= 16:
+            raise ValueError("code_words must be 1 to 16")
+
+
+def window_bytes_from_env() -> int:
+    """P2PSHARE_WINDOW_BYTES, checked against the bounds of :class:`Settings` (ValueError
+    names the variable and the range), or the default."""
+    raw = os.environ.get(ENV_WINDOW_BYTES)
+    if raw is None:
+        return DEFAULT_WINDOW_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not MIN_WINDOW_BYTES <= value <= MAX_WINDOW_BYTES:
+        raise ValueError(
+            f"{ENV_WINDOW_BYTES}={raw}: must be a number of bytes from "
+            f"{MIN_WINDOW_BYTES:,} to {MAX_WINDOW_BYTES:,}"
+        )
+    return value

@@ -41,18 +41,34 @@ class P2PShareError(Exception):
 
     name: ClassVar[str] = "error"
     exit_code: ClassVar[int] = 1
+    local: ClassVar[bool] = False
+    """The message describes this machine (its paths, advice for its user): the peer is told
+    only ``peer_message``, or the class's generic text."""
 
-    def __init__(self, message: str | None = None, *, remote: bool = False) -> None:
-        if message is None:
-            text = " ".join((self.__doc__ or self.name).split())
-            message = text[:1].lower() + text[1:]
-        super().__init__(message)
+    def __init__(
+        self, message: str | None = None, *, remote: bool = False, peer_message: str | None = None
+    ) -> None:
+        super().__init__(message if message is not None else self.generic())
         self.remote = remote
         """True when the peer reported this error to us (so we do not report it back)."""
+        self.peer_message = peer_message
+        """What the peer is told, when it differs from what our user reads."""
+
+    @classmethod
+    def generic(cls) -> str:
+        """The class docstring as one line: the text when there is nothing more specific."""
+        text = " ".join((cls.__doc__ or cls.name).split())
+        return text[:1].lower() + text[1:]
 
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    def for_peer(self) -> str:
+        """The text an Abort carries to the peer: never our paths or our user's options."""
+        if self.peer_message is not None:
+            return self.peer_message
+        return self.generic() if self.local else self.message
 
 
 class BadCodeError(P2PShareError):
@@ -116,6 +132,7 @@ class DeclinedError(P2PShareError):
 
     name = "declined"
     exit_code = 9
+    local = True
 
 
 class IntegrityError(P2PShareError):
@@ -144,6 +161,7 @@ class LocalFileError(P2PShareError):
 
     name = "file-error"
     exit_code = 11
+    local = True
 
 
 class DiskFullError(LocalFileError):

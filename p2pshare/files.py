@@ -8,7 +8,9 @@ into something the sender did not say: a bad name is refused, with the reason.
 
 from __future__ import annotations
 
+import sys
 import unicodedata
+from collections.abc import Iterable
 
 from p2pshare import messages as m
 from p2pshare.errors import UnsafeNameError
@@ -38,7 +40,11 @@ _WINDOWS_DEVICES = {
     *(f"LPT{i}" for i in range(10)),
     *(f"COM{c}" for c in "¹²³"),
     *(f"LPT{c}" for c in "¹²³"),
+    "CLOCK$",  # DOS's clock device: still refused by Windows APIs, as croc refuses it
 }
+RESERVED_PREFIX = ".p2pshare-"
+"""The receiver's own bookkeeping (partial files and their records) is named so: an offered
+name in that namespace could collide with it, so none is accepted."""
 # Characters that are legal in POSIX names but mean something elsewhere (Windows paths,
 # drive letters, alternate data streams) or are a classic source of confusion.
 _FORBIDDEN_CHARS = set('\\/:*?"<>|')
@@ -92,43 +98,62 @@ def terminal_safe(text: str) -> str:
 
 def check_component(part: str) -> None:
     """Refuse one path component that could escape, mislead or fail on some system."""
-    shown = printable(part)
+    reason = _component_problem(part)
+    if reason is not None:
+        raise UnsafeNameError(f"refused unsafe name '{printable(part)}': {reason}")
+
+
+def _component_problem(part: str) -> str | None:
     if part in ("", ".", ".."):
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: empty, '.' or '..' component")
+        return "empty, '.' or '..' component"
     if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: longer than 255 bytes")
+        return "longer than 255 bytes"
     for ch in part:
         if ch in _FORBIDDEN_CHARS:
-            raise UnsafeNameError(f"refused unsafe name {shown!r}: contains {ch!r}")
+            return f"contains {ch!r}"
         category = unicodedata.category(ch)
         # Cc control (NUL, ESC...), Cf format (bidi overrides, zero-width), Cs surrogates,
         # Co private use, Cn unassigned, Zl/Zp line and paragraph separators.
         if category[0] == "C" or category in ("Zl", "Zp"):
-            raise UnsafeNameError(
-                f"refused unsafe name {shown!r}: contains control or invisible character"
-            )
-    if part[-1] in ". " or part[0] == " ":
-        raise UnsafeNameError(
-            f"refused unsafe name {shown!r}: leading space or trailing dot or space"
-        )
+            return "contains control or invisible character"
+    if part[-1] == "." or part[-1].isspace() or part[0].isspace():
+        return "leading space or trailing dot or space"
+    if any(ord(ch) in _INVISIBLE for ch in part):
+        return "contains a character that draws nothing"
+    if part.casefold().startswith(RESERVED_PREFIX):
+        return f"names starting with {RESERVED_PREFIX} are p2pshare's own"
     stem = part.split(".", 1)[0].rstrip(" ").upper()
     if stem in _WINDOWS_DEVICES:
-        raise UnsafeNameError(f"refused unsafe name {shown!r}: reserved device name on Windows")
+        return "reserved device name on Windows"
+    return None
 
 
 def check_path(path: str) -> tuple[str, ...]:
     """Split a relative POSIX path from an offer into checked components, or refuse it."""
-    shown = printable(path)
     if not path or path.startswith("/"):
-        raise UnsafeNameError(f"refused unsafe path {shown!r}: empty or absolute")
+        raise UnsafeNameError(f"refused unsafe path '{printable(path)}': empty or absolute")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise UnsafeNameError(f"refused unsafe path {shown!r}: longer than 4096 bytes")
-    parts = tuple(path.split("/"))
-    if len(parts) > MAX_DEPTH:
-        raise UnsafeNameError(f"refused unsafe path {shown!r}: nested too deep")
-    for part in parts:
+        raise UnsafeNameError(f"refused unsafe path '{printable(path)}': longer than 4096 bytes")
+    *dirs, name = path.split("/")
+    if len(dirs) >= MAX_DEPTH:
+        raise UnsafeNameError(f"refused unsafe path '{printable(path)}': nested too deep")
+    for part in (*dirs, name):
         check_component(part)
-    return parts
+    # Directory names repeat across entries: one copy of each (offers can be large).
+    return (*map(sys.intern, dirs), name) if dirs else (path,)
+
+
+def hidden_in_home(checked: Iterable[tuple[str, ...]], destination_is_home: bool) -> str | None:
+    """The first entry that would create or enter a hidden (dot) directory or file at the top
+    of the receiver's home (``.ssh/authorized_keys``, ``.bashrc``, ``.config/...``), when the
+    destination is the home directory itself; None otherwise. Such offers are refused: a
+    sender must not be able to plant start-up files or keys by default."""
+    if not destination_is_home:
+        return None
+    for parts in checked:
+        if parts[0].startswith("."):
+            return "/".join(parts)
+    return None
 
 
 def collision_key(path: str) -> str:
@@ -156,7 +181,7 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
             key = collision_key(parent)
             if kinds.get(key, "dir") != "dir":
                 raise UnsafeNameError(
-                    f"refused offer: {shown!r} needs {printable(parent)!r} to be a directory, "
+                    f"refused offer: '{shown}' needs '{printable(parent)}' to be a directory, "
                     "but the offer also sends it as a file"
                 )
             kinds[key] = "dir"
@@ -165,7 +190,7 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
         kind = "dir" if entry.kind == "dir" else "file"
         if key in kinds and (kind == "file" or kinds[key] == "file"):
             raise UnsafeNameError(
-                f"refused offer: {shown!r} and {printable(names[key])!r} name the same "
+                f"refused offer: '{shown}' and '{printable(names[key])}' name the same "
                 "file (or a file and a directory)"
             )
         kinds[key] = kind

@@ -427,6 +427,10 @@ def _frame(kind: int, obj: dict[str, Any]) -> bytes:
     return bytes([kind]) + body.encode("utf-8")
 
 
+frame = _frame
+"""``frame(kind, obj)``: one control frame of type ``kind`` with JSON body ``obj``, unchecked
+(tests use it to build what a well-behaved peer never sends)."""
+
 DATA_HEADER = bytes([Data.TYPE])
 DATA_END_OVERHEAD = 1 + DataEnd.HEADER.size
 

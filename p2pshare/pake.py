@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B
 
+from p2pshare.codes import words_from_key
 from p2pshare.errors import ProtocolError, WrongCodeError
 
 PROTOCOL_ID = b"p2pshare.v1"
@@ -110,6 +111,12 @@ class PakeSession:
         expected = _hkdf(self._require_key(), b"confirm " + self.role.peer.value.encode())
         if not hmac.compare_digest(expected, peer_confirmation):
             raise WrongCodeError()
+
+    def verification_words(self) -> tuple[str, ...]:
+        """A few words both sides derive from the shared key (``--verify``): if the two people
+        read out the same words, nobody sits in the middle. Derived with HKDF under its own
+        label, so showing them reveals nothing about the sealing keys."""
+        return words_from_key(_hkdf(self._require_key(), b"verify"))
 
     @staticmethod
     def _nonce(counter: int) -> bytes:

@@ -4,6 +4,13 @@ stdout) sees. The library never prints; the CLI picks one of these reporters.
 Much of what is shown came from the peer (names, text, error messages): rich's markup and
 emoji codes are off everywhere here, so ``[red]`` or ``:warning:`` in a name prints as written,
 and names arrive already escaped by ``files.printable``.
+
+What a person may copy (the code, the command to run, the link, the summary) is printed with
+``soft_wrap``: never cut by a newline, whatever the terminal's width or a pipe's.
+
+Sizes use one system everywhere, IEC (KiB, MiB, GiB; speeds in MiB/s): it is what ``ls -lh``,
+``du -h`` and ``df -h`` print, so a size shown here can be compared with the disk at a glance,
+and the thresholds the user reads about (partial files of 1 MiB or more) are round in it.
 """
 
 from __future__ import annotations
@@ -16,51 +23,148 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.status import Status
+from rich.text import Text
 
-from p2pshare import session
+from p2pshare import events
 from p2pshare.files import terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
+MIN_RATE_SECONDS = 0.1
+"""Below this a transfer is too short for its speed to mean anything: none is shown."""
+_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+
+def format_size(nbytes: int | float | None) -> str:
+    """``512 bytes``, ``1.0 KiB``, ``2.9 MiB``: IEC units, one decimal."""
+    if nbytes is None:
+        return "size unknown"
+    if nbytes < 1024:
+        return f"{int(nbytes)} byte{'s' if int(nbytes) != 1 else ''}"
+    value = float(nbytes)
+    for unit in _UNITS:
+        value /= 1024
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def format_rate(nbytes: int, seconds: float) -> str | None:
+    """``3.2 MiB/s``, or None when the transfer was too short to say."""
+    if seconds < MIN_RATE_SECONDS:
+        return None
+    return format_size(nbytes / seconds).replace("bytes", "B").replace("byte", "B") + "/s"
+
+
+class _SizeColumn(ProgressColumn):
+    """``1.2/3.0 MiB`` in IEC units (rich's DownloadColumn mixes in SI for speeds)."""
+
+    def render(self, task: Task) -> Text:
+        done = format_size(task.completed)
+        total = format_size(task.total) if task.total is not None else "?"
+        return Text(f"{done}/{total}")
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else format_size(speed) + "/s")
 
 
 class HumanReporter:
     """Progress bars and messages on stderr, for a person at a terminal."""
 
-    def __init__(self, label: str, raw_text: bool = False) -> None:
+    def __init__(
+        self,
+        label: str,
+        raw_text: bool = False,
+        *,
+        hide_progress: bool = False,
+        server: str | None = None,
+        qr: bool = False,
+        sending_text: bool = False,
+        verify: bool = False,
+    ) -> None:
         self.console = Console(stderr=True, highlight=False, markup=False, emoji=False)
         self.label = label
         self.raw_text = raw_text
         """Write a received text message's bytes as they came (``--raw``)."""
+        self.hide_progress = hide_progress
+        self.server = server
+        """The rendezvous server the user chose (--server), for the receive command."""
+        self.qr = qr
+        self.sending_text = sending_text
+        self.verify = verify
+        """Show the words derived from the session key (``--verify``)."""
+        self.progressed = False
+        """Some data moved (then an interruption leaves something to resume)."""
+        self.verb = "Sent"
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._status: Status | None = None
+
+    def searching(self, text: str) -> None:
+        """A spinner with ``text`` until the next event (a plain line when not a terminal)."""
+        if self.console.is_terminal:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self.say(text)
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def say(self, text: str) -> None:
-        """Print ``text`` as is: callers pass names through files.printable first."""
-        self.console.print(text, markup=False)
+        """Print ``text`` as is, never wrapped: callers pass names through files.printable."""
+        self.console.print(text, markup=False, soft_wrap=True)
 
-    def __call__(self, event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
-            command = receive_command(event)
+    def warn(self, message: str) -> None:
+        self.say(f"warning: {message}")
+
+    def __call__(self, event: events.SessionEvent) -> None:
+        self._stop_status()
+        if isinstance(event, events.CodeReady):
             self.say(f"Code: {event.code}")
-            self.say(f"On the other computer run: {command}")
-        elif isinstance(event, session.Connected):
+            if event.advertised:
+                self.say(f"On the other computer run: p2pshare receive {event.code}")
+                self.say(f"  (where multicast is blocked: {receive_command(event, self.server)})")
+            else:
+                self.say(f"On the other computer run: {receive_command(event, self.server)}")
+            link = browser_link(event.code, event.server or self.server)
+            if link is not None:
+                self.say(f"Or open in a browser: {link}")
+                if self.qr:
+                    self.console.file.write(qr_text(link))
+                    self.console.file.flush()
+        elif isinstance(event, events.Verification):
+            if self.verify:
+                self.say(
+                    f"Verify: {' '.join(event.words)} (the other side must show the same "
+                    "words; if not, stop with Ctrl-C)"
+                )
+        elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
-        elif isinstance(event, session.Notice):
+        elif isinstance(event, events.Notice):
             self.say(f"warning: {event.message}")
-        elif isinstance(event, session.Progress):
+        elif isinstance(event, events.Progress):
+            self.progressed = self.progressed or event.done > 0
+            if self.hide_progress:
+                return
             if self._bar is None:
                 self._bar = Progress(
                     TextColumn("{task.description}", markup=False),
                     BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
+                    _SizeColumn(),
+                    _SpeedColumn(),
                     TimeRemainingColumn(),
                     console=self.console,
                 )
@@ -70,11 +174,12 @@ class HumanReporter:
             self._bar.update(self._task, completed=event.done)
 
     def close(self) -> None:
+        self._stop_status()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
 
-    def done(self, result: session.TransferResult, verb: str) -> None:
+    def done(self, result: events.TransferResult, verb: str) -> None:
         self.close()
         if result.text is not None:
             # A received message goes to stdout escaped, terminal or not: a capture that is
@@ -83,50 +188,79 @@ class HumanReporter:
             sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
             sys.stdout.flush()
             return
-        where = f" to {result.path}" if verb == "Received" and result.path else ""
-        what = f"{result.files} files, " if result.files != 1 else ""
-        sent = result.sent
-        rate = sent / result.seconds / 1e6 if result.seconds > 0 else 0.0
-        resumed = (
-            f" (resumed: {result.resumed:,} bytes were already there, {sent:,} sent)"
-            if result.resumed
-            else ""
-        )
-        self.say(
-            f"{verb} {what}{result.bytes:,} bytes{where}{resumed} in {result.seconds:.1f} s "
-            f"({rate:.1f} MB/s), SHA-256 verified."
-        )
+        self.say(summary_line(result, verb, self.sending_text))
 
     def error(self, name: str, message: str) -> None:
         self.close()
-        self.console.print(f"p2pshare: error: {message}", markup=False, soft_wrap=True)
+        self.say(f"p2pshare: error: {message}")
 
 
 class JsonReporter:
-    """One JSON object per line on stdout; progress at most every 0.25 s."""
+    """One JSON object per line on stdout; progress at most every 0.25 s, never the same
+    figures twice (the final one is emitted exactly once)."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        server: str | None = None,
+        verify: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.out = out or sys.stdout
+        self.server = server
+        self.verify = verify
+        self.extra = extra or {}
+        """Fields added to every object (``send --many``: the receiver's id and label)."""
+        self.progressed = False
+        self.verb = "Sent"
         self._last_progress = 0.0
+        self._last_figures: tuple[int, int | None] | None = None
+        self._receivers: dict[int, JsonReporter] = {}
+        self.outcomes: list[events.ReceiverOutcome] = []
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=True) + "\n")
+        self.out.write(json.dumps({**obj, **self.extra}, ensure_ascii=True) + "\n")
         self.out.flush()
 
     def say(self, text: str) -> None:
         pass
 
-    def __call__(self, event: session.SessionEvent) -> None:
-        if isinstance(event, session.CodeReady):
+    def warn(self, message: str) -> None:
+        self.emit({"event": "warning", "message": message})
+
+    def searching(self, text: str) -> None:
+        pass
+
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.ForReceiver):
+            child = self._receivers.get(event.receiver)
+            if child is None:
+                child = JsonReporter(self.out, self.server, self.verify)
+                self._receivers[event.receiver] = child
+            child.extra = {"receiver": event.receiver, "label": event.label}
+            child(event.event)
+            self.progressed = self.progressed or child.progressed
+        elif isinstance(event, events.ReceiverDone):
+            self.outcomes.append(event.outcome)
+            self._receivers.pop(event.outcome.receiver, None)
+            self.emit({"event": "receiver-done", **_outcome_fields(event.outcome)})
+        elif isinstance(event, events.CodeBurned):
+            self.emit({"event": "code-burned", "served": event.served})
+        elif isinstance(event, events.CodeReady):
             self.emit(
                 {
                     "event": "code",
                     "code": event.code,
                     "server": event.server,
-                    "command": receive_command(event),
+                    "command": receive_command(event, self.server),
+                    "short_command": f"p2pshare receive {event.code}" if event.advertised else None,
+                    "link": browser_link(event.code, event.server or self.server),
                 }
             )
-        elif isinstance(event, session.Connected):
+        elif isinstance(event, events.Verification):
+            if self.verify:
+                self.emit({"event": "verify", "words": list(event.words)})
+        elif isinstance(event, events.Connected):
             path = event.path
             self.emit(
                 {
@@ -137,21 +271,26 @@ class JsonReporter:
                     "relay": path.relay if path else None,
                 }
             )
-        elif isinstance(event, session.Notice):
+        elif isinstance(event, events.Notice):
             self.emit({"event": "warning", "message": event.message})
-        elif isinstance(event, session.Progress):
+        elif isinstance(event, events.Progress):
+            self.progressed = self.progressed or event.done > 0
             now = time.monotonic()
+            figures = (event.done, event.total)
+            if figures == self._last_figures:
+                return
             if (
                 event.done in (0, event.total)
                 or now - self._last_progress >= JSON_PROGRESS_INTERVAL_S
             ):
                 self._last_progress = now
+                self._last_figures = figures
                 self.emit({"event": "progress", "done": event.done, "total": event.total})
 
     def close(self) -> None:
         pass
 
-    def done(self, result: session.TransferResult, verb: str) -> None:
+    def done(self, result: events.TransferResult, verb: str) -> None:
         done: dict[str, Any] = {
             "event": "done",
             "bytes": result.bytes,
@@ -169,10 +308,187 @@ class JsonReporter:
     def error(self, name: str, message: str) -> None:
         self.emit({"event": "error", "error": name, "message": message})
 
+    def summary(self, outcomes: list[events.ReceiverOutcome], stopped: str) -> None:
+        """``send --many``: every receiver with bytes, time and result."""
+        self.emit(
+            {
+                "event": "summary",
+                "stopped": stopped,
+                "served": sum(1 for o in outcomes if o.result == "done"),
+                "receivers": [_outcome_fields(o) for o in outcomes],
+            }
+        )
+
+
+def _outcome_fields(outcome: events.ReceiverOutcome) -> dict[str, Any]:
+    return {
+        "receiver": outcome.receiver,
+        "label": outcome.label,
+        "bytes": outcome.bytes,
+        "seconds": round(outcome.seconds, 3),
+        "result": outcome.result,
+        "message": outcome.message,
+    }
+
+
+class ManyHumanReporter(HumanReporter):
+    """``send --many`` for a person: one progress line per active receiver (its label) and
+    a total line; a line as each receiver ends; the summary of all at the end."""
+
+    def __init__(self, label: str, count: int | None = None, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.count = count
+        self.outcomes: list[events.ReceiverOutcome] = []
+        self._many_bar: Progress | None = None
+        self._tasks: dict[int, TaskID] = {}
+        self._done_bytes: dict[int, int] = {}
+        self._finished_bytes = 0
+        self._total_task: TaskID | None = None
+
+    def _bars(self) -> Progress:
+        if self._many_bar is None:
+            self._many_bar = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                _SizeColumn(),
+                _SpeedColumn(),
+                console=self.console,
+            )
+            self._many_bar.start()
+            self._total_task = self._many_bar.add_task("total", total=None)
+        return self._many_bar
+
+    def __call__(self, event: events.SessionEvent) -> None:
+        if isinstance(event, events.ForReceiver):
+            self._for_receiver(event)
+        elif isinstance(event, events.ReceiverDone):
+            self._receiver_done(event.outcome)
+        elif isinstance(event, events.CodeBurned):
+            self.say(
+                "A receiver typed a wrong code (or someone guessed): this code is burned and "
+                f"nobody else will be admitted; {event.served} served so far, transfers "
+                "under way finish."
+            )
+        else:
+            super().__call__(event)
+            if isinstance(event, events.CodeReady):
+                until = f"{self.count} have finished" if self.count else "Ctrl-C"
+                self.say(f"Serving everyone who has the code, until {until}.")
+
+    def _for_receiver(self, event: events.ForReceiver) -> None:
+        inner, label = event.event, event.label
+        if isinstance(inner, events.Progress):
+            self.progressed = self.progressed or inner.done > 0
+            self._done_bytes[event.receiver] = inner.done
+            if self.hide_progress:
+                return
+            bars = self._bars()
+            task = self._tasks.get(event.receiver)
+            if task is None:
+                task = bars.add_task(label, total=inner.total)
+                self._tasks[event.receiver] = task
+            bars.update(task, completed=inner.done, description=label)
+            self._update_total()
+        elif isinstance(inner, events.Connected):
+            self.say(f"{label}: connected" + (f", {inner.path.describe()}." if inner.path else "."))
+        elif isinstance(inner, events.Notice):
+            self.say(f"{label}: {inner.message}")
+        elif isinstance(inner, events.Verification) and self.verify:
+            self.say(f"{label}: verify: {' '.join(inner.words)}")
+
+    def _update_total(self) -> None:
+        if self._many_bar is not None and self._total_task is not None:
+            done = self._finished_bytes + sum(self._done_bytes.values())
+            self._many_bar.update(self._total_task, completed=done)
+
+    def _receiver_done(self, outcome: events.ReceiverOutcome) -> None:
+        self.outcomes.append(outcome)
+        self._done_bytes.pop(outcome.receiver, None)
+        self._finished_bytes += outcome.bytes
+        task = self._tasks.pop(outcome.receiver, None)
+        if task is not None and self._many_bar is not None:
+            self._many_bar.remove_task(task)
+        self._update_total()
+        self.say(outcome_line(outcome))
+
+    def close(self) -> None:
+        if self._many_bar is not None:
+            self._many_bar.stop()
+            self._many_bar = None
+        super().close()
+
+    def summary(self, outcomes: list[events.ReceiverOutcome], stopped: str) -> None:
+        self.close()
+        served = sum(1 for o in outcomes if o.result == "done")
+        why = {
+            "count": "all done",
+            "burned": "stopped: the code was burned by a wrong code",
+            "timeout": "stopped: --timeout reached",
+            "interrupted": "stopped with Ctrl-C",
+            "server": "stopped: the rendezvous server closed the room",
+        }.get(stopped, stopped)
+        self.say(f"Served {served} receiver{'s' if served != 1 else ''} ({why}):")
+        for outcome in outcomes:
+            self.say("  " + outcome_line(outcome))
+
+
+def outcome_line(outcome: events.ReceiverOutcome) -> str:
+    """``receiver 2, 127.0.0.1, direct: done, 3.0 MiB in 1.2 s (2.5 MiB/s)``."""
+    rate = format_rate(outcome.bytes, outcome.seconds)
+    timing = f" in {outcome.seconds:.1f} s" + (f" ({rate})" if rate else "")
+    result = outcome.result + (f" ({outcome.message})" if outcome.message else "")
+    if outcome.result == "done":
+        result = "done, SHA-256 verified"
+    return f"{outcome.label}: {result}, {format_size(outcome.bytes)}{timing}"
+
 
 Reporter = HumanReporter | JsonReporter
 
 
-def receive_command(event: session.CodeReady) -> str:
-    server = f" --server {event.server}" if event.server else ""
-    return f"p2pshare receive{server} {event.code}"
+def receive_command(event: events.CodeReady, server: str | None = None) -> str:
+    """The command the receiver runs: with ``--server`` when it needs one to find us (the
+    sender's embedded server, or the server the sender was told to use)."""
+    url = event.server or server
+    option = f" --server {url}" if url else ""
+    return f"p2pshare receive{option} {event.code}"
+
+
+def browser_link(code: str, server: str | None) -> str | None:
+    """The page a browser opens to receive ``code``: the rendezvous server serves it at ``/``
+    (``ws://`` becomes ``http://``, ``wss://`` ``https://``); the code goes in the fragment,
+    which a browser never sends to the server."""
+    if server is None:
+        return None
+    scheme, sep, rest = server.partition("://")
+    web = {"ws": "http", "wss": "https"}.get(scheme.lower())
+    if not sep or web is None:
+        return None
+    host = rest.split("/", 1)[0]
+    return f"{web}://{host}/#{code}"
+
+
+def qr_text(link: str) -> str:
+    """``link`` as a QR code drawn with block characters, for a phone's camera."""
+    import io
+
+    import segno
+
+    out = io.StringIO()
+    segno.make(link, error="m").terminal(out=out, compact=True)
+    return out.getvalue()
+
+
+def summary_line(result: events.TransferResult, verb: str, sent_text: bool = False) -> str:
+    """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), SHA-256 verified.``"""
+    if sent_text:
+        return f"{verb} the text message ({format_size(result.bytes)})."
+    where = f" to {result.path}" if verb == "Received" and result.path else ""
+    what = f"{result.files} files, " if result.files != 1 else ""
+    resumed = (
+        f" (resumed: {format_size(result.resumed)} already there, {format_size(result.sent)} sent)"
+        if result.resumed
+        else ""
+    )
+    rate = format_rate(result.sent, result.seconds)
+    timing = f" in {result.seconds:.1f} s ({rate})" if rate else ""
+    return f"{verb} {what}{format_size(result.bytes)}{where}{resumed}{timing}, SHA-256 verified."

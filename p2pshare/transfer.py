@@ -15,8 +15,11 @@
       │   close                                       │
       Ping either way every few seconds; Abort either way ends the transfer.
 
-Neither class touches a socket, file or clock. ``session.py`` feeds them frames and carries out
-what they return; tests drive them directly.
+Neither class touches a socket, file or clock. ``sender.py`` and ``receiver.py`` feed them
+frames and carry out what they return; tests drive them directly. The decisions about what goes
+on the wire live here: which message carries a chunk (:meth:`SenderProtocol.chunk`, with
+:class:`CompressionTrial`), when files are acknowledged and when Done may be sent
+(:meth:`ReceiverProtocol.finish`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from p2pshare import messages as m
-from p2pshare.errors import IntegrityError, P2PShareError, ProtocolError, error_from_peer
+from p2pshare.errors import (
+    DeclinedError,
+    IntegrityError,
+    P2PShareError,
+    ProtocolError,
+    error_from_peer,
+)
 from p2pshare.files import printable
 
 DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
@@ -34,6 +43,10 @@ DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
 ACK_EVERY_FILES = 256
 """The receiver acknowledges verified files cumulatively, at most this many at a time (and
 after any large file, and after the last), so small files cost no message of their own."""
+COMPRESS_MIN_BYTES = 4096
+COMPRESS_MAX_RATIO = 0.9
+"""A chunk is sent compressed only if that saves at least 10%; after a chunk that does not
+shrink, the rest of that file is sent raw (random data costs one trial per file)."""
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -141,6 +154,26 @@ def check_prefixes(offer: m.Offer, prefixes: list[m.Prefix]) -> None:
         last = prefix.index
 
 
+class CompressionTrial:
+    """Whether the chunks of one file go as DataZ (compressed) or Data, once compression was
+    agreed: see :data:`COMPRESS_MAX_RATIO`. One per file, fed every chunk in order."""
+
+    def __init__(self) -> None:
+        self.trying = True
+
+    def worth_trying(self, raw_len: int) -> bool:
+        """Whether to compress the next chunk, of ``raw_len`` bytes, at all."""
+        return self.trying and raw_len >= COMPRESS_MIN_BYTES
+
+    def use_compressed(self, raw_len: int, compressed_len: int) -> bool:
+        """Whether a chunk that compressed to ``compressed_len`` goes compressed; if not, the
+        rest of the file is not tried again."""
+        if compressed_len <= raw_len * COMPRESS_MAX_RATIO:
+            return True
+        self.trying = False
+        return False
+
+
 class SenderProtocol(_Side):
     """The sending side: offers ``offer``, then sends its entries in order within the credit."""
 
@@ -175,6 +208,11 @@ class SenderProtocol(_Side):
             return 0
         size = self.offer.files[index].size
         return None if size is None else size - self.sent_in_file
+
+    @property
+    def held_prefixes(self) -> list[m.Prefix | None]:
+        """What the receiver holds of each entry that carries data, in sending order."""
+        return [self.have.get(i) for i in self._order]
 
     def can_send(self, nbytes: int) -> bool:
         """Whether the receiver's credit covers ``nbytes`` more."""
@@ -245,6 +283,21 @@ class SenderProtocol(_Side):
         current = self.current
         self.sent_in_file = 0 if current is None else self._starts.get(current, 0)
 
+    def chunk(
+        self, payload: bytes, *, raw_len: int | None = None, sha256: str | None = None
+    ) -> list[bytes]:
+        """The frames for the next chunk of the current entry: the choice of message is made
+        here. ``raw_len`` set: ``payload`` is a zstd frame of that many bytes, sent as DataZ.
+        ``sha256`` set: the chunk (maybe empty) is the entry's last, so the entry ends too, in
+        the same DataEnd when raw, or with a FileEnd after a DataZ (DataEnd has no compressed
+        form). The caller stays within the credit."""
+        if raw_len is not None:
+            frames = [self.data_z(raw_len, payload)]
+            return frames if sha256 is None else [*frames, self.end_file(sha256)]
+        if sha256 is not None:
+            return [self.data_end(payload, sha256)]
+        return [self.data(payload)]
+
     def data(self, payload: bytes) -> bytes:
         """Frame the next bytes of the current entry; the caller stays within the credit."""
         self._count(len(payload))
@@ -288,10 +341,29 @@ class SenderProtocol(_Side):
         return m.encode(m.DataEnd(index, size, sha256, payload))
 
 
-class ReceiverProtocol(_Side):
-    """The receiving side: enforces order, declared counts and sizes, and its credit."""
+DEFAULT_MAX_OFFER_ENTRIES = 50_000
+"""Entries a receiver takes in one offer unless told otherwise: every entry costs memory
+before anything is shown, and the sender chooses how many there are."""
+DEFAULT_MAX_OFFER_BYTES = 8 * 1024 * 1024
+"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise."""
 
-    def __init__(self) -> None:
+
+class ReceiverProtocol(_Side):
+    """The receiving side: enforces order, declared counts and sizes, and its credit.
+
+    The offer is bounded before it is collected: a declared count over ``max_entries`` is
+    declined on the first message, and the messages are counted as they come, so a sender
+    cannot make the receiver hold more than ``max_offer_bytes`` of offer, whatever it claims.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_OFFER_ENTRIES,
+        max_offer_bytes: int = DEFAULT_MAX_OFFER_BYTES,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_offer_bytes = max_offer_bytes
+        self._offer_bytes = 0
         self._state = _State.OFFERING
         self.offer: m.Offer | None = None
         self._head: m.OfferHead | None = None
@@ -314,7 +386,20 @@ class ReceiverProtocol(_Side):
         if common is not None:
             return common
         if self._state is _State.OFFERING and self.offer is None:
+            if isinstance(msg, m.OfferHead | m.OfferMore):
+                self._offer_bytes += len(frame)
+                if self._offer_bytes > self.max_offer_bytes:
+                    raise DeclinedError(
+                        f"not accepted: the offer is larger than {self.max_offer_bytes:,} bytes "
+                        "of names (the receiver can raise this with --max-offer-bytes)"
+                    )
             if isinstance(msg, m.OfferHead) and self._head is None:
+                if msg.count > self.max_entries:
+                    raise DeclinedError(
+                        f"not accepted: the offer has {msg.count:,} entries, more than "
+                        f"{self.max_entries:,} (the receiver can raise this with "
+                        "--max-entries)"
+                    )
                 self._head = msg
                 return self._collect(msg.files)
             if isinstance(msg, m.OfferMore) and self._head is not None:
@@ -423,8 +508,8 @@ class ReceiverProtocol(_Side):
         return m.encode(m.Credit(grant))
 
     def file_verified(self, index: int) -> list[bytes]:
-        """Entry ``index`` is in place. Acknowledges cumulatively (every ACK_EVERY_FILES
-        files, after a large file, and after the last one, followed by Done)."""
+        """Entry ``index`` is in place. Acknowledges cumulatively (every ACK_EVERY_FILES files,
+        after a large file); the last file's acknowledgement waits for :meth:`finish`."""
         if (
             self.offer is None
             or self.verified >= self._position
@@ -433,25 +518,28 @@ class ReceiverProtocol(_Side):
             raise RuntimeError("file verified out of order")
         self.verified += 1
         self._unacked += 1
+        if self.received_all:
+            return []
         size = self.offer.files[index].size
-        last = self.verified == len(self._order)
-        if not (
-            last or self._unacked >= ACK_EVERY_FILES or size is None or size >= self.window // 4
-        ):
+        if not (self._unacked >= ACK_EVERY_FILES or size is None or size >= self.window // 4):
             return []
         self._unacked = 0
-        frames = [m.encode(m.FileAck(index))]
-        if last:
-            self._state = _State.FINISHED
-            frames.append(m.encode(m.Done()))
-        return frames
+        return [m.encode(m.FileAck(index))]
 
-    def finish_without_data(self) -> list[bytes]:
-        """An offer of directories only: nothing to receive, finish at once."""
-        if self._order:
-            raise RuntimeError("the offer has files")
+    @property
+    def received_all(self) -> bool:
+        """Every file of the accepted offer is verified (at once for an offer of directories
+        only): time to finish the directories, then to :meth:`finish`."""
+        return self._state is _State.TRANSFERRING and self.verified == len(self._order)
+
+    def finish(self) -> list[bytes]:
+        """Everything is in place, directories included: the last acknowledgement and Done,
+        which lets the sender close. Done is never sent before every file was verified."""
+        if not self.received_all:
+            raise RuntimeError("files are still outstanding")
         self._state = _State.FINISHED
-        return [m.encode(m.Done())]
+        frames = [m.encode(m.FileAck(self._order[-1]))] if self._order else []
+        return [*frames, m.encode(m.Done())]
 
     @property
     def finished(self) -> bool:
@@ -460,7 +548,7 @@ class ReceiverProtocol(_Side):
 
 def abort(error: P2PShareError) -> bytes:
     """The frame that tells the peer we stop, and why."""
-    return m.encode(m.Abort(error.name, error.message))
+    return m.encode(m.Abort(error.name, error.for_peer()))
 
 
 def ping() -> bytes:

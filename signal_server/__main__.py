@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from signal_server import __version__, eventloop
+from signal_server.redis_registry import RedisUnavailableError
 from signal_server.server import ServerSettings, start_server
 
 logger = logging.getLogger("signal_server")
 ENV_TURN_SECRET = "P2PSHARE_TURN_SECRET"  # noqa: S105 - a variable name
+ENV_REDIS = "P2PSHARE_SIGNAL_REDIS"
 
 
 def _count(text: str) -> int:
@@ -34,9 +38,22 @@ def _seconds(text: str, integer: bool = False) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    port = _count(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0 to 65535): {text!r}")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error of ours; --help shows the usage.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = ServerSettings()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="p2pshare-signal",
         description="Rendezvous server for p2pshare: pairs a sender and a receiver by the "
         "number at the start of their code and relays their end-to-end encrypted signalling. "
@@ -51,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--port",
-        type=_count,
+        type=_port,
         default=d.port,
         help="TCP port; 0 picks a free one (default: %(default)s)",
     )
@@ -86,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="simultaneous connections from one address (default: %(default)s)",
     )
     p.add_argument(
+        "--max-connections",
+        type=_count,
+        default=d.max_connections,
+        help="sockets open at once, half-open ones included (default: as many as the "
+        "open-file limit allows, less a reserve; the soft limit is raised to the hard one)",
+    )
+    p.add_argument(
         "--joins-per-ip-per-minute",
         type=_count,
         default=d.joins_per_ip_per_minute,
@@ -97,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.room_ttl_s,
         metavar="SECONDS",
         help="how long a code waits for its peer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-receivers-per-room",
+        type=_count,
+        default=d.max_receivers_per_room,
+        help="receivers at once in a room opened by send --many (default: %(default)s)",
+    )
+    p.add_argument(
+        "--many-room-ttl",
+        type=_seconds,
+        default=d.many_room_ttl_s,
+        metavar="SECONDS",
+        help="how long a send --many room lives at most (default: %(default)s)",
     )
     p.add_argument(
         "--idle-timeout",
@@ -155,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="lifetime of the TURN credentials handed out (default: %(default)s)",
     )
+    p.add_argument(
+        "--redis",
+        default=os.environ.get(ENV_REDIS),
+        metavar="URL",
+        help="share rooms with other instances through this Redis, e.g. "
+        f"redis://127.0.0.1:6379/0 (also {ENV_REDIS}; default: rooms in this process)",
+    )
+    p.add_argument(
+        "--static-dir",
+        default=None,
+        metavar="DIR",
+        help="folder of the browser page served at / (default: the one installed with the server)",
+    )
     return p
 
 
@@ -166,8 +216,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_messages_per_room=args.max_messages_per_room,
         max_rooms=args.max_rooms,
         max_conns_per_ip=args.max_conns_per_ip,
+        max_connections=args.max_connections,
         joins_per_ip_per_minute=args.joins_per_ip_per_minute,
         room_ttl_s=args.room_ttl,
+        max_receivers_per_room=args.max_receivers_per_room,
+        many_room_ttl_s=args.many_room_ttl,
         idle_timeout_s=args.idle_timeout,
         handshake_timeout_s=args.handshake_timeout,
         ping_interval_s=args.ping_interval,
@@ -176,6 +229,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         turn_urls=tuple(args.turn),
         turn_secret=args.turn_secret,
         turn_ttl_s=args.turn_ttl,
+        static_dir=args.static_dir,
+        redis_url=args.redis or None,
     )
 
 
@@ -190,9 +245,33 @@ async def serve_until_signalled(settings: ServerSettings) -> None:
         logger.info("shutting down (%d rooms open)", len(running.signal.registry))
 
 
+def raise_open_file_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every connection is a descriptor, and
+    systemd's usual soft limit of 1,024 is a few hundred sockets of a public server."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        # macOS refuses RLIM_INFINITY for the soft limit; settle for what it allows.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+    logger.debug("open-file limit %s -> %s", soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.redis:
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            parser.error("--redis needs the redis package: pip install 'p2pshare[redis]'")
     if args.turn and not args.turn_secret:
         parser.error(f"--turn needs --turn-secret (or {ENV_TURN_SECRET}) to mint credentials")
     for url in (*args.stun, *args.turn):
@@ -201,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.log_level != "debug":
+        # websockets logs "server listening on" (we print that line ourselves) and every
+        # connection at info; ours are the counts that matter.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    raise_open_file_limit()
     try:
         eventloop.run(serve_until_signalled(settings_from_args(args)))
     except OSError as exc:
@@ -208,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"p2pshare-signal: cannot listen on {args.host}:{args.port}: {exc.strerror}",
             file=sys.stderr,
         )
+        return 1
+    except RedisUnavailableError as exc:
+        print(f"p2pshare-signal: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,21 +9,36 @@ helpers. ``docs/protocol.md`` is the reference for other implementations.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-SUBPROTOCOL = "p2pshare.v1"
-PROTOCOL_VERSION = 1
-NAMEPLATE_RE = re.compile(r"[1-9][0-9]{0,5}")
-"""Nameplates are decimal numbers from 1 to 999999 without leading zeros."""
+from signal_server.wire import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNSUPPORTED_DATA,
+    ERROR_CLOSE_CODES,
+    NAMEPLATE_RE,
+    PROTOCOL_VERSION,
+    SIDE_RE,
+    SUBPROTOCOL,
+    ClientType,
+    ErrorCode,
+    RoomMode,
+    ServerType,
+)
 
-# Close codes sent with the final close frame. 1000-1015 are RFC 6455's; 4000-4999 are ours.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN_LATER = 1013
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_NORMAL",
+    "CLOSE_TOO_BIG",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNSUPPORTED_DATA",
+    "NAMEPLATE_RE",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
+]
 
 
 @dataclass(frozen=True)
@@ -34,18 +49,24 @@ class ErrorKind:
     close_code: int
 
 
-BAD_REQUEST = ErrorKind("bad-request", 4000)
-NO_SUCH_CODE = ErrorKind("no-such-code", 4001)
-CROWDED = ErrorKind("crowded", 4002)
-NAMEPLATE_TAKEN = ErrorKind("nameplate-taken", 4003)
-RATE_LIMITED = ErrorKind("rate-limited", 4004)
-ROOM_LIMIT = ErrorKind("room-limit", 4005)
-EXPIRED = ErrorKind("expired", 4006)
-PEER_LEFT = ErrorKind("peer-left", 4007)
-TIMEOUT = ErrorKind("timeout", 4008)
-UNSUPPORTED_VERSION = ErrorKind("unsupported-version", 4009)
-SERVER_FULL = ErrorKind("server-full", CLOSE_TRY_AGAIN_LATER)
-BINARY_FRAME = ErrorKind("bad-request", CLOSE_UNSUPPORTED_DATA)
+def _kind(code: ErrorCode) -> ErrorKind:
+    return ErrorKind(code, ERROR_CLOSE_CODES[code])
+
+
+BAD_REQUEST = _kind(ErrorCode.BAD_REQUEST)
+NO_SUCH_CODE = _kind(ErrorCode.NO_SUCH_CODE)
+CROWDED = _kind(ErrorCode.CROWDED)
+NAMEPLATE_TAKEN = _kind(ErrorCode.NAMEPLATE_TAKEN)
+RATE_LIMITED = _kind(ErrorCode.RATE_LIMITED)
+ROOM_LIMIT = _kind(ErrorCode.ROOM_LIMIT)
+EXPIRED = _kind(ErrorCode.EXPIRED)
+PEER_LEFT = _kind(ErrorCode.PEER_LEFT)
+TIMEOUT = _kind(ErrorCode.TIMEOUT)
+UNSUPPORTED_VERSION = _kind(ErrorCode.UNSUPPORTED_VERSION)
+SERVER_FULL = _kind(ErrorCode.SERVER_FULL)
+CLOSED = _kind(ErrorCode.CLOSED)
+UNSUPPORTED_MODE = _kind(ErrorCode.UNSUPPORTED_MODE)
+BINARY_FRAME = ErrorKind(ErrorCode.BAD_REQUEST, CLOSE_UNSUPPORTED_DATA)
 
 ERROR_KINDS = {
     kind.name: kind
@@ -61,6 +82,8 @@ ERROR_KINDS = {
         TIMEOUT,
         UNSUPPORTED_VERSION,
         SERVER_FULL,
+        CLOSED,
+        UNSUPPORTED_MODE,
     )
 }
 
@@ -88,6 +111,9 @@ class BadRequest(SignalError):
 class Allocate:
     """Ask the server for the smallest free nameplate and wait in its room."""
 
+    many: bool = False
+    """Open the room in many mode (one creator, several receivers, addressed by side)."""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -95,13 +121,29 @@ class Claim:
 
     nameplate: str
     create: bool
+    many: bool = False
+    """With ``create``: open the room in many mode."""
 
 
 @dataclass(frozen=True)
 class Send:
-    """Relay ``body`` (an opaque string) to the paired peer."""
+    """Relay ``body`` (an opaque string) to the paired peer; in many mode the creator names
+    the receiver with ``to``."""
 
     body: str
+    to: str | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Many mode, creator only: admit nobody else into the room."""
+
+
+@dataclass(frozen=True)
+class Kick:
+    """Many mode, creator only: close the receiver ``side``'s connection."""
+
+    side: str
 
 
 @dataclass(frozen=True)
@@ -109,7 +151,22 @@ class Bye:
     """The client is done with the room; the server closes the connection normally."""
 
 
-ClientMessage = Allocate | Claim | Send | Bye
+ClientMessage = Allocate | Claim | Send | Bye | Lock | Kick
+
+
+def _mode(obj: dict[str, Any]) -> bool:
+    """True for ``"mode":"many"``; absent or ``"single"`` is single mode."""
+    mode = obj.get("mode", RoomMode.SINGLE)
+    if mode not in (RoomMode.SINGLE, RoomMode.MANY):
+        raise BadRequest("field 'mode' must be 'single' or 'many'")
+    return bool(mode == RoomMode.MANY)
+
+
+def _side(obj: dict[str, Any], name: str) -> str:
+    side = _field(obj, name, str)
+    if not SIDE_RE.fullmatch(side):
+        raise BadRequest(f"field {name!r} must be a side number")
+    return str(side)
 
 
 def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
@@ -129,20 +186,27 @@ def parse_client_message(text: str) -> ClientMessage:
     if not isinstance(obj, dict):
         raise BadRequest("message must be a JSON object")
     kind = obj.get("type")
-    if kind == "allocate":
-        return Allocate()
-    if kind == "claim":
+    if kind == ClientType.ALLOCATE:
+        return Allocate(_mode(obj))
+    if kind == ClientType.CLAIM:
         nameplate = _field(obj, "nameplate", str)
         if not NAMEPLATE_RE.fullmatch(nameplate):
             raise BadRequest("nameplate must be a number from 1 to 999999")
         create = obj.get("create", False)
         if not isinstance(create, bool):
             raise BadRequest("field 'create' must be a bool")
-        return Claim(nameplate, create)
-    if kind == "send":
-        return Send(_field(obj, "body", str))
-    if kind == "bye":
+        many = _mode(obj)
+        if many and not create:
+            raise BadRequest("'mode' goes with 'create' (receivers join without it)")
+        return Claim(nameplate, create, many)
+    if kind == ClientType.SEND:
+        return Send(_field(obj, "body", str), _side(obj, "to") if "to" in obj else None)
+    if kind == ClientType.BYE:
         return Bye()
+    if kind == ClientType.LOCK:
+        return Lock()
+    if kind == ClientType.KICK:
+        return Kick(_side(obj, "side"))
     raise BadRequest("unknown message type")
 
 
@@ -155,28 +219,44 @@ def encode(message: dict[str, Any]) -> str:
 
 
 def welcome_msg(ice_servers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "welcome", "version": PROTOCOL_VERSION, "ice_servers": ice_servers}
+    return {"type": ServerType.WELCOME, "version": PROTOCOL_VERSION, "ice_servers": ice_servers}
 
 
-def allocated_msg(nameplate: str) -> dict[str, Any]:
-    return {"type": "allocated", "nameplate": nameplate}
+def allocated_msg(nameplate: str, many: bool = False) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.ALLOCATED, "nameplate": nameplate}
+    if many:
+        msg["mode"] = RoomMode.MANY  # the echo tells a client this server knows many mode
+    return msg
 
 
-def claimed_msg(nameplate: str) -> dict[str, Any]:
-    return {"type": "claimed", "nameplate": nameplate}
+def claimed_msg(nameplate: str, many: bool = False) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.CLAIMED, "nameplate": nameplate}
+    if many:
+        msg["mode"] = RoomMode.MANY
+    return msg
+
+
+def joined_msg(side: str) -> dict[str, Any]:
+    return {"type": ServerType.JOINED, "side": side}
 
 
 def paired_msg() -> dict[str, Any]:
-    return {"type": "paired"}
+    return {"type": ServerType.PAIRED}
 
 
-def relayed_msg(body: str) -> dict[str, Any]:
-    return {"type": "message", "body": body}
+def relayed_msg(body: str, side: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.MESSAGE, "body": body}
+    if side is not None:
+        msg["from"] = side
+    return msg
 
 
-def peer_left_msg() -> dict[str, Any]:
-    return {"type": "peer-left"}
+def peer_left_msg(side: str | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": ServerType.PEER_LEFT}
+    if side is not None:
+        msg["side"] = side
+    return msg
 
 
 def error_msg(kind: ErrorKind, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": kind.name, "message": message}
+    return {"type": ServerType.ERROR, "code": kind.name, "message": message}

@@ -17,9 +17,9 @@ P2PSHARE = str(BIN / "p2pshare")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def lab_env() -> dict[str, str]:
+def lab_env(**extra: str) -> dict[str, str]:
     """A peer in a lab namespace offers its namespace's real addresses."""
-    env = peer_env()
+    env = peer_env(**extra)
     del env["P2PSHARE_LOCAL_ADDRESSES"]
     return env
 
@@ -144,6 +144,35 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
             proc.wait()
 
 
+@contextmanager
+def hostile_peer(
+    module: str, server: str, case: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A test's hostile program (``python -m MODULE SERVER CASE``) that prints its code as
+    the first JSON line; yields the process and the code, and kills it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, server, case],
+        cwd=ROOT,
+        env=peer_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc, json.loads(proc.stdout.readline())["code"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def interruptible_env() -> dict[str, str]:
+    """For tests that act in the middle of a transfer (kill, Ctrl-C, fill the disk, cut the
+    path): small packets. With large packets a 64 MiB loopback transfer ends in ~0.2 s, before
+    the first throttled progress event a test could act on."""
+    return peer_env(P2PSHARE_LARGE_PACKETS="0")
+
+
 def start_pair(
     server: str,
     path: Path,
@@ -165,13 +194,6 @@ def start_pair(
     return sender, receiver
 
 
-def small_packets_env() -> dict[str, str]:
-    """For a transfer a test interrupts half way: 1,200-byte packets. With large packets
-    ~100 MiB cross loopback in a quarter of a second, before the progress event (at most one
-    per 0.25 s) that such a test waits for."""
-    return peer_env(P2PSHARE_LARGE_PACKETS="0")
-
-
 def leftovers(directory: Path) -> list[str]:
     """Everything in ``directory``: a failed receive must leave nothing (no temp files)."""
     return sorted(p.name for p in directory.iterdir())
@@ -191,15 +213,18 @@ def peak_rss(rss_file: Path) -> int:
     return int(rss_file.read_text().split()[-1]) * 1024
 
 
-def embedded_pair(src: Path, out: Path, host_a: str, host_b: str) -> tuple[Peer, Peer, str]:
+def embedded_pair(
+    src: Path, out: Path, host_a: str, host_b: str, **env: str
+) -> tuple[Peer, Peer, str]:
     """A sender in lab namespace ``host_a`` using its embedded rendezvous server, and a
-    receiver in ``host_b`` that runs the command it printed. Returns both and the server URL."""
-    sender = Peer(["send", str(src), "--json"], cwd=src.parent, env=lab_env(), netns=host_a)
+    receiver in ``host_b`` that runs the command it printed. Returns both and the server URL.
+    ``env``: extra environment for both."""
+    sender = Peer(["send", str(src), "--json"], cwd=src.parent, env=lab_env(**env), netns=host_a)
     event = sender.event("code")
     receiver = Peer(
         ["receive", event["code"], "--server", event["server"], "--json", "--yes", "-o", str(out)],
         cwd=out.parent,
-        env=lab_env(),
+        env=lab_env(**env),
         netns=host_b,
     )
     return sender, receiver, event["server"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import sys
 from typing import Any
@@ -16,14 +17,14 @@ from typing import Any
 from p2pshare import messages as m
 from p2pshare.codes import Code, generate_words
 from p2pshare.config import Settings
+from p2pshare.pairing import pair, rendezvous
 from p2pshare.pake import Role
-from p2pshare.session import _pair_and_connect, _rendezvous
 from p2pshare.webrtc import IceConfig
 from signal_server import eventloop
 
 
-def entry(path: str, size: int | None = 1, kind: str = "file") -> dict[str, Any]:
-    return {"path": path, "size": size, "mode": 0o644, "kind": kind}
+def entry(path: str, size: int | None = 1, kind: str = "file", **extra: Any) -> dict[str, Any]:
+    return {"path": path, "size": size, "mode": 0o644, "kind": kind, **extra}
 
 
 def offer(
@@ -40,7 +41,7 @@ def offer(
         "files": list(entries),
         "compression": list(compression),
     }
-    return m._frame(m.Offer.TYPE, head)
+    return m.frame(m.Offer.TYPE, head)
 
 
 def zstd_frame(data: bytes) -> bytes:
@@ -48,6 +49,9 @@ def zstd_frame(data: bytes) -> bytes:
 
     return bytes(zstandard.ZstdCompressor(level=1).compress(data))
 
+
+# Cases the receiver completes (exit 0): what is checked is what it did to the disk.
+COMPLETING = {"existing-dir-mode"}
 
 # name -> (frames sent before the receiver accepts, frames sent after it accepts)
 BAD_NAMES = {
@@ -58,6 +62,8 @@ BAD_NAMES = {
     "dot": "a/./b",
     "empty-component": "a//b",
     "backslash": "..\\..\\escaped.txt",
+    "partial-file-name": ".p2pshare-8d5fe0f2d6cf4a27.part",
+    "partial-record-name": "d/.p2pshare-8d5fe0f2d6cf4a27.json",
     "drive-letter": "C:evil.txt",
     "drive-path": "C:\\Windows\\evil.txt",
     "unc": "\\\\server\\share\\evil.txt",
@@ -92,7 +98,7 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
             "text-with-files": ([offer(entry("t", 1, "text"), entry("f"))], []),
             "more-entries-than-declared": ([offer(entry("a"), entry("b"), count=1, total=2)], []),
             "more-batches-than-declared": (
-                [offer(entry("a"), count=1), m._frame(m.OfferMore.TYPE, {"files": [entry("b")]})],
+                [offer(entry("a"), count=1), m.frame(m.OfferMore.TYPE, {"files": [entry("b")]})],
                 [],
             ),
             "total-mismatch": ([offer(entry("a", 5), total=4)], []),
@@ -119,6 +125,24 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                 [offer(entry("sneaky.bin", 1 << 20))],
                 [m.encode(m.DataZ(65536, zstd_frame(b"x" * 65536)))],
             ),
+            # Completes: a dir entry naming a directory the receiver already has (0700, with
+            # a secret), asking for 0777 and an old mtime, and a new file inside it.
+            "existing-dir-mode": (
+                [
+                    offer(
+                        entry("private", 0, "dir", mode=0o777, mtime=86400),
+                        entry("private/new.txt", 3),
+                    )
+                ],
+                [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
+            ),
+            # Declares a million entries: declined on the first message, nothing collected.
+            "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
+            "empty-message": ([offer(entry("e.txt", 3))], [b""]),
+            "home-ssh-key": (
+                [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
+                [],
+            ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],
                 [m.encode(m.Data(b"abc")), m.encode(m.FileEnd(0, 3, "0" * 64))],
@@ -128,21 +152,29 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
     return table
 
 
+def offer_at_caps() -> list[bytes]:
+    """The largest offer a receiver takes by default: 50,000 entries in just under 8 MiB of
+    messages (for measuring the receiver's memory before the prompt)."""
+    entries = tuple(m.FileEntry(f"d{i % 100:02d}/{'n' * 122}{i:06d}", 1) for i in range(50_000))
+    return m.Offer(entries).frames()
+
+
 async def main(server: str, case: str) -> None:
-    before, after = cases()[case]
+    before, after = (offer_at_caps(), []) if case == "offer-at-caps" else cases()[case]
     settings = Settings(server=server, ice=IceConfig(local_addresses=("127.0.0.1",)))
-    async with contextlib.AsyncExitStack() as stack:
-        rv, _ = await stack.enter_async_context(_rendezvous(settings))
+    async with rendezvous(settings) as (rv, _):
         code = Code(await rv.allocate(), generate_words(2))
         print(json.dumps({"code": str(code)}), flush=True)
-        link = await _pair_and_connect(rv, Role.SENDER, code, settings, stack, lambda e: None)
-        with contextlib.suppress(Exception):  # the receiver may hang up at any point
-            await send_case(link, before, after)
-        # Hang up as soon as the receiver aborts (or goes), as a real sender would.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(30):
-                while (frame := await link.incoming.get()) and frame[:1] != bytes([m.Abort.TYPE]):
-                    pass
+        async with pair(rv, Role.SENDER, code, settings) as link:
+            with contextlib.suppress(Exception):  # the receiver may hang up at any point
+                await send_case(link, before, after)
+            # Hang up as soon as the receiver aborts (or goes), as a real sender would.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    while (frame := await link.incoming.get()) and frame[:1] != bytes(
+                        [m.Abort.TYPE]
+                    ):
+                        pass
 
 
 async def send_case(link: Any, before: list[bytes], after: list[bytes]) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -95,3 +96,27 @@ async def assert_server_pairs(url: str) -> None:
     assert await recv_json(a) == {"type": "message", "body": "pong"}
     await a.close()
     await b.close()
+
+
+class HttpReply(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    """Header names lowercased; the last value wins."""
+    body: bytes
+
+
+async def http_request(url: str, target: str, *, method: str = "GET", extra: str = "") -> HttpReply:
+    """One raw HTTP/1.1 request to the server behind ``url`` (ws://HOST:PORT), read to EOF."""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout=15)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return HttpReply(int(status_line.split()[1]), headers, body)

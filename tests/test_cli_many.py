@@ -263,3 +263,54 @@ def test_text_message_to_a_pipe_is_escaped_unless_raw(
     else:
         assert proc.stdout == (b"hello \\x1b]0;PWNED\\x07\\x1b[2J \\u202eevil\\u202c \\x7fend\n")
         assert not any(c in proc.stdout for c in (b"\x1b", b"\x07", b"\x7f", "\u202e".encode()))
+
+
+def test_sender_refuses_names_a_receiver_would_refuse(server: str, tmp_path: Path) -> None:
+    """A file whose name holds an escape character is refused before any code is printed,
+    with exit 12 and the file named (escaped); the same for two names that differ by case."""
+    bad = tmp_path / "bad\x1b[31mname"
+    bad.write_text("x")
+    sender = Peer(["send", str(bad), "--server", server, "--json"], cwd=tmp_path)
+    assert sender.wait() == 12
+    error = sender.last("error")
+    assert error["error"] == "unsafe-name" and "bad\\x1b[31mname" in error["message"]
+    assert not any(e["event"] == "code" for e in sender.events)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "Readme.txt").write_text("a")
+    (tree / "README.TXT").write_text("b")
+    sender = Peer(["send", str(tree), "--server", server, "--json"], cwd=tmp_path)
+    assert sender.wait() == 12
+    assert "same file" in sender.last("error")["message"]
+
+
+def test_max_entries_declines_a_larger_offer(server: str, tmp_path: Path) -> None:
+    """--max-entries bounds what a receiver takes: a larger offer is declined (exit 9 both
+    sides) before anything is asked or written, and the message names the flag."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a", "b", "c"):
+        (tree / name).write_text(name)
+    out = tmp_path / "out"
+    out.mkdir()
+    sender = Peer(["send", str(tree), "--server", server, "--json"], cwd=tmp_path)
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        [
+            "receive",
+            code,
+            "--server",
+            server,
+            "--json",
+            "--yes",
+            "--max-entries",
+            "3",
+            "-o",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
+    assert receiver.wait() == 9 and sender.wait() == 9
+    assert "4 entries, more than 3" in receiver.last("error")["message"]
+    assert "--max-entries" in receiver.last("error")["message"]
+    assert leftovers(out) == []

@@ -70,3 +70,17 @@ def test_a_peer_cannot_choose_an_unearned_meaning(name: str) -> None:
     """Names outside PEER_ERRORS become 'the peer stopped' (exit 7), never exit 1, 4 or 6."""
     rebuilt = error_from_peer(name, "the other side: pretend")
     assert type(rebuilt) is PeerStoppedError and rebuilt.exit_code == 7
+
+
+def test_the_peer_is_never_told_our_paths_or_our_options() -> None:
+    """Local errors go to the peer as their peer text, or the class's generic text."""
+    from p2pshare.errors import DeclinedError, LocalFileError, ProtocolError
+
+    local = LocalFileError("/home/alice/out/x: permission denied")
+    assert local.for_peer() == "a local file could not be read or written."
+    declined = DeclinedError(
+        "/home/alice/out/a.txt already exists; pass --overwrite to replace it",
+        peer_message="declined: 'a.txt' already exists on the receiving side",
+    )
+    assert declined.for_peer() == "declined: 'a.txt' already exists on the receiving side"
+    assert ProtocolError("bad frame").for_peer() == "bad frame"

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from p2pshare.errors import ERRORS_BY_NAME, UnsafeNameError
-from tests.cli_helpers import ROOT, Peer, peer_env, run_signal_server
-from tests.hostile_sender import BAD_NAMES, cases
+from tests.cli_helpers import Peer, hostile_peer, peer_env, run_signal_server
+from tests.hostile_sender import BAD_NAMES, COMPLETING, cases
 
 EXIT_BY_CASE = {
+    "million-entries": 9,  # declined on the declared count, before any entry is collected
+    "home-ssh-key": 9,  # declined: hidden files at the top of the receiver's home
     "larger-than-disk": 11,  # disk-full: declined before any byte
     "symlink-file": 9,  # an existing entry (the link) is not replaced without --overwrite
 }
@@ -29,6 +30,7 @@ def server() -> Iterator[str]:
 
 
 def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer, Path, Path]:
+    """The receiver saves into ``out``; for the home-* cases ``out`` is its $HOME."""
     out, outside = tmp_path / "out", tmp_path / "outside"
     out.mkdir()
     outside.mkdir()
@@ -36,28 +38,22 @@ def run_case(server: str, tmp_path: Path, case: str, *extra: str) -> tuple[Peer,
         (out / "link").symlink_to(outside, target_is_directory=True)
     if case == "symlink-file":
         (out / "link").symlink_to(outside / "target.txt")
-    hostile = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile_sender", server, case],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert hostile.stdout is not None
-        code = json.loads(hostile.stdout.readline())["code"]
+    if case == "existing-dir-mode":
+        (out / "private").mkdir(mode=0o700)
+        (out / "private" / "secret").write_text("s")
+        os.utime(out / "private", (1_600_000_000, 1_600_000_000))
+    with hostile_peer("tests.hostile_sender", server, case) as (_, code):
+        env = peer_env(HOME=str(out)) if case.startswith("home-") else None
         receiver = Peer(
-            ["receive", code, "--server", server, "--yes", "-o", str(out), *extra], cwd=tmp_path
+            ["receive", code, "--server", server, "--yes", "-o", str(out), *extra],
+            cwd=tmp_path,
+            env=env,
         )
         receiver.wait()
-    finally:
-        hostile.kill()
-        hostile.wait()
     return receiver, out, outside
 
 
-@pytest.mark.parametrize("case", sorted(cases()))
+@pytest.mark.parametrize("case", sorted(set(cases()) - COMPLETING))
 def test_hostile_offer_is_refused(server: str, tmp_path: Path, case: str) -> None:
     """Refused with a clear reason; nothing written anywhere; nothing printed raw."""
     receiver, out, outside = run_case(server, tmp_path, case, "--json")
@@ -108,3 +104,17 @@ def test_every_bad_name_is_a_case() -> None:
         "trailing-dot",
         "trailing-space",
     } <= set(BAD_NAMES)
+
+
+def test_existing_directories_keep_their_mode_and_times(server: str, tmp_path: Path) -> None:
+    """A dir entry naming a directory the receiver already has (0700) does not chmod or utime
+    it, even when the transfer succeeds; the new file inside is received."""
+    receiver, out, _ = run_case(server, tmp_path, "existing-dir-mode", "--json")
+    assert receiver.proc.returncode == 0, (receiver.events, receiver.stderr)
+    st = (out / "private").stat()
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    # Writing new.txt inside updates the mtime as any write would; the sender's 86400 is
+    # never applied.
+    assert st.st_mtime > 1_600_000_000
+    assert (out / "private" / "new.txt").read_bytes() == b"abc"
+    assert (out / "private" / "secret").read_text() == "s"

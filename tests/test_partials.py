@@ -1,6 +1,6 @@
 """The receiver's partial files, on a real file system: kept, found, checked, never followed.
 
-These drive ``disk.plan`` and ``disk.Tree`` directly (the end-to-end proof is
+These drive ``layout.plan`` and ``tree.Tree`` directly (the end-to-end proof is
 tests/test_resume.py); the point here is what is on disk after each step.
 """
 
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from p2pshare import disk
 from p2pshare import messages as m
 from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
+from p2pshare.layout import Found, Layout, plan
+from p2pshare.partials import partial_names
+from p2pshare.tree import Tree
 
 MIB = 1 << 20
 DATA = bytes(range(256)) * (3 * MIB // 256)
@@ -23,13 +25,13 @@ OFFER = m.Offer((ENTRY,))
 PARTS: list[tuple[str, ...]] = [("big.bin",)]
 
 
-def layout(out: Path, resume: bool = True, overwrite: bool = False) -> disk.Layout:
-    return disk.plan(out, OFFER, PARTS, overwrite, resume)
+def layout(out: Path, resume: bool = True, overwrite: bool = False) -> Layout:
+    return plan(out, OFFER, PARTS, overwrite, resume)
 
 
 def interrupted(out: Path, upto: int) -> None:
     """Receive ``upto`` bytes, then stop as a failed receive does."""
-    tree = disk.Tree(layout(out), OFFER)
+    tree = Tree(layout(out), OFFER)
     tree.begin(0)
     tree.write(DATA[:upto])
     tree.close()
@@ -41,14 +43,14 @@ def names(out: Path) -> list[str]:
 
 def test_an_interrupted_file_is_kept_with_its_record_and_found_again(tmp_path: Path) -> None:
     interrupted(tmp_path, MIB + 5)
-    part, record = disk.partial_names(("big.bin",), ENTRY)
+    part, record = partial_names(("big.bin",), ENTRY)
     assert names(tmp_path) == sorted([part, record])
     assert (tmp_path / part).read_bytes() == DATA[: MIB + 5]
     assert (tmp_path / part).stat().st_mode & 0o777 == 0o600
     found = layout(tmp_path).found
-    assert found == {0: disk.Found(MIB + 5, complete=False)}
+    assert found == {0: Found(MIB + 5, complete=False)}
 
-    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree = Tree(layout(tmp_path), OFFER)
     [prefix] = tree.check_held()
     assert prefix == m.Prefix(0, MIB + 5, hashlib.sha256(DATA[: MIB + 5]).hexdigest())
     tree.resume(0, MIB + 5)
@@ -62,7 +64,7 @@ def test_an_interrupted_file_is_kept_with_its_record_and_found_again(tmp_path: P
 
 def test_a_rejected_prefix_is_truncated_not_spliced(tmp_path: Path) -> None:
     interrupted(tmp_path, 2 * MIB)
-    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree = Tree(layout(tmp_path), OFFER)
     tree.check_held()
     tree.resume(0, 0)
     tree.begin(0)
@@ -74,7 +76,7 @@ def test_a_rejected_prefix_is_truncated_not_spliced(tmp_path: Path) -> None:
 
 
 def test_no_resume_removes_the_partial_data(tmp_path: Path) -> None:
-    tree = disk.Tree(layout(tmp_path, resume=False), OFFER)
+    tree = Tree(layout(tmp_path, resume=False), OFFER)
     tree.begin(0)
     tree.write(DATA[:MIB])
     tree.close()
@@ -86,7 +88,7 @@ def test_partial_data_that_is_not_plainly_ours_is_ignored(tmp_path: Path, damage
     """A link in place of the part file, a record for another entry, a part file longer
     than the entry, or one with a second name: not offered, and never written through."""
     interrupted(tmp_path, 2 * MIB)
-    part, record = disk.partial_names(("big.bin",), ENTRY)
+    part, record = partial_names(("big.bin",), ENTRY)
     victim = tmp_path.parent / f"victim-{damage}"
     victim.write_bytes(b"precious")
     if damage == "symlink":
@@ -100,7 +102,7 @@ def test_partial_data_that_is_not_plainly_ours_is_ignored(tmp_path: Path, damage
     else:
         os.link(tmp_path / part, victim.with_suffix(".link"))
     assert layout(tmp_path).found == {}
-    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree = Tree(layout(tmp_path), OFFER)
     assert tree.check_held() == []
     tree.begin(0)
     tree.write(DATA)
@@ -115,9 +117,9 @@ def test_a_file_in_place_is_offered_whole_only_with_the_senders_mtime(tmp_path: 
     with pytest.raises(DeclinedError, match="already exists"):
         layout(tmp_path)  # mtime is now, not the sender's
     os.utime(tmp_path / "big.bin", (ENTRY.mtime or 0, ENTRY.mtime or 0))
-    assert layout(tmp_path).found == {0: disk.Found(len(DATA), complete=True)}
+    assert layout(tmp_path).found == {0: Found(len(DATA), complete=True)}
 
-    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree = Tree(layout(tmp_path), OFFER)
     [prefix] = tree.check_held()
     assert prefix.offset == len(DATA)
     tree.resume(0, len(DATA))
@@ -132,12 +134,12 @@ def test_a_file_in_place_that_differs_is_declined_or_left_alone(tmp_path: Path) 
     claim of a match is caught by the whole-file hash, and the file is left as it was."""
     (tmp_path / "big.bin").write_bytes(DATA)
     os.utime(tmp_path / "big.bin", (ENTRY.mtime or 0, ENTRY.mtime or 0))
-    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree = Tree(layout(tmp_path), OFFER)
     tree.check_held()
     with pytest.raises(DeclinedError, match="differs"):
         tree.resume(0, 0)
     tree.close()
-    tree = disk.Tree(layout(tmp_path), OFFER)
+    tree = Tree(layout(tmp_path), OFFER)
     tree.check_held()
     tree.resume(0, len(DATA))
     tree.begin(0)
@@ -153,10 +155,10 @@ def test_two_receives_of_one_file_into_one_place_do_not_share_the_partial(
     """The partial file's name comes from the entry, so a second receive of the same file
     into the same place at the same time would take it over: it is refused instead, and the
     first one's data is untouched."""
-    first = disk.Tree(layout(tmp_path), OFFER)
+    first = Tree(layout(tmp_path), OFFER)
     first.begin(0)
     first.write(DATA[:MIB])
-    second = disk.Tree(layout(tmp_path), OFFER)
+    second = Tree(layout(tmp_path), OFFER)
     with pytest.raises(LocalFileError, match="another p2pshare is receiving"):
         second.begin(0)
     second.close()
@@ -169,11 +171,11 @@ def test_two_receives_of_one_file_into_one_place_do_not_share_the_partial(
 
 def test_a_held_partial_cannot_be_resumed_by_another_receive(tmp_path: Path) -> None:
     interrupted(tmp_path, 2 * MIB)
-    first = disk.Tree(layout(tmp_path), OFFER)
+    first = Tree(layout(tmp_path), OFFER)
     first.check_held()
     first.resume(0, 2 * MIB)
     first.begin(0)
-    second = disk.Tree(layout(tmp_path), OFFER)
+    second = Tree(layout(tmp_path), OFFER)
     second.check_held()
     second.resume(0, 2 * MIB)
     with pytest.raises(LocalFileError, match="another p2pshare is receiving"):

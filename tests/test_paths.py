@@ -11,10 +11,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from p2pshare import disk
 from p2pshare import messages as m
 from p2pshare.errors import P2PShareError
 from p2pshare.files import UnsafeNameError, check_component, check_offer, printable
+from p2pshare.layout import plan
+from p2pshare.partials import TEMP_PREFIX
+from p2pshare.tree import Tree
 
 SEGMENTS = st.one_of(
     st.sampled_from(
@@ -82,13 +84,13 @@ def test_every_written_path_stays_inside_or_offer_is_refused(
         (base / "sibling").mkdir()
         try:
             parts = check_offer(offer)
-            layout = disk.plan(root, offer, parts, overwrite=False)
+            layout = plan(root, offer, parts, overwrite=False)
         except P2PShareError:
             return
         for p in parts:
             joined = os.path.normpath(root.joinpath(*p))
             assert joined.startswith(str(root) + os.sep)
-        tree = disk.Tree(layout, offer)
+        tree = Tree(layout, offer)
         try:
             tree.make_dirs()
             for index, entry in enumerate(offer.files):
@@ -99,7 +101,7 @@ def test_every_written_path_stays_inside_or_offer_is_refused(
         finally:
             tree.close()
         assert files_under(base) - {"out", "sibling"} == {"out/" + f for f in files_under(root)}
-        assert not any(f.startswith(disk.TEMP_PREFIX) for f in files_under(root))
+        assert not any(f.startswith(TEMP_PREFIX) for f in files_under(root))
 
 
 @pytest.mark.parametrize(
@@ -117,6 +119,9 @@ def test_every_written_path_stays_inside_or_offer_is_refused(
         "-rf",
         "~",
         "emoji \U0001f600.png",
+        "my\u00a0file.txt",  # a no-break space inside a name (macOS copy and paste)
+        "写真\u3000一覧.jpg",  # an ideographic space inside a Japanese name
+        ".p2pshare",  # only the .p2pshare- prefix is reserved
     ],
 )
 def test_ordinary_names_are_accepted(name: str) -> None:
@@ -158,6 +163,14 @@ def test_ordinary_names_are_accepted(name: str) -> None:
         "a<",
         "a|",
         "\ud800",
+        "CLOCK$",
+        "\u3164",  # Hangul filler: draws nothing
+        "a\u2800b",  # braille blank
+        "\u00a0a",  # leading no-break space
+        "a\u3000",  # trailing ideographic space
+        "\u3000",
+        ".p2pshare-0123456789abcdef.part",  # the receiver's own partial-file namespace
+        ".P2PShare-0123456789abcdef.json",
     ],
 )
 def test_hostile_names_are_refused(name: str) -> None:
@@ -193,3 +206,15 @@ def test_reporter_prints_peer_strings_without_markup_or_emoji() -> None:
     printed = reporter.console.file.getvalue()
     assert ":warning: invoice.pdf [bold red]x[/] [link=http://e]y[/link]" in printed
     assert "\u26a0" not in printed
+
+
+def test_hidden_entries_at_the_top_of_home_are_found() -> None:
+    """Into the home directory itself, .ssh/authorized_keys or .bashrc are named; elsewhere,
+    or deeper than the top, dot names are ordinary."""
+    from p2pshare.files import hidden_in_home
+
+    checked = [("photos", "a.jpg"), (".ssh", "authorized_keys")]
+    assert hidden_in_home(checked, destination_is_home=True) == ".ssh/authorized_keys"
+    assert hidden_in_home([(".bashrc",)], destination_is_home=True) == ".bashrc"
+    assert hidden_in_home(checked, destination_is_home=False) is None
+    assert hidden_in_home([("d", ".hidden")], destination_is_home=True) is None

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from p2pshare.progress import format_size
 from tests.cli_helpers import (
     Peer,
+    interruptible_env,
     leftovers,
     run_signal_server,
-    small_packets_env,
     start_pair,
 )
 
@@ -50,22 +51,17 @@ def out(tmp_path: Path) -> Path:
 
 
 def start(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
-    return start_pair(server, path, out, "--yes", *recv_args)
+    return start_pair(server, path, out, "--yes", *recv_args, env=interruptible_env())
 
 
 def partials(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".p2pshare-"))
 
 
-def start_to_interrupt(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
-    """:func:`start` for a transfer the test interrupts (small packets, see the helper)."""
-    return start_pair(server, path, out, "--yes", *recv_args, env=small_packets_env())
-
-
 def interrupt_receiver(server: str, path: Path, out: Path, *recv_args: str) -> int:
     """Start a transfer, SIGKILL the receiver once at least half has reached its disk, stop
     the sender; returns how many bytes the receiver had reported written."""
-    sender, receiver = start_to_interrupt(server, path, out, *recv_args)
+    sender, receiver = start(server, path, out, *recv_args)
     event = receiver.event("progress", where=lambda e: e["done"] >= e["total"] // 2)
     receiver.kill()
     sender.send_signal(signal.SIGINT)
@@ -105,7 +101,7 @@ def test_sender_killed_receiver_reports_it_and_resend_resumes(
 ) -> None:
     """A sender that dies without a word: the receiver reports the lost peer (after the
     silence deadline), keeps what it got, and a resend continues from there."""
-    sender, receiver = start_to_interrupt(server, source, out)
+    sender, receiver = start(server, source, out)
     event = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     sender.kill()
     assert receiver.wait(timeout=60) == 7
@@ -163,7 +159,7 @@ def test_a_different_file_of_the_same_name_is_not_resumed(
 def test_no_resume_keeps_nothing_and_sends_everything(server: str, source: Path, out: Path) -> None:
     """--no-resume: an interrupted receive leaves no file at all, and a resend with it
     ignores partial data (and removes it once the file is complete)."""
-    sender, receiver = start_to_interrupt(server, source, out, "--no-resume")
+    sender, receiver = start(server, source, out, "--no-resume")
     receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     receiver.send_signal(signal.SIGINT)
     assert receiver.wait() == 130 and sender.wait() == 7
@@ -220,4 +216,4 @@ def test_human_output_says_what_was_already_there(server: str, source: Path, out
     assert "already here from an earlier attempt" in receiver.stderr
     kept = sender.last("done")["resumed"]
     assert kept > 0
-    assert f"resumed: {kept:,} bytes were already there" in receiver.stderr
+    assert f"resumed: {format_size(kept)} already there" in receiver.stderr

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from signal_server.server import RunningServer
 from tests.signal_helpers import (
@@ -221,16 +222,19 @@ async def test_max_rooms_limit(start_signal: Any) -> None:
 
 
 async def test_connections_per_ip_limit(start_signal: Any) -> None:
-    """One address cannot hold more than its share of connections; others still get in."""
+    """One address cannot hold more than its share of connections (refused at accept, with
+    HTTP 429 when the client gets to read it); others still get in."""
     async with start_signal(max_conns_per_ip=2) as signal:
         held = [await open_client(signal.url, source_ip="127.0.0.5") for _ in range(2)]
-        extra = await connect(
-            signal.url,
-            subprotocols=["p2pshare.v1"],  # type: ignore[list-item]
-            local_addr=("127.0.0.5", 0),
-        )
-        code, _, seen = await expect_close(extra)
-        assert code == 4004 and seen[0]["code"] == "rate-limited"
+        with pytest.raises((InvalidHandshake, ConnectionClosed, OSError)) as refused:
+            await connect(
+                signal.url,
+                subprotocols=["p2pshare.v1"],  # type: ignore[list-item]
+                local_addr=("127.0.0.5", 0),
+            )
+        if isinstance(refused.value, InvalidStatus):
+            assert refused.value.response.status_code == 429
+        assert signal.signal.stats["refused:429"] == 1
         other = await open_client(signal.url, source_ip="127.0.0.6")
         await send_json(other, {"type": "allocate"})
         assert (await recv_json(other))["type"] == "allocated"
@@ -355,10 +359,10 @@ async def test_raw_tcp_junk_is_dropped(signal: RunningServer) -> None:
     assert b"101" not in data.split(b"\r\n", 1)[0]
 
 
-async def test_plain_http_gets_upgrade_required(signal: RunningServer) -> None:
-    """A browser or curl hitting the server gets 426, not a hang."""
-    data = await _raw_exchange(signal.url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert data.startswith(b"HTTP/1.1 426")
+async def test_plain_http_to_an_unknown_path_gets_404(signal: RunningServer) -> None:
+    """A plain GET that is neither the page nor /healthz gets a 404, not a hang."""
+    data = await _raw_exchange(signal.url, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 404")
 
 
 async def test_healthz(signal: RunningServer) -> None:

@@ -51,7 +51,8 @@ def run_transfer(
     assert sender.receive(receiver.accept(window)[0]) == [transfer.Accepted(window)]
     got: list[bytes | None] = [None if blob is None else b"" for blob in data]
     if all(blob is None for blob in data):
-        assert sender.receive(receiver.finish_without_data()[0]) == [transfer.Finished()]
+        assert receiver.received_all
+        assert [e for f in receiver.finish() for e in sender.receive(f)] == [transfer.Finished()]
         return got
     for index, blob in enumerate(data):
         if blob is None:
@@ -84,8 +85,10 @@ def run_transfer(
             assert ended_events == [transfer.FileEnded(index, digest)]
         for frame in receiver.file_verified(index):
             for event in sender.receive(frame):
-                assert isinstance(event, transfer.FileAcked | transfer.Finished)
-    assert receiver.finished
+                assert isinstance(event, transfer.FileAcked)
+    assert receiver.received_all and not receiver.finished
+    finished = [event for frame in receiver.finish() for event in sender.receive(frame)]
+    assert finished[-1] == transfer.Finished() and receiver.finished
     return got
 
 
@@ -133,6 +136,8 @@ def test_small_files_cost_one_message_each_and_acks_are_batched() -> None:
         assert [type(e) for e in events] == [transfer.ChunkReceived, transfer.FileEnded]
         for frame in receiver.file_verified(i):
             acks += sender.receive(frame)
+    for frame in receiver.finish():
+        acks += sender.receive(frame)
     assert acks == [
         transfer.FileAcked(255),
         transfer.FileAcked(511),
@@ -188,17 +193,17 @@ def test_more_entries_than_declared_are_refused() -> None:
     receiver = transfer.ReceiverProtocol()
     with pytest.raises(ProtocolError, match="more entries"):
         receiver.receive(
-            m._frame(m.Offer.TYPE, {"v": 1, "count": 1, "total": 2, "files": [entry, entry]})
+            m.frame(m.Offer.TYPE, {"v": 1, "count": 1, "total": 2, "files": [entry, entry]})
         )
     receiver = transfer.ReceiverProtocol()
-    receiver.receive(m._frame(m.Offer.TYPE, {"v": 1, "count": 2, "total": 2, "files": [entry]}))
+    receiver.receive(m.frame(m.Offer.TYPE, {"v": 1, "count": 2, "total": 2, "files": [entry]}))
     with pytest.raises(ProtocolError, match="more entries"):
-        receiver.receive(m._frame(m.OfferMore.TYPE, {"files": [entry, entry]}))
+        receiver.receive(m.frame(m.OfferMore.TYPE, {"files": [entry, entry]}))
     # A complete offer takes no more batches.
     receiver = transfer.ReceiverProtocol()
     deliver_offer(receiver, offer(1, 2))
     with pytest.raises(ProtocolError):
-        receiver.receive(m._frame(m.OfferMore.TYPE, {"files": [entry]}))
+        receiver.receive(m.frame(m.OfferMore.TYPE, {"files": [entry]}))
 
 
 def test_offer_total_must_match() -> None:
@@ -206,7 +211,7 @@ def test_offer_total_must_match() -> None:
     receiver = transfer.ReceiverProtocol()
     head = {"v": 1, "count": 1, "total": 5, "files": [{"path": "a", "size": 4, "mode": 420}]}
     with pytest.raises(ProtocolError, match="total"):
-        receiver.receive(m._frame(m.Offer.TYPE, head))
+        receiver.receive(m.frame(m.Offer.TYPE, head))
 
 
 def test_stream_size_is_checked_at_its_end() -> None:
@@ -437,7 +442,7 @@ def test_the_sender_refuses_bad_prefixes(entries: list[list[object]]) -> None:
     sender, _ = offered(10, 10)
     sender.receive(m.encode(m.Accept(100, None, len(entries))))
     with pytest.raises(ProtocolError):
-        sender.receive(m._frame(m.Have.TYPE, {"entries": entries}))
+        sender.receive(m.frame(m.Have.TYPE, {"entries": entries}))
 
 
 def test_prefixes_only_for_regular_files_and_not_more_than_declared() -> None:
@@ -515,3 +520,138 @@ def test_every_resume_comes_before_any_data() -> None:
         sender.data(b"x")
     with pytest.raises(ProtocolError, match="before the resume"):
         receiver.receive(m.encode(m.Data(b"x")))
+
+
+# -- decisions the session used to make -------------------------------------------------------
+
+
+def zstd_offered(*sizes: int) -> tuple[transfer.SenderProtocol, transfer.ReceiverProtocol]:
+    entries = tuple(m.FileEntry(f"f{i}", s) for i, s in enumerate(sizes))
+    sender = transfer.SenderProtocol(m.Offer(entries, compression=("zstd",)))
+    receiver = transfer.ReceiverProtocol()
+    for frame in sender.start():
+        receiver.receive(frame)
+    sender.receive(receiver.accept(1000, "zstd")[0])
+    return sender, receiver
+
+
+def test_the_protocol_picks_the_message_for_each_chunk() -> None:
+    """Raw chunks go as Data, a raw last chunk (even empty) as one DataEnd; a compressed chunk
+    as DataZ, and a compressed last one as DataZ then FileEnd (DataEnd is never compressed)."""
+    sender, receiver = zstd_offered(10, 10, 0)
+    plan = [
+        (sender.chunk(b"01234"), [m.Data]),
+        (sender.chunk(b"56789", sha256="a" * 64), [m.DataEnd]),
+        (sender.chunk(b"zstd", raw_len=6), [m.DataZ]),
+        (sender.chunk(b"zs", raw_len=4, sha256="b" * 64), [m.DataZ, m.FileEnd]),
+        (sender.chunk(b"", sha256="c" * 64), [m.DataEnd]),
+    ]
+    events: list[transfer.Event] = []
+    for frames, kinds in plan:
+        assert [type(m.decode(f)) for f in frames] == kinds
+        events += [e for f in frames for e in receiver.receive(f)]
+    assert [e for e in events if isinstance(e, transfer.FileEnded)] == [
+        transfer.FileEnded(0, "a" * 64),
+        transfer.FileEnded(1, "b" * 64),
+        transfer.FileEnded(2, "c" * 64),
+    ]
+    assert sender.current is None and sender.credit == receiver.outstanding == 1000 - 20
+
+
+def test_a_compressed_chunk_needs_agreed_compression() -> None:
+    """Without an agreed codec the sender refuses to frame a compressed chunk at all."""
+    sender, _ = offered(10)
+    sender.receive(m.encode(m.Accept(100)))
+    with pytest.raises(RuntimeError, match="compression"):
+        sender.chunk(b"zstd", raw_len=10)
+
+
+def test_compression_is_used_only_where_it_pays() -> None:
+    """Small chunks are not tried; a chunk goes compressed only if that saves 10%; after one
+    that does not, the rest of the file is not tried again."""
+    trial = transfer.CompressionTrial()
+    assert not trial.worth_trying(transfer.COMPRESS_MIN_BYTES - 1)
+    assert trial.worth_trying(transfer.COMPRESS_MIN_BYTES)
+    assert trial.use_compressed(10_000, 9_000)
+    assert trial.worth_trying(10_000)
+    assert not trial.use_compressed(10_000, 9_001)
+    assert not trial.worth_trying(65_536)
+    assert transfer.CompressionTrial().worth_trying(65_536)  # the next file tries again
+
+
+def test_done_waits_for_finish() -> None:
+    """The last file's acknowledgement and Done are only sent by finish(), which the receiver
+    calls once everything (directories included) is in place, and never before every file was
+    verified."""
+    sender, receiver = offered(3, 4)
+    receiver.accept(100)
+    sender.receive(m.encode(m.Accept(100)))
+    assert not receiver.received_all
+    with pytest.raises(RuntimeError):
+        receiver.finish()
+    receiver.receive(sender.data_end(b"abc", "a" * 64))
+    assert receiver.file_verified(0) == []  # small: acknowledged later, cumulatively
+    receiver.receive(sender.data_end(b"defg", "b" * 64))
+    with pytest.raises(RuntimeError):
+        receiver.finish()  # file 1 arrived but is not verified yet
+    assert receiver.file_verified(1) == []
+    assert receiver.received_all and not receiver.finished
+    frames = receiver.finish()
+    assert [m.decode(f) for f in frames] == [m.FileAck(1), m.Done()]
+    assert [e for f in frames for e in sender.receive(f)] == [
+        transfer.FileAcked(1),
+        transfer.Finished(),
+    ]
+    assert receiver.finished
+    with pytest.raises(RuntimeError):
+        receiver.finish()
+
+
+def test_an_offer_without_data_finishes_once_accepted() -> None:
+    """Directories only: nothing to receive, so Done may go as soon as the offer is accepted
+    (and the directories are made), not before."""
+    receiver = transfer.ReceiverProtocol()
+    deliver_offer(receiver, m.Offer((m.FileEntry("d", 0, kind="dir"),)))
+    assert not receiver.received_all
+    receiver.accept(100)
+    assert receiver.received_all
+    assert [m.decode(f) for f in receiver.finish()] == [m.Done()]
+
+
+def test_the_sender_lists_held_prefixes_in_sending_order() -> None:
+    """One slot per entry that carries data (directories have none), in offer order."""
+    entries = (m.FileEntry("a", 10), m.FileEntry("d", 0, kind="dir"), m.FileEntry("d/b", 10))
+    sender = transfer.SenderProtocol(m.Offer(entries))
+    sender.start()
+    prefix = m.Prefix(2, 4, "a" * 64)
+    sender.receive(m.encode(m.Accept(100, None, 1)))
+    sender.receive(m.encode(m.Have((prefix,))))
+    assert sender.held_prefixes == [None, prefix]
+
+
+def _offer_frames(count: int, name_chars: int = 8) -> list[bytes]:
+    entries = tuple(m.FileEntry(f"{i:0{name_chars}d}", 1) for i in range(count))
+    return transfer.SenderProtocol(m.Offer(entries)).start()
+
+
+def test_an_offer_declaring_too_many_entries_is_declined_on_its_first_message() -> None:
+    """The declared count is checked before any entry is collected."""
+    frames = _offer_frames(1_001)
+    receiver = transfer.ReceiverProtocol(max_entries=1_000)
+    with pytest.raises(DeclinedError, match="1,001 entries, more than 1,000"):
+        receiver.receive(frames[0])
+    accepted = transfer.ReceiverProtocol(max_entries=1_001)
+    assert [e for f in frames for e in accepted.receive(f)][-1] == transfer.OfferReceived(
+        m.Offer(tuple(m.FileEntry(f"{i:08d}", 1) for i in range(1_001)))
+    )
+
+
+def test_an_offer_over_the_byte_cap_is_declined_while_it_arrives() -> None:
+    """Messages are counted as they come: the receiver never holds more than the cap."""
+    frames = _offer_frames(3_000, name_chars=200)
+    assert len(frames) > 3
+    cap = len(frames[0]) + len(frames[1]) + 10
+    receiver = transfer.ReceiverProtocol(max_offer_bytes=cap)
+    assert receiver.receive(frames[0]) == [] and receiver.receive(frames[1]) == []
+    with pytest.raises(DeclinedError, match="larger than"):
+        receiver.receive(frames[2])

@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from p2pshare import disk
+from p2pshare import codec
 from p2pshare import messages as m
 from p2pshare.errors import IntegrityError, ProtocolError, WrongCodeError
 from p2pshare.pake import PakeSession, Role
@@ -242,7 +242,7 @@ def test_compressed_frame_decompresses_to_the_raw_bytes() -> None:
     assert isinstance(message, m.DataZ)
     assert message.raw_len == vector["raw_len"]
     assert message.payload.hex() == vector["zstd_frame_hex"]
-    assert disk.decompress(message.payload, message.raw_len).hex() == vector["raw_hex"]
+    assert codec.decompress(message.payload, message.raw_len).hex() == vector["raw_hex"]
 
 
 @pytest.mark.parametrize("vector", FRAMES["compression"]["invalid"], ids=lambda v: v["reason"])
@@ -251,7 +251,7 @@ def test_bad_compressed_frames_fail_integrity(vector: dict[str, Any]) -> None:
     message = m.decode(bytes.fromhex(vector["hex"]))
     assert isinstance(message, m.DataZ)
     with pytest.raises(IntegrityError):
-        disk.decompress(message.payload, message.raw_len)
+        codec.decompress(message.payload, message.raw_len)
 
 
 # -- rendezvous.json --------------------------------------------------------------------------

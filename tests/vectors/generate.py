@@ -1,7 +1,7 @@
 """Regenerate the cross-language test vectors: ``python -m tests.vectors.generate``.
 
 Every value in the JSON files comes from the real Python code (``p2pshare.pake``,
-``p2pshare.messages``, ``p2pshare.disk``, ``signal_server.protocol``) with fixed inputs, so the
+``p2pshare.messages``, ``p2pshare.codec``, ``signal_server.protocol``) with fixed inputs, so the
 output is byte-identical from run to run; ``tests/test_vectors.py`` checks that, and checks every
 vector in both directions. Intermediate SPAKE2 values are recomputed here from the ``spake2``
 0.9 building blocks and cross-checked against :class:`~p2pshare.pake.PakeSession`, so that an

@@ -1,0 +1,101 @@
+"""`receive` start to the first byte on disk, measured honestly.
+
+The receiver's progress events are throttled (one per 0.25 s in --json), so timing them
+measures the throttle. This watches the output directory instead: the clock stops when any
+file in it (the temporary file the data lands in) first has a byte. Real processes on
+loopback: p2pshare-signal, a sender already waiting, then `p2pshare receive`, N times.
+
+    python bench/first_byte.py --runs 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def first_byte(server: str, source: Path, out: Path, env: dict[str, str]) -> float:
+    sender = subprocess.Popen(
+        [BIN / "p2pshare", "send", str(source), "--server", server, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sender.stdout is not None
+    code = json.loads(sender.stdout.readline())["code"]
+    started = time.perf_counter()
+    receiver = subprocess.Popen(
+        [BIN / "p2pshare", "receive", code, "--server", server, "--yes", "--json", "-o", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    elapsed = None
+    while elapsed is None and receiver.poll() is None:
+        for entry in os.scandir(out):
+            if entry.stat(follow_symlinks=False).st_size > 0:
+                elapsed = time.perf_counter() - started
+                break
+        else:
+            time.sleep(0.0005)  # polling the disk: this is the measurement, not synchronisation
+    receiver.wait()
+    sender.wait()
+    if elapsed is None:
+        raise RuntimeError("no byte reached the disk")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--mib", type=int, default=16)
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
+    env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
+    work = Path(tempfile.mkdtemp(prefix="p2pshare-fb-"))
+    source = work / "data.bin"
+    source.write_bytes(os.urandom(args.mib << 20))
+    server_proc = subprocess.Popen(
+        [
+            BIN / "p2pshare-signal",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--joins-per-ip-per-minute",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server_proc.stdout is not None
+        server = server_proc.stdout.readline().split()[-1]
+        times = []
+        for run in range(args.runs):
+            out = work / f"out{run}"
+            out.mkdir()
+            times.append(first_byte(server, source, out, env))
+            shutil.rmtree(out)
+        print(
+            f"receive start to first byte on disk, {args.runs} runs: median "
+            f"{statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f})"
+        )
+    finally:
+        server_proc.terminate()
+        server_proc.wait()
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The options ``send`` and ``receive`` share, and turning them into :class:`Settings`.
+
+A bad option is a usage error: :class:`UsageProblem`, printed by ``cli.main`` like every other
+(one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from p2pshare.config import (
+    ENV_LOCAL_ADDRESSES,
+    ENV_SERVER,
+    ENV_STUN,
+    ENV_TURN,
+    ENV_TURN_PASSWORD,
+    ENV_TURN_USER,
+    IceConfig,
+    Settings,
+    window_bytes_from_env,
+)
+from p2pshare.rendezvous import parse_server_url
+
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar=ENV_SERVER,
+        metavar="URL",
+        show_envvar=True,
+        help="Rendezvous server (ws://HOST:PORT or wss://...). On send, without it the sender "
+        "runs one in its own process on this machine's network address and advertises it "
+        "on the local network (mDNS); on receive, without it the sender is looked for there.",
+    ),
+]
+LocalAddressOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--local-address",
+        metavar="ADDR",
+        help="Offer only this local IP address to the peer (repeatable; also "
+        f"{ENV_LOCAL_ADDRESSES}, comma-separated). 127.0.0.1 connects two programs on one "
+        "machine. Without --server, the sender's rendezvous server listens on the first.",
+    ),
+]
+StunOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stun",
+        metavar="URL",
+        rich_help_panel="Network",
+        help=f"STUN server, e.g. stun:stun.example.org:3478 (repeatable; also {ENV_STUN}, "
+        "comma-separated). Used before any the rendezvous server suggests.",
+    ),
+]
+TurnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--turn",
+        envvar=ENV_TURN,
+        metavar="URL",
+        rich_help_panel="Network",
+        help="TURN server, e.g. turn:turn.example.org:3478?transport=udp, with "
+        "--turn-user and --turn-password. Used before the rendezvous server's.",
+    ),
+]
+TurnUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--turn-user",
+        envvar=ENV_TURN_USER,
+        metavar="USER",
+        rich_help_panel="Network",
+        help="TURN username.",
+    ),
+]
+TurnPasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--turn-password",
+        envvar=ENV_TURN_PASSWORD,
+        metavar="PASSWORD",
+        rich_help_panel="Network",
+        help=f"TURN password (better in {ENV_TURN_PASSWORD}: argv is public).",
+    ),
+]
+RelayOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--relay-only",
+        rich_help_panel="Network",
+        help="Only connect through the TURN relay (hides your addresses from the peer).",
+    ),
+]
+DirectOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--direct-only",
+        rich_help_panel="Network",
+        help="Never relay through TURN: connect directly or fail.",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON lines on stdout instead of progress bars.")
+]
+VerboseOpt = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Log what happens (-vv: and aiortc).")
+]
+
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Show a few words derived from the session key on both sides: read them to "
+        "each other; different words mean someone is in the middle (stop with Ctrl-C).",
+    ),
+]
+HideProgressOpt = Annotated[
+    bool, typer.Option("--hide-progress", help="Do not show the progress bar.")
+]
+
+
+class UsageProblem(Exception):
+    """Bad arguments: printed by :func:`main` like every usage error, exit 2."""
+
+
+def usage(message: str) -> NoReturn:
+    raise UsageProblem(message)
+
+
+def server_url(server: str | None) -> str | None:
+    """``--server`` as a ws:// or wss:// URL (``HOST:PORT`` and ``http(s)://`` accepted); a
+    malformed one is a usage error."""
+    if not server:
+        return None
+    try:
+        return parse_server_url(server)
+    except ValueError as exc:
+        usage(str(exc))
+
+
+def from_env_list(values: list[str] | None, env: str) -> list[str]:
+    if values:
+        return list(values)
+    return [v.strip() for v in os.environ.get(env, "").split(",") if v.strip()]
+
+
+def settings_from_options(
+    server: str | None,
+    local_address: list[str] | None,
+    stun: list[str] | None = None,
+    turn: str | None = None,
+    turn_user: str | None = None,
+    turn_password: str | None = None,
+    relay_only: bool = False,
+    direct_only: bool = False,
+    **kw: Any,
+) -> Settings:
+    """Settings from the command line; bad network options are usage errors."""
+    if relay_only and direct_only:
+        usage("--relay-only and --direct-only exclude each other")
+    servers: list[dict[str, Any]] = []
+    stun_urls = from_env_list(stun, ENV_STUN)
+    for url in [*stun_urls, *([turn] if turn else [])]:
+        try:
+            _check_ice_url(url)
+        except ValueError:
+            usage(f"not a STUN/TURN URL: {url} (like stun:host:3478 or turn:host:3478)")
+    if stun_urls:
+        servers.append({"urls": stun_urls})
+    if turn:
+        if not (turn_user and turn_password):
+            usage("--turn needs --turn-user and --turn-password")
+        servers.append({"urls": [turn], "username": turn_user, "credential": turn_password})
+    addresses = from_env_list(local_address, ENV_LOCAL_ADDRESSES)
+    policy = "relay" if relay_only else "direct" if direct_only else "all"
+    ice = IceConfig(servers=tuple(servers), local_addresses=tuple(addresses) or None, policy=policy)
+    try:
+        window = window_bytes_from_env()
+    except ValueError as exc:
+        usage(str(exc))
+    return Settings(server=server or None, ice=ice, window_bytes=window, **kw)
+
+
+def _check_ice_url(url: str) -> None:
+    # aiortc's own parser, loaded only when a STUN or TURN URL is given.
+    from p2pshare.webrtc import check_ice_url
+
+    check_ice_url(url)

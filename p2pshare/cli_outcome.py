@@ -1,0 +1,129 @@
+"""How a command ends: run the library's coroutine, then print the result or the one-line
+error and exit with its code (the summary and exit code of ``send --many`` included)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, NoReturn
+
+import typer
+
+from p2pshare.errors import (
+    ConnectError,
+    InterruptedTransferError,
+    P2PShareError,
+    PeerLostError,
+    SignallingError,
+    WrongCodeError,
+)
+from p2pshare.events import ManyResult, ReceiverOutcome, TransferResult
+from p2pshare.progress import JsonReporter, ManyHumanReporter, Reporter
+from signal_server import eventloop
+
+
+def setup_logging(verbose: int) -> None:
+    if not verbose:
+        return
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+    logging.getLogger("p2pshare").setLevel(logging.DEBUG)
+    logging.getLogger("signal_server").setLevel(logging.DEBUG)
+    if verbose >= 2:
+        for name in ("aiortc", "aioice"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def run_command(
+    coro: Coroutine[Any, Any, TransferResult],
+    reporter: Reporter,
+    verb: str,
+    verbose: int,
+    resumable: bool = False,
+) -> NoReturn:
+    try:
+        result = eventloop.run(coro)
+    except P2PShareError as exc:
+        fail(reporter, exc, verbose, resumable)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        fail(reporter, InterruptedTransferError(), verbose, resumable)
+    except Exception as exc:
+        if verbose:
+            logging.getLogger("p2pshare").exception("unexpected error")
+        fail(
+            reporter,
+            P2PShareError(
+                f"unexpected error: {type(exc).__name__}: {exc} "
+                "(please report this; -v shows details)"
+            ),
+            verbose,
+        )
+    reporter.done(result, verb)
+    raise typer.Exit(0)
+
+
+def run_many(
+    coro: Coroutine[Any, Any, ManyResult],
+    reporter: Reporter,
+    count: int | None,
+    verbose: int,
+) -> NoReturn:
+    """``send --many``: the summary of every receiver, then an exit code saying how it
+    ended (see the send command's help)."""
+    try:
+        result = eventloop.run(coro)
+    except P2PShareError as exc:
+        fail(reporter, exc, verbose)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        outcomes = list(getattr(reporter, "outcomes", []))
+        many_summary(reporter, outcomes, "interrupted")
+        cut = any(o.result == InterruptedTransferError.name for o in outcomes)
+        raise typer.Exit(InterruptedTransferError.exit_code if cut or count else 0) from None
+    outcomes = list(result.receivers)
+    many_summary(reporter, outcomes, result.stopped)
+    served = result.served
+    if result.stopped == "burned":
+        error: P2PShareError | None = WrongCodeError(
+            f"a receiver typed a wrong code: the code is burned, {served} receiver"
+            f"{'s' if served != 1 else ''} served"
+        )
+    elif result.stopped == "timeout" and count is not None and served < count:
+        error = PeerLostError(f"--timeout reached with {served} of {count} receivers served")
+    elif result.stopped == "server":
+        error = SignallingError("the rendezvous server closed the room")
+    else:
+        error = None
+    if error is not None:
+        reporter.error(error.name, error.message)
+        raise typer.Exit(error.exit_code)
+    raise typer.Exit(0)
+
+
+def many_summary(reporter: Reporter, outcomes: list[ReceiverOutcome], stopped: str) -> None:
+    if isinstance(reporter, ManyHumanReporter | JsonReporter):
+        reporter.summary(outcomes, stopped)
+
+
+RESUME_HINT = {
+    "Received": "the data received so far was kept (files of 1 MiB or more); when the same "
+    "files are sent to this place again, the transfer resumes from there",
+    "Sent": "the receiver keeps what it got (files of 1 MiB or more); sending the same files "
+    "again to the same place resumes from there",
+}
+
+
+def fail(
+    reporter: Reporter, exc: P2PShareError, verbose: int, resumable: bool = False, verb: str = ""
+) -> NoReturn:
+    if verbose:
+        logging.getLogger("p2pshare").debug("failed", exc_info=exc)
+    message = exc.message
+    interrupted = isinstance(exc, InterruptedTransferError | PeerLostError | ConnectError)
+    if resumable and interrupted and reporter.progressed:
+        message += f"; {RESUME_HINT[reporter.verb]}"
+    reporter.error(exc.name, message)
+    raise typer.Exit(exc.exit_code)

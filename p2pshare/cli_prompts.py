@@ -1,0 +1,124 @@
+"""What the receiver is asked at the terminal: the code (Tab completes its words; unknown
+words are questioned before connecting), and lines read through the event loop so that Ctrl-C
+or the sender cancelling ends a prompt at once; and the one-line description of an offer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+
+import typer
+
+from p2pshare.codes import Code, closest_word, unknown_words
+from p2pshare.codes import complete as complete_code
+from p2pshare.errors import InterruptedTransferError
+from p2pshare.events import OfferSummary
+from p2pshare.progress import format_size
+
+
+def ask_code() -> str:
+    """The ``Code:`` prompt: Tab completes the words; Ctrl-C or Ctrl-D gives up (130)."""
+    with contextlib.suppress(ImportError):
+        import readline
+
+        readline.set_completer_delims(" \t\n")
+        readline.set_completer(completer)
+        readline.parse_and_bind("tab: complete")
+    while True:
+        try:
+            text = prompt_input("Code: ")
+        except (KeyboardInterrupt, EOFError):
+            sys.stderr.write("\n")
+            raise typer.Exit(InterruptedTransferError.exit_code) from None
+        if text.strip():
+            return text
+
+
+def completer(text: str, state: int) -> str | None:
+    matches = complete_code(text)
+    return matches[state] if state < len(matches) else None
+
+
+def prompt_input(prompt: str) -> str:
+    """input(), with the prompt on stderr when stdout is not the terminal (``-o -``)."""
+    if sys.stdout.isatty():
+        return input(prompt)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return input()
+
+
+def check_words(parsed: Code) -> bool:
+    """Before connecting: words outside the list are likely typos, and a wrong code burns
+    the sender's. True to go on (they are right, or the code was chosen with --code)."""
+    unknown = unknown_words(parsed)
+    if not unknown:
+        return True
+    hints = []
+    for word in unknown:
+        near = closest_word(word)
+        hints.append(f"{word!r}" + (f" (did you mean {near!r}?)" if near else ""))
+    sys.stderr.write(
+        f"Not in p2pshare's word list: {', '.join(hints)}. A wrong code cancels the "
+        "sender's; right only if the sender chose the code.\n"
+    )
+    try:
+        answer = prompt_input("Use it anyway? [y/N] ")
+    except (KeyboardInterrupt, EOFError):
+        sys.stderr.write("\n")
+        raise typer.Exit(InterruptedTransferError.exit_code) from None
+    return answer.strip().lower() in ("y", "yes")
+
+
+def complete_code_argument(incomplete: str) -> list[str]:
+    return complete_code(incomplete)
+
+
+async def ask_line(prompt: str) -> str | None:
+    """One line typed at the terminal, or None at end of input (Ctrl-D).
+
+    Read with the event loop's reader, not in a thread, so that Ctrl-C or the sender
+    cancelling ends the prompt at once (a thread blocked in input() cannot be stopped).
+    """
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ready
+    except asyncio.CancelledError:
+        sys.stderr.write("\n")
+        raise
+    finally:
+        loop.remove_reader(fd)
+    data = os.read(fd, 4096)
+    if not data:
+        sys.stderr.write("\n")
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+def describe_offer(offer: OfferSummary) -> str:
+    """One line for the receiver: what, how much, where. Names are already printable."""
+    if offer.is_text:
+        return f"a text message ({format_size(offer.total_bytes)})"
+    counts = [f"{offer.files} file{'s' if offer.files != 1 else ''}"]
+    if offer.dirs:
+        counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
+    names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
+    where = f" into {offer.destination}" if offer.destination else " to standard output"
+    found = (
+        f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
+        if offer.found_bytes
+        else ""
+    )
+    return f"{names} ({', '.join(counts)}, {format_size(offer.total_bytes)}){where}{found}"

@@ -1,0 +1,163 @@
+"""What a transfer tells its caller: the events passed to ``on_event``, the offer a receiver
+is asked to confirm, and the result. Importable without aiortc (the CLI's reporters use it)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from p2pshare.webrtc import NetworkPath
+
+
+@dataclass(frozen=True)
+class CodeReady:
+    """The sender's code is ready to be read out; ``server`` is set when the receiver must be
+    told which rendezvous server to use (the sender's embedded one)."""
+
+    code: str
+    server: str | None
+    advertised: bool = False
+    """The embedded server is advertised on the local network (mDNS): a receiver there
+    finds it with the code alone."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Words derived from the session key, the same on both sides unless someone sits in
+    the middle: for two people to compare aloud (``--verify``)."""
+
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The data channel to the peer is open; ``path`` says how (None if unknown)."""
+
+    path: NetworkPath | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int | None
+    """None while the size is unknown (a stream from stdin)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the transfer (a skipped symlink)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class OfferSummary:
+    """What the receiver is asked to accept. Names are already made printable."""
+
+    files: int
+    dirs: int
+    total_bytes: int | None
+    names: tuple[str, ...]
+    """The top-level names (at most 10), printable."""
+    destination: Path | None
+    """Where it goes; None for a text message or --output -."""
+    is_text: bool = False
+    found_bytes: int = 0
+    """Bytes already on disk from an earlier attempt (checked with the sender before use)."""
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    bytes: int
+    """The size of everything transferred, including data the receiver already had."""
+    seconds: float
+    files: int
+    sha256: str | None
+    """The SHA-256 when exactly one file was transferred."""
+    path: Path | None
+    sent: int
+    """Bytes that crossed the network this time (before compression); less than ``bytes``
+    when an interrupted transfer was resumed."""
+    text: str | None = None
+
+    @property
+    def resumed(self) -> int:
+        """Bytes the receiver already had (checked, not sent again)."""
+        return self.bytes - self.sent
+
+
+@dataclass(frozen=True)
+class ForReceiver:
+    """``send --many``: ``event`` concerns receiver number ``receiver`` (1, 2, ... in the
+    order they joined) only."""
+
+    receiver: int
+    event: SessionEvent
+    label: str = ""
+    """Who, as far as known: ``receiver 3, 192.0.2.7, direct`` once connected."""
+
+
+@dataclass(frozen=True)
+class ReceiverOutcome:
+    """How one receiver of ``send --many`` ended."""
+
+    receiver: int
+    label: str
+    """``receiver 3, 192.0.2.7, direct``: who, for people telling receivers apart."""
+    bytes: int
+    seconds: float
+    result: str
+    """``done``, ``wrong-code``, or the name of the error that stopped it."""
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ReceiverDone:
+    outcome: ReceiverOutcome
+
+
+@dataclass(frozen=True)
+class CodeBurned:
+    """A receiver failed key confirmation: the sender admits nobody else on this code."""
+
+    served: int
+    """Receivers that had finished by then."""
+
+
+@dataclass(frozen=True)
+class ManyResult:
+    """What ``send --many`` did: every receiver that proved the code (or failed to), and why
+    the sender stopped: ``count`` (N finished), ``burned``, ``timeout``, ``interrupted``, or
+    ``server`` (the rendezvous room ended)."""
+
+    receivers: tuple[ReceiverOutcome, ...]
+    stopped: str
+
+    @property
+    def served(self) -> int:
+        return sum(1 for r in self.receivers if r.result == "done")
+
+
+SessionEvent = (
+    CodeReady
+    | Connected
+    | Progress
+    | Notice
+    | Verification
+    | ForReceiver
+    | ReceiverDone
+    | CodeBurned
+)
+EventSink = Callable[[SessionEvent], None]
+Confirm = Callable[[OfferSummary], Awaitable[bool]]
+ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]
+"""Asked when files of the offer already exist here (and nothing said --overwrite): given
+them and, for a single file, a free name to save it as instead, returns ``"overwrite"``,
+``"rename"`` or ``"cancel"``."""
+
+
+def ignore(event: SessionEvent) -> None:
+    """The default ``on_event``: nothing to report to."""

@@ -1,0 +1,284 @@
+"""``send --many``: one code, one room in many mode, a pairing and a transfer per receiver.
+
+::
+
+    sender (ManySender)                 rendezvous (many mode)              receivers
+      │ allocate/claim mode=many ───────>│                                     │
+      │<── joined side=1 ────────────────│<── claim ───────────── receiver 1   │
+      │<══ SPAKE2 + confirmation, addressed to side 1 (its own keys) ═══════>│
+      │    (its confirmation checked first, through the one CodeGuard)        │
+      │── sealed offer to 1 ─> ICE, DTLS ══ data channel ══ Sender.run ═════>│
+      │<── joined side=2 ... the same, concurrently, at most --parallel       │
+      │    transfers at a time; the others are told (sealed) to wait          │
+      │ wrong confirmation from side k: lock the room, say so, let the        │
+      │ connected finish, admit nobody else                                   │
+
+Each receiver has its own :class:`~p2pshare.pake.PakeSession`, peer connection,
+:class:`~p2pshare.sender.Sender` (credits, resume, read-ahead of the files, so the data is read
+once per receiver through the page cache, never held whole) and progress, reported as
+:class:`~p2pshare.events.ForReceiver` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from p2pshare import aiortc_patches
+from p2pshare.codes import Code
+from p2pshare.config import Settings
+from p2pshare.errors import InterruptedTransferError, P2PShareError, WrongCodeError
+from p2pshare.events import (
+    CodeBurned,
+    Connected,
+    EventSink,
+    ForReceiver,
+    ManyResult,
+    Notice,
+    Progress,
+    ReceiverDone,
+    ReceiverOutcome,
+    SessionEvent,
+)
+from p2pshare.pairing import (
+    CodeGuard,
+    authenticate_receiver,
+    connect,
+    tell_to_wait,
+)
+from p2pshare.pake import PakeSession
+from p2pshare.rendezvous import ManyRoom, SideRelay
+from p2pshare.sender import Sender
+from p2pshare.sources import Source
+from p2pshare.webrtc import PeerLink
+from p2pshare.wire import telling_peer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARALLEL = 2
+"""Transfers at once: each costs a core's worth of SCTP work at full speed."""
+
+
+class _Receiver:
+    """What the sender knows of one receiver while it is served."""
+
+    def __init__(self, number: int, on_event: EventSink) -> None:
+        self.number = number
+        self.label = f"receiver {number}"
+        self.done_bytes = 0
+        self.started = time.monotonic()
+        self.labelled = False
+        self._on_event = on_event
+
+    def __call__(self, event: SessionEvent) -> None:
+        if isinstance(event, Connected) and not self.labelled:
+            return  # pairing's own; ours follows with the address in the label
+        if isinstance(event, Progress):
+            self.done_bytes = event.done
+        self._on_event(ForReceiver(self.number, event, self.label))
+
+    def connected(self, link: PeerLink) -> None:
+        path = link.path()
+        how = "relayed" if path is not None and path.kind == "relay" else "direct"
+        address = _remote_address(link)
+        self.label = ", ".join(x for x in (f"receiver {self.number}", address, how) if x)
+        self.labelled = True
+
+    def outcome(self, result: str, message: str | None = None) -> ReceiverOutcome:
+        seconds = time.monotonic() - self.started
+        return ReceiverOutcome(self.number, self.label, self.done_bytes, seconds, result, message)
+
+
+def _remote_address(link: PeerLink) -> str | None:
+    """The receiver's address on the nominated path (shown to the sender only)."""
+    sctp = link.pc.sctp
+    pair = aiortc_patches.nominated_pair(sctp.transport.transport) if sctp else None
+    return str(pair[1].host) if pair is not None else None
+
+
+class ManySender:
+    """Serves ``sources`` to each receiver that proves ``code`` in ``room``; :meth:`run`
+    once. ``count`` None: until cancelled (or ``timeout_s``)."""
+
+    def __init__(
+        self,
+        room: ManyRoom,
+        code: Code,
+        sources: list[Source],
+        settings: Settings,
+        on_event: EventSink,
+        *,
+        count: int | None = None,
+        parallel: int = DEFAULT_PARALLEL,
+    ) -> None:
+        self.room = room
+        self.code = code
+        self.sources = sources
+        self.settings = settings
+        self.on_event = on_event
+        self.count = count
+        self.guard = CodeGuard()
+        self.slots = asyncio.Semaphore(parallel)
+        self.outcomes: list[ReceiverOutcome] = []
+        self.admitted = 0
+        """Proven receivers whose transfer is under way (or waits for a slot)."""
+        self.proven = 0
+        """Proven receivers not finished yet, waiting their turn included: they are served
+        even when the code burns or the time is up."""
+        self._numbers = 0
+        self._changed = asyncio.Condition()
+        self._pending: dict[asyncio.Task[None], SideRelay] = {}
+        """Receivers still in their PAKE: cancelled when the code burns."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+        """Admitting nobody else (the code burned, or the time is up)."""
+
+    @property
+    def served(self) -> int:
+        return sum(1 for o in self.outcomes if o.result == "done")
+
+    async def run(self, timeout_s: float | None = None) -> ManyResult:
+        admission = asyncio.create_task(self._admit())
+        stopped = "count"
+        try:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._until(self._finished)
+                if self.guard.burned:
+                    stopped = "burned"
+                elif admission.done() and admission.exception() is not None:
+                    stopped = "server"
+            except TimeoutError:
+                stopped = "timeout"
+                # Stop admitting; whoever is being served finishes.
+                await self._stop_admitting()
+                await self._until(lambda: self.proven == 0)
+        finally:
+            admission.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(admission, *self._tasks, return_exceptions=True)
+        return ManyResult(tuple(self.outcomes), stopped)
+
+    def _finished(self) -> bool:
+        if self.closed or self.room.failed:
+            return self.proven == 0
+        return self.count is not None and self.served >= self.count
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        async with self._changed:
+            await self._changed.wait_for(condition)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _admit(self) -> None:
+        try:
+            while True:
+                relay = await self.room.next_receiver()
+                task = asyncio.create_task(self._serve(relay))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            await self._notify()
+
+    def _may_start(self) -> bool:
+        if self.count is None:
+            return True
+        return self.served >= self.count or self.served + self.admitted < self.count
+
+    async def _serve(self, relay: SideRelay) -> None:
+        if self.closed:
+            await relay.kick()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._pending[task] = relay
+        try:
+            pake = await authenticate_receiver(relay, self.code, self.settings, self.guard)
+        except P2PShareError as exc:
+            failure: P2PShareError | None = exc
+        else:
+            failure = None
+        finally:
+            self._pending.pop(task, None)
+        if isinstance(failure, WrongCodeError):
+            self._numbers += 1
+            receiver = _Receiver(self._numbers, self.on_event)
+            self._end(receiver.outcome("wrong-code", "key confirmation failed"))
+            await self._burn()
+            await relay.close()
+            return
+        if failure is not None and self.closed:
+            await relay.kick()  # the code burned while this one proved (or not) its own
+            return
+        if failure is not None:
+            # Gone before proving anything: nobody to report.
+            logger.info("a receiver left during its PAKE: %s", failure.message)
+            await relay.close()
+            return
+        if self.closed:
+            await relay.kick()
+            return
+        self._numbers += 1
+        receiver = _Receiver(self._numbers, self.on_event)
+        self.proven += 1
+        try:
+            # Proven, it waits (told so) while the count is covered by transfers under way
+            # (one may still fail) or every slot is busy.
+            if not self._may_start() or self.slots.locked():
+                busy = "the sender is serving other receivers; you are next in line"
+                await tell_to_wait(relay, pake, busy)
+                receiver(Notice(f"{receiver.label} waits for a free transfer slot"))
+            await self._until(self._may_start)
+            if self.count is not None and self.served >= self.count:
+                return  # served enough: it goes when the room does
+            self.admitted += 1
+            try:
+                await self._transfer(relay, pake, receiver)
+            finally:
+                self.admitted -= 1
+        finally:
+            self.proven -= 1
+            await self._notify()
+            await relay.close()
+
+    async def _transfer(self, relay: SideRelay, pake: PakeSession, receiver: _Receiver) -> None:
+        try:
+            async with self.slots:
+                receiver.started = time.monotonic()
+                async with connect(relay, pake, self.settings, receiver) as link:
+                    receiver.connected(link)
+                    receiver(Connected(link.path()))
+                    async with telling_peer(link):
+                        result = await Sender(link, self.sources, self.settings, receiver).run()
+            receiver.done_bytes = result.bytes
+            self._end(receiver.outcome("done"))
+        except P2PShareError as exc:
+            self._end(receiver.outcome(exc.name, exc.message))
+        except asyncio.CancelledError:
+            self._end(receiver.outcome(InterruptedTransferError.name, "stopped by the sender"))
+            raise
+
+    def _end(self, outcome: ReceiverOutcome) -> None:
+        self.outcomes.append(outcome)
+        self.on_event(ReceiverDone(outcome))
+
+    async def _burn(self) -> None:
+        """The first wrong confirmation: nobody else gets in, those still proving the code
+        are sent away, those already connected finish."""
+        self.on_event(CodeBurned(self.served))
+        await self._stop_admitting()
+
+    async def _stop_admitting(self) -> None:
+        self.closed = True
+        with contextlib.suppress(P2PShareError):
+            await self.room.lock()
+        for task, relay in list(self._pending.items()):
+            task.cancel()
+            await relay.kick()
+        await self._notify()

@@ -1,0 +1,304 @@
+"""Pairing two peers by their code: rendezvous, PAKE, sealed offer and answer, then WebRTC.
+
+::
+
+    sender                         rendezvous server                    receiver
+      │ rendezvous(): connect, or start one here (sender only)            │ rendezvous()
+      │ allocate / claim(nameplate) ──>│<── claim(nameplate) ───────────── │
+      │<═════════ PAKE on the full code, key confirmation (pake.py) ═════>│
+      │── sealed SDP offer ───────────>│──────────────────────────────────>│
+      │<───────────────────────────────│<───────────── sealed SDP answer ──│
+      │══════════════ ICE, DTLS, SCTP: the data channel opens ═════════════│
+      │ bye (the server is not needed any more)                    bye     │
+
+:func:`pair` is the step after the room is joined; the CLI's sessions and other clients (the
+tests' hostile sender) call it with a :func:`rendezvous` client.
+
+``send --many`` pairs each receiver separately (:func:`authenticate_receiver`, then
+:func:`connect`), with its own SPAKE2 and keys, and checks the receiver's key confirmation
+*before* showing its own, through one :class:`CodeGuard` for the whole code: the first wrong
+confirmation burns the code, and no later guess is ever evaluated (docs/protocol.md, many mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from p2pshare.codes import Code
+from p2pshare.config import IceConfig, Settings
+from p2pshare.errors import (
+    ConnectError,
+    NoSuchCodeError,
+    P2PShareError,
+    ProtocolError,
+    WrongCodeError,
+    error_from_peer,
+)
+from p2pshare.events import Connected, EventSink, Notice, Verification, ignore
+from p2pshare.files import printable
+from p2pshare.pake import PakeSession, Role
+from p2pshare.rendezvous import Relay, RendezvousClient
+from p2pshare.webrtc import PeerLink, lan_addresses
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient, str | None]]:
+    """A client of the configured server, or of one started in this process (sender only):
+    then its URL, which the receiver must be told, comes with it."""
+    if settings.server is not None:
+        client = await RendezvousClient.connect(settings.server)
+        try:
+            yield client, None
+        finally:
+            await client.close()
+        return
+    from signal_server.server import ServerSettings, start_server
+
+    addresses = settings.ice.local_addresses or tuple(lan_addresses())
+    host = next((a for a in addresses if ":" not in a), None)
+    if host is None:
+        raise P2PShareError(
+            "no local network address found to run the rendezvous server on; pass --server"
+        )
+    async with start_server(ServerSettings(host=host, port=0)) as running:
+        client = await RendezvousClient.connect(running.url)
+        try:
+            yield client, running.url
+        finally:
+            await client.close()
+
+
+@contextlib.asynccontextmanager
+async def pair(
+    rv: Relay,
+    role: Role,
+    code: Code,
+    settings: Settings,
+    on_event: EventSink = ignore,
+) -> AsyncIterator[PeerLink]:
+    """PAKE on ``code`` with whoever joined ``rv``'s room, sealed offer/answer, ICE and DTLS;
+    then leave the server, which is no longer needed. Yields the open link, closed on exit.
+
+    ``rv`` has joined the room already (allocate or claim); :class:`Connected` goes to
+    ``on_event`` once the data channel is open.
+    """
+    pake = await authenticate(rv, role, code, settings)
+    async with connect(rv, pake, settings, on_event) as link:
+        yield link
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    rv: Relay, pake: PakeSession, settings: Settings, on_event: EventSink = ignore
+) -> AsyncIterator[PeerLink]:
+    """The step of :func:`pair` after the PAKE: sealed offer/answer, ICE and DTLS, then
+    leave the server. Yields the open link, closed on exit."""
+    on_event(Verification(pake.verification_words()))
+    link = PeerLink(ice_config(settings, rv))
+    try:
+        await _connect(rv, pake, link, settings, on_event)
+        await rv.close()
+        path = link.path()
+        if path is not None:
+            logger.info(
+                "connected: %s (local %s, remote %s)", path.describe(), path.local, path.remote
+            )
+        on_event(Connected(path))
+        yield link
+    finally:
+        await link.close()
+
+
+class CodeGuard:
+    """One code shared by many receivers (``send --many``): it admits everyone who proves it
+    and is burned by the first key confirmation that fails.
+
+    Each check is synchronous (one event loop), so after the first failure no other
+    confirmation, however many were in flight, is ever evaluated: an attacker learns the
+    answer to one guess only.
+    """
+
+    def __init__(self) -> None:
+        self.burned = False
+
+    def admit(self, pake: PakeSession, confirmation: bytes) -> None:
+        """Check a receiver's confirmation; raise :class:`WrongCodeError` (and burn the
+        code) if it is wrong, :class:`NoSuchCodeError` if the code is burned already (the
+        confirmation is then never looked at)."""
+        if self.burned:
+            raise NoSuchCodeError("the sender no longer admits receivers on this code")
+        try:
+            pake.verify_confirmation(confirmation)
+        except WrongCodeError:
+            self.burned = True
+            raise
+
+
+async def authenticate_receiver(
+    rv: Relay, code: Code, settings: Settings, guard: CodeGuard
+) -> PakeSession:
+    """The sender's SPAKE2 with one receiver of a many-mode room, on a fresh
+    :class:`PakeSession` (fresh keys). The receiver's confirmation is checked through
+    ``guard`` before ours is sent, so a receiver that never confirms learns nothing about
+    its guess; a wrong one still gets ours, to stop with "wrong code" at once."""
+    pake = PakeSession(Role.SENDER, code.password)
+    await rv.send(pake.start())
+    pake.finish(await rv.receive(settings.connect_timeout_s))
+    theirs = await rv.receive(settings.connect_timeout_s)
+    try:
+        guard.admit(pake, theirs)
+    except WrongCodeError:
+        with contextlib.suppress(P2PShareError):
+            await rv.send(pake.confirmation())
+        raise
+    await rv.send(pake.confirmation())
+    return pake
+
+
+async def tell_to_wait(rv: Relay, pake: PakeSession, message: str) -> None:
+    """Sealed, before the offer: the receiver is admitted and waits its turn (it shows
+    ``message`` and waits for the offer without its connect deadline)."""
+    await rv.send(pake.seal(json.dumps({"type": WAIT, "message": message}).encode()))
+
+
+WAIT = "wait"
+
+
+async def authenticate(rv: Relay, role: Role, code: Code, settings: Settings) -> PakeSession:
+    """SPAKE2 on ``code`` with the peer in ``rv``'s room, then key confirmation both ways:
+    the first step of :func:`pair`, public for other clients and for tests."""
+    pake = PakeSession(role, code.password)
+    await rv.send(pake.start())
+    # The sender waits as long as the server keeps its code (the room TTL).
+    await rv.wait_paired(None if role is Role.SENDER else settings.connect_timeout_s)
+    pake.finish(await rv.receive(settings.connect_timeout_s))
+    await rv.send(pake.confirmation())
+    pake.verify_confirmation(await rv.receive(settings.connect_timeout_s))
+    return pake
+
+
+MAX_SEALED_JSON_BYTES = 256 * 1024
+"""An offer or answer with every candidate of a well-connected machine is a few KiB."""
+
+
+def _seal_sdp(pake: PakeSession, kind: str, sdp: str) -> bytes:
+    return pake.seal(json.dumps({"type": kind, "sdp": sdp}).encode())
+
+
+def _seal_abort(pake: PakeSession, error: P2PShareError) -> bytes:
+    """Tell the peer, sealed, why we stop before the data channel opened (it would otherwise
+    wait for a connection that never comes until its deadline)."""
+    return pake.seal(
+        json.dumps({"type": "abort", "error": error.name, "message": error.message}).encode()
+    )
+
+
+def _open_signal(pake: PakeSession, sealed: bytes) -> dict[str, Any]:
+    """Open and decode a sealed signalling message; its shape is the caller's to check."""
+    plaintext = pake.open(sealed)
+    if len(plaintext) > MAX_SEALED_JSON_BYTES:
+        raise ProtocolError("the other side sent an oversized signalling message")
+    try:
+        obj = json.loads(plaintext)
+    except (ValueError, RecursionError):  # RecursionError: "[" nested thousands deep
+        obj = None
+    if not isinstance(obj, dict):
+        raise ProtocolError("the other side sent a malformed signalling message")
+    if obj.get("type") == "abort":
+        name, message = obj.get("error"), obj.get("message")
+        if not isinstance(name, str) or not isinstance(message, str):
+            raise ProtocolError("the other side stopped, with a malformed reason")
+        raise error_from_peer(name[:64], "the other side: " + printable(message))
+    return obj
+
+
+def _open_sdp(pake: PakeSession, kind: str, sealed: bytes) -> str:
+    obj = _open_signal(pake, sealed)
+    if obj.get("type") != kind or not isinstance(obj.get("sdp"), str):
+        raise ProtocolError(f"the other side sent no valid {kind}")
+    sdp: str = obj["sdp"]
+    return sdp
+
+
+async def _watch_for_abort(rv: Relay, pake: PakeSession) -> None:
+    """While ICE and DTLS run: raise the peer's sealed abort if one comes. Anything else on
+    the rendezvous (the peer leaving the room once its side of the channel is open, a
+    closed server) is not a failure of ours: the connect deadline still applies."""
+    try:
+        sealed = await rv.receive(None)
+    except P2PShareError:
+        await asyncio.Event().wait()  # never set: the link's own outcome decides
+    _open_signal(pake, sealed)
+    raise ProtocolError("the other side sent an unexpected signalling message")
+
+
+def ice_config(settings: Settings, rv: Relay) -> IceConfig:
+    """The user's servers first (aiortc uses the first STUN and the first TURN URL, so they
+    override the server's), then what the rendezvous server advertised."""
+    config = IceConfig(
+        servers=(*settings.ice.servers, *rv.ice_servers),
+        local_addresses=settings.ice.local_addresses,
+        policy=settings.ice.policy,
+    )
+    if config.policy == "relay" and not config.has_turn():
+        raise ConnectError(
+            "--relay-only needs a TURN server, and neither --turn nor the "
+            "rendezvous server provided one"
+        )
+    return config
+
+
+async def _receive_offer(
+    rv: Relay, pake: PakeSession, timeout_s: float, on_event: EventSink
+) -> str:
+    """The sealed offer; before it, a sender serving many receivers may say we wait our turn
+    (then its offer may take as long as the others' transfers: no deadline, but the server
+    tells us if the sender leaves)."""
+    wait: float | None = timeout_s
+    while True:
+        obj = _open_signal(pake, await rv.receive(wait))
+        if obj.get("type") != WAIT:
+            break
+        message = obj.get("message")
+        if not isinstance(message, str):
+            raise ProtocolError("the other side sent a malformed signalling message")
+        on_event(Notice(printable(message[:200])))
+        wait = None
+    if obj.get("type") != "offer" or not isinstance(obj.get("sdp"), str):
+        raise ProtocolError("the other side sent no valid offer")
+    sdp: str = obj["sdp"]
+    return sdp
+
+
+async def _connect(
+    rv: Relay, pake: PakeSession, link: PeerLink, settings: Settings, on_event: EventSink
+) -> None:
+    timeout = settings.connect_timeout_s
+    try:
+        if pake.role is Role.SENDER:
+            await rv.send(_seal_sdp(pake, "offer", await link.create_offer()))
+            await link.accept_answer(_open_sdp(pake, "answer", await rv.receive(timeout)))
+        else:
+            offer = await _receive_offer(rv, pake, timeout, on_event)
+            await rv.send(_seal_sdp(pake, "answer", await link.accept_offer(offer)))
+    except P2PShareError as exc:
+        if not exc.remote:
+            with contextlib.suppress(P2PShareError):
+                await rv.send(_seal_abort(pake, exc))
+        raise
+    opened = asyncio.ensure_future(link.wait_open(timeout))
+    aborted = asyncio.ensure_future(_watch_for_abort(rv, pake))
+    try:
+        done, _ = await asyncio.wait({opened, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        opened.cancel()
+        aborted.cancel()

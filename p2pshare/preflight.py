@@ -1,0 +1,114 @@
+"""Checks made before a code is printed or an offer accepted, so that a transfer does not
+start only to fail halfway (a partial directory on the receiver, a code read out for nothing).
+
+Local file system only, no network: the sender checks it can read everything it offers, the
+receiver that it can write where the offer goes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from p2pshare.errors import LocalFileError
+from p2pshare.files import printable
+
+MAX_LISTED = 3
+"""Unreadable paths named in the error; the rest are counted."""
+
+
+def _unreadable_in(top: Path, found: list[Path]) -> None:
+    """Append to ``found`` every file or directory under ``top`` that cannot be read,
+    without following symlinks (they are skipped when sending anyway). Iterative: a deep tree
+    must not exhaust Python's recursion limit."""
+    pending = [top]
+    while pending:
+        path = pending.pop()
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue  # reported by the sender's own collection, with its usual message
+        except OSError:
+            found.append(path)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            try:
+                # A real open, not os.access: access() answers for the real uid, and says yes
+                # to root for files that a mandatory access control layer would still refuse.
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    found.append(path)
+                continue
+            os.close(fd)
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                with os.scandir(path) as entries:
+                    children = sorted(entry.name for entry in entries)
+            except PermissionError:
+                found.append(path)
+                continue
+            pending.extend(path / child for child in reversed(children))
+
+
+def unreadable(paths: Sequence[Path]) -> list[Path]:
+    """Every file or directory under ``paths`` this process cannot read. The root
+    directory is left to the sender's collection, which refuses to send it."""
+    found: list[Path] = []
+    for path in paths:
+        if str(path) != "-" and path.resolve() != Path(path.anchor or "/"):
+            _unreadable_in(path, found)
+    return found
+
+
+def check_readable(
+    paths: Sequence[Path], *, skip: bool = False, warn: Callable[[str], None] = lambda m: None
+) -> tuple[list[Path], list[Path]]:
+    """Refuse to start when something offered cannot be read (exit 11), or, with ``skip``,
+    warn about each unreadable path and return ``paths`` without the unreadable top-level
+    ones, and every unreadable path (for the sender's collection to leave out)."""
+    found = unreadable(paths)
+    if not found:
+        return list(paths), []
+    if skip:
+        for path in found:
+            warn(f"skipping {printable(str(path))} (not readable)")
+        bad = set(found)
+        return [p for p in paths if p not in bad], found
+    names = ", ".join(printable(str(p)) for p in found[:MAX_LISTED])
+    more = f" and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+    raise LocalFileError(
+        f"cannot read {names}{more}: permission denied (fix the permissions, or pass "
+        "--skip-unreadable to send the rest)"
+    )
+
+
+def output_directory(output: str) -> Path:
+    """``--output`` as a path. A trailing slash says "a directory": it is created (its parent
+    must exist) so that a single file is saved inside it, not under its name."""
+    path = Path(output)
+    if output.endswith(("/", os.sep)) and not path.exists():
+        try:
+            path.mkdir()
+        except FileNotFoundError:
+            raise LocalFileError(f"{printable(str(path.parent))}: no such directory") from None
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise LocalFileError(f"cannot create {printable(output)}: {reason}") from None
+    return path
+
+
+def check_writable(destination: Path) -> None:
+    """Refuse an offer whose destination cannot be written, before accepting it.
+
+    ``destination`` is a file to create (its directory must be writable) or a directory to
+    create or fill (the nearest existing one must be writable).
+    """
+    directory = destination if destination.is_dir() else destination.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise LocalFileError(f"cannot write into {printable(str(directory))}: permission denied")

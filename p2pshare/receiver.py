@@ -1,0 +1,291 @@
+"""The receiving side of an open data channel: check the offer, ask, write what arrives, and
+return once everything is verified and in place.
+
+:class:`p2pshare.transfer.ReceiverProtocol` enforces the protocol and decides what to answer;
+:func:`p2pshare.layout.plan` decides where everything goes; the writing happens in the worker
+thread of :func:`p2pshare.sinks.write_worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from p2pshare import codec, sinks, transfer
+from p2pshare import messages as m
+from p2pshare.config import Settings
+from p2pshare.errors import DeclinedError
+from p2pshare.events import (
+    Confirm,
+    EventSink,
+    OfferSummary,
+    Progress,
+    ResolveExisting,
+    TransferResult,
+)
+from p2pshare.files import check_offer, printable
+from p2pshare.layout import Layout, check_free_space, plan
+from p2pshare.sinks import Sink, StreamSink
+from p2pshare.tree import Tree
+from p2pshare.webrtc import PeerLink
+from p2pshare.wire import GOODBYE_WAIT_S, Wire
+from p2pshare.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+WRITER_JOIN_S = 10.0
+
+
+class Receiver:
+    """Receives one offer over ``link``; :meth:`run` once. ``confirm`` is asked before anything
+    is written (None: accept)."""
+
+    def __init__(
+        self,
+        link: PeerLink,
+        settings: Settings,
+        on_event: EventSink,
+        confirm: Confirm | None,
+        resolve_existing: ResolveExisting | None = None,
+    ) -> None:
+        self.link = link
+        self.settings = settings
+        self.on_event = on_event
+        self.confirm = confirm
+        self.resolve_existing = resolve_existing
+        self.proto = transfer.ReceiverProtocol(settings.max_offer_entries, settings.max_offer_bytes)
+        self.offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
+        self.wire = Wire(link, settings, self._handle)
+        self.writer: Worker[sinks.WriteJob, sinks.WriteReport] | None = None
+        self.begun = -1
+        """The entry the writer was last told to begin."""
+        self.written = 0
+        """Bytes that reached the sink this time."""
+        self.resumed = 0
+        """Bytes already on disk that the sender confirmed."""
+        self.total: int | None = None
+        self.digests: list[str] = []
+
+    async def run(self) -> TransferResult:
+        try:
+            return await self.wire.run(self._main())
+        finally:
+            if self.writer is not None:
+                self.writer.stop()
+                await asyncio.to_thread(self.writer.join, WRITER_JOIN_S)
+
+    def _progress(self) -> None:
+        self.on_event(Progress(self.written + self.resumed, self.total))
+
+    def _handle(self, frame: bytes) -> None:
+        """A frame from the sender; data goes to the writer thread, in order."""
+        for event in self.proto.receive(frame):
+            if isinstance(event, transfer.PeerAborted):
+                raise event.error
+            if isinstance(event, transfer.OfferReceived):
+                self.offers.set_result(event.offer)
+                continue
+            writer = self.writer
+            assert writer is not None
+            if isinstance(event, transfer.Resumed):
+                writer.submit(sinks.Resume(event.index, event.offset))
+                self.resumed += event.offset
+                self._progress()
+            elif isinstance(event, transfer.ChunkReceived | transfer.FileEnded):
+                if event.index != self.begun:
+                    writer.submit(sinks.Begin(event.index))
+                    self.begun = event.index
+                if isinstance(event, transfer.FileEnded):
+                    writer.submit(sinks.End(event.index, event.sha256))
+                elif event.raw_len is None:
+                    writer.submit(sinks.Write(event.payload))
+                else:
+                    writer.submit(sinks.WriteCompressed(event.payload, event.raw_len))
+
+    def _report(self, report: sinks.WriteReport) -> bool:
+        """A report from the writer thread; True once everything is done."""
+        assert self.writer is not None
+        if isinstance(report, sinks.Written):
+            self.written += report.nbytes
+            grant = self.proto.consumed(report.nbytes)
+            if grant is not None:
+                self.link.send(grant)
+            self._progress()
+        elif isinstance(report, sinks.Verified):
+            self.digests.append(report.sha256)
+            for frame in self.proto.file_verified(report.index):
+                self.link.send(frame)
+            if self.proto.received_all:
+                self.writer.submit(sinks.FinishDirs())
+        elif isinstance(report, sinks.DirsFinished):
+            self.wire.closing = True
+            for frame in self.proto.finish():
+                self.link.send(frame)
+            return True
+        return False
+
+    async def _main(self) -> TransferResult:
+        offer = await self.offers
+        prepared, summary = await prepare(offer, self.settings, self.resolve_existing)
+        if self.confirm is not None and not await self.confirm(summary):
+            raise DeclinedError("declined", peer_message="declined by the receiver")
+        sink, prefixes = await _open(prepared, offer)
+        self.total = offer.total_bytes
+        writer = self.writer = sinks.write_worker(sink)
+        writer.start()
+        writer.submit(sinks.MakeDirs())
+        accept = self.proto.accept(self.settings.window_bytes, codec.preferred(), prefixes)
+        for frame in accept:
+            self.link.send(frame)
+        logger.info("accepted; compression: %s", self.proto.compression or "none")
+        started = time.monotonic()
+        self.on_event(Progress(0, self.total))
+        if self.proto.received_all:  # directories only
+            writer.submit(sinks.FinishDirs())
+        try:
+            async for report in writer:
+                if self._report(report):
+                    break
+        finally:
+            writer.stop()
+        seconds = time.monotonic() - started
+        # The sender closes once it has read Done; closing first could lose Done (DESIGN.md).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.link.wait_lost(), GOODBYE_WAIT_S)
+        text = None
+        if summary.is_text and isinstance(sink, StreamSink):
+            text = bytes(sink.buffer).decode("utf-8", errors="replace")
+        return TransferResult(
+            self.written + self.resumed,
+            seconds,
+            summary.files,
+            self.digests[0] if len(self.digests) == 1 else None,
+            summary.destination,
+            self.written,
+            text,
+        )
+
+
+async def _open(prepared: StreamSink | Layout, offer: m.Offer) -> tuple[Sink, list[m.Prefix]]:
+    """The sink to write to, and the prefixes already on disk to offer the sender."""
+    if not isinstance(prepared, Layout):
+        return prepared, []
+    tree = await asyncio.to_thread(Tree, prepared, offer)
+    prefixes: list[m.Prefix] = []
+    if prepared.found:
+        try:
+            prefixes = await asyncio.to_thread(tree.check_held)
+        except BaseException:
+            tree.close()
+            raise
+        logger.info("offering %d prefixes from an earlier attempt", len(prefixes))
+    return tree, prefixes
+
+
+def summarize(offer: m.Offer, parts: list[tuple[str, ...]], where: Path | None) -> OfferSummary:
+    """What the user is asked to accept; names made printable."""
+    tops: dict[str, None] = {}
+    for p, entry in zip(parts, offer.files, strict=True):
+        tops.setdefault(printable(p[0]) + ("/" if len(p) > 1 or entry.kind == "dir" else ""))
+    dirs = sum(1 for e in offer.files if e.kind == "dir")
+    return OfferSummary(
+        files=len(offer.files) - dirs,
+        dirs=dirs,
+        total_bytes=offer.total_bytes,
+        names=tuple(list(tops)[:10]),
+        destination=where,
+        is_text=offer.files[0].kind == "text",
+    )
+
+
+async def prepare(
+    offer: m.Offer, settings: Settings, resolve_existing: ResolveExisting | None = None
+) -> tuple[StreamSink | Layout, OfferSummary]:
+    """Check the offer against our rules and the disk, before asking anyone or writing.
+
+    Returns where the data goes: a stream sink (text, stdout) or the layout of the tree to
+    create once the user accepted. Files that already exist are refused unless
+    ``settings.overwrite``, or unless ``resolve_existing`` (a person at a terminal) says to
+    overwrite them or, for a single file, to save it under another name.
+    """
+    parts = check_offer(offer)
+    data_entries = [e for e in offer.files if e.carries_data]
+    if offer.files[0].kind == "text":
+        return StreamSink(None), summarize(offer, parts, None)
+    if settings.to_stdout:
+        if len(offer.files) != 1 or not data_entries:
+            raise DeclinedError(
+                f"--output - takes a single file; the offer has {len(offer.files)} entries"
+            )
+        return StreamSink(sys.stdout.buffer), summarize(offer, parts, None)
+    if resolve_existing is not None and not settings.overwrite:
+        layout = await _plan_asking(offer, parts, settings, resolve_existing)
+    else:
+        layout = await asyncio.to_thread(
+            plan, settings.output, offer, parts, settings.overwrite, settings.resume
+        )
+    if offer.total_bytes is not None:
+        space_in = layout.root.parent if layout.create_root else layout.root
+        needed = offer.total_bytes - layout.found_bytes
+        await asyncio.to_thread(check_free_space, space_in, needed)
+    where = layout.shown(0) if len(offer.files) == 1 else layout.root
+    summary = summarize(offer, layout.parts, where)
+    return layout, dataclasses.replace(summary, found_bytes=layout.found_bytes)
+
+
+async def _plan_asking(
+    offer: m.Offer,
+    parts: list[tuple[str, ...]],
+    settings: Settings,
+    resolve_existing: ResolveExisting,
+) -> Layout:
+    """:func:`plan` refuses existing files; so plan with overwrite, find what would really
+    be replaced, and ask about it (without existing files: plan as usual)."""
+    layout = await asyncio.to_thread(plan, settings.output, offer, parts, True, settings.resume)
+    existing = await asyncio.to_thread(_existing, layout, offer)
+    if not existing:
+        return await asyncio.to_thread(plan, settings.output, offer, parts, False, settings.resume)
+    other = (
+        await asyncio.to_thread(_free_name, existing[0])
+        if len(offer.files) == 1 and offer.files[0].carries_data
+        else None
+    )
+    choice = await resolve_existing(existing, other)
+    if choice == "overwrite":
+        return layout
+    if choice == "rename" and other is not None:
+        return await asyncio.to_thread(plan, other, offer, parts, False, settings.resume)
+    names = ", ".join(printable(p.name) for p in existing[:3])
+    raise DeclinedError(f"declined: {names} already exist{'s' if len(existing) == 1 else ''}")
+
+
+def _existing(layout: Layout, offer: m.Offer) -> tuple[Path, ...]:
+    """The files of the offer that exist where they would go, except those that look
+    received before (the sender checks those and skips them)."""
+    found = []
+    for index, entry in enumerate(offer.files):
+        if entry.kind == "dir":
+            continue
+        held = layout.found.get(index)
+        if held is not None and held.complete:
+            continue
+        shown = layout.shown(index)
+        if os.path.lexists(shown):
+            found.append(shown)
+    return tuple(found)
+
+
+def _free_name(path: Path) -> Path:
+    """``report (1).txt``, ``report (2).txt``...: the first that does not exist."""
+    stem, suffix = path.stem, path.suffix
+    for n in range(1, 10_000):
+        candidate = path.with_name(f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+    raise DeclinedError(f"{printable(path.name)} exists, and so do 9,999 renamed copies")

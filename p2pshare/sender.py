@@ -1,0 +1,111 @@
+"""The sending side of an open data channel: offer the sources, send their data within the
+receiver's credit, and return once the receiver confirmed everything.
+
+:class:`p2pshare.transfer.SenderProtocol` decides what goes on the wire; this class feeds it the
+peer's frames and the read-ahead worker's pieces (:func:`p2pshare.sources.read_ahead`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+
+from p2pshare import codec, transfer
+from p2pshare import messages as m
+from p2pshare.config import Settings
+from p2pshare.errors import PeerLostError
+from p2pshare.events import EventSink, Progress, TransferResult
+from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
+from p2pshare.webrtc import PeerLink
+from p2pshare.wire import Wire
+
+CREDIT_STALL_S = 120.0
+"""A receiver that keeps answering pings but grants no credit for this long is stuck (or
+stalling on purpose): the ping deadline alone would let the transfer hang forever. A real
+receiver returns credit every quarter window written (2 MiB by default)."""
+
+logger = logging.getLogger(__name__)
+
+
+class Sender:
+    """Sends ``sources`` over ``link``; :meth:`run` once."""
+
+    def __init__(
+        self, link: PeerLink, sources: list[Source], settings: Settings, on_event: EventSink
+    ) -> None:
+        self.link = link
+        self.on_event = on_event
+        self.offer = m.Offer(tuple(s.entry for s in sources), compression=codec.supported())
+        self.proto = transfer.SenderProtocol(self.offer)
+        self.data_sources = [s for s in sources if s.entry.carries_data]
+        self.reader = Reader(self.data_sources, link.max_message_bytes - m.DATA_END_OVERHEAD)
+        self.wire = Wire(link, settings, self._handle)
+        self.accepted = False
+        self.finished = False
+        self.resumed = 0
+        """Bytes the receiver already had (checked here, not sent again)."""
+        self.digests: list[str] = []
+
+    async def run(self) -> TransferResult:
+        """Send everything; returns once the receiver verified it all (its Done)."""
+        return await self.wire.run(self._main())
+
+    def _handle(self, frame: bytes) -> None:
+        for event in self.proto.receive(frame):
+            if isinstance(event, transfer.PeerAborted):
+                raise event.error
+            if isinstance(event, transfer.Accepted):
+                self.accepted = True
+            elif isinstance(event, transfer.Finished):
+                self.finished = True
+
+    def _progress(self) -> None:
+        self.on_event(Progress(self.reader.read_bytes + self.resumed, self.offer.total_bytes))
+
+    async def _main(self) -> TransferResult:
+        link, proto = self.link, self.proto
+        for frame in proto.start():
+            link.send(frame)
+            await link.drain()
+        await self.wire.until(lambda: self.accepted)
+        started = time.monotonic()
+        self.on_event(Progress(0, self.offer.total_bytes))
+        pieces = read_ahead(self.reader, proto.held_prefixes, compress=proto.compression == "zstd")
+        try:
+            async for piece in pieces:
+                if isinstance(piece, ResumeAt):
+                    link.send(proto.resume(piece.index, piece.offset))
+                    self.resumed += piece.offset
+                    self._progress()
+                    continue
+                try:
+                    async with asyncio.timeout(CREDIT_STALL_S):
+                        await self.wire.until(functools.partial(proto.can_send, piece.size))
+                except TimeoutError:
+                    raise PeerLostError(
+                        f"the other side granted no credit for {CREDIT_STALL_S:g} s while "
+                        "answering pings: it is stuck, or stalling on purpose"
+                    ) from None
+                for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, sha256=piece.sha256):
+                    link.send(frame)
+                if piece.sha256 is not None:
+                    self.digests.append(piece.sha256)
+                await link.drain()
+                self._progress()
+        finally:
+            pieces.stop()
+        await self.wire.until(lambda: self.finished)
+        self.wire.closing = True
+        if self.resumed:
+            logger.info("resumed: %d bytes checked, not sent again", self.resumed)
+        sources = self.data_sources
+        return TransferResult(
+            self.reader.read_bytes + self.resumed,
+            time.monotonic() - started,
+            len(sources),
+            self.digests[0] if len(self.digests) == 1 else None,
+            sources[0].path if len(sources) == 1 else None,
+            self.reader.read_bytes,
+        )

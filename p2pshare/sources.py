@@ -1,0 +1,288 @@
+"""What is sent: collecting the sources to offer, and reading them ahead of the data channel.
+
+:func:`collect` turns the user's paths (files, directories, ``-`` for stdin) or text into
+:class:`Source` entries; a :class:`Reader` reads them in order; :func:`read_ahead` runs the
+reader, hashing and (when agreed) compressing, in the sender's worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import stat
+import sys
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from p2pshare import messages as m
+from p2pshare.codec import Compressor
+from p2pshare.errors import LocalFileError
+from p2pshare.files import UnsafeNameError, check_offer, printable
+from p2pshare.fs import describe, hash_prefix
+from p2pshare.transfer import CompressionTrial
+from p2pshare.worker import Worker
+
+STDIN_NAME = "stdin"
+TEXT_NAME = "message.txt"
+READ_AHEAD_PIECES = 16
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the bytes of one offered entry come from."""
+
+    entry: m.FileEntry
+    path: Path | None = None  # a regular file
+    stdin: bool = False
+    text: bytes | None = None
+
+
+def collect(
+    paths: Sequence[str | Path],
+    *,
+    text: str | None = None,
+    name: str | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+    exclude: Collection[Path] = (),
+) -> list[Source]:
+    """The entries to offer for ``paths`` (files, directories, ``-`` for stdin) or ``text``.
+
+    Directories keep their structure under their own name, empty ones included. Symlinks are
+    not followed: they are skipped, with a warning. Paths in ``exclude`` (found unreadable
+    beforehand, ``--skip-unreadable``) are left out, with what is inside them.
+    """
+    if text is not None:
+        data = text.encode("utf-8")
+        if len(data) > m.MAX_TEXT_BYTES:
+            raise LocalFileError("the text is larger than 1 MiB; send it as a file")
+        return [Source(m.FileEntry(TEXT_NAME, len(data), kind="text"), text=data)]
+    sources: list[Source] = []
+    tops: dict[str, str] = {}
+    for raw in paths:
+        if str(raw) == "-":
+            if len(paths) != 1:
+                raise LocalFileError("'-' (standard input) must be the only thing sent")
+            entry = m.FileEntry(name or STDIN_NAME, None, 0o644, None, kind="stream")
+            return [Source(entry, stdin=True)]
+        path = Path(raw)
+        try:
+            st = path.lstat()
+        except OSError as exc:
+            raise describe(exc, path) from None
+        top = path.resolve().name if path.name in ("", ".", "..") else path.name
+        if name is not None and len(paths) == 1:
+            top = name
+        if not top:
+            raise LocalFileError(f"{path}: cannot send the root directory")
+        if top in tops:
+            raise LocalFileError(f"{path} and {tops[top]} would have the same name, {top}")
+        tops[top] = str(path)
+        if stat.S_ISLNK(st.st_mode):
+            warn(f"skipping symlink {printable(str(path))} (symlinks are not followed)")
+        elif stat.S_ISDIR(st.st_mode):
+            sources += _walk(path, top, warn, frozenset(exclude))
+        elif stat.S_ISREG(st.st_mode):
+            sources.append(Source(_entry(top, st), path=path))
+        else:
+            raise LocalFileError(f"{path}: not a regular file or directory")
+    if not sources:
+        raise LocalFileError("nothing to send")
+    _check_names(sources)
+    return sources
+
+
+def _check_names(sources: list[Source]) -> None:
+    """Refuse, before a code is printed, what every receiver would refuse (the same rules)."""
+    try:
+        check_offer(m.Offer(tuple(source.entry for source in sources)))
+    except UnsafeNameError as exc:
+        reason = exc.message.removeprefix("refused ").removeprefix("offer: ")
+        raise UnsafeNameError(
+            f"cannot send: {reason}; a receiver would refuse it (rename it and send again)"
+        ) from None
+
+
+def _entry(rel: str, st: os.stat_result, kind: str = "file") -> m.FileEntry:
+    size = 0 if kind == "dir" else st.st_size
+    return m.FileEntry(rel, size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime, kind=kind)
+
+
+def _walk(
+    root: Path, top: str, warn: Callable[[str], None], exclude: frozenset[Path] = frozenset()
+) -> list[Source]:
+    sources = [Source(_entry(top, root.stat(), "dir"))]
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
+        base = Path(dirpath)
+        rel = top + "/" + base.relative_to(root).as_posix() if base != root else top
+        dirnames[:] = [d for d in dirnames if base / d not in exclude]
+        for child in sorted(dirnames) + sorted(filenames):
+            full = base / child
+            if full in exclude:
+                continue
+            st = full.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                warn(f"skipping symlink {printable(str(full))} (symlinks are not followed)")
+            elif stat.S_ISDIR(st.st_mode):
+                sources.append(Source(_entry(f"{rel}/{child}", st, "dir")))
+            elif stat.S_ISREG(st.st_mode):
+                sources.append(Source(_entry(f"{rel}/{child}", st), path=full))
+            else:
+                warn(f"skipping {printable(str(full))} (not a regular file)")
+        dirnames.sort()
+    return sources
+
+
+def _raise(exc: OSError) -> None:
+    raise describe(exc, exc.filename or "?")
+
+
+@dataclass
+class Reader:
+    """Reads every source in order, ``chunk_bytes`` at a time, hashing as it goes."""
+
+    sources: list[Source]
+    chunk_bytes: int
+    read_bytes: int = 0
+    """Bytes read to be sent."""
+
+    def check_prefix(self, source: Source, prefix: m.Prefix) -> hashlib._Hash | None:
+        """Hash the first ``prefix.offset`` bytes of ``source``: the running hash when they
+        match the receiver's (to be continued with the rest), None when they do not."""
+        assert source.path is not None
+        try:
+            with open(source.path, "rb") as f:
+                digest = hash_prefix(f.fileno(), prefix.offset)
+        except OSError as exc:
+            raise describe(exc, source.path) from None
+        if digest is None:
+            raise LocalFileError(f"{source.path}: the file shrank while being sent")
+        return digest if digest.hexdigest() == prefix.sha256 else None
+
+    def chunks(self, source: Source, start: int = 0) -> Iterator[bytes]:
+        """The bytes of ``source`` from ``start``; a file that changes size while sent is an
+        error."""
+        if source.text is not None:
+            self.read_bytes += len(source.text)
+            yield source.text
+            return
+        if source.stdin:
+            stream: BinaryIO = sys.stdin.buffer
+            while chunk := stream.read(self.chunk_bytes):
+                self.read_bytes += len(chunk)
+                yield chunk
+            return
+        assert source.path is not None and source.entry.size is not None
+        try:
+            with open(source.path, "rb") as f:
+                f.seek(start)
+                remaining = source.entry.size - start
+                while remaining:
+                    chunk = f.read(min(self.chunk_bytes, remaining))
+                    if not chunk:
+                        raise LocalFileError(f"{source.path}: the file shrank while being sent")
+                    remaining -= len(chunk)
+                    self.read_bytes += len(chunk)
+                    yield chunk
+                if f.read(1):
+                    raise LocalFileError(f"{source.path}: the file grew while being sent")
+        except OSError as exc:
+            raise describe(exc, source.path) from None
+
+
+# -- reading ahead, in the sender's worker thread
+
+
+@dataclass(frozen=True)
+class ResumeAt:
+    """Entry ``index``'s data starts at ``offset``: the receiver's prefix of that length
+    matched ours, or (0) it did not."""
+
+    index: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The next bytes of the current source. ``payload`` is a zstd frame of ``raw_len`` bytes
+    when ``raw_len`` is set; ``sha256`` is set on a source's last chunk (which may be empty)."""
+
+    payload: bytes
+    raw_len: int | None = None
+    sha256: str | None = None
+
+    @property
+    def size(self) -> int:
+        """The bytes of the file this chunk carries (what the credit counts)."""
+        return len(self.payload) if self.raw_len is None else self.raw_len
+
+
+Piece = ResumeAt | Chunk
+
+
+def read_ahead(
+    reader: Reader,
+    prefixes: Sequence[m.Prefix | None] = (),
+    compress: bool = False,
+    depth: int = READ_AHEAD_PIECES,
+) -> Worker[None, Piece]:
+    """A started worker whose results are every source's chunks in order, read, hashed and
+    (with ``compress``) compressed at most ``depth`` pieces ahead of the data channel.
+
+    ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
+    here first and answered with a :class:`ResumeAt`; the hash state is kept, so that the
+    prefix is read once and its data never sent again. ``stop()`` the worker when done.
+    """
+    compressor = Compressor() if compress else None
+    work = functools.partial(_produce, reader, prefixes, compressor)
+    worker: Worker[None, Piece] = Worker("p2pshare-reader", work, depth=depth)
+    worker.start()
+    return worker
+
+
+def _produce(
+    reader: Reader,
+    prefixes: Sequence[m.Prefix | None],
+    compressor: Compressor | None,
+    worker: Worker[None, Piece],
+) -> None:
+    kept: dict[int, tuple[hashlib._Hash, int]] = {}
+    for k, prefix in enumerate(prefixes):
+        if prefix is None:
+            continue
+        if worker.stopping:
+            return
+        matched = reader.check_prefix(reader.sources[k], prefix)
+        if matched is not None:
+            kept[k] = (matched, prefix.offset)
+        start = 0 if matched is None else prefix.offset
+        if not worker.put(ResumeAt(prefix.index, start)):
+            return
+    for k, source in enumerate(reader.sources):
+        digest, start = kept.pop(k) if k in kept else (hashlib.sha256(), 0)
+        trial = CompressionTrial()
+        held: bytes | None = None  # one chunk of look-ahead finds the last one
+        for data in reader.chunks(source, start):
+            if worker.stopping:
+                return
+            digest.update(data)
+            if held is not None and not worker.put(_chunk(held, trial, compressor)):
+                return
+            held = data
+        if not worker.put(_chunk(held or b"", trial, compressor, digest.hexdigest())):
+            return
+
+
+def _chunk(
+    data: bytes,
+    trial: CompressionTrial,
+    compressor: Compressor | None,
+    sha256: str | None = None,
+) -> Chunk:
+    if compressor is not None and trial.worth_trying(len(data)):
+        frame = compressor.compress(data)
+        if trial.use_compressed(len(data), len(frame)):
+            return Chunk(frame, len(data), sha256)
+    return Chunk(data, None, sha256)

@@ -1,0 +1,363 @@
+"""Writing a received tree: every write stays under the output directory, and a file gets
+its final name only once its SHA-256 matched.
+
+Receiving is where a hostile sender would strike, so every write goes through directory file
+descriptors opened from the output root with ``O_NOFOLLOW``: a symlink already in the output
+directory (or swapped in during the transfer) is never followed. Each file is written to a
+fresh ``O_EXCL`` temporary file in its directory and gets its final name only after its SHA-256
+matched, by ``link`` (which never replaces anything) or, with ``--overwrite``, ``replace``.
+Mode bits are limited to rwx (setuid, setgid and sticky are dropped) and the umask applies;
+directories always keep the owner's rwx so that the received tree stays usable. Blocking code:
+it runs in the receiver's worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+
+from p2pshare import messages as m
+from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
+from p2pshare.files import UnsafeNameError, printable
+from p2pshare.fs import DIR_FLAGS, NEW_FILE_FLAGS, UMASK, describe, lstat_at
+from p2pshare.layout import Found, Layout
+from p2pshare.partials import (
+    RESUME_MIN_BYTES,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    check_unlocked,
+    hash_at,
+    lock,
+    partial_names,
+    write_record,
+)
+
+logger = logging.getLogger(__name__)
+
+FSYNC_MIN_BYTES = 1024 * 1024
+"""Files this large are fsynced before they get their final name; for smaller ones the cost
+(milliseconds each, thousands of files) outweighs the benefit."""
+
+
+@dataclass
+class _Open:
+    """A file being received: its temporary file in its directory."""
+
+    index: int
+    dir_fd: int
+    name: str
+    temp: str
+    fd: int
+    entry: m.FileEntry
+    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    written: int = 0
+    record: str | None = None
+    """The partial file's record (the file is kept if the receive is interrupted)."""
+    complete: bool = False
+    """The file is already in place: nothing is written, the hash is checked at the end."""
+
+
+@dataclass
+class _Held:
+    """Data found on disk and hashed; the sender decides whether it matches."""
+
+    found: Found
+    hash: hashlib._Hash
+
+
+class Tree:
+    """Writes received entries under a layout's root. Used from one thread at a time."""
+
+    def __init__(self, layout: Layout, offer: m.Offer) -> None:
+        self.layout = layout
+        self.offer = offer
+        if layout.create_root:
+            try:
+                os.mkdir(layout.root, 0o755)
+            except FileExistsError:
+                raise DeclinedError(f"{layout.root} appeared while receiving") from None
+        self._root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
+        self._dirs: dict[tuple[str, ...], int] = {(): self._root_fd}
+        self._created: set[tuple[str, ...]] = set()
+        """Directories this transfer made: the only ones whose mode and times it may set."""
+        self._current: _Open | None = None
+        self._held: dict[int, _Held] = {}
+        self._starts: dict[int, int] = {}
+
+    def check_held(self) -> list[m.Prefix]:
+        """Hash the data the plan found already on disk (a local read of just those bytes):
+        the prefixes to offer the sender, who checks them against its own files."""
+        prefixes: list[m.Prefix] = []
+        for index, found in sorted(self.layout.found.items()):
+            entry, parts = self.offer.files[index], self.layout.parts[index]
+            dir_fd = self._dir(parts[:-1])
+            name = parts[-1] if found.complete else partial_names(parts, entry)[0]
+            digest = hash_at(dir_fd, name, found.length)
+            if digest is not None:
+                self._held[index] = _Held(found, digest)
+                prefixes.append(m.Prefix(index, found.length, digest.hexdigest()))
+        return prefixes
+
+    def _dir(self, parts: tuple[str, ...]) -> int:
+        """An fd for directory ``parts`` under the root, created as needed, never via a link."""
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            return fd
+        parent = self._dir(parts[:-1])
+        try:
+            os.mkdir(parts[-1], 0o700, dir_fd=parent)
+            self._created.add(parts)
+        except FileExistsError:
+            pass  # used as it is: never chmod'ed or utime'd (it may be ~/.ssh)
+        try:
+            fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafeNameError(
+                    f"refused: {printable('/'.join(parts))} is not a directory (a symlink is "
+                    "never followed)",
+                    peer_message=f"refused: '{printable('/'.join(parts))}' is not a directory "
+                    "on the receiving side",
+                ) from None
+            raise describe(exc, self.layout.root.joinpath(*parts)) from None
+        self._dirs[parts] = fd
+        return fd
+
+    def make_dirs(self) -> None:
+        for entry, parts in zip(self.offer.files, self.layout.parts, strict=True):
+            if entry.kind == "dir":
+                self._dir(parts)
+
+    def begin(self, index: int) -> None:
+        offset = self._starts.pop(index, None)
+        # Data found on disk goes on (or restarts) in place; only a whole file in place that
+        # differs (allowed by --overwrite) is received like a new one.
+        if offset is not None and (offset or not self._held[index].found.complete):
+            self._begin_resumed(index, offset)
+            return
+        parts = self.layout.parts[index]
+        entry = self.offer.files[index]
+        dir_fd = self._dir(parts[:-1])
+        if self.layout.resumable(entry):
+            # A name a resend will find again; the record goes first, so a partial file
+            # never exists without one. A stale file of that name (not resumable) goes.
+            part, record = partial_names(parts, entry)
+            shown = self.layout.shown(index)
+            try:
+                check_unlocked(dir_fd, part, shown)
+                write_record(dir_fd, record, parts, entry, 0)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part, dir_fd=dir_fd)
+                fd = os.open(part, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+                lock(fd, shown)
+            except OSError as exc:
+                raise describe(exc, shown.parent) from None
+            self._current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
+            return
+        while True:
+            temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(temp, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise describe(exc, self.layout.shown(index).parent) from None
+        self._current = _Open(index, dir_fd, parts[-1], temp, fd, self.offer.files[index])
+
+    def resume(self, index: int, offset: int) -> None:
+        """The sender's verdict on data found for entry ``index`` (all come before any data):
+        it matched its own and the entry starts at ``offset``, or (0) it did not, and the entry
+        is received afresh: a mismatch is never spliced. A whole file already in place that
+        differs is refused here, before anything is written, unless --overwrite."""
+        held = self._held[index]
+        if held.found.complete and not offset and not self.layout.overwrite:
+            shown = printable(str(self.layout.shown(index)))
+            raise DeclinedError(
+                f"{shown} already exists and differs from the file being sent; pass "
+                "--overwrite to replace it",
+                peer_message=f"declined: '{printable(self.offer.files[index].path)}' already "
+                "exists on the receiving side and differs",
+            )
+        self._starts[index] = offset
+
+    def _begin_resumed(self, index: int, offset: int) -> None:
+        held = self._held.pop(index)
+        entry, parts = self.offer.files[index], self.layout.parts[index]
+        dir_fd = self._dir(parts[:-1])
+        shown = printable(str(self.layout.shown(index)))
+        if held.found.complete:
+            self._current = _Open(
+                index, dir_fd, parts[-1], "", -1, entry, held.hash, offset, complete=True
+            )
+            return
+        part, record = partial_names(parts, entry)
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(part, flags, dir_fd=dir_fd)
+        except OSError as exc:
+            raise describe(exc, shown) from None
+        try:
+            # Ours to write only if no other receive holds it and it is still a plain file.
+            lock(fd, self.layout.shown(index))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LocalFileError(f"{shown}: the partial file was replaced while receiving")
+        except BaseException:
+            os.close(fd)
+            raise
+        current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
+        self._current = current
+        try:
+            if offset:
+                current.hash, current.written = held.hash, offset
+            else:
+                logger.info("the data found for %s does not match: receiving it afresh", shown)
+                write_record(dir_fd, record, parts, entry, 0)
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+        except OSError as exc:
+            raise describe(exc, shown) from None
+
+    def write(self, data: bytes) -> None:
+        current = self._current
+        assert current is not None
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(current.fd, view) :]
+        except OSError as exc:
+            raise describe(exc, self.layout.shown(current.index)) from None
+        current.hash.update(data)
+        current.written += len(data)
+
+    def finish(self, index: int, expected_sha256: str) -> str:
+        """Verify the current file and move it into place; on failure it is removed."""
+        current = self._current
+        assert current is not None and current.index == index
+        self._current = None
+        shown = printable(str(self.layout.shown(index)))
+        if current.complete:
+            digest = current.hash.hexdigest()
+            if digest != expected_sha256:
+                raise IntegrityError(
+                    f"integrity failure: {shown} does not match the sender's SHA-256; it was "
+                    "left as it was"
+                )
+            return digest
+        try:
+            digest = current.hash.hexdigest()
+            if digest != expected_sha256:
+                raise IntegrityError(
+                    f"integrity failure: {shown} does not match the sender's SHA-256; it was "
+                    "not saved"
+                )
+            try:
+                if current.written >= FSYNC_MIN_BYTES:
+                    os.fsync(current.fd)
+                mode = current.entry.mode & 0o777 & ~UMASK
+                os.fchmod(current.fd, mode)
+                if current.entry.mtime is not None:
+                    os.utime(current.fd, (current.entry.mtime, current.entry.mtime))
+            except OSError as exc:
+                raise describe(exc, shown) from None
+            self._move_into_place(current, shown)
+            if current.record is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(current.record, dir_fd=current.dir_fd)
+            elif current.written >= RESUME_MIN_BYTES:
+                # --no-resume: partial data of this very file from an earlier attempt is
+                # now useless.
+                for stale in partial_names(self.layout.parts[index], current.entry):
+                    with contextlib.suppress(OSError):
+                        os.unlink(stale, dir_fd=current.dir_fd)
+            return digest
+        except BaseException:
+            self._discard(current)
+            raise
+        finally:
+            if current.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(current.fd)
+
+    def _move_into_place(self, current: _Open, shown: str) -> None:
+        fds = {"src_dir_fd": current.dir_fd, "dst_dir_fd": current.dir_fd}
+        if self.layout.overwrite:
+            existing = lstat_at(current.dir_fd, current.name)
+            if existing is not None and stat.S_ISDIR(existing.st_mode):
+                raise DeclinedError(f"{shown} is a directory; not replacing it")
+            os.replace(current.temp, current.name, **fds)
+            return
+        try:
+            os.link(current.temp, current.name, **fds, follow_symlinks=False)
+        except FileExistsError:
+            raise DeclinedError(f"{shown} appeared while receiving; not replacing it") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                raise describe(exc, shown) from None
+            # File systems without hard links: check, then rename (a small race remains).
+            if lstat_at(current.dir_fd, current.name) is not None:
+                raise DeclinedError(f"{shown} appeared while receiving; not replacing it") from None
+            os.rename(current.temp, current.name, **fds)
+            return
+        os.unlink(current.temp, dir_fd=current.dir_fd)
+
+    def _discard(self, current: _Open) -> None:
+        if current.complete:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(current.temp, dir_fd=current.dir_fd)
+        if current.record is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(current.record, dir_fd=current.dir_fd)
+
+    def _keep(self, current: _Open) -> None:
+        """An interrupted receive: make the partial data durable and record how much."""
+        with contextlib.suppress(OSError):
+            os.fsync(current.fd)
+            parts = self.layout.parts[current.index]
+            assert current.record is not None
+            write_record(current.dir_fd, current.record, parts, current.entry, current.written)
+
+    def finish_dirs(self) -> None:
+        """Give the directories this transfer created their modes and times, deepest first
+        (writing inside changes them). A directory that existed before is left exactly as
+        it was: a sender must not open (or close) the receiver's own directories."""
+        entries = [
+            (p, e)
+            for e, p in zip(self.offer.files, self.layout.parts, strict=True)
+            if e.kind == "dir" and p in self._created
+        ]
+        for parts, entry in sorted(entries, key=lambda pe: -len(pe[0])):
+            parent = self._dir(parts[:-1])
+            with contextlib.suppress(OSError):
+                os.chmod(
+                    parts[-1],
+                    ((entry.mode & 0o777) | 0o700) & ~UMASK,
+                    dir_fd=parent,
+                    follow_symlinks=False,
+                )
+                if entry.mtime is not None:
+                    os.utime(
+                        parts[-1], (entry.mtime, entry.mtime), dir_fd=parent, follow_symlinks=False
+                    )
+
+    def close(self) -> None:
+        current = self._current
+        if current is not None:
+            if current.record is not None and current.written:
+                self._keep(current)
+            else:
+                self._discard(current)
+            if current.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(current.fd)
+            self._current = None
+        for fd in self._dirs.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._dirs.clear()

@@ -1,0 +1,132 @@
+"""The bridge between the event loop and one worker thread, in typed messages both ways.
+
+Blocking work (reading and hashing what is sent, writing and verifying what is received) runs
+in a worker thread so that the event loop keeps serving the data channel. Both the sender's
+read-ahead (:func:`p2pshare.sources.read_ahead`) and the receiver's writer
+(:func:`p2pshare.sinks.write_worker`) are a *work* function run by a :class:`Worker`::
+
+    event loop                                     worker thread: work(worker)
+      submit(job) ─────── jobs, in order ───────>    worker.get()  (None after stop())
+      async for result in worker <── results ────    worker.put(result)  (waits while
+                                                       ``depth`` results are unread)
+      stop()  ─────────────────────────────────>    put() returns False: stop producing
+      the work's exception is raised here <──────    work raised
+
+Jobs and results are small frozen dataclasses; the loop never blocks on the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from queue import SimpleQueue
+from typing import Generic, TypeVar
+
+JobT = TypeVar("JobT")
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """The work function returned: no more results."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+class Worker(Generic[JobT, ResultT]):
+    """Runs ``work(self)`` in a daemon thread named ``name`` once :meth:`start` is called.
+
+    ``depth`` bounds the results waiting for the loop (0: unbounded, for a worker whose
+    results are already bounded by what it is given).
+    """
+
+    def __init__(
+        self, name: str, work: Callable[[Worker[JobT, ResultT]], None], *, depth: int = 0
+    ) -> None:
+        self._work = work
+        self._jobs: SimpleQueue[JobT | None] = SimpleQueue()
+        self._results: asyncio.Queue[ResultT | _Ended | _Failed] = asyncio.Queue()
+        self._slots = threading.Semaphore(depth) if depth else None
+        self._stopped = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # -- the event loop's side
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    def submit(self, job: JobT) -> None:
+        """Queue ``job``; never blocks."""
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        """Ask the work to end: :meth:`get` returns None once the jobs already submitted are
+        done, and :meth:`put` returns False from now on. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._jobs.put(None)
+        if self._slots is not None:
+            self._slots.release()  # wakes a put() waiting for room
+
+    def join(self, timeout_s: float) -> None:
+        """Wait (blocking) for the thread to end."""
+        self._thread.join(timeout_s)
+
+    def __aiter__(self) -> Worker[JobT, ResultT]:
+        return self
+
+    async def __anext__(self) -> ResultT:
+        """The next result; the iteration ends when the work returned, and raises what it
+        raised."""
+        item = await self._results.get()
+        if isinstance(item, _Ended):
+            raise StopAsyncIteration
+        if isinstance(item, _Failed):
+            raise item.error
+        if self._slots is not None:
+            self._slots.release()
+        return item
+
+    # -- the worker thread's side
+
+    def get(self) -> JobT | None:
+        """The next job, waiting for one; None once stopped and the earlier jobs are done."""
+        return self._jobs.get()
+
+    def put(self, result: ResultT) -> bool:
+        """Hand ``result`` to the loop, first waiting for room if the depth is bounded. False
+        (and ``result`` dropped) once the loop stopped listening: the work should end."""
+        if self._slots is not None:
+            self._slots.acquire()
+        if self._stopped.is_set():
+            if self._slots is not None:
+                self._slots.release()  # so that no later put() waits
+            return False
+        self._deliver(result)
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    def _deliver(self, item: ResultT | _Ended | _Failed) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
+            self._loop.call_soon_threadsafe(self._results.put_nowait, item)
+
+    def _run(self) -> None:
+        try:
+            self._work(self)
+        except BaseException as exc:  # raised on the loop, from __anext__
+            self._deliver(_Failed(exc))
+        else:
+            self._deliver(_Ended())

@@ -1,0 +1,65 @@
+"""The p2pshare-signal command line: arguments checked before anything listens."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli_helpers import ROOT, run_signal_server
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http", "4750.5"])
+def test_bad_port_is_a_one_line_usage_error(port: str) -> None:
+    """--port outside 0-65535 exits 2 with one line (it used to wrap modulo 65536)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "signal_server", "--port", port],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("p2pshare-signal: error: argument --port")
+
+
+def test_listening_is_printed_once() -> None:
+    """The one line a script reads is printed once, and nothing else goes to stdout or the
+    log about it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signal_server", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.terminate()
+    out, err = proc.communicate(timeout=10)
+    assert first.startswith("listening on ws://127.0.0.1:")
+    assert "listening" not in out + err
+
+
+def test_port_zero_still_picks_a_free_port() -> None:
+    """0 is a valid port: the server picks one and says which."""
+    with run_signal_server("--port", "0") as url:
+        assert int(url.rsplit(":", 1)[1]) > 0
+
+
+def test_many_mode_limits_are_flags() -> None:
+    """send --many rooms: receivers per room and the room's lifetime come from the command
+    line (defaults: the ServerSettings defaults)."""
+    from signal_server.__main__ import build_parser, settings_from_args
+    from signal_server.server import ServerSettings
+
+    parsed = settings_from_args(
+        build_parser().parse_args(["--max-receivers-per-room", "3", "--many-room-ttl", "90"])
+    )
+    assert parsed.max_receivers_per_room == 3 and parsed.many_room_ttl_s == 90
+    default = settings_from_args(build_parser().parse_args([]))
+    assert default.max_receivers_per_room == ServerSettings().max_receivers_per_room
+    assert default.many_room_ttl_s == ServerSettings().many_room_ttl_s

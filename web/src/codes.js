@@ -1,0 +1,48 @@
+// Codes: <nameplate>-<word>-<word>, parsed and generated as p2pshare/codes.py does. No DOM.
+// The words come from p2pshare/wordlist.txt (bundled as text by esbuild; tests pass the list).
+
+import { utf8 } from "./bytes.js";
+
+export const DEFAULT_WORDS = 2;
+const NAMEPLATE_RE = /^[1-9][0-9]{0,5}$/;
+const WORD_RE = /^[a-z0-9]{1,32}$/;
+const MAX_WORDS = 16;
+
+/** Not a p2pshare code (error name "bad-code"). */
+export class BadCodeError extends Error {
+  constructor(message = "that is not a p2pshare code: codes look like 7-guitar-ocean") {
+    super(message);
+    this.name = "bad-code";
+  }
+}
+
+/** What a user typed: case, surrounding space and space-for-dash are forgiven. */
+export function parseCode(text) {
+  const parts = text
+    .trim()
+    .toLowerCase()
+    .split(/[-\s]+/)
+    .filter((p) => p);
+  if (parts.length < 2 || !NAMEPLATE_RE.test(parts[0])) throw new BadCodeError();
+  const words = parts.slice(1);
+  if (words.length > MAX_WORDS || !words.every((w) => WORD_RE.test(w))) {
+    throw new BadCodeError(
+      "a code is a number followed by words of letters and digits, like 7-guitar-ocean",
+    );
+  }
+  const code = [parts[0], ...words].join("-");
+  return { nameplate: parts[0], words, text: code, password: utf8(code) };
+}
+
+export function wordsFrom(text) {
+  return text
+    .split(/\r?\n/)
+    .map((w) => w.trim())
+    .filter((w) => w);
+}
+
+/** `count` words drawn uniformly (rejection sampling over random bytes) from `wordlist`. */
+export function generateWords(wordlist, count = DEFAULT_WORDS, randomBytes) {
+  if (wordlist.length !== 256) throw new Error("the word list must have 256 words");
+  return Array.from(randomBytes(count), (b) => wordlist[b]);
+}

@@ -1,0 +1,159 @@
+// Sending, as p2pshare/sender.py and sources.py: entries from File objects, the sender's own
+// check of its names, then the offer, the receiver's prefixes answered, and every file read in
+// slices within the receiver's credit, hashed as it goes. Browser APIs only.
+
+import { sha256 } from "@noble/hashes/sha2.js";
+
+import { toHex } from "./bytes.js";
+import { generateWords, parseCode } from "./codes.js";
+import { DATA_END_OVERHEAD } from "./frames.js";
+import { checkOffer, printable } from "./names.js";
+import { randomBytes, SENDER } from "./pake.js";
+import { pairAndConnect } from "./pairing.js";
+import { RendezvousClient } from "./rendezvous.js";
+import { SenderProtocol } from "./transfer.js";
+import { throttled, Wire, withPeer } from "./wire.js";
+
+const READ_BLOCK_BYTES = 4 * 1024 * 1024;
+
+/** Entries for the offer from File objects (webkitRelativePath keeps a chosen folder's tree). */
+export function entriesFor(files) {
+  const seen = new Set();
+  const sources = [];
+  for (const file of files) {
+    const path = file.p2psharePath ?? (file.webkitRelativePath || file.name);
+    const parts = path.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join("/");
+      if (!seen.has(dir)) {
+        seen.add(dir);
+        sources.push({ file: null, entry: { path: dir, size: 0, mode: 0o755, mtime: null, kind: "dir" } });
+      }
+    }
+    const mtime = Number.isFinite(file.lastModified) ? file.lastModified / 1000 : null;
+    sources.push({ file, entry: { path, size: file.size, mode: 0o644, mtime, kind: "file" } });
+  }
+  return sources;
+}
+
+/** Refuse, before a code is shown, what every receiver would refuse (sources.py). */
+export function checkOwnOffer(entries) {
+  try {
+    checkOffer(entries);
+  } catch (e) {
+    if (e.name !== "unsafe-name") throw e;
+    const reason = e.message.replace(/^refused /, "").replace(/^offer: /, "");
+    throw Object.assign(
+      new Error(`cannot send: ${reason}; a receiver would refuse it (rename it and send again)`),
+      { name: "unsafe-name", local: true },
+    );
+  }
+}
+
+async function readSlice(file, start, end) {
+  try {
+    return new Uint8Array(await file.slice(start, end).arrayBuffer());
+  } catch {
+    throw Object.assign(new Error(`cannot read ${printable(file.name)} (was it changed or moved?)`), {
+      name: "file-error",
+    });
+  }
+}
+
+/** Hash the first `length` bytes of `file` into `hasher`. */
+async function hashPrefix(file, length, hasher) {
+  for (let pos = 0; pos < length; pos += READ_BLOCK_BYTES) {
+    hasher.update(await readSlice(file, pos, Math.min(length, pos + READ_BLOCK_BYTES)));
+  }
+}
+
+/**
+ * Send `files` (File objects). Resolves once the receiver verified everything.
+ * `server`: the rendezvous URL; `wordlist`: the 256 code words.
+ */
+export async function sendFiles(files, { server, wordlist, onEvent = () => {}, abort = null }) {
+  const sources = entriesFor(files);
+  if (!sources.some((s) => s.file !== null)) throw new Error("choose at least one file");
+  checkOwnOffer(sources.map((s) => s.entry));
+  const rv = await RendezvousClient.connect(server);
+  try {
+    const nameplate = await rv.allocate();
+    const code = parseCode([nameplate, ...generateWords(wordlist, 2, randomBytes)].join("-"));
+    onEvent({ type: "code", code: code.text });
+    const link = await pairAndConnect(rv, SENDER, code, onEvent);
+    if (abort) abort.link = link;
+    return await withPeer(link, () => sendEntries(link, sources, onEvent));
+  } finally {
+    rv.close();
+  }
+}
+
+async function sendEntries(link, sources, onEvent) {
+  const proto = new SenderProtocol(sources.map((s) => s.entry));
+  const state = { accepted: false, finished: false, acked: 0 };
+  const wire = new Wire(link, (frame) => {
+    for (const event of proto.receive(frame)) {
+      if (event.type === "peer-aborted") throw event.error;
+      if (event.type === "accepted") state.accepted = true;
+      else if (event.type === "finished") state.finished = true;
+    }
+  });
+  const dataSources = sources.filter((s) => s.entry.kind !== "dir");
+  const order = sources.map((s, i) => (s.entry.kind !== "dir" ? i : -1)).filter((i) => i >= 0);
+  const total = dataSources.reduce((n, s) => n + s.entry.size, 0);
+  const chunk = link.maxMessageBytes - DATA_END_OVERHEAD;
+  const progress = throttled(onEvent);
+
+  return wire.run(async () => {
+    for (const frame of proto.start()) {
+      link.send(frame);
+      await link.drain();
+    }
+    await wire.until(() => state.accepted);
+    const started = performance.now();
+    let done = 0;
+    progress(done, total, true);
+    // Every prefix the receiver holds is answered first, before any data (protocol.md).
+    const kept = new Map();
+    for (const index of order) {
+      const prefix = proto.have.get(index);
+      if (!prefix) continue;
+      const hasher = sha256.create();
+      await hashPrefix(sources[index].file, prefix.offset, hasher);
+      const matched = toHex(hasher.clone().digest()) === prefix.sha256;
+      if (matched) kept.set(index, hasher);
+      link.send(proto.resume(index, matched ? prefix.offset : 0));
+      if (matched) done += prefix.offset;
+    }
+    progress(done, total, true);
+    for (const index of order) {
+      const { file, entry } = sources[index];
+      const hasher = kept.get(index) ?? sha256.create();
+      let pos = kept.has(index) ? proto.have.get(index).offset : 0;
+      if (pos === entry.size) {
+        link.send(proto.dataEnd(new Uint8Array(0), toHex(hasher.digest())));
+        continue;
+      }
+      while (pos < entry.size) {
+        const block = await readSlice(file, pos, Math.min(entry.size, pos + READ_BLOCK_BYTES));
+        if (block.length === 0) throw Object.assign(new Error(`${file.name} changed while it was sent`), { name: "file-error" });
+        for (let at = 0; at < block.length; at += chunk) {
+          const piece = block.subarray(at, Math.min(block.length, at + chunk));
+          hasher.update(piece);
+          await wire.until(() => proto.canSend(piece.length));
+          if (pos + at + piece.length === entry.size) link.send(proto.dataEnd(piece, toHex(hasher.digest())));
+          else link.send(proto.data(piece));
+          done += piece.length;
+          progress(done, total);
+          await link.drain();
+        }
+        pos += block.length;
+      }
+      if (entry.size === 0) link.send(proto.dataEnd(new Uint8Array(0), toHex(hasher.digest())));
+    }
+    progress(done, total, true);
+    await wire.until(() => state.finished);
+    wire.closing = true;
+    return { bytes: total, seconds: (performance.now() - started) / 1000, files: dataSources.length };
+  });
+}
