@@ -1,5 +1,5 @@
 """Stock aiortc SCTP, patched SCTP at the 1,200-byte base size, and patched SCTP with large
-packets (p2pshare/aiortc_patches.py), in the same run, alternating.
+packets (p2pshare/aiortc_patches/), in the same run, alternating.
 
 Two network namespaces joined by a veth pair (MTU 1,500); each end drops ``--loss`` % of the
 arriving IP packets, each fragment of a large datagram on its own (tests/speedlab.py). The real

@@ -1,6 +1,6 @@
 """One peer connection with one reliable data channel, over aiortc's public API.
 
-This module and ``aiortc_patches.py`` (every private touch of aiortc and aioice) are the only
+This module and ``aiortc_patches/`` (every private touch of aiortc and aioice) are the only
 ones that import aiortc. It hides aiortc's camelCase and its quirks (measured here, see
 docs/performance.md):
 

@@ -18,7 +18,7 @@ from p2pshare import aiortc_patches
 
 # SHA-256 (first 16 hex digits) of each upstream function's source, per tested version. An
 # aiortc or aioice upgrade that changes any of them fails here: re-read the function, adapt
-# aiortc_patches.py, re-run the loss tests, then record the new version and fingerprints.
+# aiortc_patches/, re-run the loss tests, then record the new version and fingerprints.
 FINGERPRINTS: dict[tuple[str, str], dict[str, str]] = {
     ("1.16.0", "0.13.0"): {
         "aiortc.rtcsctptransport:RTCSctpTransport._handle_data": "6c5c58a45fea4e14",

@@ -1,0 +1,395 @@
+"""Large SCTP packets between two p2pshare peers: negotiated, probed with HEARTBEAT+PAD,
+resent in base-size segments, dropped on a black hole (see the package docstring), and DTLS
+records of any size on the associations that use them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import rtcsctptransport as sctp
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcsctptransport import RTCSctpTransport
+from google_crc32c import value as crc32c
+from OpenSSL import SSL
+
+from p2pshare import aiortc_patches as patches
+from p2pshare.aiortc_patches import (
+    _HEARTBEAT_INFO,
+    _PAD_CHUNK_TYPE,
+    _PROBE_MAGIC,
+    _SEGMENT_MAGIC,
+    _SEGMENTS_KEPT,
+    BASE_USERDATA_BYTES,
+    DTLS_RECORD_READ_BYTES,
+    LARGE_PACKET_BYTES,
+    LARGE_RTO_MIN_S,
+    LOST_LARGE_BUDGET,
+    LOST_LARGE_MIN_LOSSES,
+    LOST_LARGE_RATIO,
+    LOST_LARGE_WINDOW_S,
+    PROBE_ATTEMPTS,
+    PROBE_TIMEOUT_S,
+    REPROBE_AFTER_S,
+    SCTP_OVERHEAD_BYTES,
+    SEGMENT_PAYLOAD_BYTES,
+)
+
+logger = logging.getLogger(__name__)
+
+# -- large packets -------------------------------------------------------------------------
+
+
+@dataclass
+class LargePackets:
+    """Large SCTP packets on one association, between two p2pshare peers that both offered
+    them in the sealed SDP. ``state`` moves ``negotiated`` -> ``probing`` -> ``on``, or to
+    ``refused`` (no probe came back), ``skipped`` (a path we never try: NAT, TURN), or from
+    ``on`` to ``fallback`` (a black hole during the transfer)."""
+
+    packet_bytes: int
+    state: str = "negotiated"
+    reason: str = ""
+    probes_sent: int = 0
+    t3_strikes: int = 0
+    rechunked: int = 0
+    """Queued, never-sent chunks cut again at the base size by a fall-back."""
+    large_cut: int = 0
+    """Large chunks cut (each is sent at least once)."""
+    large_resent: int = 0
+    """Large chunks sent again (each one in segments)."""
+    fallbacks: int = 0
+    on_cut: int = 0
+    on_resent: int = 0
+    """``large_cut`` and ``large_resent`` when large packets were last turned on."""
+    losses: deque[float] = field(default_factory=deque)
+    segment_id: int = 0
+    probe_nonce: bytes = b""
+    probe_acked: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "packet_bytes": self.packet_bytes,
+            "reason": self.reason,
+            "probes_sent": self.probes_sent,
+            "rechunked": self.rechunked,
+            "large_cut": self.large_cut,
+            "large_resent": self.large_resent,
+            "fallbacks": self.fallbacks,
+        }
+
+
+def large_packets_possible() -> bool:
+    """Whether this process can send and receive large packets (the changes are installed)."""
+    return patches._sctp_applied
+
+
+def allow_large_packets(sctp_transport: Any, packet_bytes: int) -> LargePackets:
+    """Both sides offered large packets: from now on accept large DTLS records on this
+    association (the peer may send them as soon as its probe is answered). Our own packets
+    stay at the base size until :func:`probe_large_packets` confirms the path carries them."""
+    large = LargePackets(packet_bytes=min(packet_bytes, LARGE_PACKET_BYTES))
+    sctp_transport._p2p_large = large
+    if not patches._rto_min_forced:
+        sctp_transport._p2p_rto_min = LARGE_RTO_MIN_S
+    sctp_transport.transport._p2p_large_records = True
+    return large
+
+
+def large_packets(sctp_transport: Any) -> LargePackets | None:
+    large: LargePackets | None = getattr(sctp_transport, "_p2p_large", None)
+    return large
+
+
+def skip_large_packets(sctp_transport: Any, reason: str) -> None:
+    large = large_packets(sctp_transport)
+    if large is not None and large.state == "negotiated":
+        large.state, large.reason = "skipped", reason
+        logger.info("large SCTP packets not tried: %s", reason)
+
+
+def probe_large_packets(sctp_transport: Any) -> None:
+    """Start probing (in the background) whether the path carries large packets."""
+    large = large_packets(sctp_transport)
+    if large is None or large.state != "negotiated":
+        return
+    large.state = "probing"
+    large.task = asyncio.ensure_future(_probe(sctp_transport, large))
+
+
+def stop_large_packets(sctp_transport: Any) -> None:
+    large = large_packets(sctp_transport)
+    if large is not None and large.task is not None:
+        large.task.cancel()
+    reprobe = getattr(sctp_transport, "_p2p_reprobe", None)
+    if reprobe is not None:
+        reprobe.cancel()
+
+
+async def _probe(transport: Any, large: LargePackets) -> None:
+    # RFC 8899 section 4.1: a HEARTBEAT padded to the probed size; the HEARTBEAT ACK echoes
+    # only the (small) heartbeat information, so only the probed direction carries the size.
+    for _ in range(PROBE_ATTEMPTS):
+        large.probe_nonce = os.urandom(8)
+        large.probe_acked.clear()
+        try:
+            await transport.transport._send_data(_probe_packet(transport, large))
+        except ConnectionError:
+            return
+        large.probes_sent += 1
+        try:
+            await asyncio.wait_for(large.probe_acked.wait(), PROBE_TIMEOUT_S)
+        except TimeoutError:
+            continue
+        _use_large(transport, large)
+        return
+    large.state = "refused"
+    large.reason = f"{PROBE_ATTEMPTS} probes of {large.packet_bytes} bytes were lost"
+    logger.info("large SCTP packets refused: %s", large.reason)
+
+
+def _probe_packet(transport: Any, large: LargePackets) -> bytes:
+    info = _PROBE_MAGIC + large.probe_nonce
+    heartbeat = sctp.HeartbeatChunk()
+    heartbeat.params.append((_HEARTBEAT_INFO, info))
+    body = bytes(heartbeat)
+    pad_length = large.packet_bytes - sctp.SCTP_COMMON_HEADER_LENGTH - len(body)
+    pad = struct.pack("!BBH", _PAD_CHUNK_TYPE, 0, pad_length) + bytes(pad_length - 4)
+    header = struct.pack(
+        "!HHL", transport._local_port, transport._remote_port, transport._remote_verification_tag
+    )
+    data = body + pad
+    checksum = crc32c(header + b"\x00\x00\x00\x00" + data)
+    return header + struct.pack("<L", checksum) + data
+
+
+def _heartbeat_acked(self: Any, chunk: Any) -> None:
+    large = large_packets(self)
+    if large is None or large.state != "probing":
+        return
+    if (_HEARTBEAT_INFO, _PROBE_MAGIC + large.probe_nonce) in chunk.params:
+        large.probe_acked.set()
+
+
+def _use_large(transport: Any, large: LargePackets) -> None:
+    size = (large.packet_bytes - SCTP_OVERHEAD_BYTES) // 4 * 4
+    transport._p2p_chunk_bytes = size
+    transport._cwnd = max(transport._cwnd, 3 * size)
+    large.on_cut, large.on_resent = large.large_cut, large.large_resent
+    large.state = "on"
+    logger.info("large SCTP packets on: %d bytes", large.packet_bytes)
+
+
+def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
+    """Back to the base size: chunks not sent yet are cut again (their TSNs were never on the
+    wire, so they are renumbered); chunks already sent keep their size and TSN, as SCTP
+    requires, and are retransmitted as they are."""
+    transport._p2p_chunk_bytes = BASE_USERDATA_BYTES
+    large.state, large.reason = "fallback", reason
+    large.fallbacks += 1
+    large.rechunked += rechunk_unsent(transport, BASE_USERDATA_BYTES)
+    logger.info("large SCTP packets off: %s; probing again in %g s", reason, REPROBE_AFTER_S)
+    loop = asyncio.get_running_loop()
+    transport._p2p_reprobe = loop.call_later(REPROBE_AFTER_S, _reprobe, transport, large)
+
+
+def _reprobe(transport: Any, large: LargePackets) -> None:
+    if (
+        large.state == "fallback"
+        and transport._association_state == RTCSctpTransport.State.ESTABLISHED
+    ):
+        large.state = "negotiated"
+        probe_large_packets(transport)
+
+
+def rechunk_unsent(transport: Any, size: int) -> int:
+    """Cut the never-sent chunks of the outbound queue to ``size``; returns how many were cut.
+
+    The fragments of one message keep consecutive TSNs; the first piece of a chunk keeps its
+    FIRST flag, the last its LAST flag."""
+    queue = transport._outbound_queue
+    if not queue or all(len(c.user_data) <= size for c in queue):
+        return 0
+    tsn = queue[0].tsn
+    cut = 0
+    rebuilt: deque[Any] = deque()
+    for chunk in queue:
+        data = chunk.user_data
+        pieces = max(1, math.ceil(len(data) / size))
+        cut += pieces > 1
+        for index in range(pieces):
+            piece = sctp.DataChunk()
+            piece.flags = chunk.flags & sctp.SCTP_DATA_UNORDERED
+            if index == 0:
+                piece.flags |= chunk.flags & sctp.SCTP_DATA_FIRST_FRAG
+            if index == pieces - 1:
+                piece.flags |= chunk.flags & sctp.SCTP_DATA_LAST_FRAG
+            piece.tsn = tsn
+            piece.stream_id = chunk.stream_id
+            piece.stream_seq = chunk.stream_seq
+            piece.protocol = chunk.protocol
+            piece.user_data = data[index * size : (index + 1) * size]
+            _init_chunk_counters(piece, chunk._expiry, chunk._max_retransmits)
+            rebuilt.append(piece)
+            tsn = sctp.tsn_plus_one(tsn)
+    transport._outbound_queue = rebuilt
+    transport._local_tsn = tsn
+    return cut
+
+
+async def _resend(self: Any, chunk: Any) -> None:
+    """Send a chunk again. A large one goes in segments of the base size, each its own DTLS
+    record and datagram, so that a path (or a receiver out of reassembly memory) that drops
+    IP fragments cannot stall the transfer: SCTP cannot cut a chunk that is on the wire
+    (its TSN is fixed), but we can carry its packet in pieces below SCTP, between two
+    p2pshare peers that agreed on large packets."""
+    large: LargePackets | None = getattr(self, "_p2p_large", None)
+    if large is None or chunk._book_size <= BASE_USERDATA_BYTES:
+        await self._send_chunk(chunk)
+        return
+    large.large_resent += 1
+    now = time.monotonic()
+    large.losses.append(now)
+    while large.losses and large.losses[0] < now - LOST_LARGE_WINDOW_S:
+        large.losses.popleft()
+    if large.state == "on":
+        if len(large.losses) >= LOST_LARGE_BUDGET:
+            _fall_back(
+                self,
+                large,
+                f"{len(large.losses)} large packets lost within {LOST_LARGE_WINDOW_S:g} s",
+            )
+        elif (
+            large.large_resent >= LOST_LARGE_MIN_LOSSES
+            and large.large_resent > LOST_LARGE_RATIO * large.large_cut
+        ):
+            _fall_back(self, large, f"{large.large_resent} of {large.large_cut} large packets lost")
+    packet = sctp.serialize_packet(
+        self._local_port, self._remote_port, self._remote_verification_tag, chunk
+    )
+    large.segment_id = (large.segment_id + 1) & 0xFFFFFFFF
+    for segment in segment_packet(packet, large.segment_id):
+        await self.transport._send_data(segment)
+
+
+def segment_packet(packet: bytes, packet_id: int) -> list[bytes]:
+    """An SCTP packet cut into segments for :func:`reassemble_segment` (at most 255)."""
+    count = math.ceil(len(packet) / SEGMENT_PAYLOAD_BYTES)
+    return [
+        _SEGMENT_MAGIC
+        + struct.pack("!LBB", packet_id, index, count)
+        + packet[index * SEGMENT_PAYLOAD_BYTES : (index + 1) * SEGMENT_PAYLOAD_BYTES]
+        for index in range(count)
+    ]
+
+
+def reassemble_segment(dtls: Any, plain: bytes) -> bytes | None:
+    """Collect one segment (kept on ``dtls``, at most 256 packets' worth, oldest dropped
+    first); returns the SCTP packet once all its segments arrived."""
+    if len(plain) < 10:
+        return None
+    packet_id, index, count = struct.unpack_from("!LBB", plain, 4)
+    if index >= count:
+        return None
+    pending: dict[int, list[bytes | None]] = dtls.__dict__.setdefault("_p2p_segments", {})
+    parts = pending.get(packet_id)
+    if parts is None or len(parts) != count:
+        parts = pending[packet_id] = [None] * count
+        while len(pending) > _SEGMENTS_KEPT:
+            del pending[next(iter(pending))]
+    parts[index] = plain[10:]
+    if any(part is None for part in parts):
+        return None
+    del pending[packet_id]
+    return b"".join(part for part in parts if part is not None)
+
+
+# -- DTLS records of any size on large-packet associations ----------------------------------
+
+
+async def _write_ssl(self: Any) -> None:
+    # aiortc 1.16.0's _write_ssl reads 1,500 bytes, splitting a larger record over two
+    # datagrams; on a large-packet association (after the handshake) the whole record goes.
+    size = (
+        DTLS_RECORD_READ_BYTES
+        if self._state is DtlsState.CONNECTED and getattr(self, "_p2p_large_records", False)
+        else 1500
+    )
+    try:
+        data = self._ssl.bio_read(size)
+    except SSL.Error:
+        data = b""
+    if data:
+        await self.transport._send(data)
+        self._RTCDtlsTransport__tx_bytes += len(data)
+        self._RTCDtlsTransport__tx_packets += 1
+
+
+_stock_recv_next = RTCDtlsTransport._recv_next
+
+
+async def _recv_next(self: Any) -> None:
+    # aiortc 1.16.0's _recv_next decrypts with recv(1500): a larger record would come back in
+    # pieces and every later datagram out of step. On a large-packet association (marked
+    # before the handshake starts) this copy runs instead, with a buffer for a whole record,
+    # and reassembles resent packets that came in segments. It drops SRTP, which a data-only
+    # connection never carries. Every other association runs upstream's.
+    if not getattr(self, "_p2p_large_records", False):
+        await _stock_recv_next(self)
+        return
+    timeout = None
+    if not self._RTCDtlsTransport__handshake_done:
+        timeout = self._ssl.DTLSv1_get_timeout()
+        if timeout is None and self.encrypted:
+            self._RTCDtlsTransport__handshake_done = True
+    if timeout is not None:
+        try:
+            data = await asyncio.wait_for(self.transport._recv(), timeout=timeout)
+        except TimeoutError:
+            self._ssl.DTLSv1_handle_timeout()
+            await self._write_ssl()
+            return
+    else:
+        data = await self.transport._recv()
+    self._RTCDtlsTransport__rx_bytes += len(data)
+    self._RTCDtlsTransport__rx_packets += 1
+    if not 19 < data[0] < 64:
+        return
+    self._ssl.bio_write(data)
+    plain: bytes | None
+    try:
+        plain = self._ssl.recv(DTLS_RECORD_READ_BYTES)
+    except SSL.ZeroReturnError:
+        plain = None
+    except SSL.Error:
+        plain = b""
+    await self._write_ssl()
+    if plain is None:
+        raise ConnectionError
+    if plain[:4] == _SEGMENT_MAGIC:
+        plain = reassemble_segment(self, plain) or b""
+    if plain and self._data_receiver:
+        await self._data_receiver._handle_data(plain)
+
+
+def _init_chunk_counters(chunk: Any, expiry: float | None, max_retransmits: int | None) -> None:
+    chunk._abandoned = False
+    chunk._acked = False
+    chunk._book_size = len(chunk.user_data)
+    chunk._expiry = expiry
+    chunk._in_flight = False
+    chunk._max_retransmits = max_retransmits
+    chunk._misses = 0
+    chunk._retransmit = False
+    chunk._sent_count = 0
+    chunk._sent_time = None
