@@ -1,5 +1,9 @@
 """Every private touch of aiortc and aioice, in one place, applied by an explicit call.
 
+This package: the gate, :func:`apply`, host addresses and the nominated pair (here);
+``sctp_changes`` (the SCTP throughput changes), ``large`` (large packets between p2pshare peers
+and the DTLS records they need), ``sockets`` (socket buffers).
+
 Nothing here runs on import: :func:`apply` is called by ``webrtc.PeerLink`` when the first peer
 connection is made, and installs every change at once, or none of them, on the aiortc versions
 listed in ``TESTED_VERSIONS`` (the range is pinned in pyproject.toml). On any other version
