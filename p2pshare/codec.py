@@ -8,6 +8,7 @@ decision (:class:`p2pshare.transfer.CompressionTrial`); this module only does th
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 from p2pshare.errors import IntegrityError
@@ -43,6 +44,20 @@ class Compressor:
         return frame
 
 
+_local = threading.local()
+
+
+def _decompressor() -> Any:
+    """One decompressor per thread (they are not thread-safe), reused: making one per
+    message cost about a third of the time of decompressing 64 KiB."""
+    decompressor = getattr(_local, "zstd", None)
+    if decompressor is None:
+        import zstandard
+
+        decompressor = _local.zstd = zstandard.ZstdDecompressor()
+    return decompressor
+
+
 def decompress(frame: bytes, raw_len: int) -> bytes:
     """Decompress one zstd frame that must yield exactly ``raw_len`` bytes.
 
@@ -53,9 +68,7 @@ def decompress(frame: bytes, raw_len: int) -> bytes:
     import zstandard
 
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            io.BytesIO(frame), read_across_frames=False
-        )
+        reader = _decompressor().stream_reader(io.BytesIO(frame), read_across_frames=False)
         parts: list[bytes] = []
         got = 0
         while got <= raw_len and (part := reader.read(raw_len + 1 - got)):
