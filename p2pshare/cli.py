@@ -19,6 +19,7 @@ from p2pshare.cli_options import (
     HideProgressOpt,
     JsonOpt,
     LocalAddressOpt,
+    NoLargePacketsOpt,
     RelayOnlyOpt,
     ServerOpt,
     StunOpt,
@@ -222,6 +223,7 @@ def send(
     direct_only: DirectOnlyOpt = False,
     json_output: JsonOpt = False,
     hide_progress: HideProgressOpt = False,
+    no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -402,6 +404,7 @@ def receive(
     ] = 0.0,
     json_output: JsonOpt = False,
     hide_progress: HideProgressOpt = False,
+    no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from p2pshare.config import (
+    ENV_LARGE_PACKETS,
     ENV_LOCAL_ADDRESSES,
     ENV_SERVER,
     ENV_STUN,
@@ -120,6 +121,25 @@ VerifyOpt = Annotated[
 ]
 HideProgressOpt = Annotated[
     bool, typer.Option("--hide-progress", help="Do not show the progress bar.")
+]
+
+
+def _no_large_packets(value: bool) -> bool:
+    if value:
+        os.environ[ENV_LARGE_PACKETS] = "0"  # read by webrtc.py for every connection
+    return value
+
+
+NoLargePacketsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-large-packets",
+        callback=_no_large_packets,
+        rich_help_panel="Network",
+        help="Keep to 1,200-byte packets even with another p2pshare on the local network "
+        f"(also {ENV_LARGE_PACKETS}=0). Large packets are negotiated, probed and dropped "
+        "by themselves when the path does not carry them: this is for comparisons.",
+    ),
 ]
 
 

@@ -43,7 +43,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from p2pshare import aiortc_patches
-from p2pshare.config import IceConfig, ice_urls
+from p2pshare.config import ENV_LARGE_PACKETS, IceConfig, ice_urls
 from p2pshare.errors import ConnectError, P2PShareError, PeerLostError, ProtocolError
 
 __all__ = ["IceConfig", "NetworkPath", "PeerLink", "check_ice_url", "lan_addresses"]
@@ -61,8 +61,6 @@ variable exists for the benchmark's message-size sweep (docs/performance.md)."""
 BUFFER_HIGH_BYTES = 1024 * 1024
 BUFFER_LOW_BYTES = 256 * 1024
 CHANNEL_LABEL = "p2pshare"
-ENV_LARGE_PACKETS = "P2PSHARE_LARGE_PACKETS"
-"""``0`` turns large SCTP packets off (comparisons; the CLI flag ``--no-large-packets``)."""
 ENV_LINK_REPORT = "P2PSHARE_LINK_REPORT"
 """A file to which each closed connection appends one JSON line about its packets (tests and
 benchmarks read it)."""

@@ -465,3 +465,25 @@ def test_skip_unreadable_sends_the_rest(server: str, world_dirs: tuple[Path, Pat
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait(60) == 0
     assert sorted(p.name for p in (out / "tree").iterdir()) == ["ok.txt"]
+
+
+def test_no_large_packets_keeps_the_small_size(tmp_path: Path) -> None:
+    """--no-large-packets on either side keeps the connection at 1,200-byte packets (the
+    link report of each side says the attribute was not used)."""
+    import json as _json
+
+    from tests.cli_helpers import run_signal_server, start_pair
+
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(256 * 1024))
+    out = tmp_path / "out"
+    out.mkdir()
+    report = tmp_path / "links.jsonl"
+    env = peer_env(P2PSHARE_LINK_REPORT=str(report))
+    with run_signal_server("--port", "0") as url:
+        sender, receiver = start_pair(url, src, out, "--yes", "--no-large-packets", env=env)
+        assert receiver.wait() == 0 and sender.wait() == 0, receiver.stderr
+    links = [_json.loads(line) for line in report.read_text().splitlines()]
+    assert len(links) == 2
+    assert all(link.get("large", {}).get("state") != "on" for link in links), links
+    assert (out / "f.bin").read_bytes() == src.read_bytes()

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from p2pshare import aiortc_patches, webrtc
-from p2pshare.config import IceConfig
+from p2pshare.config import ENV_LARGE_PACKETS, IceConfig
 from p2pshare.webrtc import (
-    ENV_LARGE_PACKETS,
     ENV_LINK_REPORT,
     LARGE_PACKET_ATTRIBUTE,
     PeerLink,
