@@ -1,4 +1,4 @@
-"""Rooms shared by several ``p2pshare-signal`` instances through Redis (issue 14, first part).
+"""Rooms shared by several ``p2pshare-signal`` instances through Redis (issue 14).
 
 The in-memory :class:`~signal_server.rooms.RoomRegistry` stays the default and the reference;
 this adapter implements the same rules (docs/protocol.md, "Rooms") for a cluster, with the
