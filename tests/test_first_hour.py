@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import urllib.request
@@ -23,6 +24,7 @@ from p2pshare.pake import PakeSession, Role
 from p2pshare.progress import JsonReporter, browser_link, format_size, summary_line
 from tests.cli_helpers import (
     P2PSHARE,
+    ROOT,
     Peer,
     leftovers,
     peer_env,
@@ -47,8 +49,28 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     return src, out
 
 
+@pytest.fixture(scope="module")
+def reachable_by_nobody() -> Iterator[None]:
+    """The checkout may sit in a 0700 directory (``mktemp -d``, CI's folder): let user nobody
+    traverse to it (search permission on its parents) and import from it (the checkout itself
+    readable: Python lists the directories on its path) for these tests, then put every mode
+    back."""
+    changed = []
+    for path in sorted({ROOT, *ROOT.parents}):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = mode | stat.S_IXOTH | (stat.S_IROTH if path == ROOT else 0)
+        if wanted != mode:
+            path.chmod(wanted)
+            changed.append((path, mode))
+    try:
+        yield
+    finally:
+        for path, mode in reversed(changed):
+            path.chmod(mode)
+
+
 @pytest.fixture
-def world_dirs() -> Iterator[tuple[Path, Path]]:
+def world_dirs(reachable_by_nobody: None) -> Iterator[tuple[Path, Path]]:
     """Source and output directories another user can reach (pytest's tmp_path is 0700)."""
     base = Path(tempfile.mkdtemp(prefix="p2pshare-fh-"))
     base.chmod(0o755)
