@@ -29,6 +29,8 @@ from p2pshare.cli_options import (
     UsageProblem,
     VerboseOpt,
     VerifyOpt,
+    check_paths,
+    read_text,
     server_url,
     settings_from_options,
     usage,
@@ -56,7 +58,7 @@ from p2pshare.errors import (
     P2PShareError,
 )
 from p2pshare.files import printable
-from p2pshare.messages import MAX_ENTRIES, MAX_TEXT_BYTES
+from p2pshare.messages import MAX_ENTRIES
 from p2pshare.preflight import check_readable, check_writable, output_directory
 from p2pshare.progress import (
     HumanReporter,
@@ -102,25 +104,6 @@ def _main(
         # Bare `p2pshare` is a request for help, not a mistake.
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-
-
-def _check_paths(paths: list[str]) -> list[Path]:
-    """Refuse what would silently send something else: an empty path (``""``, an unset
-    variable) would otherwise mean the current directory."""
-    if any(p.strip() == "" for p in paths):
-        usage('an empty path was given (an unset variable?); to send this directory, say "."')
-    return [Path(p) for p in paths]
-
-
-def _read_text(text: str) -> str:
-    """``--text -`` reads the message from standard input."""
-    if text != "-":
-        return text
-    data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        usage("--text - needs UTF-8 text on standard input; send binary data as a file: send -")
 
 
 @app.command()
@@ -258,9 +241,9 @@ def send(
             chosen = parse_chosen_code(code)
         except P2PShareError as exc:
             usage(exc.message)
-    files = _check_paths(paths or [])
+    files = check_paths(paths or [])
     if text is not None:
-        text = _read_text(text)
+        text = read_text(text)
     label = "text" if text is not None else (name or ", ".join(p.name or str(p) for p in files))
     reporter: Reporter
     if json_output:

@@ -1,4 +1,5 @@
-"""The options ``send`` and ``receive`` share, and turning them into :class:`Settings`.
+"""The options ``send`` and ``receive`` share, turning them into :class:`Settings`, and the
+checks of what the command line says (paths, ``--text -``, server URLs).
 
 A bad option is a usage error: :class:`UsageProblem`, printed by ``cli.main`` like every other
 (one line, exit 2).
@@ -7,6 +8,8 @@ A bad option is a usage error: :class:`UsageProblem`, printed by ``cli.main`` li
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -23,6 +26,7 @@ from p2pshare.config import (
     Settings,
     window_bytes_from_env,
 )
+from p2pshare.messages import MAX_TEXT_BYTES
 from p2pshare.rendezvous import parse_server_url
 
 ServerOpt = Annotated[
@@ -210,3 +214,22 @@ def _check_ice_url(url: str) -> None:
     from p2pshare.webrtc import check_ice_url
 
     check_ice_url(url)
+
+
+def check_paths(paths: list[str]) -> list[Path]:
+    """Refuse what would silently send something else: an empty path (``""``, an unset
+    variable) would otherwise mean the current directory."""
+    if any(p.strip() == "" for p in paths):
+        usage('an empty path was given (an unset variable?); to send this directory, say "."')
+    return [Path(p) for p in paths]
+
+
+def read_text(text: str) -> str:
+    """``--text -`` reads the message from standard input."""
+    if text != "-":
+        return text
+    data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        usage("--text - needs UTF-8 text on standard input; send binary data as a file: send -")
