@@ -32,7 +32,6 @@ from tests.cli_helpers import (
     lab_env,
     leftovers,
     peer_env,
-    run_signal_server,
     start_pair,
 )
 from tests.test_web_build import require_tools
@@ -71,12 +70,6 @@ def browser(playwright: Any) -> Iterator[Any]:
     instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield instance
     instance.close()
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
-        yield url
 
 
 def http_url(server: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,6 @@ from tests.cli_helpers import (
 )
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
-        yield url
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    src, out = tmp_path / "src", tmp_path / "out"
-    src.mkdir()
-    out.mkdir()
-    return src, out
 
 
 @pytest.fixture(scope="session")

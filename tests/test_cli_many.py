@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,9 @@ from tests.cli_helpers import (
     measured,
     peak_rss,
     peer_env,
-    run_signal_server,
 )
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--port", "0") as url:
-        yield url
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, int, bytes | None]]:

@@ -35,20 +35,6 @@ from tests.cli_helpers import (
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
-        yield url
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    src, out = tmp_path / "src", tmp_path / "out"
-    src.mkdir()
-    out.mkdir()
-    return src, out
-
-
 @pytest.fixture(scope="module")
 def reachable_by_nobody() -> Iterator[None]:
     """The checkout may sit in a 0700 directory (``mktemp -d``, CI's folder): let user nobody
@@ -494,7 +480,7 @@ def test_no_large_packets_keeps_the_small_size(tmp_path: Path) -> None:
     link report of each side says the attribute was not used)."""
     import json as _json
 
-    from tests.cli_helpers import run_signal_server, start_pair
+    from tests.cli_helpers import start_pair
 
     src = tmp_path / "f.bin"
     src.write_bytes(os.urandom(256 * 1024))

@@ -4,22 +4,15 @@ with their documented exit codes, Tab completes code words, unknown words are qu
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from tests.cli_helpers import P2PSHARE, Peer, peer_env, run_signal_server
+from tests.cli_helpers import P2PSHARE, Peer, peer_env
 
 PROMPT_EXIT_S = 5
 """"At once": well under the 20-30 s deadlines a stuck prompt would eventually hit."""
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
-        yield url
 
 
 def terminal(args: list[str], cwd: Path) -> pexpect.spawn:

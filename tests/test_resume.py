@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,12 @@ from tests.cli_helpers import (
     Peer,
     interruptible_env,
     leftovers,
-    run_signal_server,
     start_pair,
 )
 
 pytestmark = pytest.mark.timeout(180)
 MIB = 1 << 20
 SIZE = 64 * MIB
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

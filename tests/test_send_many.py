@@ -6,20 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Peer, interruptible_env, run_signal_server
+from tests.cli_helpers import Peer, interruptible_env
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with run_signal_server("--host", "127.0.0.1", "--port", "0") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
