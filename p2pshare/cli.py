@@ -111,7 +111,7 @@ def send(
     paths: Annotated[
         list[str] | None,
         # Arguments are described in the docstring: typer's argument list would add <str>.
-        typer.Argument(metavar="PATH", show_default=False, hidden=True),
+        typer.Argument(metavar="[PATH]...", show_default=False, hidden=True),
     ] = None,
     text: Annotated[
         str | None,
