@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
+import sys
+import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2pshare.codes import Code
 from p2pshare.config import IceConfig, Settings
@@ -43,9 +46,28 @@ from p2pshare.events import Connected, EventSink, Notice, Verification, ignore
 from p2pshare.files import printable
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import Relay, RendezvousClient
-from p2pshare.webrtc import PeerLink, lan_addresses
+
+if TYPE_CHECKING:
+    from p2pshare.webrtc import PeerLink
 
 logger = logging.getLogger(__name__)
+
+WEBRTC_MODULE = "p2pshare.webrtc"
+
+
+def preload_webrtc() -> None:
+    """Start importing aiortc (~0.1 s of CPU, most of a receiver's start) on a thread, so
+    that it runs while the rendezvous and the PAKE wait on the network; :func:`connect`'s
+    own import then finds it loaded, or waits for the thread to finish it. Errors are left
+    for that import to raise, in the caller's thread."""
+    if WEBRTC_MODULE in sys.modules:
+        return
+
+    def load() -> None:
+        with contextlib.suppress(BaseException):  # connect() imports it again, and reports
+            importlib.import_module(WEBRTC_MODULE)
+
+    threading.Thread(target=load, name="p2pshare-preload", daemon=True).start()
 
 
 @contextlib.asynccontextmanager
@@ -59,6 +81,7 @@ async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient
         finally:
             await client.close()
         return
+    from p2pshare.webrtc import lan_addresses
     from signal_server.server import ServerSettings, start_server
 
     addresses = settings.ice.local_addresses or tuple(lan_addresses())
@@ -100,6 +123,8 @@ async def connect(
 ) -> AsyncIterator[PeerLink]:
     """The step of :func:`pair` after the PAKE: sealed offer/answer, ICE and DTLS, then
     leave the server. Yields the open link, closed on exit."""
+    from p2pshare.webrtc import PeerLink
+
     on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:

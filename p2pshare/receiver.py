@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from p2pshare import codec, sinks, transfer
 from p2pshare import messages as m
@@ -33,9 +34,11 @@ from p2pshare.files import check_offer, printable
 from p2pshare.layout import Layout, check_free_space, plan
 from p2pshare.sinks import Sink, StreamSink
 from p2pshare.tree import Tree
-from p2pshare.webrtc import PeerLink
 from p2pshare.wire import GOODBYE_WAIT_S, Wire
 from p2pshare.worker import Worker
+
+if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
+    from p2pshare.webrtc import PeerLink
 
 logger = logging.getLogger(__name__)
 

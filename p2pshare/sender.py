@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from p2pshare import codec, transfer
 from p2pshare import messages as m
@@ -18,8 +19,10 @@ from p2pshare.config import Settings
 from p2pshare.errors import PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
 from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
-from p2pshare.webrtc import PeerLink
 from p2pshare.wire import Wire
+
+if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
+    from p2pshare.webrtc import PeerLink
 
 CREDIT_STALL_S = 120.0
 """A receiver that keeps answering pings but grants no credit for this long is stuck (or

@@ -51,7 +51,7 @@ from p2pshare.events import (
     Verification,
     ignore,
 )
-from p2pshare.pairing import pair, rendezvous
+from p2pshare.pairing import pair, preload_webrtc, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
 from p2pshare.rendezvous import ManyRoom, RendezvousClient
@@ -99,6 +99,7 @@ async def send(
     nameplate (every embedded server would otherwise use 1), advertised on the local
     network until the receiver has paired.
     """
+    preload_webrtc()
     settings = settings or Settings()
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
 
@@ -159,6 +160,7 @@ async def send_many(
     """
     from p2pshare.many import ManySender
 
+    preload_webrtc()
     settings = settings or Settings()
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     if any(str(p) == "-" for p in paths):
@@ -210,6 +212,7 @@ async def receive(
     Files that exist already are refused unless ``settings.overwrite``, or unless
     ``resolve_existing`` decides (overwrite, save under another name, or cancel).
     """
+    preload_webrtc()
     settings = settings or Settings()
     parsed = parse_code(code) if isinstance(code, str) else code
     if settings.server is None:

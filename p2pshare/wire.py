@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from p2pshare import transfer
 from p2pshare.config import Settings
 from p2pshare.errors import InterruptedTransferError, P2PShareError, PeerLostError
-from p2pshare.webrtc import PeerLink
+
+if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
+    from p2pshare.webrtc import PeerLink
 
 T = TypeVar("T")
 GOODBYE_WAIT_S = 3.0

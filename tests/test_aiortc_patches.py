@@ -111,6 +111,23 @@ def test_pure_modules_load_no_aiortc() -> None:
     assert loaded == "[]"
 
 
+def test_the_cli_loads_aiortc_only_on_the_preload_thread() -> None:
+    """Starting the CLI or a session imports no aiortc (0.1 s of a receiver's start, issue
+    12); send and receive start it on a thread while the rendezvous runs, and connect()
+    finds it there."""
+    out = _run(
+        "import sys, threading, p2pshare.cli, p2pshare.session\n"
+        "from p2pshare import pairing\n"
+        "def loaded():\n"
+        "    return sorted({m.split('.')[0] for m in sys.modules} & {'aiortc', 'aioice'})\n"
+        "print(loaded())\n"
+        "pairing.preload_webrtc()\n"
+        "[t.join() for t in threading.enumerate() if t.name == 'p2pshare-preload']\n"
+        "print(loaded(), 'p2pshare.webrtc' in sys.modules)\n"
+    )
+    assert out.splitlines() == ["[]", "['aioice', 'aiortc'] True"]
+
+
 def test_importing_webrtc_changes_nothing_until_a_connection_is_made() -> None:
     """Import leaves aiortc stock; the first PeerLink applies every touch at once."""
     out = _run(
