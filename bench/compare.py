@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from p2pshare_run import wait_usage  # noqa: E402  (this script's own directory)
+from p2pshare_run import as_installed, wait_usage  # noqa: E402  (this script's own directory)
 
 from tests.speedlab import speed_link  # noqa: E402
 
@@ -421,6 +421,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p2pshare-compare-") as tmp:
         base = Path(tmp)
         inputs = make_inputs(base, args.mib)
+        as_installed(*([ensure_wormhole().parent.parent] if "magic-wormhole" in methods else []))
         with speed_link(base, args.loss) as (lab, a, b):
             servers = [
                 lab.spawn(

@@ -3,7 +3,9 @@
 The receiver's progress events are throttled (one per 0.25 s in --json), so timing them
 measures the throttle. This watches the output directory instead: the clock stops when any
 file in it (the temporary file the data lands in) first has a byte. Real processes on
-loopback: p2pshare-signal, a sender already waiting, then `p2pshare receive`, N times.
+loopback: p2pshare-signal, a sender already waiting, then `p2pshare receive`, N times for
+each output mode, alternating: `--json`, and the human display (rich, on a pipe here).
+The project's bytecode is compiled first, as `pip install` leaves it.
 
     python bench/first_byte.py --runs 7
 """
@@ -23,9 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from p2pshare_run import as_installed  # noqa: E402  (this script's own directory)
+
+MODES = {"json": ["--json"], "human": []}
 
 
-def first_byte(server: str, source: Path, out: Path, env: dict[str, str]) -> float:
+def first_byte(server: str, source: Path, out: Path, env: dict[str, str], mode: list[str]) -> float:
     sender = subprocess.Popen(
         [BIN / "p2pshare", "send", str(source), "--server", server, "--json"],
         env=env,
@@ -36,9 +43,10 @@ def first_byte(server: str, source: Path, out: Path, env: dict[str, str]) -> flo
     code = json.loads(sender.stdout.readline())["code"]
     started = time.perf_counter()
     receiver = subprocess.Popen(
-        [BIN / "p2pshare", "receive", code, "--server", server, "--yes", "--json", "-o", str(out)],
+        [BIN / "p2pshare", "receive", code, "--server", server, "--yes", *mode, "-o", str(out)],
         env=env,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     elapsed = None
     while elapsed is None and receiver.poll() is None:
@@ -60,6 +68,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--mib", type=int, default=16)
     args = parser.parse_args()
+    as_installed()
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
     env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
     work = Path(tempfile.mkdtemp(prefix="p2pshare-fb-"))
@@ -81,16 +90,19 @@ def main() -> None:
     try:
         assert server_proc.stdout is not None
         server = server_proc.stdout.readline().split()[-1]
-        times = []
+        times: dict[str, list[float]] = {mode: [] for mode in MODES}
         for run in range(args.runs):
-            out = work / f"out{run}"
-            out.mkdir()
-            times.append(first_byte(server, source, out, env))
-            shutil.rmtree(out)
-        print(
-            f"receive start to first byte on disk, {args.runs} runs: median "
-            f"{statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f})"
-        )
+            for mode, flags in MODES.items():
+                out = work / f"out-{mode}{run}"
+                out.mkdir()
+                times[mode].append(first_byte(server, source, out, env, flags))
+                shutil.rmtree(out)
+        for mode, samples in times.items():
+            print(
+                f"receive ({mode}) start to first byte on disk, {args.runs} runs: median "
+                f"{statistics.median(samples):.3f} s "
+                f"(min {min(samples):.3f}, max {max(samples):.3f})"
+            )
     finally:
         server_proc.terminate()
         server_proc.wait()

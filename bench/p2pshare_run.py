@@ -32,6 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
 
+def as_installed(*more: Path) -> None:
+    """Compile the project's bytecode (and any of ``more``: another program's virtualenv), as
+    ``pip install`` does. A checkout run with ``PYTHONDONTWRITEBYTECODE`` set (this machine sets
+    it) compiles every p2pshare module from source at each start: 0.06-0.1 s that no installed
+    copy pays."""
+    for path in (ROOT / "p2pshare", ROOT / "signal_server", *more):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(path)], check=True)
+
+
 def make_small_files(directory: Path, count: int = 10_000, size: int = 1024) -> Path:
     tree = directory / "small"
     for i in range(count):
@@ -153,6 +162,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    as_installed()
     resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))
     with tempfile.TemporaryDirectory(prefix="p2pshare-bench-") as tmp:
         base = Path(tmp)
