@@ -228,8 +228,9 @@ def read_ahead(
     compress: bool = False,
     depth: int = READ_AHEAD_PIECES,
 ) -> Worker[None, Piece]:
-    """A started worker whose results are every source's chunks in order, read, hashed and
-    (with ``compress``) compressed at most ``depth`` pieces ahead of the data channel.
+    """A started worker whose results are every source's chunks in order, read and hashed at
+    most ``depth`` pieces ahead of the data channel; with ``compress``, a chunk is compressed
+    when the channel lags (:data:`~p2pshare.transfer.COMPRESS_WHEN_AHEAD` pieces waiting).
 
     ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
     here first and answered with a :class:`ResumeAt`; the hash state is kept, so that the
@@ -268,10 +269,11 @@ def _produce(
             if worker.stopping:
                 return
             digest.update(data)
-            if held is not None and not worker.put(_chunk(held, trial, compressor)):
+            if held is not None and not worker.put(_chunk(held, trial, compressor, worker)):
                 return
             held = data
-        if not worker.put(_chunk(held or b"", trial, compressor, digest.hexdigest())):
+        last = _chunk(held or b"", trial, compressor, worker, digest.hexdigest())
+        if not worker.put(last):
             return
 
 
@@ -279,9 +281,10 @@ def _chunk(
     data: bytes,
     trial: CompressionTrial,
     compressor: Compressor | None,
+    worker: Worker[None, Piece],
     sha256: str | None = None,
 ) -> Chunk:
-    if compressor is not None and trial.worth_trying(len(data)):
+    if compressor is not None and trial.worth_trying(len(data), worker.backlog):
         frame = compressor.compress(data)
         if trial.use_compressed(len(data), len(frame)):
             return Chunk(frame, len(data), sha256)

@@ -54,6 +54,8 @@ class Worker(Generic[JobT, ResultT]):
         self._results: asyncio.Queue[ResultT | _Ended | _Failed] = asyncio.Queue()
         self._slots = threading.Semaphore(depth) if depth else None
         self._stopped = threading.Event()
+        self._handed = 0  # written by the thread only
+        self._taken = 0  # written by the loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -94,6 +96,7 @@ class Worker(Generic[JobT, ResultT]):
             raise item.error
         if self._slots is not None:
             self._slots.release()
+        self._taken += 1
         return item
 
     # -- the worker thread's side
@@ -112,7 +115,14 @@ class Worker(Generic[JobT, ResultT]):
                 self._slots.release()  # so that no later put() waits
             return False
         self._deliver(result)
+        self._handed += 1
         return True
+
+    @property
+    def backlog(self) -> int:
+        """Results handed over and not yet taken by the loop: how far the work runs ahead of
+        its consumer (each counter is written by one thread only, so reading both is safe)."""
+        return self._handed - self._taken
 
     @property
     def stopping(self) -> bool:

@@ -579,6 +579,15 @@ def test_compression_is_used_only_where_it_pays() -> None:
     assert transfer.CompressionTrial().worth_trying(65_536)  # the next file tries again
 
 
+def test_compression_waits_for_a_lagging_channel() -> None:
+    """A chunk is compressed only with COMPRESS_WHEN_AHEAD pieces already waiting: when the
+    channel waits for the reader, compressing would slow the transfer down."""
+    trial = transfer.CompressionTrial()
+    assert not trial.worth_trying(65_536, ahead=transfer.COMPRESS_WHEN_AHEAD - 1)
+    assert trial.worth_trying(65_536, ahead=transfer.COMPRESS_WHEN_AHEAD)
+    assert trial.worth_trying(65_536, ahead=transfer.COMPRESS_WHEN_AHEAD + 100)
+
+
 def test_done_waits_for_finish() -> None:
     """The last file's acknowledgement and Done are only sent by finish(), which the receiver
     calls once everything (directories included) is in place, and never before every file was

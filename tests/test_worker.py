@@ -66,3 +66,22 @@ async def test_the_work_s_exception_is_raised_on_the_loop() -> None:
     assert await anext(worker) == "before"
     with pytest.raises(ValueError, match="broken disk"):
         await anext(worker)
+
+
+async def test_backlog_counts_results_handed_over_and_not_yet_taken() -> None:
+    """What the read-ahead paces compression by (issue 12): the thread's puts minus the loop's
+    takes, as seen from either side."""
+    seen: list[int] = []
+
+    def produce(worker: Worker[None, int]) -> None:
+        for n in range(6):
+            worker.put(n)
+            seen.append(worker.backlog)
+
+    worker: Worker[None, int] = Worker("test-backlog", produce)
+    worker.start()
+    worker.join(5)  # blocks the loop on purpose: nothing is taken while the thread puts
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert await anext(worker) == 0 and worker.backlog == 5
+    assert [n async for n in worker] == [1, 2, 3, 4, 5]
+    assert worker.backlog == 0
