@@ -22,12 +22,14 @@ from p2pshare.codec import Compressor
 from p2pshare.errors import LocalFileError
 from p2pshare.files import UnsafeNameError, check_offer, printable
 from p2pshare.fs import describe, hash_prefix
-from p2pshare.transfer import CompressionTrial
+from p2pshare.transfer import COMPRESS_WHEN_AHEAD, CompressionTrial
 from p2pshare.worker import Worker
 
 STDIN_NAME = "stdin"
 TEXT_NAME = "message.txt"
 READ_AHEAD_PIECES = 16
+_WHEN_AHEAD = int(os.environ.get("P2PSHARE_COMPRESS_WHEN_AHEAD", COMPRESS_WHEN_AHEAD))
+"""A benchmarking knob (0: compress every chunk, as before issue 12)."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ def _chunk(
     worker: Worker[None, Piece],
     sha256: str | None = None,
 ) -> Chunk:
-    if compressor is not None and trial.worth_trying(len(data), worker.backlog):
+    if compressor is not None and trial.worth_trying(len(data), worker.backlog, _WHEN_AHEAD):
         frame = compressor.compress(data)
         if trial.use_compressed(len(data), len(frame)):
             return Chunk(frame, len(data), sha256)

@@ -167,10 +167,12 @@ class CompressionTrial:
     def __init__(self) -> None:
         self.trying = True
 
-    def worth_trying(self, raw_len: int, ahead: int = COMPRESS_WHEN_AHEAD) -> bool:
+    def worth_trying(
+        self, raw_len: int, ahead: int = COMPRESS_WHEN_AHEAD, when: int = COMPRESS_WHEN_AHEAD
+    ) -> bool:
         """Whether to compress the next chunk, of ``raw_len`` bytes, at all, with ``ahead``
-        pieces already read and waiting for the data channel."""
-        return self.trying and raw_len >= COMPRESS_MIN_BYTES and ahead >= COMPRESS_WHEN_AHEAD
+        pieces already read and waiting for the data channel (``when``: the threshold)."""
+        return self.trying and raw_len >= COMPRESS_MIN_BYTES and ahead >= when
 
     def use_compressed(self, raw_len: int, compressed_len: int) -> bool:
         """Whether a chunk that compressed to ``compressed_len`` goes compressed; if not, the

@@ -67,10 +67,11 @@ benchmarks read it)."""
 LARGE_PACKET_ATTRIBUTE = "x-p2pshare-sctp-mtu"
 MIN_LARGE_PACKET_BYTES = 4096
 """A peer offering less than this gains nothing over the base size: we stay small."""
-LARGE_MESSAGE_CHUNKS = int(os.environ.get("P2PSHARE_LARGE_MESSAGE_CHUNKS", 16))
-"""With large packets, data messages are this many whole chunks (16 x 16,204 = 259,264 bytes,
-within the 256 KiB aiortc and browsers advertise; whole packets, no sliver at the end). The
-environment variable is a benchmark knob (docs/performance.md)."""
+LARGE_MESSAGE_CHUNKS = int(os.environ.get("P2PSHARE_LARGE_MESSAGE_CHUNKS", 0))
+"""With large packets, data messages are whole chunks, as many as the peer's limit allows
+(4 x 64,816 = 259,264 bytes, or 16 x 16,204 with a peer of the previous version, within the
+256 KiB aiortc and browsers advertise: whole packets, no sliver at the end). The environment
+variable, a number of chunks, is a benchmark knob (docs/performance.md)."""
 
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
 _LARGE_RE = re.compile(rf"^a={LARGE_PACKET_ATTRIBUTE}:(\d{{1,9}})\s*$", re.MULTILINE)
@@ -287,9 +288,8 @@ class PeerLink:
         large = aiortc_patches.allow_large_packets(sctp, packet_bytes)
         user_bytes = (large.packet_bytes - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
         if "P2PSHARE_MESSAGE_BYTES" not in os.environ:
-            self.max_message_bytes = min(
-                self._peer_message_limit, LARGE_MESSAGE_CHUNKS * user_bytes
-            )
+            chunks = LARGE_MESSAGE_CHUNKS or self._peer_message_limit // user_bytes
+            self.max_message_bytes = min(self._peer_message_limit, max(1, chunks) * user_bytes)
 
     def _enlarge_buffers(self) -> None:
         sctp = self.pc.sctp

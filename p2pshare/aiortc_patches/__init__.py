@@ -41,11 +41,14 @@ one more. Four changes remove them:
 
 **Large packets** (between two p2pshare peers that both offered them in the sealed SDP, see
 ``webrtc.py`` and docs/performance.md). :func:`allow_large_packets` marks the association:
-its DTLS transport then reads and writes whole records of up to 16 KiB (upstream's
-``_write_ssl`` reads ``bio_read(1500)`` and ``_recv_next`` decrypts with ``recv(1500)``, which
-split a larger record). Our packets stay at the base size until :func:`probe_large_packets`
+its DTLS transport then carries an SCTP packet of up to 64,844 bytes as consecutive records of
+at most 16,384 bytes in one datagram (upstream's ``_send_data`` hands a packet to one
+``SSL_write``, which DTLS refuses beyond 16,384 bytes; ``_write_ssl`` reads ``bio_read(1500)``
+and ``_recv_next`` decrypts with ``recv(1500)``, which split a larger record; and OpenSSL reads
+a DTLS datagram into a buffer for one record, so the receiver feeds it the records one by
+one). Our packets stay at the base size until :func:`probe_large_packets`
 sent a HEARTBEAT padded with a PAD chunk (RFC 4820) to the large size and its HEARTBEAT ACK
-came back (RFC 8899); then new chunks are cut at 16,204 bytes. Falling back (docs/
+came back (RFC 8899); then new chunks are cut at 64,816 bytes. Falling back (docs/
 performance.md, "The policy"): two retransmission timeouts in a row with a large chunk oldest
 in flight, 48 large packets lost within 30 s, or more than 3% lost since they were turned on.
 Chunks not yet sent are then cut again at the base size and renumbered (their TSNs never
@@ -100,10 +103,17 @@ ENV_STOCK = "P2PSHARE_STOCK_SCTP"
 BASE_USERDATA_BYTES: int = sctp.USERDATA_MAX_LENGTH
 """User data per DATA chunk at the 1,200-byte base every WebRTC stack accepts (1,160)."""
 SCTP_OVERHEAD_BYTES = sctp.SCTP_COMMON_HEADER_LENGTH + sctp.SCTP_DATA_CHUNK_HEADER_LENGTH
-LARGE_PACKET_BYTES = 16_232
-"""The large SCTP packet: 16,204 bytes of user data plus 28 of headers. DTLS (AES-GCM: 37
-bytes) and UDP (8) make it 16,277 bytes of IPv4 payload, which is exactly 11 fragments on a
-1,500-byte MTU (11 x 1,480 = 16,280), and well under DTLS's 16,384-byte plaintext cap."""
+LARGE_PACKET_BYTES = 64_844
+"""The large SCTP packet: 64,816 bytes of user data plus 28 of headers, carried in one UDP
+datagram as four DTLS records (a record holds at most 16,384 bytes of plaintext; RFC 6347
+allows several records per datagram): 64,844 + 4 x 37 (AES-GCM) + 8 (UDP) = 65,000 bytes, under
+the 65,507 a UDP datagram can carry; 44 IP fragments on a 1,500-byte MTU. Four such chunks are
+one 259,264-byte message (within the 256 KiB aiortc and browsers advertise). A peer of the
+previous version offers 16,232 (one record per datagram), and the smaller offer is used."""
+DTLS_PLAINTEXT_BYTES = 16_384
+"""The most plaintext one DTLS record carries (RFC 6347, 2^14)."""
+DTLS_DATAGRAM_READ_BYTES = 66 * 1024
+"""Buffer for the records of one large datagram, read from OpenSSL's memory BIO at once."""
 LARGE_MESSAGE_LIMIT_BYTES = 256 * 1024
 """What we send a peer that advertises messages of any size (max-message-size 0)."""
 DTLS_RECORD_READ_BYTES = 17 * 1024
@@ -113,18 +123,18 @@ PROBE_TIMEOUT_S = 0.3
 BLACK_HOLE_T3_STRIKES = 2
 """Consecutive retransmission timeouts, with no acknowledgement between them, while a large
 chunk is the oldest outstanding one: the path has stopped carrying large packets."""
-LOST_LARGE_BUDGET = 48
+LOST_LARGE_BUDGET = 12
 LOST_LARGE_WINDOW_S = 30.0
 """Fall back once this many large packets were lost within the window. A receiver holds the
 fragments of every incomplete datagram until it gives up on it (Linux: 30 s), within a budget
 (Linux: net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment,
-which is a black hole for large packets. 48 incomplete datagrams of 11 fragments hold about
-1.3 MiB, well inside that budget."""
+which is a black hole for large packets. 12 incomplete datagrams of 44 fragments hold about
+1.3 MiB (with the kernel's per-fragment overhead), well inside that budget."""
 LOST_LARGE_RATIO = 0.03
 LOST_LARGE_MIN_LOSSES = 4
 """Also fall back once more than 3% of the large packets sent were lost (after at least 4
-losses): on a 1,500-byte MTU a large packet is 11 IP fragments, so 1% loss per IP packet is
-~11% per large packet, and each lost one leaves fragments in the receiver's memory."""
+losses): on a 1,500-byte MTU a large packet is 44 IP fragments, so 1% loss per IP packet is
+~36% per large packet, and each lost one leaves fragments in the receiver's memory."""
 REPROBE_AFTER_S = 30.0
 """After a fall-back, probe again this much later (RFC 8899's raise timer, shortened to the
 time a Linux receiver keeps incomplete datagrams: by then their memory is free again)."""
@@ -242,6 +252,7 @@ def apply() -> bool:
     RTCSctpTransport._update_rto = sctp_changes._update_rto  # type: ignore[method-assign]
     RTCDtlsTransport._recv_next = large._recv_next  # type: ignore[method-assign]
     RTCDtlsTransport._write_ssl = large._write_ssl  # type: ignore[method-assign]
+    RTCDtlsTransport._send_data = large._send_data  # type: ignore[method-assign]
     _sctp_applied = True
     return True
 

@@ -5,6 +5,7 @@ records of any size on the associations that use them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -29,6 +30,8 @@ from p2pshare.aiortc_patches import (
     _SEGMENT_MAGIC,
     _SEGMENTS_KEPT,
     BASE_USERDATA_BYTES,
+    DTLS_DATAGRAM_READ_BYTES,
+    DTLS_PLAINTEXT_BYTES,
     DTLS_RECORD_READ_BYTES,
     LARGE_PACKET_BYTES,
     LARGE_RTO_MIN_S,
@@ -317,11 +320,30 @@ def reassemble_segment(dtls: Any, plain: bytes) -> bytes | None:
 # -- DTLS records of any size on large-packet associations ----------------------------------
 
 
+_stock_send_data = RTCDtlsTransport._send_data
+
+
+async def _send_data(self: Any, data: bytes) -> None:
+    # aiortc 1.16.0's _send_data hands the whole SCTP packet to one SSL_write, which DTLS
+    # refuses beyond 16,384 bytes. On a large-packet association a larger packet goes as
+    # consecutive records, read back together by _write_ssl into one datagram.
+    if len(data) <= DTLS_PLAINTEXT_BYTES or not getattr(self, "_p2p_large_records", False):
+        await _stock_send_data(self, data)
+        return
+    if self._state != DtlsState.CONNECTED:
+        raise ConnectionError("Cannot send encrypted data, not connected")
+    view = memoryview(data)
+    for start in range(0, len(data), DTLS_PLAINTEXT_BYTES):
+        self._ssl.send(view[start : start + DTLS_PLAINTEXT_BYTES])
+    await self._write_ssl()
+
+
 async def _write_ssl(self: Any) -> None:
     # aiortc 1.16.0's _write_ssl reads 1,500 bytes, splitting a larger record over two
-    # datagrams; on a large-packet association (after the handshake) the whole record goes.
+    # datagrams; on a large-packet association (after the handshake) every record written
+    # since (one, or the several of a large packet) goes in one datagram.
     size = (
-        DTLS_RECORD_READ_BYTES
+        DTLS_DATAGRAM_READ_BYTES
         if self._state is DtlsState.CONNECTED and getattr(self, "_p2p_large_records", False)
         else 1500
     )
@@ -365,21 +387,42 @@ async def _recv_next(self: Any) -> None:
     self._RTCDtlsTransport__rx_packets += 1
     if not 19 < data[0] < 64:
         return
-    self._ssl.bio_write(data)
-    plain: bytes | None
+    records: list[bytes] = []
+    closed = False
     try:
-        plain = self._ssl.recv(DTLS_RECORD_READ_BYTES)
+        # A large packet's datagram holds several records. OpenSSL reads a DTLS datagram
+        # into a buffer for one record (~18 KiB) and drops what does not fit, so each
+        # record goes in on its own (header: 13 bytes, the last two its length).
+        for record in _dtls_records(data):
+            self._ssl.bio_write(record)
+            with contextlib.suppress(SSL.WantReadError):
+                records.append(self._ssl.recv(DTLS_RECORD_READ_BYTES))
     except SSL.ZeroReturnError:
-        plain = None
+        closed = True
     except SSL.Error:
-        plain = b""
+        pass  # an unusable record: what came before it is kept, SCTP's checksum decides
     await self._write_ssl()
-    if plain is None:
+    if closed:
         raise ConnectionError
+    plain = b"".join(records)
     if plain[:4] == _SEGMENT_MAGIC:
         plain = reassemble_segment(self, plain) or b""
     if plain and self._data_receiver:
         await self._data_receiver._handle_data(plain)
+
+
+def _dtls_records(datagram: bytes) -> list[bytes]:
+    """The DTLS records of one datagram (RFC 6347 4.1: 13-byte headers, length last); a
+    truncated tail is passed on as it is, for OpenSSL to refuse."""
+    if len(datagram) <= DTLS_PLAINTEXT_BYTES:
+        return [datagram]
+    records = []
+    start = 0
+    while start < len(datagram):
+        end = start + 13 + int.from_bytes(datagram[start + 11 : start + 13], "big")
+        records.append(datagram[start:end])
+        start = end
+    return records
 
 
 def _init_chunk_counters(chunk: Any, expiry: float | None, max_retransmits: int | None) -> None:
