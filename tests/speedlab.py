@@ -22,10 +22,16 @@ __all__ = ["dropped_fragments", "sh", "speed_link"]
 
 @contextmanager
 def speed_link(
-    workdir: Path, loss_pct: float = 0.0, *, drop_fragments: bool = False
+    workdir: Path,
+    loss_pct: float = 0.0,
+    *,
+    drop_fragments: bool = False,
+    max_datagram: int | None = None,
 ) -> Iterator[tuple[Lab, str, str]]:
     """Two hosts on one veth pair (MTU 1,500); ``loss_pct`` % of the IP packets arriving at
-    each end are dropped; with ``drop_fragments`` every fragmented datagram is lost."""
+    each end are dropped; with ``drop_fragments`` every fragmented datagram is lost; with
+    ``max_datagram`` every IP datagram larger than about that many bytes (its fragments
+    beyond that offset are dropped)."""
     _check_prerequisites()
     lab = Lab(prefix=f"spd{os.getpid() % 100000}", workdir=workdir)
     with ExitStack() as stack:
@@ -40,6 +46,14 @@ def speed_link(
                 sh(
                     *("iptables", "-t", "raw", "-A", "PREROUTING", "-i", "eth0"),
                     *("-f", "-j", "DROP"),
+                    ns=ns,
+                )
+            if max_datagram is not None:
+                # The fragment offset (8-byte units) is the low 13 bits of header bytes 6-7.
+                match = f"4&0x1FFF={max_datagram // 8}:0x1FFF"
+                sh(
+                    *("iptables", "-t", "raw", "-A", "PREROUTING", "-i", "eth0"),
+                    *("-m", "u32", "--u32", match, "-j", "DROP"),
                     ns=ns,
                 )
             if loss_pct:

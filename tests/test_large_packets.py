@@ -206,7 +206,8 @@ def _transfer(
 def test_large_packets_at_1_percent_loss_per_ip_packet(tmp_path: Path) -> None:
     """1% of IP packets (so ~36% of 64 KB datagrams, fragment by fragment) lost each way: the
     large-packet transfer completes and verifies, and large packets were really used (until
-    the lost ones exceed the budget and the sender falls back, which it does at this rate)."""
+    the lost ones exceed the budget and the sender falls back, which it does at this rate).
+    If three 64 KB probes are lost (5% at this rate), 16 KB ones are tried next."""
     with speed_link(tmp_path, 1.0) as (_, host_a, host_b):
         _transfer(
             tmp_path, host_a, host_b, 24, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
@@ -231,6 +232,23 @@ def test_a_path_that_drops_fragments_falls_back_to_small_packets(tmp_path: Path)
         assert report["agreed_bytes"] == LARGE
         assert report["large"]["state"] in ("probing", "refused"), report
         assert report["large"]["probes_sent"] >= 1
+
+
+@pytest_lab
+def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> None:
+    """Datagrams over ~20 KB lost (their fragments beyond that offset dropped): the sender's
+    64 KB probes are lost, its 16 KB ones come back, and 16 KB packets carry the rest of the
+    transfer (long enough to outlast the 0.9 s of lost probes)."""
+    with speed_link(tmp_path, max_datagram=20_000) as (_, host_a, host_b):
+        _transfer(
+            tmp_path, host_a, host_b, 64, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+        )
+    report = _report(tmp_path, "sender")
+    assert report["agreed_bytes"] == LARGE, report
+    large = report["large"]
+    assert large["state"] == "on" and large["packet_bytes"] == 16_232, report
+    assert large["probes_sent"] == aiortc_patches.PROBE_ATTEMPTS + 1, report
+    assert large["large_cut"] > 0 and large["fallbacks"] == 0, report
 
 
 @pytest_lab

@@ -44,6 +44,7 @@ from p2pshare.aiortc_patches import (
     REPROBE_AFTER_S,
     SCTP_OVERHEAD_BYTES,
     SEGMENT_PAYLOAD_BYTES,
+    SMALLER_PROBE_BYTES,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ class LargePackets:
     ``on`` to ``fallback`` (a black hole during the transfer)."""
 
     packet_bytes: int
+    """The size in use, or being probed."""
+    agreed_bytes: int = 0
+    """The largest both sides accept (from the SDP); every probing starts there."""
     state: str = "negotiated"
     reason: str = ""
     probes_sent: int = 0
@@ -101,7 +105,8 @@ def allow_large_packets(sctp_transport: Any, packet_bytes: int) -> LargePackets:
     """Both sides offered large packets: from now on accept large DTLS records on this
     association (the peer may send them as soon as its probe is answered). Our own packets
     stay at the base size until :func:`probe_large_packets` confirms the path carries them."""
-    large = LargePackets(packet_bytes=min(packet_bytes, LARGE_PACKET_BYTES))
+    size = min(packet_bytes, LARGE_PACKET_BYTES)
+    large = LargePackets(packet_bytes=size, agreed_bytes=size)
     sctp_transport._p2p_large = large
     if not patches._rto_min_forced:
         sctp_transport._p2p_rto_min = LARGE_RTO_MIN_S
@@ -142,22 +147,27 @@ def stop_large_packets(sctp_transport: Any) -> None:
 async def _probe(transport: Any, large: LargePackets) -> None:
     # RFC 8899 section 4.1: a HEARTBEAT padded to the probed size; the HEARTBEAT ACK echoes
     # only the (small) heartbeat information, so only the probed direction carries the size.
-    for _ in range(PROBE_ATTEMPTS):
-        large.probe_nonce = os.urandom(8)
-        large.probe_acked.clear()
-        try:
-            await transport.transport._send_data(_probe_packet(transport, large))
-        except ConnectionError:
+    # The agreed size first, then (if it is larger) one DTLS record's worth.
+    sizes = sorted({large.agreed_bytes, min(large.agreed_bytes, SMALLER_PROBE_BYTES)}, reverse=True)
+    for size in sizes:
+        large.packet_bytes = size
+        for _ in range(PROBE_ATTEMPTS):
+            large.probe_nonce = os.urandom(8)
+            large.probe_acked.clear()
+            try:
+                await transport.transport._send_data(_probe_packet(transport, large))
+            except ConnectionError:
+                return
+            large.probes_sent += 1
+            try:
+                await asyncio.wait_for(large.probe_acked.wait(), PROBE_TIMEOUT_S)
+            except TimeoutError:
+                continue
+            _use_large(transport, large)
             return
-        large.probes_sent += 1
-        try:
-            await asyncio.wait_for(large.probe_acked.wait(), PROBE_TIMEOUT_S)
-        except TimeoutError:
-            continue
-        _use_large(transport, large)
-        return
     large.state = "refused"
-    large.reason = f"{PROBE_ATTEMPTS} probes of {large.packet_bytes} bytes were lost"
+    tried = " and ".join(str(size) for size in sizes)
+    large.reason = f"{PROBE_ATTEMPTS} probes each of {tried} bytes were lost"
     logger.info("large SCTP packets refused: %s", large.reason)
 
 
