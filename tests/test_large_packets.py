@@ -435,6 +435,33 @@ def test_unsent_large_chunks_are_cut_again_with_messages_intact() -> None:
         assert all(c._book_size == len(c.user_data) and c._sent_count == 0 for c in parts)
 
 
+def test_a_lossy_path_steps_down_to_16_kb_before_the_base_size() -> None:
+    """The first fall-back from 64 KB goes to 16 KB, not to the base: large packets stay on,
+    queued chunks are cut again at 16,204 bytes, and losses are counted afresh."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from p2pshare.aiortc_patches.large import LargePackets, _fall_back
+
+    transport: Any = SimpleNamespace(_outbound_queue=deque(), _local_tsn=1)
+    transport._p2p_chunk_bytes = (LARGE - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
+    message = os.urandom(259_264)
+    _queued_message(transport, message, transport._p2p_chunk_bytes, 0)
+    large = LargePackets(packet_bytes=LARGE, agreed_bytes=LARGE, state="on")
+    large.large_cut, large.large_resent = 40, 5
+    _fall_back(transport, large, "5 of 40 large packets lost")
+    assert (large.state, large.packet_bytes, large.step_downs, large.fallbacks) == (
+        "on",
+        16_232,
+        1,
+        0,
+    )
+    assert transport._p2p_chunk_bytes == 16_204
+    assert [len(c.user_data) for c in transport._outbound_queue] == [16_204] * 16
+    assert b"".join(c.user_data for c in transport._outbound_queue) == message
+    assert (large.on_cut, large.on_resent) == (40, 5)
+
+
 def test_a_resent_packet_crosses_in_segments_in_any_order() -> None:
     """Segments of a resent large packet reassemble in any order, once; a duplicate or a
     stray segment yields nothing; the receiver keeps a bounded number of partial packets."""

@@ -74,9 +74,12 @@ class LargePackets:
     large_resent: int = 0
     """Large chunks sent again (each one in segments)."""
     fallbacks: int = 0
+    step_downs: int = 0
+    """Times a lossy path made the sender go from 64 KB to 16 KB packets (not to the base)."""
     on_cut: int = 0
     on_resent: int = 0
-    """``large_cut`` and ``large_resent`` when large packets were last turned on."""
+    """``large_cut`` and ``large_resent`` when the size in use was last turned on; resends of
+    chunks cut at a larger size before a step down are counted in ``on_resent`` too."""
     losses: deque[float] = field(default_factory=deque)
     segment_id: int = 0
     probe_nonce: bytes = b""
@@ -93,6 +96,7 @@ class LargePackets:
             "large_cut": self.large_cut,
             "large_resent": self.large_resent,
             "fallbacks": self.fallbacks,
+            "step_downs": self.step_downs,
         }
 
 
@@ -204,9 +208,20 @@ def _use_large(transport: Any, large: LargePackets) -> None:
 
 
 def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
-    """Back to the base size: chunks not sent yet are cut again (their TSNs were never on the
-    wire, so they are renumbered); chunks already sent keep their size and TSN, as SCTP
-    requires, and are retransmitted as they are."""
+    """Down one size: from 64 KB to 16 KB (a 16 KB datagram is a quarter of the fragments,
+    so a path that loses one in a thousand IP packets loses 1% of them, not 4%), else back to
+    the base size. Chunks not sent yet are cut again (their TSNs were never on the wire, so
+    they are renumbered); chunks already sent keep their size and TSN, as SCTP requires, and
+    are retransmitted as they are."""
+    if large.packet_bytes > SMALLER_PROBE_BYTES:
+        large.packet_bytes = SMALLER_PROBE_BYTES
+        size = (SMALLER_PROBE_BYTES - SCTP_OVERHEAD_BYTES) // 4 * 4
+        transport._p2p_chunk_bytes = size
+        large.step_downs += 1
+        large.rechunked += rechunk_unsent(transport, size)
+        large.on_cut, large.on_resent = large.large_cut, large.large_resent
+        logger.info("large SCTP packets down to %d bytes: %s", SMALLER_PROBE_BYTES, reason)
+        return
     transport._p2p_chunk_bytes = BASE_USERDATA_BYTES
     large.state, large.reason = "fallback", reason
     large.fallbacks += 1
@@ -271,10 +286,14 @@ async def _resend(self: Any, chunk: Any) -> None:
         await self._send_chunk(chunk)
         return
     large.large_resent += 1
+    if chunk._book_size > getattr(self, "_p2p_chunk_bytes", BASE_USERDATA_BYTES):
+        large.on_resent += 1  # cut before a step down: says nothing of the size in use
     now = time.monotonic()
     large.losses.append(now)
     while large.losses and large.losses[0] < now - LOST_LARGE_WINDOW_S:
         large.losses.popleft()
+    lost = large.large_resent - large.on_resent
+    cut = large.large_cut - large.on_cut
     if large.state == "on":
         if len(large.losses) >= LOST_LARGE_BUDGET:
             _fall_back(
@@ -282,11 +301,8 @@ async def _resend(self: Any, chunk: Any) -> None:
                 large,
                 f"{len(large.losses)} large packets lost within {LOST_LARGE_WINDOW_S:g} s",
             )
-        elif (
-            large.large_resent >= LOST_LARGE_MIN_LOSSES
-            and large.large_resent > LOST_LARGE_RATIO * large.large_cut
-        ):
-            _fall_back(self, large, f"{large.large_resent} of {large.large_cut} large packets lost")
+        elif lost >= LOST_LARGE_MIN_LOSSES and lost > LOST_LARGE_RATIO * cut:
+            _fall_back(self, large, f"{lost} of {cut} large packets lost")
     packet = sctp.serialize_packet(
         self._local_port, self._remote_port, self._remote_verification_tag, chunk
     )
