@@ -121,8 +121,11 @@ class Peer:
 
 
 @contextmanager
-def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str]:
-    """Start a rendezvous server process on 127.0.0.1, port 0; yield its URL."""
+def signal_process(
+    *args: str, module: str = "signal_server", host: str = "127.0.0.1"
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start a rendezvous server process (``python -m MODULE ARGS``) that says it listens on
+    ``host``; yield its URL and the process (a test may kill it), ended on exit."""
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
@@ -133,15 +136,23 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("listening on ws://127.0.0.1:"), line
-        yield line.split()[-1]
+        assert line.startswith(f"listening on ws://{host}:"), line
+        yield line.split()[-1], proc
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str]:
+    """Start a rendezvous server process on 127.0.0.1, port 0; yield its URL."""
+    with signal_process(*args, module=module) as (url, _):
+        yield url
 
 
 @contextmanager

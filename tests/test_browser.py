@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +28,10 @@ import pytest
 from tests.cli_helpers import (
     ROOT,
     Peer,
+    hostile_peer,
     lab_env,
     leftovers,
-    peer_env,
+    signal_process,
     start_pair,
 )
 from tests.test_web_build import require_tools
@@ -169,22 +169,9 @@ def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
 
 @contextlib.contextmanager
 def signal_on(host: str) -> Iterator[str]:
-    """p2pshare-signal on ``host``, port 0 (run_signal_server insists on 127.0.0.1)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signal_server", "--host", host, "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening on ws://"), line
-        yield line.split()[-1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """p2pshare-signal on ``host``, port 0."""
+    with signal_process("--host", host, "--port", "0", host=host) as (url, _):
+        yield url
 
 
 def lan_address() -> str | None:
@@ -407,16 +394,7 @@ def test_chromium_sender_and_wrong_code_from_the_cli(
 @pytest.mark.parametrize("case", ["dotdot", "bidi-override", "device-con", "case-collision"])
 def test_hostile_names_are_refused_by_the_page(server: str, new_page: Any, case: str) -> None:
     """A hostile sender offering unsafe names: the page refuses before asking, nothing saved."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile_sender", server, case],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        code = json.loads(proc.stdout.readline())["code"]
+    with hostile_peer("tests.hostile_sender", server, case) as (proc, code):
         page = new_page()
         downloads: list[Any] = []
         page.on("download", lambda d: downloads.append(d))
@@ -425,36 +403,20 @@ def test_hostile_names_are_refused_by_the_page(server: str, new_page: Any, case:
         assert page.get_by_role("button", name="Accept", exact=True).is_hidden()
         assert not downloads
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_wrong_hash_saves_nothing(server: str, new_page: Any) -> None:
     """Data whose SHA-256 does not match FileEnd is never offered as a download."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile_sender", server, "wrong-hash"],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        code = json.loads(proc.stdout.readline())["code"]
+    with hostile_peer("tests.hostile_sender", server, "wrong-hash") as (_, code):
         page = new_page()
         downloads: list[Any] = []
         page.on("download", lambda d: downloads.append(d))
         page.goto(http_url(server) + "#" + code)
         page.get_by_role("button", name="Accept", exact=True).click()
         page.get_by_role("alert").get_by_text("Integrity failure").wait_for()
-        time.sleep(0.5)
-        # A streamed download may have started: it must have failed (the browser deletes it).
+        # A streamed download may have started (its event came before the alert, on the same
+        # connection): it must have failed, so the browser deleted it.
         assert all(d.failure() is not None for d in downloads)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_screenshot_for_the_docs(server: str, new_page: Any, tmp_path: Path) -> None:
@@ -496,17 +458,8 @@ def test_the_senders_embedded_server_serves_the_page(new_page: Any, tmp_path: Pa
 def test_hostile_sealed_offer_to_the_page(server: str, new_page: Any, case: str) -> None:
     """A sender that knows the code but seals a hostile offer: the page stops at once with a
     clear message and tells the sender why with a sealed abort (as the CLI does)."""
-    hostile = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile_signalling", server, case],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with hostile_peer("tests.hostile_signalling", server, case) as (hostile, code):
         assert hostile.stdout is not None
-        code = json.loads(hostile.stdout.readline())["code"]
         page = new_page()
         page.goto(http_url(server) + "#" + code)
         expected = "stopped the transfer" if case == "abort-wrong-code" else "broke the p2pshare"
@@ -515,9 +468,6 @@ def test_hostile_sealed_offer_to_the_page(server: str, new_page: Any, case: str)
             reply = json.loads(hostile.stdout.readline())["reply"]
             assert reply["type"] == "abort"
             assert reply["error"] == "protocol"
-    finally:
-        hostile.kill()
-        hostile.wait()
 
 
 @pytest.mark.timeout(300)

@@ -15,7 +15,7 @@ import pytest
 
 from signal_server.redis_registry import INSTANCE_TIMEOUT_MS
 from signal_server.server import RunningServer, ServerSettings, start_server
-from tests.cli_helpers import ROOT, Peer
+from tests.cli_helpers import ROOT, Peer, signal_process
 from tests.redis_helpers import REDIS_SERVER, CuttableProxy, free_port, redis_server
 from tests.signal_helpers import (
     FakeClock,
@@ -165,22 +165,8 @@ async def test_room_limit_holds_across_instances(instances: Instances) -> None:
 
 @asynccontextmanager
 async def instance_process(redis_url: str) -> AsyncIterator[tuple[str, subprocess.Popen[str]]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signal_server", "--port", "0", "--redis", redis_url],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening on ws://127.0.0.1:"), line
-        yield line.split()[-1], proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(10)
+    with signal_process("--port", "0", "--redis", redis_url) as (url, proc):
+        yield url, proc
 
 
 async def test_killed_instance_peer_is_told_and_others_still_pair(

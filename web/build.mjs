@@ -9,28 +9,21 @@ import { build } from "esbuild";
 const here = dirname(fileURLToPath(import.meta.url));
 const out = process.argv[2] ?? join(here, "..", "signal_server", "static");
 mkdirSync(out, { recursive: true });
+const common = {
+  bundle: true,
+  format: "esm",
+  target: ["chrome100", "firefox100", "safari16"],
+  minify: true,
+  legalComments: "eof",
+  charset: "utf8",
+  logLevel: "warning",
+};
 await build({
+  ...common,
   entryPoints: [join(here, "src", "main.js")],
   outfile: join(out, "app.js"),
-  bundle: true,
-  format: "esm",
-  target: ["chrome100", "firefox100", "safari16"],
-  minify: true,
-  legalComments: "eof",
-  charset: "utf8",
   loader: { ".txt": "text" },
-  logLevel: "warning",
 });
 // The service worker is its own script, served at the root so that its scope is the site.
-await build({
-  entryPoints: [join(here, "src", "sw.js")],
-  outfile: join(out, "sw.js"),
-  bundle: true,
-  format: "esm",
-  target: ["chrome100", "firefox100", "safari16"],
-  minify: true,
-  legalComments: "eof",
-  charset: "utf8",
-  logLevel: "warning",
-});
+await build({ ...common, entryPoints: [join(here, "src", "sw.js")], outfile: join(out, "sw.js") });
 for (const name of ["index.html", "app.css"]) copyFileSync(join(here, "page", name), join(out, name));
