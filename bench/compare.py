@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -355,6 +356,26 @@ def summarise(samples: list[dict[str, Any]], nbytes: int, nfiles: int) -> dict[s
     }
 
 
+def paired(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """p2pshare's speed over a method's, run by run (each pair ran back to back): the geometric
+    mean of the ratios with a 95% interval (two standard errors of the logs). A pair shares
+    whatever the machine was doing then, so this sees smaller differences than the medians
+    when runs spread widely (at 1% loss they range over x1.7)."""
+    times = {s["run"]: s["seconds"] for s in theirs}
+    ratios = [times[s["run"]] / s["seconds"] for s in ours if s["run"] in times]
+    if len(ratios) < 2:
+        return None
+    logs = [math.log(r) for r in ratios]
+    mean, error = statistics.mean(logs), 2 * statistics.stdev(logs) / math.sqrt(len(logs))
+    return {
+        "geomean": round(math.exp(mean), 3),
+        "low": round(math.exp(mean - error), 3),
+        "high": round(math.exp(mean + error), 3),
+        "faster": sum(r > 1 for r in ratios),
+        "pairs": len(ratios),
+    }
+
+
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| file kind | method | MB/s median (min-max) | files/s | p2pshare ÷ method | "
@@ -377,7 +398,14 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
                 f"{r['first_byte_s'] if r['first_byte_s'] is not None else '—'} | "
                 f"{', '.join(r.get('large') or ['—'])} |"
             )
-    return "\n".join(lines) + "\n"
+    notes = [
+        f"- {kind}, p2pshare ÷ {method} run by run: geometric mean x{p['geomean']} "
+        f"(95% interval x{p['low']}-{p['high']}), faster in {p['faster']} of {p['pairs']} pairs"
+        for kind, by_method in results.items()
+        for method, r in by_method.items()
+        if (p := r.get("paired"))
+    ]
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
 def chart(results: dict[str, dict[str, Any]], path: Path) -> bool:
@@ -475,6 +503,7 @@ def main() -> None:
                         got_bytes, got_files = _size(out)
                         if got_bytes < nbytes or got_files < nfiles:
                             raise RuntimeError(f"{method} lost data on {kind}")
+                        sample["run"] = run
                         samples[method].append(sample)
                         subprocess.run(["rm", "-rf", str(out)], check=True)
                         print(
@@ -494,6 +523,9 @@ def main() -> None:
                             flush=True,
                         )
                 results[kind] = {m: summarise(v, nbytes, nfiles) for m, v in samples.items() if v}
+                for method, summary in results[kind].items():
+                    if method != "p2pshare":
+                        summary["paired"] = paired(samples["p2pshare"], samples[method])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
