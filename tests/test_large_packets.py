@@ -4,6 +4,7 @@ refused on a path that drops IP fragments, and never used with a peer that did n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -448,8 +449,8 @@ def test_a_lossy_path_steps_down_to_16_kb_before_the_base_size() -> None:
     message = os.urandom(259_264)
     _queued_message(transport, message, transport._p2p_chunk_bytes, 0)
     large = LargePackets(packet_bytes=LARGE, agreed_bytes=LARGE, state="on")
-    large.large_cut, large.large_resent = 40, 5
-    _fall_back(transport, large, "5 of 40 large packets lost")
+    large.large_cut, large.large_resent = 60, 4
+    _fall_back(transport, large, "4 of 60 large packets lost")
     assert (large.state, large.packet_bytes, large.step_downs, large.fallbacks) == (
         "on",
         16_232,
@@ -459,12 +460,56 @@ def test_a_lossy_path_steps_down_to_16_kb_before_the_base_size() -> None:
     assert transport._p2p_chunk_bytes == 16_204
     assert [len(c.user_data) for c in transport._outbound_queue] == [16_204] * 16
     assert b"".join(c.user_data for c in transport._outbound_queue) == message
-    assert (large.on_cut, large.on_resent) == (40, 5)
+    assert (large.on_cut, large.on_resent) == (60, 4)
+
+
+def test_a_path_too_lossy_for_16_kb_goes_straight_to_the_base_size() -> None:
+    """10 of 40 packets of 44 fragments lost is ~0.65% per IP packet, so ~7% of 16 KB packets
+    (11 fragments) would be lost too: the fall-back skips 16 KB and cuts the queue at the
+    base size."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from p2pshare.aiortc_patches.large import LargePackets, _fall_back
+
+    transport: Any = SimpleNamespace(_outbound_queue=deque(), _local_tsn=1)
+    transport._association_state = None
+    transport._p2p_chunk_bytes = (LARGE - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
+    message = os.urandom(259_264)
+    _queued_message(transport, message, transport._p2p_chunk_bytes, 0)
+    large = LargePackets(packet_bytes=LARGE, agreed_bytes=LARGE, state="on")
+    large.large_cut, large.large_resent = 40, 10
+
+    async def fall_back() -> None:
+        _fall_back(transport, large, "10 of 40 large packets lost")
+        transport._p2p_reprobe.cancel()
+
+    asyncio.run(fall_back())
+    assert (large.state, large.step_downs, large.fallbacks) == ("fallback", 0, 1)
+    base = aiortc_patches.BASE_USERDATA_BYTES
+    assert transport._p2p_chunk_bytes == base
+    assert max(len(c.user_data) for c in transport._outbound_queue) == base
+    assert b"".join(c.user_data for c in transport._outbound_queue) == message
+
+
+def test_expected_loss_counts_ip_fragments() -> None:
+    """Packets of 64 KB are 44 IP fragments, 16 KB ones 11, base-size ones 1; the loss seen
+    at one size predicts the loss at another, fragment by fragment."""
+    from p2pshare.aiortc_patches.large import expected_loss, ip_fragments
+
+    assert [ip_fragments(n) for n in (LARGE, 16_232, 1_200)] == [44, 11, 1]
+    per_fragment = 0.01
+    seen = 1 - (1 - per_fragment) ** 44  # 36% of 64 KB packets
+    assert abs(expected_loss(16_232, LARGE, round(seen * 10_000), 10_000) - 0.1047) < 0.001
+    assert abs(expected_loss(1_200, LARGE, round(seen * 10_000), 10_000) - 0.01) < 0.0002
+    assert expected_loss(16_232, LARGE, 0, 100) == 0.0
+    assert expected_loss(16_232, LARGE, 5, 0) == 0.0
 
 
 def test_a_resent_packet_crosses_in_segments_in_any_order() -> None:
-    """Segments of a resent large packet reassemble in any order, once; a duplicate or a
-    stray segment yields nothing; the receiver keeps a bounded number of partial packets."""
+    """Segments of a resent large packet reassemble in any order, once; a duplicate (even a
+    whole second copy) or a stray segment yields nothing; the receiver keeps a bounded number
+    of partial packets."""
     from types import SimpleNamespace
 
     packet = os.urandom(16_232)
@@ -473,7 +518,8 @@ def test_a_resent_packet_crosses_in_segments_in_any_order() -> None:
     dtls: Any = SimpleNamespace()
     got = [aiortc_patches.reassemble_segment(dtls, s) for s in reversed(segments)]
     assert got[:-1] == [None] * 14 and got[-1] == packet
-    assert aiortc_patches.reassemble_segment(dtls, segments[0]) is None  # a late duplicate
+    # The second copy of every segment (RESEND_COPIES) delivers nothing more.
+    assert [aiortc_patches.reassemble_segment(dtls, s) for s in segments] == [None] * 15
     for packet_id in range(1000):
         aiortc_patches.reassemble_segment(dtls, aiortc_patches.segment_packet(packet, packet_id)[0])
     assert len(dtls._p2p_segments) <= 256

@@ -145,6 +145,13 @@ time a Linux receiver keeps incomplete datagrams: by then their memory is free a
 SEGMENT_PAYLOAD_BYTES = 1100
 """A large chunk sent again goes as segments of this size, each in its own DTLS record and
 datagram, which never depend on IP fragments (see :func:`_resend`)."""
+RESEND_COPIES = 2
+"""Each segment of a resent large packet is sent twice (all of them, then all again). SCTP
+fast-retransmits a chunk once; if that copy is lost too, only the retransmission timeout
+recovers it, a stall of at least LARGE_RTO_MIN_S with the window back at one packet. A 64 KB
+packet is 59 segments: at 1% loss per IP packet one copy of them all arrives 55% of the time,
+two copies 99.4%, better than a base-size packet's 99%. The cost is one more large packet's
+bytes per large packet lost."""
 _SEGMENT_MAGIC = b"\xffp2s"
 """Opens a segment's plaintext; an SCTP packet opens with its source port (5000 in WebRTC)."""
 _SEGMENTS_KEPT = 256

@@ -42,12 +42,17 @@ from p2pshare.aiortc_patches import (
     PROBE_ATTEMPTS,
     PROBE_TIMEOUT_S,
     REPROBE_AFTER_S,
+    RESEND_COPIES,
     SCTP_OVERHEAD_BYTES,
     SEGMENT_PAYLOAD_BYTES,
     SMALLER_PROBE_BYTES,
 )
 
 logger = logging.getLogger(__name__)
+
+_DTLS_RECORD_OVERHEAD = 37
+"""A DTLS 1.2 AES-GCM record's header (13), explicit nonce (8) and tag (16)."""
+_IPV4_FRAGMENT_BYTES = 1480
 
 # -- large packets -------------------------------------------------------------------------
 
@@ -212,8 +217,16 @@ def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
     so a path that loses one in a thousand IP packets loses 1% of them, not 4%), else back to
     the base size. Chunks not sent yet are cut again (their TSNs were never on the wire, so
     they are renumbered); chunks already sent keep their size and TSN, as SCTP requires, and
-    are retransmitted as they are."""
-    if large.packet_bytes > SMALLER_PROBE_BYTES:
+    are retransmitted as they are.
+
+    The step to 16 KB is skipped when the losses seen at 64 KB say 16 KB would be lossy too:
+    at 1% loss per IP packet a 64 KB packet is lost 36% of the time and a 16 KB one 10%, and
+    every stop on the way costs lost large packets, each resent in segments."""
+    lost = large.large_resent - large.on_resent
+    cut = large.large_cut - large.on_cut
+    if large.packet_bytes > SMALLER_PROBE_BYTES and (
+        expected_loss(SMALLER_PROBE_BYTES, large.packet_bytes, lost, cut) <= LOST_LARGE_RATIO
+    ):
         large.packet_bytes = SMALLER_PROBE_BYTES
         size = (SMALLER_PROBE_BYTES - SCTP_OVERHEAD_BYTES) // 4 * 4
         transport._p2p_chunk_bytes = size
@@ -229,6 +242,22 @@ def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
     logger.info("large SCTP packets off: %s; probing again in %g s", reason, REPROBE_AFTER_S)
     loop = asyncio.get_running_loop()
     transport._p2p_reprobe = loop.call_later(REPROBE_AFTER_S, _reprobe, transport, large)
+
+
+def ip_fragments(packet_bytes: int) -> int:
+    """IP packets that carry one SCTP packet of ``packet_bytes`` on a 1,500-byte IPv4 MTU: its
+    DTLS records (AES-GCM adds 37 bytes each) and the UDP header, 1,480 bytes a fragment."""
+    records = math.ceil(packet_bytes / DTLS_PLAINTEXT_BYTES)
+    return math.ceil((packet_bytes + records * _DTLS_RECORD_OVERHEAD + 8) / _IPV4_FRAGMENT_BYTES)
+
+
+def expected_loss(size: int, seen_size: int, lost: int, sent: int) -> float:
+    """The share of ``size`` packets a path would lose, from ``lost`` of ``sent`` packets of
+    ``seen_size`` lost there, each IP fragment taken as lost independently."""
+    if sent <= 0:
+        return 0.0
+    per_fragment = 1 - (1 - min(lost / sent, 1.0)) ** (1 / ip_fragments(seen_size))
+    return float(1 - (1 - per_fragment) ** ip_fragments(size))
 
 
 def _reprobe(transport: Any, large: LargePackets) -> None:
@@ -307,8 +336,10 @@ async def _resend(self: Any, chunk: Any) -> None:
         self._local_port, self._remote_port, self._remote_verification_tag, chunk
     )
     large.segment_id = (large.segment_id + 1) & 0xFFFFFFFF
-    for segment in segment_packet(packet, large.segment_id):
-        await self.transport._send_data(segment)
+    segments = segment_packet(packet, large.segment_id)
+    for _ in range(RESEND_COPIES):
+        for segment in segments:
+            await self.transport._send_data(segment)
 
 
 def segment_packet(packet: bytes, packet_id: int) -> list[bytes]:
@@ -332,6 +363,8 @@ def reassemble_segment(dtls: Any, plain: bytes) -> bytes | None:
         return None
     pending: dict[int, list[bytes | None]] = dtls.__dict__.setdefault("_p2p_segments", {})
     parts = pending.get(packet_id)
+    if parts == []:
+        return None  # delivered already: a later copy of its segments (RESEND_COPIES)
     if parts is None or len(parts) != count:
         parts = pending[packet_id] = [None] * count
         while len(pending) > _SEGMENTS_KEPT:
@@ -339,7 +372,7 @@ def reassemble_segment(dtls: Any, plain: bytes) -> bytes | None:
     parts[index] = plain[10:]
     if any(part is None for part in parts):
         return None
-    del pending[packet_id]
+    pending[packet_id] = []
     return b"".join(part for part in parts if part is not None)
 
 
