@@ -492,6 +492,62 @@ def test_a_path_too_lossy_for_16_kb_goes_straight_to_the_base_size() -> None:
     assert b"".join(c.user_data for c in transport._outbound_queue) == message
 
 
+@pytest.mark.parametrize(("packet_bytes", "budget"), [(LARGE, 12), (16_232, 48)])
+def test_the_loss_budget_counts_the_fragments_left_behind(packet_bytes: int, budget: int) -> None:
+    """The receiver's kernel holds the other fragments of each lost datagram for 30 s: the
+    budget is 12 lost 64 KB packets (44 fragments each) or 48 lost 16 KB ones (11); a chunk
+    resent again (in segments, which leave no fragments) is not counted twice."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from aiortc import rtcsctptransport as sctp
+
+    from p2pshare.aiortc_patches.large import LargePackets, _resend
+
+    sent: list[bytes] = []
+
+    async def send_data(data: bytes) -> None:
+        sent.append(data)
+
+    user_bytes = packet_bytes - aiortc_patches.SCTP_OVERHEAD_BYTES
+    large = LargePackets(packet_bytes=packet_bytes, agreed_bytes=LARGE, state="on")
+    large.large_cut = 1_000_000  # far below the 3% ratio: only the budget can trigger
+    transport: Any = SimpleNamespace(
+        _p2p_large=large,
+        _p2p_chunk_bytes=user_bytes,
+        _local_port=5000,
+        _remote_port=5000,
+        _remote_verification_tag=1,
+        transport=SimpleNamespace(_send_data=send_data),
+        _outbound_queue=deque(),
+        _local_tsn=0,
+    )
+
+    def chunk(tsn: int) -> Any:
+        data = sctp.DataChunk()
+        data.tsn, data.user_data = tsn, bytes(user_bytes)
+        data._book_size = user_bytes
+        return data
+
+    async def lose(chunks: list[Any]) -> None:
+        for c in chunks:
+            await _resend(transport, c)
+
+    first = chunk(0)
+    asyncio.run(lose([first] * 5 + [chunk(tsn) for tsn in range(1, budget - 1)]))
+    assert (large.state, len(large.losses)) == ("on", budget - 1)
+    segments = len(aiortc_patches.segment_packet(bytes(packet_bytes), 0))
+    assert len(sent) == (budget + 3) * aiortc_patches.RESEND_COPIES * segments
+
+    async def lose_one_more() -> None:
+        await _resend(transport, chunk(budget))
+        if reprobe := getattr(transport, "_p2p_reprobe", None):
+            reprobe.cancel()
+
+    asyncio.run(lose_one_more())
+    assert large.step_downs + large.fallbacks == 1
+
+
 def test_expected_loss_counts_ip_fragments() -> None:
     """Packets of 64 KB are 44 IP fragments, 16 KB ones 11, base-size ones 1; the loss seen
     at one size predicts the loss at another, fragment by fragment."""

@@ -129,11 +129,12 @@ BLACK_HOLE_T3_STRIKES = 2
 chunk is the oldest outstanding one: the path has stopped carrying large packets."""
 LOST_LARGE_BUDGET = 12
 LOST_LARGE_WINDOW_S = 30.0
-"""Fall back once this many large packets were lost within the window. A receiver holds the
-fragments of every incomplete datagram until it gives up on it (Linux: 30 s), within a budget
-(Linux: net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment,
-which is a black hole for large packets. 12 incomplete datagrams of 44 fragments hold about
-1.3 MiB (with the kernel's per-fragment overhead), well inside that budget."""
+"""Fall back once this many 64 KB packets were lost within the window, or as many IP fragments'
+worth of smaller ones (48 of 16 KB). A receiver holds the fragments of every incomplete
+datagram until it gives up on it (Linux: 30 s), within a budget (Linux:
+net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment, which is a
+black hole for large packets. 12 incomplete datagrams of 44 fragments hold about 1.3 MiB (with
+the kernel's per-fragment overhead), well inside that budget."""
 LOST_LARGE_RATIO = 0.03
 LOST_LARGE_MIN_LOSSES = 4
 """Also fall back once more than 3% of the large packets sent were lost (after at least 4

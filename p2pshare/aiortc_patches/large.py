@@ -85,7 +85,9 @@ class LargePackets:
     on_resent: int = 0
     """``large_cut`` and ``large_resent`` when the size in use was last turned on; resends of
     chunks cut at a larger size before a step down are counted in ``on_resent`` too."""
-    losses: deque[float] = field(default_factory=deque)
+    losses: deque[tuple[float, int]] = field(default_factory=deque)
+    """When each large packet was first found lost, and its IP fragments (the rest of which
+    the receiver's kernel holds until it gives up on the datagram)."""
     segment_id: int = 0
     probe_nonce: bytes = b""
     probe_acked: asyncio.Event = field(default_factory=asyncio.Event)
@@ -318,13 +320,16 @@ async def _resend(self: Any, chunk: Any) -> None:
     if chunk._book_size > getattr(self, "_p2p_chunk_bytes", BASE_USERDATA_BYTES):
         large.on_resent += 1  # cut before a step down: says nothing of the size in use
     now = time.monotonic()
-    large.losses.append(now)
-    while large.losses and large.losses[0] < now - LOST_LARGE_WINDOW_S:
+    if not getattr(chunk, "_p2p_resent", False):  # later resends go in segments: no fragments
+        chunk._p2p_resent = True
+        large.losses.append((now, ip_fragments(chunk._book_size + SCTP_OVERHEAD_BYTES)))
+    while large.losses and large.losses[0][0] < now - LOST_LARGE_WINDOW_S:
         large.losses.popleft()
     lost = large.large_resent - large.on_resent
     cut = large.large_cut - large.on_cut
     if large.state == "on":
-        if len(large.losses) >= LOST_LARGE_BUDGET:
+        held = sum(fragments for _, fragments in large.losses)
+        if held >= LOST_LARGE_BUDGET * ip_fragments(LARGE_PACKET_BYTES):
             _fall_back(
                 self,
                 large,
