@@ -15,6 +15,7 @@ Files: 256 MiB random, 256 MiB compressible (source code, text and CSV from this
     sudo .venv/bin/python bench/compare.py --mib 64 --runs 1 --methods p2pshare,tcp
     sudo .venv/bin/python bench/compare.py --kinds random --methods p2pshare,p2pshare-small \
         --loss 1        # 1% of IP packets lost each way (each fragment on its own)
+    sudo .venv/bin/python bench/compare.py --kinds compressible --rate-mbit 1000  # a 1 Gbit/s LAN
 
 Writes bench/results/compare-TIMESTAMP.json and .md (and .png when matplotlib is installed).
 Ratios within one run are what to track; the machine is shared and noisy.
@@ -442,6 +443,12 @@ def main() -> None:
     parser.add_argument(
         "--loss", type=float, default=0.0, help="percent of IP packets lost at each end"
     )
+    parser.add_argument(
+        "--rate-mbit",
+        type=int,
+        default=None,
+        help="cap each end's sending rate, as a LAN link would (default: no cap)",
+    )
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     kinds = [k for k in args.kinds.split(",") if k]
@@ -450,7 +457,7 @@ def main() -> None:
         base = Path(tmp)
         inputs = make_inputs(base, args.mib)
         as_installed(*([ensure_wormhole().parent.parent] if "magic-wormhole" in methods else []))
-        with speed_link(base, args.loss) as (lab, a, b):
+        with speed_link(base, args.loss, rate_mbit=args.rate_mbit) as (lab, a, b):
             servers = [
                 lab.spawn(
                     a,
@@ -533,6 +540,7 @@ def main() -> None:
         "mib": args.mib,
         "runs": args.runs,
         "loss_pct": args.loss,
+        "rate_mbit": args.rate_mbit,
         "results": results,
         "cpus": os.cpu_count(),
         "when": stamp,

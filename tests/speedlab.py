@@ -27,11 +27,13 @@ def speed_link(
     *,
     drop_fragments: bool = False,
     max_datagram: int | None = None,
+    rate_mbit: int | None = None,
 ) -> Iterator[tuple[Lab, str, str]]:
     """Two hosts on one veth pair (MTU 1,500); ``loss_pct`` % of the IP packets arriving at
     each end are dropped; with ``drop_fragments`` every fragmented datagram is lost; with
     ``max_datagram`` every IP datagram larger than about that many bytes (its fragments
-    beyond that offset are dropped)."""
+    beyond that offset are dropped); with ``rate_mbit`` each end sends at most that many
+    megabits per second (a token bucket, as a LAN's link would)."""
     _check_prerequisites()
     lab = Lab(prefix=f"spd{os.getpid() % 100000}", workdir=workdir)
     with ExitStack() as stack:
@@ -41,6 +43,14 @@ def speed_link(
         for index, ns in ((1, host_a), (2, host_b)):
             sh("ip", "addr", "add", f"10.8.0.{index}/24", "dev", "eth0", ns=ns)
             sh("ip", "link", "set", "eth0", "up", ns=ns)
+            if rate_mbit is not None:
+                # Burst: what the link sends in 4 ms, at least 64 KB (one large datagram).
+                burst = max(rate_mbit * 1000 // 8 * 4, 64 * 1024)
+                sh(
+                    *("tc", "qdisc", "add", "dev", "eth0", "root", "tbf"),
+                    *("rate", f"{rate_mbit}mbit", "burst", str(burst), "latency", "20ms"),
+                    ns=ns,
+                )
             if drop_fragments:
                 # Non-first fragments; the first fragment alone can never be reassembled.
                 sh(
