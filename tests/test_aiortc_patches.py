@@ -4,12 +4,14 @@ pinned to the upstream source they were written against."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import hashlib
 import importlib
 import inspect
 import os
 import subprocess
 import sys
+from typing import Any, cast
 
 import aioice
 import aiortc
@@ -59,6 +61,8 @@ FINGERPRINTS: dict[tuple[str, str], dict[str, str]] = {
         "aiortc.rtcdtlstransport:RTCDtlsTransport.start": "a8519f0a800d5d60",
         "aiortc.rtcicetransport:RTCIceGatherer.__init__": "a3c95b53bbd8740f",
         "aioice.ice:StunProtocol.connection_made": "0a97a6671a385a85",
+        "aioice.ice:StunProtocol.send_data": "5d684c9514ce9fff",
+        "aioice.ice:StunProtocol.connection_lost": "f051a124d3209e99",
     }
 }
 
@@ -164,3 +168,40 @@ def test_stock_switch_keeps_the_sctp_path_stock() -> None:
         env={**os.environ, "P2PSHARE_STOCK_SCTP": "1"},
     ).stdout.strip()
     assert out == "True False True"
+
+
+def test_datagrams_sent_without_the_gil_arrive_whole_and_in_order() -> None:
+    """An ICE host socket's datagrams go out through Python's sendto (GIL released) on the
+    real event loop of the CLI (uvloop): all of them arrive, in order, up to 64 KB each; the
+    duplicate descriptor is closed with the transport."""
+    import socket
+    from types import SimpleNamespace
+
+    import uvloop
+    from aioice.ice import StunProtocol
+
+    from p2pshare.aiortc_patches.sockets import send_without_gil
+
+    async def main() -> tuple[list[bytes], list[bytes], int]:
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as inbox:
+            inbox.bind(("127.0.0.1", 0))
+            inbox.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            inbox.settimeout(10)
+            connection = cast(Any, SimpleNamespace(protocol_lost=lambda _: None))
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(receiver=connection),
+                local_addr=("127.0.0.1", 0),
+            )
+            send_without_gil(protocol, transport.get_extra_info("socket"))
+            fast = cast(Any, protocol)._p2p_fast_socket
+            sent = [os.urandom(size) for size in (1, 1_200, 16_232, 65_000) * 25]
+            for data in sent:
+                await protocol.send_data(data, inbox.getsockname()[:2])
+            got = [inbox.recv(65_535) for _ in sent]
+            await protocol.close()  # returns once connection_lost was called
+            return sent, got, fast.fileno()
+
+    sent, got, fileno = uvloop.run(main())
+    assert got == sent
+    assert fileno == -1

@@ -60,7 +60,11 @@ probed again 30 s after a fall-back. These associations also use a minimum retra
 timeout of 0.2 s instead of 1 s (``_update_rto``; :data:`LARGE_RTO_MIN_S`).
 
 **Socket buffers**: :func:`enlarge_socket_buffers` raises every ICE socket's send and receive
-buffers to 4 MiB (SO_RCVBUFFORCE as root, else up to net.core.rmem_max).
+buffers to 4 MiB (SO_RCVBUFFORCE as root, else up to net.core.rmem_max), and
+:func:`~p2pshare.aiortc_patches.sockets.send_without_gil` sends each IPv4 host socket's
+datagrams with Python's ``socket.sendto`` (which releases the GIL for the system call) instead of
+uvloop's (which holds it): the kernel's work for a 64 KB datagram no longer stops our reader,
+compressor and writer threads (``P2PSHARE_SEND_WITHOUT_GIL=0`` turns it off).
 
 ``P2PSHARE_STOCK_SCTP=1`` leaves items 1-5 and large packets out, for comparisons (the host
 addresses and the nominated pair below stay).
@@ -182,6 +186,8 @@ UPSTREAM_TOUCHED = (
     "aiortc.rtcdtlstransport:RTCDtlsTransport._write_ssl",
     "aiortc.rtcsctptransport:RTCSctpTransport._update_rto",
     "aioice.ice:get_host_addresses",
+    "aioice.ice:StunProtocol.send_data",
+    "aioice.ice:StunProtocol.connection_lost",
     # called or read by the replacements (their contracts must not move under us)
     "aiortc.rtcsctptransport:RTCSctpTransport.__init__",
     "aiortc.rtcsctptransport:RTCSctpTransport._send_sack",

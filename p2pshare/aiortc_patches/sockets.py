@@ -50,4 +50,43 @@ def enlarge_socket_buffers(ice_gatherer: Any, want: int = SOCKET_BUFFER_BYTES) -
                     with suppress(OSError):
                         dup.setsockopt(socket.SOL_SOCKET, plain, want)
             got.append(dup.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        if os.environ.get(ENV_GIL_SEND, "1") != "0":
+            send_without_gil(protocol, sock)
     return min(got) if got else None
+
+
+ENV_GIL_SEND = "P2PSHARE_SEND_WITHOUT_GIL"
+
+
+def send_without_gil(protocol: Any, sock: Any) -> None:
+    """Send this ICE socket's datagrams with Python's ``socket.sendto``, which releases the GIL
+    for the system call, instead of uvloop's, which holds it. The kernel's work for a 64 KB
+    datagram (44 IP fragments, and on a veth the receiving side's processing too) then no
+    longer stops our reader and writer threads. A datagram the socket refuses
+    (``EAGAIN``), and every one after it while uvloop still holds some, goes through uvloop,
+    so their order is kept."""
+    from aioice.ice import StunProtocol
+
+    if type(protocol) is not StunProtocol or sock.family != socket.AF_INET:
+        return
+    target: Any = protocol  # its methods are replaced on this instance only
+    fast = socket.socket(fileno=os.dup(sock.fileno()))
+    transport: Any = target.transport
+    lost = target.connection_lost
+
+    async def send_data(data: bytes, addr: tuple[str, int]) -> None:
+        if not transport.get_write_buffer_size():
+            try:
+                fast.sendto(data, addr)
+                return
+            except OSError:
+                pass  # full, or an error for uvloop to report as it would
+        transport.sendto(data, addr)
+
+    def connection_lost(exc: Exception | None) -> None:
+        fast.close()
+        lost(exc)
+
+    target.send_data = send_data
+    target.connection_lost = connection_lost
+    target._p2p_fast_socket = fast
