@@ -172,8 +172,9 @@ def test_stock_switch_keeps_the_sctp_path_stock() -> None:
 
 def test_datagrams_sent_without_the_gil_arrive_whole_and_in_order() -> None:
     """An ICE host socket's datagrams go out through Python's sendto (GIL released) on the
-    real event loop of the CLI (uvloop): all of them arrive, in order, up to 64 KB each; the
-    duplicate descriptor is closed with the transport."""
+    real event loop of the CLI (uvloop), up to 64 KB each; a datagram that sendto refuses goes
+    through uvloop instead, in order; installing twice changes nothing; the duplicate
+    descriptor is closed with the transport."""
     import socket
     from types import SimpleNamespace
 
@@ -182,26 +183,43 @@ def test_datagrams_sent_without_the_gil_arrive_whole_and_in_order() -> None:
 
     from p2pshare.aiortc_patches.sockets import send_without_gil
 
-    async def main() -> tuple[list[bytes], list[bytes], int]:
+    assert aiortc_patches.apply()
+
+    async def main() -> tuple[list[bytes], list[bytes], bool, int]:
         loop = asyncio.get_running_loop()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as inbox:
             inbox.bind(("127.0.0.1", 0))
-            inbox.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             inbox.settimeout(10)
             connection = cast(Any, SimpleNamespace(protocol_lost=lambda _: None))
             transport, protocol = await loop.create_datagram_endpoint(
                 lambda: StunProtocol(receiver=connection),
                 local_addr=("127.0.0.1", 0),
             )
-            send_without_gil(protocol, transport.get_extra_info("socket"))
+            sock = transport.get_extra_info("socket")
+            send_without_gil(protocol, sock)
             fast = cast(Any, protocol)._p2p_fast_socket
-            sent = [os.urandom(size) for size in (1, 1_200, 16_232, 65_000) * 25]
-            for data in sent:
+            send_without_gil(protocol, sock)
+            once = cast(Any, protocol)._p2p_fast_socket is fast
+            sent = [os.urandom(size) for size in (1, 1_200, 16_232, 65_000) * 10]
+            got = []
+            for k, data in enumerate(sent):
+                if k == len(sent) // 2:
+                    fast.close()  # from now on every sendto fails: uvloop sends them
                 await protocol.send_data(data, inbox.getsockname()[:2])
-            got = [inbox.recv(65_535) for _ in sent]
-            await protocol.close()  # returns once connection_lost was called
-            return sent, got, fast.fileno()
+                got.append(inbox.recv(65_535))
+            await protocol.close()
+            # Another socket, left alone: closing its transport closes the duplicate.
+            _, other = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(receiver=connection),
+                local_addr=("127.0.0.1", 0),
+            )
+            send_without_gil(other, other.transport.get_extra_info("socket"))
+            duplicate = cast(Any, other)._p2p_fast_socket
+            assert duplicate.fileno() >= 0
+            await other.close()  # returns once connection_lost was called
+            return sent, got, once, duplicate.fileno()
 
-    sent, got, fileno = uvloop.run(main())
+    sent, got, once, fileno = uvloop.run(main())
     assert got == sent
+    assert once
     assert fileno == -1

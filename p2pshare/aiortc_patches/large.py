@@ -214,20 +214,25 @@ def _use_large(transport: Any, large: LargePackets) -> None:
     logger.info("large SCTP packets on: %d bytes", large.packet_bytes)
 
 
-def _fall_back(transport: Any, large: LargePackets, reason: str) -> None:
+def _fall_back(
+    transport: Any, large: LargePackets, reason: str, *, from_losses: bool = True
+) -> None:
     """Down one size: from 64 KB to 16 KB (a 16 KB datagram is a quarter of the fragments,
     so a path that loses one in a thousand IP packets loses 1% of them, not 4%), else back to
     the base size. Chunks not sent yet are cut again (their TSNs were never on the wire, so
     they are renumbered); chunks already sent keep their size and TSN, as SCTP requires, and
     are retransmitted as they are.
 
-    The step to 16 KB is skipped when the losses seen at 64 KB say 16 KB would be lossy too:
-    at 1% loss per IP packet a 64 KB packet is lost 36% of the time and a 16 KB one 10%, and
-    every stop on the way costs lost large packets, each resent in segments."""
+    When the trigger was loss (``from_losses``), the step to 16 KB is skipped if the losses
+    seen at 64 KB say 16 KB would be lossy too: at 1% loss per IP packet a 64 KB packet is lost
+    36% of the time and a 16 KB one 10%, and every stop on the way costs lost large packets,
+    each resent in segments. A black hole (every 64 KB packet lost) says nothing of 16 KB ones,
+    which a path with a smaller limit still carries."""
     lost = large.large_resent - large.on_resent
     cut = large.large_cut - large.on_cut
     if large.packet_bytes > SMALLER_PROBE_BYTES and (
-        expected_loss(SMALLER_PROBE_BYTES, large.packet_bytes, lost, cut) <= LOST_LARGE_RATIO
+        not from_losses
+        or expected_loss(SMALLER_PROBE_BYTES, large.packet_bytes, lost, cut) <= LOST_LARGE_RATIO
     ):
         large.packet_bytes = SMALLER_PROBE_BYTES
         size = (SMALLER_PROBE_BYTES - SCTP_OVERHEAD_BYTES) // 4 * 4

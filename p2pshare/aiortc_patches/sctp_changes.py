@@ -217,7 +217,7 @@ def _t3_expired(self: Any) -> None:
             and oldest is not None
             and oldest._book_size > BASE_USERDATA_BYTES
         ):
-            _fall_back(self, large, "black hole: large packets stopped arriving")
+            _fall_back(self, large, "black hole: large packets stopped arriving", from_losses=False)
     for chunk in self._sent_queue:
         if not self._maybe_abandon(chunk):
             chunk._retransmit = True

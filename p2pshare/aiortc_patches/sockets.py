@@ -67,10 +67,16 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
     so their order is kept."""
     from aioice.ice import StunProtocol
 
-    if type(protocol) is not StunProtocol or sock.family != socket.AF_INET:
+    if (
+        type(protocol) is not StunProtocol
+        or sock.family != socket.AF_INET
+        or hasattr(protocol, "_p2p_fast_socket")
+        or not patches._sctp_applied  # P2PSHARE_STOCK_SCTP=1: stock for comparisons
+    ):
         return
     target: Any = protocol  # its methods are replaced on this instance only
     fast = socket.socket(fileno=os.dup(sock.fileno()))
+    fast.setblocking(False)  # already so (one open file with uvloop's); never wait in sendto
     transport: Any = target.transport
     lost = target.connection_lost
 
