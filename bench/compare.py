@@ -5,8 +5,8 @@ p2pshare-small (the same with ``P2PSHARE_LARGE_PACKETS=0``: 1,200-byte packets),
 aiortc baselines (bench/baseline_aiortc.py: ``aiortc-tuned``, a well-tuned use of the public
 API, and ``aiortc-example``, aiortc's own example pattern), magic-wormhole (local mailbox and
 transit relay, in its own virtualenv under bench/.venv-wormhole, created on first use), and
-raw TCP (the ceiling). Runs alternate between methods (run 1 of every method, then run 2...),
-so that a noisy neighbour on the machine hits them all alike.
+raw TCP (the ceiling). Runs alternate between methods (run 1 of every method, then run 2 in
+reverse order...), so that a noisy neighbour on the machine hits them all alike.
 Files: 256 MiB random, 256 MiB compressible (source code, text and CSV from this machine),
 10,000 files of 1 KiB. Everything runs in two network namespaces joined by a veth pair
 (senders in A, receivers in B), so no traffic leaves the namespaces. Needs root.
@@ -357,9 +357,15 @@ def summarise(samples: list[dict[str, Any]], nbytes: int, nfiles: int) -> dict[s
     }
 
 
+T_95 = (0, 12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
+        2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05,
+        2.04, 2.04)  # fmt: skip
+"""Student's t, two-sided 95%, by degrees of freedom (the last entry serves beyond 31)."""
+
+
 def paired(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """p2pshare's speed over a method's, run by run (each pair ran back to back): the geometric
-    mean of the ratios with a 95% interval (two standard errors of the logs). A pair shares
+    mean of the ratios with a 95% interval (Student's t on the logs). A pair shares
     whatever the machine was doing then, so this sees smaller differences than the medians
     when runs spread widely (at 1% loss they range over x1.7)."""
     times = {s["run"]: s["seconds"] for s in theirs}
@@ -367,7 +373,8 @@ def paired(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str
     if len(ratios) < 2:
         return None
     logs = [math.log(r) for r in ratios]
-    mean, error = statistics.mean(logs), 2 * statistics.stdev(logs) / math.sqrt(len(logs))
+    t = T_95[min(len(logs) - 1, len(T_95) - 1)]
+    mean, error = statistics.mean(logs), t * statistics.stdev(logs) / math.sqrt(len(logs))
     return {
         "geomean": round(math.exp(mean), 3),
         "low": round(math.exp(mean - error), 3),
@@ -501,7 +508,9 @@ def main() -> None:
                 nbytes, nfiles = _size(src)
                 samples: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
                 for run in range(args.runs):
-                    for method in methods:
+                    # Every other run in reverse order: whatever a method leaves behind (page
+                    # cache, a warm CPU) falls on each side of a pair alike.
+                    for method in methods if run % 2 == 0 else methods[::-1]:
                         out = base / f"out-{kind}-{method}-{run}"
                         out.mkdir()
                         sample = RUNNERS[method](src, out, a, b, server)
@@ -531,7 +540,7 @@ def main() -> None:
                         )
                 results[kind] = {m: summarise(v, nbytes, nfiles) for m, v in samples.items() if v}
                 for method, summary in results[kind].items():
-                    if method != "p2pshare":
+                    if method != "p2pshare" and "p2pshare" in samples:
                         summary["paired"] = paired(samples["p2pshare"], samples[method])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = ROOT / "bench" / "results"
