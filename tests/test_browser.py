@@ -141,13 +141,26 @@ def finished(page: Any) -> float:
 def send_in_page(page: Any, server: str, files: list[Path]) -> str:
     page.goto(http_url(server))
     page.get_by_label("Files", exact=True).set_input_files([str(f) for f in files])
+    text = click_send(page)
+    link = page.locator("#share-link").inner_text()
+    assert link == http_url(server) + "#" + text
+    return text
+
+
+def click_send(page: Any) -> str:
+    """Press Send on a page with something chosen; return the code it shows."""
     page.get_by_role("button", name="Send", exact=True).click()
     code = page.locator("#code-text")
     code.wait_for()
     text: str = code.inner_text()
-    link = page.locator("#share-link").inner_text()
-    assert link == http_url(server) + "#" + text
     return text
+
+
+def cli_receiver(server: str, code: str, out: Path, **kw: Any) -> Peer:
+    """`p2pshare receive CODE` into ``out``, accepting, with JSON events."""
+    return Peer(
+        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)], cwd=out, **kw
+    )
 
 
 def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
@@ -254,9 +267,7 @@ def test_chromium_to_cli(server: str, new_page: Any, tmp_path: Path) -> None:
     data = {name: random_file(src / name, size) for name, size in sizes.items()}
     page = new_page()
     code = send_in_page(page, server, [src / n for n in sizes])
-    receiver = Peer(
-        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)], cwd=out
-    )
+    receiver = cli_receiver(server, code, out)
     assert receiver.wait(180) == 0, receiver.stderr
     for name, content in data.items():
         assert (out / name).read_bytes() == content
@@ -280,13 +291,7 @@ def test_a_folder_chosen_in_the_page_arrives_as_a_tree(
     page = new_page()
     page.goto(http_url(server))
     page.get_by_label("Folder", exact=True).set_input_files(str(album))
-    page.get_by_role("button", name="Send", exact=True).click()
-    code = page.locator("#code-text")
-    code.wait_for()
-    receiver = Peer(
-        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
-        cwd=out,
-    )
+    receiver = cli_receiver(server, click_send(page), out)
     assert receiver.wait() == 0, receiver.stderr
     for name, content in files.items():
         assert (out / "album" / name).read_bytes() == content
@@ -309,13 +314,7 @@ def test_files_dropped_on_the_page(server: str, new_page: Any, tmp_path: Path) -
     )
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
     page.get_by_text("2 files").wait_for()
-    page.get_by_role("button", name="Send", exact=True).click()
-    code = page.locator("#code-text")
-    code.wait_for()
-    receiver = Peer(
-        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
-        cwd=out,
-    )
+    receiver = cli_receiver(server, click_send(page), out)
     assert receiver.wait() == 0, receiver.stderr
     assert (out / "dropped.txt").read_bytes() == b"dropped\n"
     assert (out / "empty.bin").read_bytes() == b""
@@ -514,12 +513,7 @@ def test_one_percent_loss_between_the_cli_and_chromium(
                 assert sender.wait(60) == 0, sender.stderr
             else:
                 code = send_in_page(page, server, [src])
-                receiver = Peer(
-                    ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)],
-                    cwd=out,
-                    env=lab_env(),
-                    netns=host_a,
-                )
+                receiver = cli_receiver(server, code, out, env=lab_env(), netns=host_a)
                 assert receiver.wait(200) == 0, receiver.stderr
                 assert (out / "lossy.bin").read_bytes() == data
             finished(page)
@@ -595,20 +589,12 @@ def test_a_resend_from_the_page_resumes_a_killed_cli_receiver(
     out.mkdir()
     page = new_page()
     code = send_in_page(page, server, [tmp_path / "resumed.bin"])
-    receiver = Peer(
-        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)], cwd=out
-    )
+    receiver = cli_receiver(server, code, out)
     had = receiver.event("progress", where=lambda e: e["done"] >= e["total"] // 2)["done"]
     receiver.kill()
     page.get_by_role("alert").wait_for()
     page.get_by_role("button", name="Start over", exact=True).click()
-    page.get_by_role("button", name="Send", exact=True).click()
-    code = page.locator("#code-text")
-    code.wait_for()
-    again = Peer(
-        ["receive", code.inner_text(), "--server", server, "--json", "--yes", "-o", str(out)],
-        cwd=out,
-    )
+    again = cli_receiver(server, click_send(page), out)
     assert again.event("offer")["found"] >= had
     assert again.wait() == 0, again.stderr
     done = again.last("done")

@@ -43,6 +43,30 @@ function dosTime(mtime) {
   };
 }
 
+/** A local file header (with its ZIP64 extra field when `zip64`); `flags` 0x0800 is UTF-8. */
+function localHeader(name, zip64, flags, time, date, crc, size) {
+  const local = new Writer(30 + name.length + (zip64 ? 20 : 0));
+  local.u32(0x04034b50);
+  local.u16(zip64 ? 45 : 20);
+  local.u16(flags);
+  local.u16(0);
+  local.u16(time);
+  local.u16(date);
+  local.u32(crc);
+  local.u32(zip64 ? MAX32 : size);
+  local.u32(zip64 ? MAX32 : size);
+  local.u16(name.length);
+  local.u16(zip64 ? 20 : 0);
+  local.raw(name);
+  if (zip64) {
+    local.u16(0x0001);
+    local.u16(16);
+    local.u64(size);
+    local.u64(size);
+  }
+  return local;
+}
+
 class Writer {
   constructor(size) {
     this.bytes = new Uint8Array(size);
@@ -82,25 +106,7 @@ export class ZipBuilder {
     const name = utf8(dir ? path.replace(/\/?$/, "/") : path);
     const zip64 = size >= MAX32 || this.offset >= MAX32;
     const { time, date } = dosTime(mtime);
-    const local = new Writer(30 + name.length + (zip64 ? 20 : 0));
-    local.u32(0x04034b50);
-    local.u16(zip64 ? 45 : 20);
-    local.u16(0x0800);
-    local.u16(0);
-    local.u16(time);
-    local.u16(date);
-    local.u32(crc);
-    local.u32(zip64 ? MAX32 : size);
-    local.u32(zip64 ? MAX32 : size);
-    local.u16(name.length);
-    local.u16(zip64 ? 20 : 0);
-    local.raw(name);
-    if (zip64) {
-      local.u16(0x0001);
-      local.u16(16);
-      local.u64(size);
-      local.u64(size);
-    }
+    const local = localHeader(name, zip64, 0x0800, time, date, crc, size);
     this.entries.push({ name, size, crc, mode, dir, time, date, offset: this.offset });
     this.offset += local.bytes.length + size;
     return local.bytes;
@@ -115,25 +121,8 @@ export class ZipBuilder {
     const name = utf8(path);
     const zip64 = sizeHint === null || sizeHint >= MAX32 || this.offset >= MAX32;
     const { time, date } = dosTime(mtime);
-    const local = new Writer(30 + name.length + (zip64 ? 20 : 0));
-    local.u32(0x04034b50);
-    local.u16(zip64 ? 45 : 20);
-    local.u16(0x0808);
-    local.u16(0);
-    local.u16(time);
-    local.u16(date);
-    local.u32(0);
-    local.u32(zip64 ? MAX32 : 0);
-    local.u32(zip64 ? MAX32 : 0);
-    local.u16(name.length);
-    local.u16(zip64 ? 20 : 0);
-    local.raw(name);
-    if (zip64) {
-      local.u16(0x0001);
-      local.u16(16);
-      local.u64(0);
-      local.u64(0);
-    }
+    // Flag bit 3: CRC-32 and sizes are zero here and follow in the data descriptor.
+    const local = localHeader(name, zip64, 0x0808, time, date, 0, 0);
     this.open = { name, mode, dir: false, time, date, offset: this.offset, zip64, streamed: true };
     this.offset += local.bytes.length;
     return local.bytes;
