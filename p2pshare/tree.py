@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from p2pshare import messages as m
 from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
 from p2pshare.files import UnsafeNameError, printable
-from p2pshare.fs import DIR_FLAGS, NEW_FILE_FLAGS, UMASK, describe, lstat_at
+from p2pshare.fs import (
+    DIR_FLAGS,
+    NEW_FILE_FLAGS,
+    UMASK,
+    WRITEBACK_BYTES,
+    describe,
+    lstat_at,
+    start_writeback,
+)
 from p2pshare.layout import Found, Layout
 from p2pshare.partials import (
     RESUME_MIN_BYTES,
@@ -56,6 +64,8 @@ class _Open:
     entry: m.FileEntry
     hash: hashlib._Hash = field(default_factory=hashlib.sha256)
     written: int = 0
+    handed_to_disk: int = 0
+    """Bytes whose writeback was started (:func:`start_writeback`)."""
     record: str | None = None
     """The partial file's record (the file is kept if the receive is interrupted)."""
     complete: bool = False
@@ -215,6 +225,7 @@ class Tree:
         try:
             if offset:
                 current.hash, current.written = held.hash, offset
+                current.handed_to_disk = offset
             else:
                 logger.info("the data found for %s does not match: receiving it afresh", shown)
                 write_record(dir_fd, record, parts, entry, 0)
@@ -234,6 +245,11 @@ class Tree:
             raise describe(exc, self.layout.shown(current.index)) from None
         current.hash.update(data)
         current.written += len(data)
+        if current.written - current.handed_to_disk >= WRITEBACK_BYTES:
+            start_writeback(
+                current.fd, current.handed_to_disk, current.written - current.handed_to_disk
+            )
+            current.handed_to_disk = current.written
 
     def finish(self, index: int, expected_sha256: str) -> str:
         """Verify the current file and move it into place; on failure it is removed."""

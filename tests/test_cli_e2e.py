@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
+from p2pshare import __version__
 from tests.cli_helpers import (
     Peer,
     interruptible_env,
@@ -304,3 +307,21 @@ def test_compressible_file_goes_compressed_and_arrives_exact(
     assert sender.wait() == 0
     assert "compression: zstd" in receiver.stderr
     assert (out / "table.csv").read_bytes() == data
+
+
+def test_the_cli_exits_with_its_output_and_exit_handlers_but_no_teardown(tmp_path: Path) -> None:
+    # main() ends with os._exit (the interpreter's teardown costs 40-80 ms a run): the
+    # buffered output to a pipe must still arrive and atexit handlers still run.
+    marker = tmp_path / "atexit-ran"
+    program = (
+        "import atexit, pathlib, sys\n"
+        "from p2pshare.cli import main\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "sys.stdout.write('x' * 100_000)\n"  # more than a pipe's buffer holds
+        "main(['--version'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("x" * 100_000)
+    assert done.stdout.endswith(f"p2pshare {__version__}\n")
+    assert marker.read_text() == "yes"

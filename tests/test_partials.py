@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from p2pshare import fs
 from p2pshare import messages as m
+from p2pshare import tree as tree_module
 from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
 from p2pshare.layout import Found, Layout, plan
 from p2pshare.partials import partial_names
@@ -185,3 +188,40 @@ def test_a_held_partial_cannot_be_resumed_by_another_receive(tmp_path: Path) -> 
     first.finish(0, hashlib.sha256(DATA).hexdigest())
     first.close()
     assert (tmp_path / "big.bin").read_bytes() == DATA
+
+
+def test_a_big_file_is_handed_to_the_disk_as_it_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # So that the fsync before its final name finds little left to write.
+    started: list[tuple[int, int]] = []
+    real = fs.start_writeback
+
+    def record(fd: int, offset: int, length: int) -> bool:
+        started.append((offset, length))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(tree_module, "start_writeback", record)
+    data = os.urandom(MIB) * 20
+    entry = m.FileEntry("big.bin", len(data), 0o644, None)
+    offer = m.Offer((entry,))
+    tree = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
+    tree.begin(0)
+    for start in range(0, len(data), MIB):
+        tree.write(data[start : start + MIB])
+    tree.finish(0, hashlib.sha256(data).hexdigest())
+    tree.close()
+    step = fs.WRITEBACK_BYTES
+    assert started == [(0, step), (step, step)]
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_writeback_is_started_by_the_kernel(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, os.urandom(MIB))
+        assert fs.start_writeback(fd, 0, MIB)
+        assert not fs.start_writeback(-1, 0, MIB)  # the kernel's answer is read, not assumed
+    finally:
+        os.close(fd)
