@@ -19,6 +19,11 @@ echoes it; the offerer turns them on only when the answer has it. The SDP travel
 neither the server nor anyone else can switch them on. Then the path decides: only a direct
 path between private host addresses is probed, and large packets are used once a probe came
 back (``aiortc_patches.probe_large_packets``).
+
+Segments: when both sides can (Linux), the offer and answer also carry
+``a=x-p2pshare-udp-segments``, and a large packet's datagram then travels as UDP segments (GSO
+and GRO) instead of IP fragments (``aiortc_patches/sockets.py``). Both attributes are needed:
+segments only ever carry large packets.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ ENV_LINK_REPORT = "P2PSHARE_LINK_REPORT"
 """A file to which each closed connection appends one JSON line about its packets (tests and
 benchmarks read it)."""
 LARGE_PACKET_ATTRIBUTE = "x-p2pshare-sctp-mtu"
+SEGMENTS_ATTRIBUTE = "x-p2pshare-udp-segments"
 MIN_LARGE_PACKET_BYTES = 4096
 """A peer offering less than this gains nothing over the base size: we stay small."""
 LARGE_MESSAGE_CHUNKS = int(os.environ.get("P2PSHARE_LARGE_MESSAGE_CHUNKS", 0))
@@ -75,6 +81,7 @@ variable, a number of chunks, is a benchmark knob (docs/performance.md)."""
 
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
 _LARGE_RE = re.compile(rf"^a={LARGE_PACKET_ATTRIBUTE}:(\d{{1,9}})\s*$", re.MULTILINE)
+_SEGMENTS_RE = re.compile(rf"^a={SEGMENTS_ATTRIBUTE}\s*$", re.MULTILINE)
 
 
 def large_packets_wanted() -> bool:
@@ -82,10 +89,28 @@ def large_packets_wanted() -> bool:
     return os.environ.get(ENV_LARGE_PACKETS, "1") != "0" and aiortc_patches.large_packets_possible()
 
 
+def segments_wanted() -> bool:
+    """Whether this side offers large packets' datagrams in UDP segments."""
+    return large_packets_wanted() and aiortc_patches.datagram_segments_possible()
+
+
+def with_segments(sdp: str) -> str:
+    """``sdp`` with our segments attribute added at session level."""
+    return _with_session_line(sdp, f"a={SEGMENTS_ATTRIBUTE}\r\n")
+
+
+def segments_offered(sdp: str) -> bool:
+    """Whether the peer's description has the segments attribute at session level."""
+    return _SEGMENTS_RE.search(sdp.split("\nm=", 1)[0]) is not None
+
+
 def with_large_packets(sdp: str, packet_bytes: int) -> str:
     """``sdp`` with our large-packet attribute added at session level (before the first
     media section), saying the largest SCTP packet we accept."""
-    line = f"a={LARGE_PACKET_ATTRIBUTE}:{packet_bytes}\r\n"
+    return _with_session_line(sdp, f"a={LARGE_PACKET_ATTRIBUTE}:{packet_bytes}\r\n")
+
+
+def _with_session_line(sdp: str, line: str) -> str:
     at = sdp.find("\r\nm=")
     if at < 0:
         return sdp + line
@@ -235,6 +260,8 @@ class PeerLink:
     _violation: ProtocolError | None = field(init=False, default=None)
     large_packet_bytes: int | None = field(init=False, default=None)
     """The large SCTP packet size both sides agreed on (None: the 1,200-byte base only)."""
+    _segmenting: list[Any] = field(init=False, default_factory=list)
+    """Each of our sockets that sends large datagrams in UDP segments (both sides agreed)."""
     receive_buffer_bytes: int | None = field(init=False, default=None)
     _peer_message_limit: int = field(init=False, default=DEFAULT_MAX_MESSAGE_BYTES)
 
@@ -261,6 +288,8 @@ class PeerLink:
         sdp = str(self.pc.localDescription.sdp)
         if large_packets_wanted():
             sdp = with_large_packets(sdp, aiortc_patches.LARGE_PACKET_BYTES)
+        if segments_wanted():
+            sdp = with_segments(sdp)
         return sdp
 
     async def accept_offer(self, sdp: str) -> str:
@@ -273,12 +302,23 @@ class PeerLink:
         answer = str(self.pc.localDescription.sdp)
         if self.large_packet_bytes is not None:
             answer = with_large_packets(answer, self.large_packet_bytes)
+            if segments_wanted() and segments_offered(sdp) and self._use_segments():
+                answer = with_segments(answer)
         return answer
 
     async def accept_answer(self, sdp: str) -> None:
         await self._set_remote(sdp, "answer")
         ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted() else None
         self._agree_large_packets(negotiate_large_packets(ours, sdp))
+        if self.large_packet_bytes is not None and segments_wanted() and segments_offered(sdp):
+            self._use_segments()
+
+    def _use_segments(self) -> bool:
+        sctp = self.pc.sctp
+        if sctp is not None:
+            gatherer = sctp.transport.transport.iceGatherer
+            self._segmenting = aiortc_patches.use_datagram_segments(gatherer)
+        return bool(self._segmenting)
 
     def _agree_large_packets(self, packet_bytes: int | None) -> None:
         sctp = self.pc.sctp
@@ -461,6 +501,13 @@ class PeerLink:
             "agreed_bytes": self.large_packet_bytes,
             "receive_buffer_bytes": self.receive_buffer_bytes,
             **({"large": large.report()} if large is not None else {}),
+            "udp_segments": {
+                "on": any(state.on for state in self._segmenting),
+                "sent": sum(state.sent for state in self._segmenting),
+                "received": aiortc_patches.datagram_segments(sctp.transport).received
+                if sctp is not None
+                else 0,
+            },
         }
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from p2pshare import aiortc_patches, webrtc
+from p2pshare.aiortc_patches.sockets import ENV_SEGMENTS
 from p2pshare.config import ENV_LARGE_PACKETS, IceConfig
 from p2pshare.webrtc import (
     ENV_LINK_REPORT,
@@ -144,12 +145,18 @@ async def test_peer_links_agree_on_large_packets_only_when_both_offer(
 pytest_lab = pytest.mark.timeout(240)
 
 
-def _env(tmp_path: Path, name: str, large: bool = True) -> dict[str, str]:
+def _env(tmp_path: Path, name: str, large: bool = True, segments: bool = True) -> dict[str, str]:
     env = lab_env()
     env[ENV_LINK_REPORT] = str(tmp_path / f"{name}.jsonl")
     if not large:
         env[ENV_LARGE_PACKETS] = "0"
+    if not segments:  # a large packet's datagram in IP fragments, as before segments
+        env[ENV_SEGMENTS] = "0"
     return env
+
+
+def _fragments_env(tmp_path: Path, name: str) -> dict[str, str]:
+    return _env(tmp_path, name, segments=False)
 
 
 def _report(tmp_path: Path, name: str) -> dict[str, Any]:
@@ -220,12 +227,19 @@ def test_large_packets_at_1_percent_loss_per_ip_packet(tmp_path: Path) -> None:
 
 @pytest_lab
 def test_a_path_that_drops_fragments_falls_back_to_small_packets(tmp_path: Path) -> None:
-    """Every IP fragment silently dropped (a middlebox): the probes are lost, large packets are
-    never used (refused after three probes, or still probing when a short transfer ends), and
+    """Without segments (a peer that cannot send them), every IP fragment silently dropped (a
+    middlebox): the probes are lost, large packets are never used (refused after three
+    probes, or still probing when a short transfer ends), and
     the transfer completes at the base size."""
     with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
         _transfer(
-            tmp_path, host_a, host_b, 4, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+            tmp_path,
+            host_a,
+            host_b,
+            4,
+            _fragments_env(tmp_path, "sender"),
+            None,
+            _fragments_env(tmp_path, "receiver"),
         )
         assert dropped_fragments(host_a) + dropped_fragments(host_b) > 0
     for name in ("sender", "receiver"):
@@ -237,12 +251,19 @@ def test_a_path_that_drops_fragments_falls_back_to_small_packets(tmp_path: Path)
 
 @pytest_lab
 def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> None:
-    """Datagrams over ~20 KB lost (their fragments beyond that offset dropped): the sender's
+    """Without segments, datagrams over ~20 KB lost (their fragments beyond that offset
+    dropped): the sender's
     64 KB probes are lost, its 16 KB ones come back, and 16 KB packets carry the rest of the
     transfer (long enough to outlast the 0.9 s of lost probes)."""
     with speed_link(tmp_path, max_datagram=20_000) as (_, host_a, host_b):
         _transfer(
-            tmp_path, host_a, host_b, 64, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+            tmp_path,
+            host_a,
+            host_b,
+            64,
+            _fragments_env(tmp_path, "sender"),
+            None,
+            _fragments_env(tmp_path, "receiver"),
         )
     report = _report(tmp_path, "sender")
     assert report["agreed_bytes"] == LARGE, report
@@ -250,6 +271,58 @@ def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> N
     assert large["state"] == "on" and large["packet_bytes"] == 16_232, report
     assert large["probes_sent"] == aiortc_patches.PROBE_ATTEMPTS + 1, report
     assert large["large_cut"] > 0 and large["fallbacks"] == 0, report
+
+
+@pytest_lab
+def test_large_packets_cross_in_segments_where_fragments_are_dropped(tmp_path: Path) -> None:
+    """Between two p2pshare peers on Linux a large packet's datagram goes as UDP segments (GSO
+    and GRO), never as IP fragments: a path that drops every fragment carries large packets,
+    the sender's kernel fragments nothing, and every large packet came back whole."""
+    with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
+        _transfer(
+            tmp_path, host_a, host_b, 16, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+        )
+        assert dropped_fragments(host_a) + dropped_fragments(host_b) == 0
+        created = _snmp(host_a, "Ip", "FragCreates") + _snmp(host_b, "Ip", "FragCreates")
+        assert created == 0
+    sent, received = _report(tmp_path, "sender"), _report(tmp_path, "receiver")
+    assert sent["large"]["state"] == "on" and sent["large"]["large_cut"] > 0, sent
+    assert sent["udp_segments"]["on"] and received["udp_segments"]["on"]
+    assert sent["udp_segments"]["sent"] >= sent["large"]["large_cut"]
+    # Every large datagram sent came back whole (the receiver's own probe went the other way).
+    assert received["udp_segments"]["received"] == sent["udp_segments"]["sent"]
+
+
+@pytest_lab
+@pytest.mark.parametrize("off", ["sender", "receiver"])
+def test_a_peer_without_segments_gets_large_packets_in_fragments(tmp_path: Path, off: str) -> None:
+    """P2PSHARE_UDP_SEGMENTS=0 on one side (as a p2pshare of the previous version, or one
+    not on Linux): segments are not agreed, large packets still are, and the data verifies."""
+    with speed_link(tmp_path) as (_, host_a, host_b):
+        _transfer(
+            tmp_path,
+            host_a,
+            host_b,
+            8,
+            _env(tmp_path, "sender", segments=off != "sender"),
+            None,
+            _env(tmp_path, "receiver", segments=off != "receiver"),
+        )
+        assert _snmp(host_a, "Ip", "FragCreates") > 0
+    for name in ("sender", "receiver"):
+        report = _report(tmp_path, name)
+        assert report["large"]["state"] == "on", report
+        assert report["udp_segments"] == {"on": False, "sent": 0, "received": 0}, report
+
+
+def _snmp(ns: str, group: str, name: str) -> int:
+    """A counter of the namespace's /proc/net/snmp (each namespace counts its own)."""
+    lines = [
+        line.split()
+        for line in sh("cat", "/proc/net/snmp", ns=ns).stdout.splitlines()
+        if line.startswith(f"{group}:")
+    ]
+    return int(lines[1][lines[0].index(name)])
 
 
 @pytest_lab
@@ -275,8 +348,9 @@ def test_a_peer_with_large_packets_off_interoperates_at_the_base_size(
 
 @pytest_lab
 def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Path) -> None:
-    """Large packets in use, then the path starts dropping every IP fragment: chunks already
-    on the wire are sent again in segments, the rest are cut small, and the data verifies."""
+    """Large packets in use without segments, then the path starts dropping every IP
+    fragment: chunks already on the wire are sent again in segments, the rest are cut small,
+    and the data verifies."""
     data = os.urandom(160 << 20)  # long enough to still be running when the rule goes in
     src = tmp_path / "big.bin"
     src.write_bytes(data)
@@ -284,14 +358,17 @@ def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Pat
     out.mkdir()
     with speed_link(tmp_path) as (_, host_a, host_b):
         sender = Peer(
-            ["send", str(src), "--json"], cwd=tmp_path, env=_env(tmp_path, "sender"), netns=host_a
+            ["send", str(src), "--json"],
+            cwd=tmp_path,
+            env=_fragments_env(tmp_path, "sender"),
+            netns=host_a,
         )
         event = sender.event("code")
         args = ["receive", event["code"], "--server", event["server"], "--json", "--yes"]
         receiver = Peer(
             [*args, "-o", str(out)],
             cwd=tmp_path,
-            env=_env(tmp_path, "receiver"),
+            env=_fragments_env(tmp_path, "receiver"),
             netns=host_b,
         )
         receiver.event("progress", lambda e: e["done"] > 1 << 20)
@@ -623,3 +700,84 @@ def test_stock_sctp_offers_no_large_packets() -> None:
         env={**os.environ, "P2PSHARE_STOCK_SCTP": "1"},
     ).stdout.strip()
     assert out == "True False"
+
+
+# -- a large datagram in UDP segments -------------------------------------------------------
+
+
+def _datagram(size: int) -> bytes:
+    return b"\x17" + os.urandom(size - 1)
+
+
+def test_a_datagram_in_segments_comes_back_whole_in_any_order() -> None:
+    from p2pshare.aiortc_patches.sockets import DatagramSegments, segment_datagram
+
+    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    datagram = _datagram(65_000)
+    buffer = segment_datagram(datagram, 7)
+    assert len(buffer) > len(datagram) and len(buffer) // stride == len(datagram) // (stride - 8)
+    # All together (one read, as UDP GRO delivers them), and one by one out of order.
+    assert DatagramSegments().add(buffer) == [datagram]
+    segments = [buffer[at : at + stride] for at in range(0, len(buffer), stride)]
+    apart = DatagramSegments()
+    order = list(range(len(segments)))[::-1]
+    got = [apart.add(segments[i]) for i in order]
+    assert got[:-1] == [[]] * (len(segments) - 1) and got[-1] == [datagram]
+    assert apart.received == 1 and not apart.pending
+    # One missing: nothing, however many others arrive; a second datagram is unaffected.
+    lossy = DatagramSegments()
+    assert lossy.add(b"".join(segments[1:])) == []
+    other = _datagram(3_000)
+    assert lossy.add(segment_datagram(other, 8)) == [other]
+    assert lossy.received == 1 and list(lossy.pending) == [7]
+
+
+def test_segments_merged_with_an_ordinary_datagram_give_both() -> None:
+    """UDP GRO merges equal-size datagrams of one flow, the last one smaller: the tail of one
+    segmented datagram, the whole of the next (both of whole segments, or the merge would
+    have ended at the shorter one), then one of the peer's ordinary datagrams."""
+    from p2pshare.aiortc_patches.sockets import DatagramSegments, segment_datagram
+
+    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    first, second, plain = _datagram(15 * (stride - 8)), _datagram(6 * (stride - 8)), _datagram(300)
+    first_buffer = segment_datagram(first, 1)
+    segments = DatagramSegments()
+    assert segments.add(first_buffer[: 3 * stride]) == []
+    merged = first_buffer[3 * stride :] + segment_datagram(second, 2) + plain
+    assert segments.add(merged) == [first, second, plain]
+
+
+@pytest.mark.parametrize("gro", [True, False], ids=["gro", "without-gro"])
+def test_the_kernel_cuts_and_merges_segments_as_we_expect(gro: bool) -> None:
+    """Real sockets on loopback: one sendmsg with UDP_SEGMENT reaches a socket with UDP_GRO as
+    one read, and one without it as one read per segment; both give the datagram back."""
+    import socket
+
+    from p2pshare.aiortc_patches.sockets import (
+        SOL_UDP,
+        UDP_GRO,
+        UDP_SEGMENT,
+        DatagramSegments,
+        segment_datagram,
+    )
+
+    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    datagram = _datagram(65_000)
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        if gro:
+            receiver.setsockopt(SOL_UDP, UDP_GRO, 1)
+        buffer = segment_datagram(datagram, 1)
+        ancillary = [(SOL_UDP, UDP_SEGMENT, stride.to_bytes(2, sys.byteorder))]
+        assert sender.sendmsg([buffer], ancillary, 0, receiver.getsockname()) == len(buffer)
+        segments = DatagramSegments()
+        reads, got = 0, list[bytes]()
+        while not got:
+            got = segments.add(receiver.recv(1 << 17))
+            reads += 1
+    assert got == [datagram]
+    assert reads == (1 if gro else -(-len(buffer) // stride))

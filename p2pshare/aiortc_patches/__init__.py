@@ -160,6 +160,14 @@ bytes per large packet lost."""
 _SEGMENT_MAGIC = b"\xffp2s"
 """Opens a segment's plaintext; an SCTP packet opens with its source port (5000 in WebRTC)."""
 _SEGMENTS_KEPT = 256
+DATAGRAM_SEGMENT_BYTES = 1_372
+"""A large packet's datagram in segments (UDP GSO, see ``sockets.py``): each segment, its
+8-byte header included, is a UDP datagram of this size (1,400 bytes of IPv4 packet: within a
+1,500-byte Ethernet MTU, PPPoE's 1,492 and WireGuard's 1,420). A 64 KB packet's 65,000-byte
+datagram is 48 of them, within the 64 segments Linux accepts in one send."""
+_DATAGRAM_SEGMENT_MARKER = 0x3E
+"""Opens every segment: within 20-63, which RFC 7983 gives to DTLS (so ICE hands it on), but
+no DTLS content type (20-26)."""
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 LARGE_RTO_MIN_S = 0.2
 """Minimum retransmission timeout on associations between two p2pshare peers that agreed on
@@ -329,6 +337,7 @@ def nominated_pair(ice_transport: Any) -> tuple[Any, Any] | None:
 from p2pshare.aiortc_patches.large import (  # noqa: E402
     LargePackets,
     allow_large_packets,
+    datagram_segments,
     large_packets,
     large_packets_possible,
     probe_large_packets,
@@ -338,7 +347,11 @@ from p2pshare.aiortc_patches.large import (  # noqa: E402
     skip_large_packets,
     stop_large_packets,
 )
-from p2pshare.aiortc_patches.sockets import enlarge_socket_buffers  # noqa: E402
+from p2pshare.aiortc_patches.sockets import (  # noqa: E402
+    datagram_segments_possible,
+    enlarge_socket_buffers,
+    use_datagram_segments,
+)
 
 __all__ = [
     "LARGE_MESSAGE_LIMIT_BYTES",
@@ -350,6 +363,8 @@ __all__ = [
     "LargePackets",
     "allow_large_packets",
     "apply",
+    "datagram_segments",
+    "datagram_segments_possible",
     "enabled",
     "enlarge_socket_buffers",
     "host_addresses",
@@ -364,4 +379,5 @@ __all__ = [
     "skip_large_packets",
     "stop_large_packets",
     "tested",
+    "use_datagram_segments",
 ]

@@ -24,6 +24,7 @@ from OpenSSL import SSL
 
 from p2pshare import aiortc_patches as patches
 from p2pshare.aiortc_patches import (
+    _DATAGRAM_SEGMENT_MARKER,
     _HEARTBEAT_INFO,
     _PAD_CHUNK_TYPE,
     _PROBE_MAGIC,
@@ -47,6 +48,7 @@ from p2pshare.aiortc_patches import (
     SEGMENT_PAYLOAD_BYTES,
     SMALLER_PROBE_BYTES,
 )
+from p2pshare.aiortc_patches.sockets import DatagramSegments
 
 logger = logging.getLogger(__name__)
 
@@ -454,15 +456,31 @@ async def _recv_next(self: Any) -> None:
         data = await self.transport._recv()
     self._RTCDtlsTransport__rx_bytes += len(data)
     self._RTCDtlsTransport__rx_packets += 1
-    if not 19 < data[0] < 64:
+    if data[0] == _DATAGRAM_SEGMENT_MARKER:
+        datagrams = datagram_segments(self).add(data)
+    elif 19 < data[0] < 64:
+        datagrams = [data]
+    else:
         return
+    for datagram in datagrams:
+        await _receive_datagram(self, datagram)
+
+
+async def _receive_datagram(self: Any, data: bytes) -> None:
     records: list[bytes] = []
     closed = False
+    more: list[bytes] = []
     try:
         # A large packet's datagram holds several records. OpenSSL reads a DTLS datagram
         # into a buffer for one record (~18 KiB) and drops what does not fit, so each
-        # record goes in on its own (header: 13 bytes, the last two its length).
-        for record in _dtls_records(data):
+        # record goes in on its own (header: 13 bytes, the last two its length). With UDP GRO
+        # on, the kernel may also hand us several datagrams of the peer's at once, each of
+        # whole records, with segments of a large datagram after them.
+        handshake_done = self._RTCDtlsTransport__handshake_done
+        for record in _dtls_records(data, small_too=handshake_done):
+            if record[0] == _DATAGRAM_SEGMENT_MARKER and handshake_done:
+                more = datagram_segments(self).add(record)
+                break
             self._ssl.bio_write(record)
             with contextlib.suppress(SSL.WantReadError):
                 records.append(self._ssl.recv(DTLS_RECORD_READ_BYTES))
@@ -478,12 +496,24 @@ async def _recv_next(self: Any) -> None:
         plain = reassemble_segment(self, plain) or b""
     if plain and self._data_receiver:
         await self._data_receiver._handle_data(plain)
+    for datagram in more:
+        await _receive_datagram(self, datagram)
 
 
-def _dtls_records(datagram: bytes) -> list[bytes]:
+def datagram_segments(dtls: Any) -> DatagramSegments:
+    """The segments of large datagrams received on this DTLS transport, being put together."""
+    segments: DatagramSegments | None = getattr(dtls, "_p2p_datagram_segments", None)
+    if segments is None:
+        segments = dtls._p2p_datagram_segments = DatagramSegments()
+    return segments
+
+
+def _dtls_records(datagram: bytes, *, small_too: bool = False) -> list[bytes]:
     """The DTLS records of one datagram (RFC 6347 4.1: 13-byte headers, length last); a
-    truncated tail is passed on as it is, for OpenSSL to refuse."""
-    if len(datagram) <= DTLS_PLAINTEXT_BYTES:
+    truncated tail is passed on as it is, for OpenSSL to refuse. A datagram that fits one
+    record is passed on whole unless ``small_too`` (after the handshake, when UDP GRO may
+    have merged several)."""
+    if len(datagram) <= DTLS_PLAINTEXT_BYTES and not small_too:
         return [datagram]
     records = []
     start = 0
