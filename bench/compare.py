@@ -456,6 +456,12 @@ def main() -> None:
         default=None,
         help="cap each end's sending rate, as a LAN link would (default: no cap)",
     )
+    parser.add_argument(
+        "--udp-offload",
+        action="store_true",
+        help="leave the veth's UDP segmentation offload on (a card with USO: a UDP GSO send "
+        "crosses as one packet); by default each segment is its own IP packet",
+    )
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     kinds = [k for k in args.kinds.split(",") if k]
@@ -464,7 +470,9 @@ def main() -> None:
         base = Path(tmp)
         inputs = make_inputs(base, args.mib)
         as_installed(*([ensure_wormhole().parent.parent] if "magic-wormhole" in methods else []))
-        with speed_link(base, args.loss, rate_mbit=args.rate_mbit) as (lab, a, b):
+        with speed_link(
+            base, args.loss, rate_mbit=args.rate_mbit, udp_offload=args.udp_offload
+        ) as (lab, a, b):
             servers = [
                 lab.spawn(
                     a,
@@ -550,6 +558,7 @@ def main() -> None:
         "runs": args.runs,
         "loss_pct": args.loss,
         "rate_mbit": args.rate_mbit,
+        "udp_offload": args.udp_offload,
         "results": results,
         "cpus": os.cpu_count(),
         "when": stamp,

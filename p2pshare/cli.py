@@ -59,6 +59,7 @@ from p2pshare.config import (
 from p2pshare.errors import (
     DeclinedError,
     InterruptedTransferError,
+    LocalFileError,
     P2PShareError,
 )
 from p2pshare.files import printable
@@ -595,14 +596,22 @@ def _exit(status: int) -> NoReturn:
 
     The transfer is over and on disk by now, but tearing down the modules that aiortc,
     cryptography and rich bring in takes another 40-80 ms, which the user (and a script
-    waiting for us) sits through at every exit. The output streams are flushed and the
-    atexit handlers (logging's among them) run first. Output to a reader that went away (a
-    closed pipe) is dropped quietly, as there is nobody left to tell. Another thread still
-    alive takes the ordinary way out."""
+    waiting for us) sits through at every exit. The atexit handlers (logging's among them)
+    run first and the output streams are flushed after them. Output to a reader that went
+    away (a closed pipe) is dropped quietly, as there is nobody left to tell; any other
+    failure to write it is an error of its own. Another thread still alive takes the ordinary
+    way out. (So ``main()`` never returns, nor raises SystemExit, when the command ran.)"""
     if threading.active_count() > 1:
         sys.exit(status)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
     atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            pass
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            with contextlib.suppress(OSError):
+                os.write(2, f"p2pshare: could not write the output: {reason}\n".encode())
+            status = status or LocalFileError.exit_code
     os._exit(status)

@@ -218,7 +218,7 @@ class Internet:
 def _check_prerequisites() -> None:
     if os.geteuid() != 0:
         raise LabError("the NAT lab needs root (network namespaces and iptables)")
-    for tool in ("ip", "iptables", "turnserver"):
+    for tool in ("ip", "iptables", "ethtool", "turnserver"):
         if sh("sh", "-c", f"command -v {tool}", check=False).returncode:
             raise LabError(f"the NAT lab needs {tool}: run scripts/install-system-deps")
 

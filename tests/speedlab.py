@@ -1,5 +1,5 @@
 """A cable between two namespaces for the packet-size tests, with loss that hits each IP
-packet on the wire (each fragment of a large datagram on its own) and, optionally, a
+packet on the wire (each fragment or UDP segment of a large datagram on its own) and, optionally, a
 middlebox-like rule that silently drops every IP fragment.
 
 The rules sit in the ``raw`` table's PREROUTING chain, which sees fragments before the kernel
@@ -28,12 +28,19 @@ def speed_link(
     drop_fragments: bool = False,
     max_datagram: int | None = None,
     rate_mbit: int | None = None,
+    udp_offload: bool = False,
 ) -> Iterator[tuple[Lab, str, str]]:
     """Two hosts on one veth pair (MTU 1,500); ``loss_pct`` % of the IP packets arriving at
     each end are dropped; with ``drop_fragments`` every fragmented datagram is lost; with
     ``max_datagram`` every IP datagram larger than about that many bytes (its fragments
     beyond that offset are dropped); with ``rate_mbit`` each end sends at most that many
-    megabits per second (a token bucket, as a LAN's link would)."""
+    megabits per second (a token bucket, as a LAN's link would).
+
+    UDP segmentation offload is off on both ends and GRO on, as on a network card without
+    USO: a UDP GSO send leaves as one IP packet per segment (so loss and the iptables rules
+    see each one), and the receiving end merges them again for sockets that asked (UDP_GRO).
+    A veth would otherwise carry the whole GSO buffer as one packet to the other namespace,
+    as a card with USO would; ``udp_offload`` keeps that."""
     _check_prerequisites()
     lab = Lab(prefix=f"spd{os.getpid() % 100000}", workdir=workdir)
     with ExitStack() as stack:
@@ -43,6 +50,8 @@ def speed_link(
         for index, ns in ((1, host_a), (2, host_b)):
             sh("ip", "addr", "add", f"10.8.0.{index}/24", "dev", "eth0", ns=ns)
             sh("ip", "link", "set", "eth0", "up", ns=ns)
+            if not udp_offload:
+                sh("ethtool", "-K", "eth0", "tx-udp-segmentation", "off", "gro", "on", ns=ns)
             if rate_mbit is not None:
                 # Burst: what the link sends in 4 ms, at least 64 KB (one large datagram).
                 burst = max(rate_mbit * 1000 // 8 * 4, 64 * 1024)

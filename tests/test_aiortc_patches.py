@@ -63,6 +63,7 @@ FINGERPRINTS: dict[tuple[str, str], dict[str, str]] = {
         "aioice.ice:StunProtocol.connection_made": "0a97a6671a385a85",
         "aioice.ice:StunProtocol.send_data": "5d684c9514ce9fff",
         "aioice.ice:StunProtocol.connection_lost": "f051a124d3209e99",
+        "aioice.ice:StunProtocol.datagram_received": "30980e803dfdc683",
     }
 }
 

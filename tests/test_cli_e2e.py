@@ -325,3 +325,21 @@ def test_the_cli_exits_with_its_output_and_exit_handlers_but_no_teardown(tmp_pat
     assert done.stdout.startswith("x" * 100_000)
     assert done.stdout.endswith(f"p2pshare {__version__}\n")
     assert marker.read_text() == "yes"
+
+
+def test_output_that_cannot_be_written_is_an_error_and_a_closed_pipe_is_not() -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    # What the last lines of a command left in stdout's buffer, flushed by the fast exit.
+    program = "import sys\nfrom p2pshare import cli\nsys.stdout.write('done')\ncli._exit(0)\n"
+    cli = [sys.executable, "-c", program]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(cli, stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    assert done.returncode == 11, done.stderr  # LocalFileError's code
+    assert done.stderr == "p2pshare: could not write the output: No space left on device\n"
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run(cli, stdout=write, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")  # nobody is left to tell

@@ -289,8 +289,10 @@ def test_large_packets_cross_in_segments_where_fragments_are_dropped(tmp_path: P
     assert sent["large"]["state"] == "on" and sent["large"]["large_cut"] > 0, sent
     assert sent["udp_segments"]["on"] and received["udp_segments"]["on"]
     assert sent["udp_segments"]["sent"] >= sent["large"]["large_cut"]
-    # Every large datagram sent came back whole (the receiver's own probe went the other way).
-    assert received["udp_segments"]["received"] == sent["udp_segments"]["sent"]
+    # Large datagrams came back whole (the receiver's own probe went the other way); a burst
+    # lost to a full receive buffer is SCTP's to resend, so a few may be missing.
+    assert 0.95 * sent["udp_segments"]["sent"] <= received["udp_segments"]["received"]
+    assert received["udp_segments"]["received"] <= sent["udp_segments"]["sent"]
 
 
 @pytest_lab
@@ -732,19 +734,68 @@ def test_a_datagram_in_segments_comes_back_whole_in_any_order() -> None:
     assert lossy.received == 1 and list(lossy.pending) == [7]
 
 
-def test_segments_merged_with_an_ordinary_datagram_give_both() -> None:
-    """UDP GRO merges equal-size datagrams of one flow, the last one smaller: the tail of one
-    segmented datagram, the whole of the next (both of whole segments, or the merge would
-    have ended at the shorter one), then one of the peer's ordinary datagrams."""
-    from p2pshare.aiortc_patches.sockets import DatagramSegments, segment_datagram
+def _dtls(size: int, records: int = 1) -> bytes:
+    """A datagram of ``records`` DTLS 1.2 records of ``size`` bytes each."""
+    return b"".join(
+        b"\x17\xfe\xfd" + bytes(8) + (size - 13).to_bytes(2, "big") + os.urandom(size - 13)
+        for _ in range(records)
+    )
+
+
+def _stun(size: int) -> bytes:
+    return b"\x01\x01" + (size - 20).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + os.urandom(size - 8)
+
+
+def test_reads_merged_by_udp_gro_split_into_the_peer_s_datagrams() -> None:
+    """UDP GRO merges consecutive datagrams of one flow and size (the last may be smaller)
+    into one read: each p2pshare datagram says its own length, so they come apart again, and
+    segments stay together for DatagramSegments."""
+    from p2pshare.aiortc_patches.sockets import (
+        DatagramSegments,
+        segment_datagram,
+        split_gro_read,
+    )
 
     stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
-    first, second, plain = _datagram(15 * (stride - 8)), _datagram(6 * (stride - 8)), _datagram(300)
+    sacks, stun = [_dtls(80) for _ in range(5)], _stun(60)
+    assert split_gro_read(b"".join([*sacks, stun])) == [*sacks, stun]
+    # The tail of one segmented datagram, a whole one, and a smaller ordinary datagram.
+    first, second, plain = _datagram(15 * (stride - 8)), _datagram(6 * (stride - 8)), _dtls(300)
     first_buffer = segment_datagram(first, 1)
     segments = DatagramSegments()
     assert segments.add(first_buffer[: 3 * stride]) == []
     merged = first_buffer[3 * stride :] + segment_datagram(second, 2) + plain
-    assert segments.add(merged) == [first, second, plain]
+    pieces = split_gro_read(merged)
+    assert pieces == [merged[: -len(plain)], plain]
+    assert segments.add(pieces[0]) == [first, second]
+    # An ordinary datagram of a segment's size, then segments (review finding).
+    same_size = _dtls(stride)
+    third = _datagram(4 * (stride - 8))
+    pieces = split_gro_read(same_size + segment_datagram(third, 3))
+    assert pieces[0] == same_size and DatagramSegments().add(pieces[1]) == [third]
+    # Never split: one datagram, a large packet's records, a DTLS flight of unequal records.
+    for whole in (_dtls(1200), _dtls(16_421, 3), _dtls(300) + _dtls(700) + _dtls(300)):
+        assert split_gro_read(whole) == [whole]
+
+
+def test_crafted_segments_cannot_hoard_memory_or_claim_other_shapes() -> None:
+    """Anyone who can reach the port can send segments (the header is not authenticated): what
+    is kept stays bounded, counts Linux never sends are ignored, and DTLS judges the rest."""
+    from p2pshare.aiortc_patches import sockets
+
+    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    header = sockets._HEADER
+    segments = sockets.DatagramSegments()
+    for datagram_id in range(1_000):  # one first segment each of many never-finished datagrams
+        segments.add(header.pack(0x3E, 0, 64, datagram_id) + bytes(stride - 8))
+    assert len(segments.pending) == sockets._DATAGRAMS_KEPT
+    too_many = header.pack(0x3E, 0, sockets.MAX_SEGMENTS + 1, 7) + bytes(stride - 8)
+    short_middle = header.pack(0x3E, 0, 2, 8) + bytes(100)
+    fresh = sockets.DatagramSegments()
+    assert fresh.add(too_many) == [] and fresh.add(short_middle) == [] and not fresh.pending
+    # The sender never cuts more than Linux takes in one send: such a datagram goes whole.
+    assert sockets.Segmenting().cut(bytes(65_400)) is None
+    assert sockets.Segmenting().cut(bytes(65_000)) is not None
 
 
 @pytest.mark.parametrize("gro", [True, False], ids=["gro", "without-gro"])

@@ -2,7 +2,8 @@
 
 This package: the gate, :func:`apply`, host addresses and the nominated pair (here);
 ``sctp_changes`` (the SCTP throughput changes), ``large`` (large packets between p2pshare peers
-and the DTLS records they need), ``sockets`` (socket buffers).
+and the DTLS records they need), ``sockets`` (socket buffers, sending without the GIL, and
+large datagrams as UDP segments).
 
 Nothing here runs on import: :func:`apply` is called by ``webrtc.PeerLink`` when the first peer
 connection is made, and installs every change at once, or none of them, on the aiortc versions
@@ -64,7 +65,12 @@ buffers to 4 MiB (SO_RCVBUFFORCE as root, else up to net.core.rmem_max), and
 :func:`~p2pshare.aiortc_patches.sockets.send_without_gil` sends each IPv4 host socket's
 datagrams with Python's ``socket.sendto`` (which releases the GIL for the system call) instead of
 uvloop's (which holds it): the kernel's work for a 64 KB datagram no longer stops our reader,
-compressor and writer threads (``P2PSHARE_SEND_WITHOUT_GIL=0`` turns it off).
+compressor and writer threads (``P2PSHARE_SEND_WITHOUT_GIL=0`` turns it off). Between two
+Linux peers that both said so in the SDP (``a=x-p2pshare-udp-segments``), a large packet's
+datagram leaves as UDP segments in one ``sendmsg`` (``UDP_SEGMENT``, GSO) and arrives through
+``UDP_GRO``, each segment with an 8-byte header, put back together before OpenSSL sees it
+(:class:`~p2pshare.aiortc_patches.sockets.DatagramSegments`): no IP fragments
+(``P2PSHARE_UDP_SEGMENTS=0`` keeps them).
 
 ``P2PSHARE_STOCK_SCTP=1`` leaves items 1-5 and large packets out, for comparisons (the host
 addresses and the nominated pair below stay).
@@ -196,6 +202,7 @@ UPSTREAM_TOUCHED = (
     "aioice.ice:get_host_addresses",
     "aioice.ice:StunProtocol.send_data",
     "aioice.ice:StunProtocol.connection_lost",
+    "aioice.ice:StunProtocol.datagram_received",
     # called or read by the replacements (their contracts must not move under us)
     "aiortc.rtcsctptransport:RTCSctpTransport.__init__",
     "aiortc.rtcsctptransport:RTCSctpTransport._send_sack",

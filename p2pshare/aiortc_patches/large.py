@@ -469,18 +469,11 @@ async def _recv_next(self: Any) -> None:
 async def _receive_datagram(self: Any, data: bytes) -> None:
     records: list[bytes] = []
     closed = False
-    more: list[bytes] = []
     try:
         # A large packet's datagram holds several records. OpenSSL reads a DTLS datagram
         # into a buffer for one record (~18 KiB) and drops what does not fit, so each
-        # record goes in on its own (header: 13 bytes, the last two its length). With UDP GRO
-        # on, the kernel may also hand us several datagrams of the peer's at once, each of
-        # whole records, with segments of a large datagram after them.
-        handshake_done = self._RTCDtlsTransport__handshake_done
-        for record in _dtls_records(data, small_too=handshake_done):
-            if record[0] == _DATAGRAM_SEGMENT_MARKER and handshake_done:
-                more = datagram_segments(self).add(record)
-                break
+        # record goes in on its own (header: 13 bytes, the last two its length).
+        for record in _dtls_records(data):
             self._ssl.bio_write(record)
             with contextlib.suppress(SSL.WantReadError):
                 records.append(self._ssl.recv(DTLS_RECORD_READ_BYTES))
@@ -496,8 +489,6 @@ async def _receive_datagram(self: Any, data: bytes) -> None:
         plain = reassemble_segment(self, plain) or b""
     if plain and self._data_receiver:
         await self._data_receiver._handle_data(plain)
-    for datagram in more:
-        await _receive_datagram(self, datagram)
 
 
 def datagram_segments(dtls: Any) -> DatagramSegments:
@@ -508,12 +499,10 @@ def datagram_segments(dtls: Any) -> DatagramSegments:
     return segments
 
 
-def _dtls_records(datagram: bytes, *, small_too: bool = False) -> list[bytes]:
+def _dtls_records(datagram: bytes) -> list[bytes]:
     """The DTLS records of one datagram (RFC 6347 4.1: 13-byte headers, length last); a
-    truncated tail is passed on as it is, for OpenSSL to refuse. A datagram that fits one
-    record is passed on whole unless ``small_too`` (after the handshake, when UDP GRO may
-    have merged several)."""
-    if len(datagram) <= DTLS_PLAINTEXT_BYTES and not small_too:
+    truncated tail is passed on as it is, for OpenSSL to refuse."""
+    if len(datagram) <= DTLS_PLAINTEXT_BYTES:
         return [datagram]
     records = []
     start = 0

@@ -18,7 +18,6 @@ from typing import Any
 from p2pshare import aiortc_patches as patches
 from p2pshare.aiortc_patches import (
     _DATAGRAM_SEGMENT_MARKER,
-    _SEGMENTS_KEPT,
     DATAGRAM_SEGMENT_BYTES,
     SOCKET_BUFFER_BYTES,
 )
@@ -92,10 +91,11 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
     segments = Segmenting()
 
     async def send_data(data: bytes, addr: tuple[str, int]) -> None:
+        buffer = segments.cut(data) if segments.on and len(data) > DATAGRAM_SEGMENT_BYTES else None
         if not transport.get_write_buffer_size():
             try:
-                if segments.on and len(data) > DATAGRAM_SEGMENT_BYTES:
-                    fast.sendmsg([segments.cut(data)], segments.ancillary, 0, addr)
+                if buffer is not None:
+                    fast.sendmsg([buffer], segments.ancillary, 0, addr)
                     segments.sent += 1
                 else:
                     fast.sendto(data, addr)
@@ -103,12 +103,20 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
             except BlockingIOError:
                 pass  # full: uvloop queues it, and everything after it until it is sent
             except OSError as exc:
-                if not segments.on or exc.errno not in _NO_SEGMENTS_ERRNOS:
-                    pass  # an error for uvloop to report as it would
-                else:  # this path or kernel cannot segment: IP fragments, as before
-                    segments.on = False
+                if buffer is not None and exc.errno in _NO_SEGMENTS_ERRNOS:
+                    # This kernel or path cannot segment: IP fragments, as before.
+                    segments.on, buffer = False, None
                     logger.info("UDP segments refused by the kernel (%s): off", exc.strerror)
-        transport.sendto(data, addr)
+                # else: an error for uvloop to report as it would
+        if buffer is None:
+            transport.sendto(data, addr)
+            return
+        # Queued behind uvloop's: the segments one by one (never IP fragments, which a path
+        # may drop); the receiver puts them together all the same.
+        stride = DATAGRAM_SEGMENT_BYTES
+        for at in range(0, len(buffer), stride):
+            transport.sendto(buffer[at : at + stride], addr)
+        segments.sent += 1
 
     def connection_lost(exc: Exception | None) -> None:
         fast.close()
@@ -140,7 +148,12 @@ UDP_SEGMENT = 103
 UDP_GRO = 104
 """Linux's socket options (include/uapi/linux/udp.h); Python's socket module lacks them."""
 _HEADER = struct.Struct("!BBBxL")
+_DATAGRAMS_KEPT = 64
 _SEGMENT_PAYLOAD = DATAGRAM_SEGMENT_BYTES - _HEADER.size
+MAX_SEGMENTS = 64
+"""Segments per datagram: what Linux accepts in one send (UDP_MAX_SEGMENTS), and the most a
+receiver collects for one datagram."""
+_MAX_UDP_PAYLOAD = 65_507
 _NO_SEGMENTS_ERRNOS = {errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 ENV_SEGMENTS = "P2PSHARE_UDP_SEGMENTS"
 
@@ -151,12 +164,19 @@ class Segmenting:
 
     on: bool = False
     sent: int = 0
-    next_id: int = 0
+    next_id: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
     ancillary: list[tuple[int, int, bytes]] = field(
         default_factory=lambda: [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", DATAGRAM_SEGMENT_BYTES))]
     )
 
-    def cut(self, datagram: bytes) -> bytes:
+    def cut(self, datagram: bytes) -> bytes | None:
+        """``datagram`` in segments, or None when it does not fit one send (Linux takes at
+        most 64 segments and a UDP datagram's 65,507 bytes): it then goes whole."""
+        if len(datagram) > MAX_SEGMENTS * _SEGMENT_PAYLOAD or (
+            len(datagram) + math.ceil(len(datagram) / _SEGMENT_PAYLOAD) * _HEADER.size
+            > _MAX_UDP_PAYLOAD
+        ):
+            return None
         self.next_id = (self.next_id + 1) & 0xFFFFFFFF
         return segment_datagram(datagram, self.next_id)
 
@@ -165,7 +185,7 @@ def segment_datagram(datagram: bytes, datagram_id: int) -> bytes:
     """``datagram`` as consecutive segments of DATAGRAM_SEGMENT_BYTES (the last one shorter),
     each with its header, in one buffer for a sendmsg with UDP_SEGMENT."""
     count = math.ceil(len(datagram) / _SEGMENT_PAYLOAD)
-    if not 0 < count < 256:
+    if not 0 < count <= MAX_SEGMENTS:
         raise ValueError(f"a datagram of {len(datagram)} bytes cannot go in segments")
     view = memoryview(datagram)
     parts: list[bytes | memoryview] = []
@@ -185,8 +205,8 @@ class DatagramSegments:
 
     def add(self, buffer: bytes) -> list[bytes]:
         """The datagrams that ``buffer`` (one segment, or several that arrived together)
-        completes; the others' segments are kept (at most _SEGMENTS_KEPT datagrams' worth,
-        oldest dropped first)."""
+        completes; the others' segments are kept (at most _DATAGRAMS_KEPT datagrams' worth,
+        oldest dropped first: ~5.6 MB at most, whatever a sender claims)."""
         stride = DATAGRAM_SEGMENT_BYTES
         size = len(buffer)
         if size <= _HEADER.size:
@@ -215,12 +235,16 @@ class DatagramSegments:
             if len(segment) <= _HEADER.size:
                 break
             _, index, count, datagram_id = _HEADER.unpack_from(segment)
-            if index >= count:
-                continue
+            if (
+                index >= count
+                or count > MAX_SEGMENTS
+                or (index < count - 1 and len(segment) < stride)
+            ):
+                continue  # not a segment we sent: a middle one is always whole
             parts = self.pending.get(datagram_id)
             if parts is None or len(parts) != count:
                 parts = self.pending[datagram_id] = [None] * count
-                while len(self.pending) > _SEGMENTS_KEPT:
+                while len(self.pending) > _DATAGRAMS_KEPT:
                     del self.pending[next(iter(self.pending))]
             parts[index] = segment[_HEADER.size :]
             if all(part is not None for part in parts):
@@ -272,4 +296,70 @@ def use_datagram_segments(ice_gatherer: Any) -> list[Segmenting]:
             continue
         protocol._p2p_segments.on = True
         used.append(protocol._p2p_segments)
+        stock = protocol.datagram_received
+
+        def datagram_received(data: bytes, addr: tuple[str, int], stock: Any = stock) -> None:
+            for piece in split_gro_read(data):
+                stock(piece, addr)
+
+        protocol.datagram_received = datagram_received
     return used
+
+
+_STUN_COOKIE = b"\x21\x12\xa4\x42"
+_MAX_GRO_PIECE = 9_216
+"""No datagram UDP GRO merges is larger than a jumbo frame's payload."""
+
+
+def _opens_datagram(buffer: bytes, at: int) -> bool:
+    """Whether a datagram of a p2pshare peer's can begin at ``at``: a segment, a STUN message
+    (its magic cookie) or a DTLS 1.x record (version 0xFE..)."""
+    first = buffer[at]
+    if first == _DATAGRAM_SEGMENT_MARKER:
+        return True
+    if first < 2:
+        return buffer[at + 4 : at + 8] == _STUN_COOKIE
+    return 19 < first < 64 and buffer[at + 1 : at + 2] == b"\xfe"
+
+
+def split_gro_read(buffer: bytes) -> list[bytes]:
+    """The peer's datagrams in one read from a socket with UDP_GRO on.
+
+    GRO merges consecutive datagrams of one flow and of one size (the last may be smaller)
+    into one read, and uvloop does not pass on that size (a control message). But every
+    datagram a p2pshare peer sends says its own length: a STUN message in its header, a DTLS
+    datagram in its record's header (only a large packet's datagram holds several records, and
+    it is larger than any MTU, so never merged), a segment is DATAGRAM_SEGMENT_BYTES. So the
+    first one's length is the length of all but the last, if a datagram of ours begins at each
+    multiple of it; if not, the read is one datagram (a DTLS handshake flight holds several
+    records) and goes on as it came. Consecutive segments stay together, for
+    :class:`DatagramSegments` to take at once."""
+    size = len(buffer)
+    if size < 20:
+        return [buffer]
+    first = buffer[0]
+    if first == _DATAGRAM_SEGMENT_MARKER:
+        piece = DATAGRAM_SEGMENT_BYTES
+    elif first < 2:  # STUN: the first two bits are zero (RFC 5389 6)
+        piece = 20 + int.from_bytes(buffer[2:4], "big")
+    elif 19 < first < 64:  # DTLS (RFC 7983)
+        piece = 13 + int.from_bytes(buffer[11:13], "big")
+    else:
+        return [buffer]
+    if piece >= size or piece > _MAX_GRO_PIECE:
+        return [buffer]
+    if not all(_opens_datagram(buffer, at) for at in range(0, size, piece)):
+        return [buffer]  # not a merge (a DTLS flight's several records, or noise): as it came
+    pieces: list[bytes] = []
+    run = -1  # where the current run of segments began
+    for at in range(0, size, piece):
+        if buffer[at] == _DATAGRAM_SEGMENT_MARKER:
+            run = at if run < 0 else run
+            continue
+        if run >= 0:
+            pieces.append(buffer[run:at])
+            run = -1
+        pieces.append(buffer[at : at + piece])
+    if run >= 0:
+        pieces.append(buffer[run:])
+    return pieces
