@@ -318,6 +318,8 @@ class PeerLink:
         if sctp is not None:
             gatherer = sctp.transport.transport.iceGatherer
             self._segmenting = aiortc_patches.use_datagram_segments(gatherer)
+            marked: Any = sctp
+            marked._p2p_segmenting = self._segmenting  # the probe's answer may turn them off
         return bool(self._segmenting)
 
     def _agree_large_packets(self, packet_bytes: int | None) -> None:

@@ -276,9 +276,11 @@ def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> N
 @pytest_lab
 def test_large_packets_cross_in_segments_where_fragments_are_dropped(tmp_path: Path) -> None:
     """Between two p2pshare peers on Linux a large packet's datagram goes as UDP segments (GSO
-    and GRO), never as IP fragments: a path that drops every fragment carries large packets,
-    the sender's kernel fragments nothing, and every large packet came back whole."""
-    with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
+    and GRO), never as IP fragments: where the receiving kernel merges them (here the veth
+    carries the GSO buffer whole, as a card with segmentation offload and GRO would hand it
+    over), a path that drops every fragment carries large packets, the sender's kernel
+    fragments nothing, and the large packets came back whole."""
+    with speed_link(tmp_path, drop_fragments=True, udp_offload=True) as (_, host_a, host_b):
         _transfer(
             tmp_path, host_a, host_b, 16, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
         )
@@ -287,12 +289,30 @@ def test_large_packets_cross_in_segments_where_fragments_are_dropped(tmp_path: P
         assert created == 0
     sent, received = _report(tmp_path, "sender"), _report(tmp_path, "receiver")
     assert sent["large"]["state"] == "on" and sent["large"]["large_cut"] > 0, sent
+    assert not sent["large"]["segments_unmerged"], sent
     assert sent["udp_segments"]["on"] and received["udp_segments"]["on"]
     assert sent["udp_segments"]["sent"] >= sent["large"]["large_cut"]
     # Large datagrams came back whole (the receiver's own probe went the other way); a burst
     # lost to a full receive buffer is SCTP's to resend, so a few may be missing.
     assert 0.95 * sent["udp_segments"]["sent"] <= received["udp_segments"]["received"]
     assert received["udp_segments"]["received"] <= sent["udp_segments"]["sent"]
+
+
+@pytest_lab
+def test_segments_that_arrive_one_by_one_give_way_to_fragments(tmp_path: Path) -> None:
+    """Where the receiving kernel hands each segment over on its own (this veth without
+    segmentation offload: one packet per segment, which its GRO does not merge), the probe's
+    answer says so, the sender turns segments off and probes again with IP fragments, which
+    the receiver's kernel puts together: large packets in use, and the data verifies."""
+    with speed_link(tmp_path) as (_, host_a, host_b):
+        _transfer(
+            tmp_path, host_a, host_b, 16, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+        )
+        assert _snmp(host_a, "Ip", "FragCreates") > 0
+    sent = _report(tmp_path, "sender")
+    assert sent["large"]["segments_unmerged"] and sent["large"]["state"] == "on", sent
+    assert sent["udp_segments"]["on"] is False and sent["udp_segments"]["sent"] >= 1, sent
+    assert sent["large"]["large_cut"] > 0, sent
 
 
 @pytest_lab

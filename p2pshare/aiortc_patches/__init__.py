@@ -186,6 +186,8 @@ _rto_min_forced = False
 _PROBE_MAGIC = b"p2pshare-pmtu-probe"
 _PAD_CHUNK_TYPE = 0x84  # RFC 4820; receivers that do not know it skip it
 _HEARTBEAT_INFO = 1
+_SEGMENTS_MERGED_PARAM = 0x7E01
+"""In a HEARTBEAT ACK to a probe: the probe's UDP segments arrived merged (UDP GRO)."""
 
 UPSTREAM_TOUCHED = (
     # replaced

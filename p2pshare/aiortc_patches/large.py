@@ -30,6 +30,7 @@ from p2pshare.aiortc_patches import (
     _PROBE_MAGIC,
     _SEGMENT_MAGIC,
     _SEGMENTS_KEPT,
+    _SEGMENTS_MERGED_PARAM,
     BASE_USERDATA_BYTES,
     DTLS_DATAGRAM_READ_BYTES,
     DTLS_PLAINTEXT_BYTES,
@@ -91,6 +92,9 @@ class LargePackets:
     """When each large packet was first found lost, and its IP fragments (the rest of which
     the receiver's kernel holds until it gives up on the datagram)."""
     segment_id: int = 0
+    segments_unmerged: bool = False
+    """The peer reported our probe's UDP segments arrived one by one: segments were turned off."""
+    probed_fragments: bool = False
     probe_nonce: bytes = b""
     probe_acked: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -106,6 +110,7 @@ class LargePackets:
             "large_resent": self.large_resent,
             "fallbacks": self.fallbacks,
             "step_downs": self.step_downs,
+            "segments_unmerged": self.segments_unmerged,
         }
 
 
@@ -164,7 +169,8 @@ async def _probe(transport: Any, large: LargePackets) -> None:
     sizes = sorted({large.agreed_bytes, min(large.agreed_bytes, SMALLER_PROBE_BYTES)}, reverse=True)
     for size in sizes:
         large.packet_bytes = size
-        for _ in range(PROBE_ATTEMPTS):
+        lost = 0
+        while lost < PROBE_ATTEMPTS:
             large.probe_nonce = os.urandom(8)
             large.probe_acked.clear()
             try:
@@ -175,6 +181,10 @@ async def _probe(transport: Any, large: LargePackets) -> None:
             try:
                 await asyncio.wait_for(large.probe_acked.wait(), PROBE_TIMEOUT_S)
             except TimeoutError:
+                lost += 1
+                continue
+            if large.segments_unmerged and not large.probed_fragments:
+                large.probed_fragments = True  # the path carried segments: once more, fragments
                 continue
             _use_large(transport, large)
             return
@@ -199,12 +209,40 @@ def _probe_packet(transport: Any, large: LargePackets) -> bytes:
     return header + struct.pack("<L", checksum) + data
 
 
+def _is_probe(chunk: Any) -> bool:
+    return any(
+        kind == _HEARTBEAT_INFO and value.startswith(_PROBE_MAGIC) for kind, value in chunk.params
+    )
+
+
+def _probe_answer(self: Any, chunk: Any) -> Any:
+    """The HEARTBEAT ACK to a peer's probe: its heartbeat information, as upstream answers,
+    and, if the probe's datagram came in UDP segments that our kernel merged, a parameter
+    saying so (a peer of the previous version ignores it; only the prober reads it)."""
+    ack = sctp.HeartbeatAckChunk()
+    ack.params = list(chunk.params)
+    segments = getattr(self.transport, "_p2p_datagram_segments", None)
+    if segments is not None and segments.merged:
+        ack.params.append((_SEGMENTS_MERGED_PARAM, b""))
+    return ack
+
+
 def _heartbeat_acked(self: Any, chunk: Any) -> None:
     large = large_packets(self)
     if large is None or large.state != "probing":
         return
-    if (_HEARTBEAT_INFO, _PROBE_MAGIC + large.probe_nonce) in chunk.params:
-        large.probe_acked.set()
+    if (_HEARTBEAT_INFO, _PROBE_MAGIC + large.probe_nonce) not in chunk.params:
+        return
+    segmenting = [state for state in getattr(self, "_p2p_segmenting", ()) if state.on]
+    if segmenting and (_SEGMENTS_MERGED_PARAM, b"") not in chunk.params:
+        # Our probe went in segments and the peer's kernel handed them over one by one (no
+        # UDP GRO on its path): IP fragments, which its kernel puts together, are cheaper
+        # there. The next probe goes as fragments, at once.
+        for state in segmenting:
+            state.on = False
+        large.segments_unmerged = True
+        logger.info("UDP segments arrive unmerged at the peer: IP fragments instead")
+    large.probe_acked.set()
 
 
 def _use_large(transport: Any, large: LargePackets) -> None:

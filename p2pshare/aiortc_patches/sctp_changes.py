@@ -26,6 +26,8 @@ from p2pshare.aiortc_patches.large import (
     _fall_back,
     _heartbeat_acked,
     _init_chunk_counters,
+    _is_probe,
+    _probe_answer,
     _resend,
 )
 
@@ -79,6 +81,8 @@ async def _handle_data(self: Any, data: bytes) -> None:
     for chunk in chunks:
         if chunk.__class__ is sctp.HeartbeatAckChunk:
             _heartbeat_acked(self, chunk)
+        elif chunk.__class__ is sctp.HeartbeatChunk and _is_probe(chunk):
+            await self._send_chunk(_probe_answer(self, chunk))
         else:
             await self._receive_chunk(chunk)
     if not self._sack_needed:
