@@ -607,9 +607,9 @@ def _exit(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BrokenPipeError:
-            pass
-        except (OSError, ValueError) as exc:
+        except (BrokenPipeError, ValueError):
+            pass  # a reader gone, or a stream already closed
+        except OSError as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             with contextlib.suppress(OSError):
                 os.write(2, f"p2pshare: could not write the output: {reason}\n".encode())

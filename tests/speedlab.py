@@ -37,10 +37,11 @@ def speed_link(
     megabits per second (a token bucket, as a LAN's link would).
 
     UDP segmentation offload is off on both ends and GRO on, as on a network card without
-    USO: a UDP GSO send leaves as one IP packet per segment (so loss and the iptables rules
-    see each one), and the receiving end merges them again for sockets that asked (UDP_GRO).
-    A veth would otherwise carry the whole GSO buffer as one packet to the other namespace,
-    as a card with USO would; ``udp_offload`` keeps that."""
+    USO: a UDP GSO send leaves as one IP packet per segment, so loss and the iptables rules
+    see each one. (This kernel's veth GRO does not merge those packets again for a UDP_GRO
+    socket, as a card's GRO would: p2pshare's probe finds that and sends IP fragments.) A
+    veth would otherwise carry the whole GSO buffer as one packet to the other namespace, as
+    a card with USO and GRO would hand it over; ``udp_offload`` keeps that."""
     _check_prerequisites()
     lab = Lab(prefix=f"spd{os.getpid() % 100000}", workdir=workdir)
     with ExitStack() as stack:

@@ -95,6 +95,8 @@ class LargePackets:
     segments_unmerged: bool = False
     """The peer reported our probe's UDP segments arrived one by one: segments were turned off."""
     probed_fragments: bool = False
+    segments_forced: bool = False
+    """Segments kept although unmerged: the path dropped the fragments tried instead."""
     probe_nonce: bytes = b""
     probe_acked: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -111,6 +113,7 @@ class LargePackets:
             "fallbacks": self.fallbacks,
             "step_downs": self.step_downs,
             "segments_unmerged": self.segments_unmerged,
+            "segments_forced": self.segments_forced,
         }
 
 
@@ -188,6 +191,16 @@ async def _probe(transport: Any, large: LargePackets) -> None:
                 continue
             _use_large(transport, large)
             return
+        if large.probed_fragments and large.segments_unmerged:
+            # Segments of this size came through, but fragments do not (a path that drops
+            # them): segments after all, read one by one at the other end.
+            for state in getattr(transport, "_p2p_segmenting", ()):
+                state.on = True
+            large.segments_unmerged = False
+            large.segments_forced = True
+            logger.info("IP fragments lost where UDP segments passed: segments after all")
+            _use_large(transport, large)
+            return
     large.state = "refused"
     tried = " and ".join(str(size) for size in sizes)
     large.reason = f"{PROBE_ATTEMPTS} probes each of {tried} bytes were lost"
@@ -234,7 +247,8 @@ def _heartbeat_acked(self: Any, chunk: Any) -> None:
     if (_HEARTBEAT_INFO, _PROBE_MAGIC + large.probe_nonce) not in chunk.params:
         return
     segmenting = [state for state in getattr(self, "_p2p_segmenting", ()) if state.on]
-    if segmenting and (_SEGMENTS_MERGED_PARAM, b"") not in chunk.params:
+    together = any(state.last_together for state in segmenting)  # else it proves nothing
+    if together and (_SEGMENTS_MERGED_PARAM, b"") not in chunk.params:
         # Our probe went in segments and the peer's kernel handed them over one by one (no
         # UDP GRO on its path): IP fragments, which its kernel puts together, are cheaper
         # there. The next probe goes as fragments, at once.

@@ -97,6 +97,7 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
                 if buffer is not None:
                     fast.sendmsg([buffer], segments.ancillary, 0, addr)
                     segments.sent += 1
+                    segments.last_together = True
                 else:
                     fast.sendto(data, addr)
                 return
@@ -105,9 +106,9 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
             except OSError as exc:
                 if buffer is not None and exc.errno in _NO_SEGMENTS_ERRNOS:
                     # This kernel or path cannot segment: IP fragments, as before.
-                    segments.on, buffer = False, None
+                    segments.on = False
                     logger.info("UDP segments refused by the kernel (%s): off", exc.strerror)
-                # else: an error for uvloop to report as it would
+                buffer = None  # whole, for uvloop to send or to report as it would
         if buffer is None:
             transport.sendto(data, addr)
             return
@@ -117,6 +118,7 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
         for at in range(0, len(buffer), stride):
             transport.sendto(buffer[at : at + stride], addr)
         segments.sent += 1
+        segments.last_together = False  # its arrival says nothing of the receiver's GRO
 
     def connection_lost(exc: Exception | None) -> None:
         fast.close()
@@ -157,7 +159,8 @@ _MAX_UDP_PAYLOAD = 65_507
 MERGED_SEGMENTS_PER_READ = 8
 """Segments are worth sending only if the receiving kernel hands them over merged (UDP GRO):
 one by one, each is a Python datagram callback, slower than IP fragments which the kernel
-puts together. 8 a read on average (6 reads for a 64 KB datagram) counts as merged."""
+puts together. 8 a read on average (6 reads for a 64 KB datagram, 2 for any smaller one)
+counts as merged."""
 _NO_SEGMENTS_ERRNOS = {errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 ENV_SEGMENTS = "P2PSHARE_UDP_SEGMENTS"
 
@@ -168,6 +171,8 @@ class Segmenting:
 
     on: bool = False
     sent: int = 0
+    last_together: bool = False
+    """The last large datagram left in one GSO send (not one segment at a time)."""
     next_id: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
     ancillary: list[tuple[int, int, bytes]] = field(
         default_factory=lambda: [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", DATAGRAM_SEGMENT_BYTES))]
@@ -265,7 +270,7 @@ class DatagramSegments:
             if all(part is not None for part in parts):
                 del self.pending[datagram_id]
                 reads = self.reads.pop(datagram_id)
-                self.merged = reads * MERGED_SEGMENTS_PER_READ <= count
+                self.merged = reads <= max(2, count // MERGED_SEGMENTS_PER_READ)
                 self.received += 1
                 done.append(b"".join(part for part in parts if part is not None))
         return done
@@ -328,15 +333,23 @@ _MAX_GRO_PIECE = 9_216
 """No datagram UDP GRO merges is larger than a jumbo frame's payload."""
 
 
-def _opens_datagram(buffer: bytes, at: int) -> bool:
-    """Whether a datagram of a p2pshare peer's can begin at ``at``: a segment, a STUN message
-    (its magic cookie) or a DTLS 1.x record (version 0xFE..)."""
+def _stated_length(buffer: bytes, at: int) -> int | None:
+    """The length the datagram of ours that would begin at ``at`` says it has: a segment
+    (a plausible header), a STUN message (its magic cookie) or a one-record DTLS 1.x datagram;
+    None if none begins there."""
     first = buffer[at]
     if first == _DATAGRAM_SEGMENT_MARKER:
-        return True
-    if first < 2:
-        return buffer[at + 4 : at + 8] == _STUN_COOKIE
-    return 19 < first < 64 and buffer[at + 1 : at + 2] == b"\xfe"
+        if len(buffer) - at <= _HEADER.size:
+            return None
+        _, index, count, _ = _HEADER.unpack_from(buffer, at)
+        if not index < count <= MAX_SEGMENTS:
+            return None
+        return min(DATAGRAM_SEGMENT_BYTES, len(buffer) - at)  # the last of a read may be short
+    if first < 2 and buffer[at + 4 : at + 8] == _STUN_COOKIE:
+        return 20 + int.from_bytes(buffer[at + 2 : at + 4], "big")
+    if 19 < first < 64 and buffer[at + 1 : at + 2] == b"\xfe" and len(buffer) - at >= 13:
+        return 13 + int.from_bytes(buffer[at + 11 : at + 13], "big")
+    return None
 
 
 def split_gro_read(buffer: bytes) -> list[bytes]:
@@ -354,19 +367,16 @@ def split_gro_read(buffer: bytes) -> list[bytes]:
     size = len(buffer)
     if size < 20:
         return [buffer]
-    first = buffer[0]
-    if first == _DATAGRAM_SEGMENT_MARKER:
-        piece = DATAGRAM_SEGMENT_BYTES
-    elif first < 2:  # STUN: the first two bits are zero (RFC 5389 6)
-        piece = 20 + int.from_bytes(buffer[2:4], "big")
-    elif 19 < first < 64:  # DTLS (RFC 7983)
-        piece = 13 + int.from_bytes(buffer[11:13], "big")
-    else:
+    piece = _stated_length(buffer, 0)
+    if piece is None or piece >= size or piece > _MAX_GRO_PIECE:
         return [buffer]
-    if piece >= size or piece > _MAX_GRO_PIECE:
-        return [buffer]
-    if not all(_opens_datagram(buffer, at) for at in range(0, size, piece)):
-        return [buffer]  # not a merge (a DTLS flight's several records, or noise): as it came
+    last = (size - 1) // piece * piece
+    for at in range(0, size, piece):
+        stated = _stated_length(buffer, at)
+        # All but the last are exactly ``piece`` long (GRO merges one size); the last is
+        # what remains.
+        if stated != (piece if at < last else size - at):
+            return [buffer]  # not a merge (a DTLS flight's records, or noise): as it came
     pieces: list[bytes] = []
     run = -1  # where the current run of segments began
     for at in range(0, size, piece):
