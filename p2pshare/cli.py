@@ -7,11 +7,7 @@ their code. Nothing here prints a traceback unless ``--verbose`` asks for it.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -39,7 +35,7 @@ from p2pshare.cli_options import (
     settings_from_options,
     usage,
 )
-from p2pshare.cli_outcome import fail, run_command, run_many, setup_logging
+from p2pshare.cli_outcome import exit_process, fail, run_command, run_many, setup_logging
 from p2pshare.cli_prompts import (
     ask_code,
     ask_line,
@@ -59,7 +55,6 @@ from p2pshare.config import (
 from p2pshare.errors import (
     DeclinedError,
     InterruptedTransferError,
-    LocalFileError,
     P2PShareError,
 )
 from p2pshare.files import printable
@@ -588,30 +583,4 @@ def main(argv: list[str] | None = None) -> None:
         _report_usage(message, args)
     except typer.Abort:
         sys.exit(InterruptedTransferError.exit_code)
-    _exit(status if isinstance(status, int) else 0)
-
-
-def _exit(status: int) -> NoReturn:
-    """Exit with ``status`` without the interpreter's teardown, when nothing needs it.
-
-    The transfer is over and on disk by now, but tearing down the modules that aiortc,
-    cryptography and rich bring in takes another 40-80 ms, which the user (and a script
-    waiting for us) sits through at every exit. The atexit handlers (logging's among them)
-    run first and the output streams are flushed after them. Output to a reader that went
-    away (a closed pipe) is dropped quietly, as there is nobody left to tell; any other
-    failure to write it is an error of its own. Another thread still alive takes the ordinary
-    way out. (So ``main()`` never returns, nor raises SystemExit, when the command ran.)"""
-    if threading.active_count() > 1:
-        sys.exit(status)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # a reader gone, or a stream already closed
-        except OSError as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            with contextlib.suppress(OSError):
-                os.write(2, f"p2pshare: could not write the output: {reason}\n".encode())
-            status = status or LocalFileError.exit_code
-    os._exit(status)
+    exit_process(status if isinstance(status, int) else 0)

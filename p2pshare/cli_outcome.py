@@ -4,7 +4,12 @@ error and exit with its code (the summary and exit code of ``send --many`` inclu
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
+import os
+import sys
+import threading
 from collections.abc import Coroutine
 from typing import Any, NoReturn
 
@@ -13,6 +18,7 @@ import typer
 from p2pshare.errors import (
     ConnectError,
     InterruptedTransferError,
+    LocalFileError,
     P2PShareError,
     PeerLostError,
     SignallingError,
@@ -127,3 +133,29 @@ def fail(
         message += f"; {RESUME_HINT[reporter.verb]}"
     reporter.error(exc.name, message)
     raise typer.Exit(exc.exit_code)
+
+
+def exit_process(status: int) -> NoReturn:
+    """Exit with ``status`` without the interpreter's teardown, when nothing needs it.
+
+    The transfer is over and on disk by now, but tearing down the modules that aiortc,
+    cryptography and rich bring in takes another 40-80 ms, which the user (and a script
+    waiting for us) sits through at every exit. The atexit handlers (logging's among them)
+    run first and the output streams are flushed after them. Output to a reader that went
+    away (a closed pipe) is dropped quietly, as there is nobody left to tell; any other
+    failure to write it is an error of its own. Another thread still alive takes the ordinary
+    way out. (So ``main()`` never returns, nor raises SystemExit, when the command ran.)"""
+    if threading.active_count() > 1:
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # a reader gone, or a stream already closed
+        except OSError as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            with contextlib.suppress(OSError):
+                os.write(2, f"p2pshare: could not write the output: {reason}\n".encode())
+            status = status or LocalFileError.exit_code
+    os._exit(status)

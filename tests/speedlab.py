@@ -10,14 +10,32 @@ datagram of 11 fragments as one packet, which flatters large packets). Namespace
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
+from p2pshare.aiortc_patches.sockets import ENV_SEGMENTS
+from p2pshare.config import ENV_LARGE_PACKETS
+from p2pshare.webrtc import ENV_LINK_REPORT
+from tests.cli_helpers import Peer, lab_env
 from tests.natlab import Lab, _check_prerequisites, sh
 
-__all__ = ["dropped_fragments", "sh", "speed_link"]
+__all__ = [
+    "dropped_fragments",
+    "fragments_env",
+    "lab_transfer",
+    "link_env",
+    "link_report",
+    "one_side_off",
+    "sh",
+    "snmp",
+    "speed_link",
+]
 
 
 @contextmanager
@@ -102,3 +120,105 @@ def dropped_fragments(ns: str) -> int:
     """How many fragments the fragment rule in ``ns`` dropped so far."""
     out = sh("iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n", ns=ns).stdout
     return sum(int(line.split()[0]) for line in out.splitlines() if "-f" in line.split())
+
+
+# -- transfers over the cable, and what they report ---------------------------------------
+
+
+def link_env(
+    tmp_path: Path, name: str, large: bool = True, segments: bool = True
+) -> dict[str, str]:
+    """A lab peer's environment: its link report in ``tmp_path``/``name``.jsonl, and large
+    packets or segments switched off when asked."""
+    env = lab_env()
+    env[ENV_LINK_REPORT] = str(tmp_path / f"{name}.jsonl")
+    if not large:
+        env[ENV_LARGE_PACKETS] = "0"
+    if not segments:  # a large packet's datagram in IP fragments, as before segments
+        env[ENV_SEGMENTS] = "0"
+    return env
+
+
+def fragments_env(tmp_path: Path, name: str) -> dict[str, str]:
+    """As :func:`link_env`, with large datagrams as IP fragments (no segments)."""
+    return link_env(tmp_path, name, segments=False)
+
+
+def link_report(tmp_path: Path, name: str) -> dict[str, Any]:
+    """The one connection report the peer ``name`` wrote."""
+    lines = (tmp_path / f"{name}.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    report: dict[str, Any] = json.loads(lines[0])
+    return report
+
+
+def lab_transfer(
+    tmp_path: Path,
+    host_a: str,
+    host_b: str,
+    mib: int,
+    sender_env: dict[str, str],
+    receiver_cmd: list[str] | None = None,
+    receiver_env: dict[str, str] | None = None,
+) -> None:
+    """Send ``mib`` MiB of random data from ``host_a`` to ``host_b`` through the real CLI (or
+    ``receiver_cmd``) and check it arrived intact."""
+    data = os.urandom(mib << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    sender = Peer(["send", str(src), "--json"], cwd=tmp_path, env=sender_env, netns=host_a)
+    event = sender.event("code")
+    args = [
+        "receive",
+        event["code"],
+        "--server",
+        event["server"],
+        "--json",
+        "--yes",
+        "-o",
+        str(out),
+    ]
+    if receiver_cmd is None:
+        receiver = Peer(args, cwd=tmp_path, env=receiver_env or lab_env(), netns=host_b)
+        assert receiver.wait(200) == 0, receiver.stderr
+    else:
+        done = subprocess.run(
+            ["ip", "netns", "exec", host_b, *receiver_cmd, *args],
+            cwd=tmp_path,
+            env=receiver_env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert sender.wait(30) == 0, sender.stderr
+    assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def one_side_off(tmp_path: Path, mib: int, off: str, switch: str) -> int:
+    """A transfer with ``switch`` (an ``_env`` flag) off on the ``off`` side; returns how many
+    IP fragments the sender's namespace made."""
+    with speed_link(tmp_path) as (_, host_a, host_b):
+        lab_transfer(
+            tmp_path,
+            host_a,
+            host_b,
+            mib,
+            link_env(tmp_path, "sender", **{switch: off != "sender"}),
+            None,
+            link_env(tmp_path, "receiver", **{switch: off != "receiver"}),
+        )
+        return snmp(host_a, "Ip", "FragCreates")
+
+
+def snmp(ns: str, group: str, name: str) -> int:
+    """A counter of the namespace's /proc/net/snmp (each namespace counts its own)."""
+    lines = [
+        line.split()
+        for line in sh("cat", "/proc/net/snmp", ns=ns).stdout.splitlines()
+        if line.startswith(f"{group}:")
+    ]
+    return int(lines[1][lines[0].index(name)])

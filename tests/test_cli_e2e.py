@@ -310,8 +310,8 @@ def test_compressible_file_goes_compressed_and_arrives_exact(
 
 
 def test_the_cli_exits_with_its_output_and_exit_handlers_but_no_teardown(tmp_path: Path) -> None:
-    # main() ends with os._exit (the interpreter's teardown costs 40-80 ms a run): the
-    # buffered output to a pipe must still arrive and atexit handlers still run.
+    # main() ends with os._exit (cli_outcome.exit_process: the interpreter's teardown costs
+    # 40-80 ms a run): the buffered output to a pipe must still arrive and atexit handlers run.
     marker = tmp_path / "atexit-ran"
     program = (
         "import atexit, pathlib, sys\n"
@@ -331,7 +331,10 @@ def test_output_that_cannot_be_written_is_an_error_and_a_closed_pipe_is_not() ->
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
     # What the last lines of a command left in stdout's buffer, flushed by the fast exit.
-    program = "import sys\nfrom p2pshare import cli\nsys.stdout.write('done')\ncli._exit(0)\n"
+    program = (
+        "import sys\nfrom p2pshare import cli_outcome\n"
+        "sys.stdout.write('done')\ncli_outcome.exit_process(0)\n"
+    )
     cli = [sys.executable, "-c", program]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
     with open("/dev/full", "w") as full:

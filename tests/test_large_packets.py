@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -18,10 +17,8 @@ from typing import Any
 import pytest
 
 from p2pshare import aiortc_patches, webrtc
-from p2pshare.aiortc_patches.sockets import ENV_SEGMENTS
 from p2pshare.config import ENV_LARGE_PACKETS, IceConfig
 from p2pshare.webrtc import (
-    ENV_LINK_REPORT,
     LARGE_PACKET_ATTRIBUTE,
     PeerLink,
     large_packet_bytes,
@@ -29,7 +26,16 @@ from p2pshare.webrtc import (
     with_large_packets,
 )
 from tests.cli_helpers import ROOT, Peer, lab_env
-from tests.speedlab import dropped_fragments, sh, speed_link
+from tests.speedlab import (
+    dropped_fragments,
+    fragments_env,
+    lab_transfer,
+    link_env,
+    link_report,
+    one_side_off,
+    sh,
+    speed_link,
+)
 
 LOOPBACK = IceConfig(local_addresses=("127.0.0.1",))
 LARGE = aiortc_patches.LARGE_PACKET_BYTES
@@ -145,71 +151,6 @@ async def test_peer_links_agree_on_large_packets_only_when_both_offer(
 pytest_lab = pytest.mark.timeout(240)
 
 
-def _env(tmp_path: Path, name: str, large: bool = True, segments: bool = True) -> dict[str, str]:
-    env = lab_env()
-    env[ENV_LINK_REPORT] = str(tmp_path / f"{name}.jsonl")
-    if not large:
-        env[ENV_LARGE_PACKETS] = "0"
-    if not segments:  # a large packet's datagram in IP fragments, as before segments
-        env[ENV_SEGMENTS] = "0"
-    return env
-
-
-def _fragments_env(tmp_path: Path, name: str) -> dict[str, str]:
-    return _env(tmp_path, name, segments=False)
-
-
-def _report(tmp_path: Path, name: str) -> dict[str, Any]:
-    lines = (tmp_path / f"{name}.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    report: dict[str, Any] = json.loads(lines[0])
-    return report
-
-
-def _transfer(
-    tmp_path: Path,
-    host_a: str,
-    host_b: str,
-    mib: int,
-    sender_env: dict[str, str],
-    receiver_cmd: list[str] | None = None,
-    receiver_env: dict[str, str] | None = None,
-) -> None:
-    data = os.urandom(mib << 20)
-    src = tmp_path / "big.bin"
-    src.write_bytes(data)
-    out = tmp_path / "out"
-    out.mkdir()
-    sender = Peer(["send", str(src), "--json"], cwd=tmp_path, env=sender_env, netns=host_a)
-    event = sender.event("code")
-    args = [
-        "receive",
-        event["code"],
-        "--server",
-        event["server"],
-        "--json",
-        "--yes",
-        "-o",
-        str(out),
-    ]
-    if receiver_cmd is None:
-        receiver = Peer(args, cwd=tmp_path, env=receiver_env or lab_env(), netns=host_b)
-        assert receiver.wait(200) == 0, receiver.stderr
-    else:
-        done = subprocess.run(
-            ["ip", "netns", "exec", host_b, *receiver_cmd, *args],
-            cwd=tmp_path,
-            env=receiver_env,
-            capture_output=True,
-            text=True,
-            timeout=200,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-    assert sender.wait(30) == 0, sender.stderr
-    assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
-
-
 @pytest_lab
 def test_large_packets_at_1_percent_loss_per_ip_packet(tmp_path: Path) -> None:
     """1% of IP packets (so ~36% of 64 KB datagrams, fragment by fragment) lost each way: the
@@ -219,10 +160,16 @@ def test_large_packets_at_1_percent_loss_per_ip_packet(tmp_path: Path) -> None:
     with speed_link(tmp_path, 1.0) as (_, host_a, host_b):
         # 64 MiB outlasts the probing: probes lost at this rate, and on this veth a second
         # round as fragments after the segments' (see test_segments_that_arrive_one_by_one...).
-        _transfer(
-            tmp_path, host_a, host_b, 64, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
+        lab_transfer(
+            tmp_path,
+            host_a,
+            host_b,
+            64,
+            link_env(tmp_path, "sender"),
+            None,
+            link_env(tmp_path, "receiver"),
         )
-    sent = _report(tmp_path, "sender")
+    sent = link_report(tmp_path, "sender")
     assert sent["agreed_bytes"] == LARGE
     assert sent["large"]["state"] in ("on", "fallback"), sent  # fallback only ever follows "on"
 
@@ -234,18 +181,18 @@ def test_a_path_that_drops_fragments_falls_back_to_small_packets(tmp_path: Path)
     probes, or still probing when a short transfer ends), and
     the transfer completes at the base size."""
     with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
-        _transfer(
+        lab_transfer(
             tmp_path,
             host_a,
             host_b,
             4,
-            _fragments_env(tmp_path, "sender"),
+            fragments_env(tmp_path, "sender"),
             None,
-            _fragments_env(tmp_path, "receiver"),
+            fragments_env(tmp_path, "receiver"),
         )
         assert dropped_fragments(host_a) + dropped_fragments(host_b) > 0
     for name in ("sender", "receiver"):
-        report = _report(tmp_path, name)
+        report = link_report(tmp_path, name)
         assert report["agreed_bytes"] == LARGE
         assert report["large"]["state"] in ("probing", "refused"), report
         assert report["large"]["probes_sent"] >= 1
@@ -258,16 +205,16 @@ def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> N
     64 KB probes are lost, its 16 KB ones come back, and 16 KB packets carry the rest of the
     transfer (long enough to outlast the 0.9 s of lost probes)."""
     with speed_link(tmp_path, max_datagram=20_000) as (_, host_a, host_b):
-        _transfer(
+        lab_transfer(
             tmp_path,
             host_a,
             host_b,
             64,
-            _fragments_env(tmp_path, "sender"),
+            fragments_env(tmp_path, "sender"),
             None,
-            _fragments_env(tmp_path, "receiver"),
+            fragments_env(tmp_path, "receiver"),
         )
-    report = _report(tmp_path, "sender")
+    report = link_report(tmp_path, "sender")
     assert report["agreed_bytes"] == LARGE, report
     large = report["large"]
     assert large["state"] == "on" and large["packet_bytes"] == 16_232, report
@@ -276,112 +223,14 @@ def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> N
 
 
 @pytest_lab
-def test_large_packets_cross_in_segments_where_fragments_are_dropped(tmp_path: Path) -> None:
-    """Between two p2pshare peers on Linux a large packet's datagram goes as UDP segments (GSO
-    and GRO), never as IP fragments: where the receiving kernel merges them (here the veth
-    carries the GSO buffer whole, as a card with segmentation offload and GRO would hand it
-    over), a path that drops every fragment carries large packets, the sender's kernel
-    fragments nothing, and the large packets came back whole."""
-    with speed_link(tmp_path, drop_fragments=True, udp_offload=True) as (_, host_a, host_b):
-        _transfer(
-            tmp_path, host_a, host_b, 16, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
-        )
-        assert dropped_fragments(host_a) + dropped_fragments(host_b) == 0
-        created = _snmp(host_a, "Ip", "FragCreates") + _snmp(host_b, "Ip", "FragCreates")
-        assert created == 0
-        overflowed = _snmp(host_b, "Udp", "RcvbufErrors") > 0
-    sent, received = _report(tmp_path, "sender"), _report(tmp_path, "receiver")
-    assert sent["large"]["state"] == "on" and sent["large"]["large_cut"] > 0, sent
-    assert not sent["large"]["segments_unmerged"], sent
-    assert sent["udp_segments"]["on"] and received["udp_segments"]["on"]
-    assert sent["udp_segments"]["sent"] >= sent["large"]["large_cut"]
-    # Every large datagram came back whole (the receiver's own probe went the other way),
-    # unless the receiving socket's buffer overflowed (SCTP resends those).
-    if not overflowed:
-        assert received["udp_segments"]["received"] == sent["udp_segments"]["sent"]
-    assert 0.9 * sent["udp_segments"]["sent"] <= received["udp_segments"]["received"]
-
-
-@pytest_lab
-def test_segments_that_arrive_one_by_one_give_way_to_fragments(tmp_path: Path) -> None:
-    """Where the receiving kernel hands each segment over on its own (this veth without
-    segmentation offload: one packet per segment, which its GRO does not merge), the probe's
-    answer says so, the sender turns segments off and probes again with IP fragments, which
-    the receiver's kernel puts together: large packets in use, and the data verifies."""
-    with speed_link(tmp_path) as (_, host_a, host_b):
-        _transfer(
-            tmp_path, host_a, host_b, 16, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
-        )
-        assert _snmp(host_a, "Ip", "FragCreates") > 0
-    sent = _report(tmp_path, "sender")
-    assert sent["large"]["segments_unmerged"] and sent["large"]["state"] == "on", sent
-    assert sent["udp_segments"]["on"] is False and sent["udp_segments"]["sent"] >= 1, sent
-    assert sent["large"]["large_cut"] > 0, sent
-
-
-@pytest_lab
-def test_unmerged_segments_are_kept_where_fragments_are_dropped(tmp_path: Path) -> None:
-    """Segments arrive one by one (no merging on this veth) and the path drops every IP
-    fragment: the fragment probes are lost, so the sender goes back to segments, and large
-    packets carry the data (review finding: it used to end refused)."""
-    with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
-        # Long enough to outlast the probing: one probe in segments, three lost as fragments.
-        _transfer(
-            tmp_path, host_a, host_b, 64, _env(tmp_path, "sender"), None, _env(tmp_path, "receiver")
-        )
-        assert dropped_fragments(host_b) > 0  # the fragment probes
-    sent = _report(tmp_path, "sender")
-    assert sent["large"]["state"] == "on" and sent["large"]["segments_forced"], sent
-    assert sent["udp_segments"]["on"] and sent["large"]["large_cut"] > 0, sent
-
-
-@pytest_lab
-@pytest.mark.parametrize("off", ["sender", "receiver"])
-def test_a_peer_without_segments_gets_large_packets_in_fragments(tmp_path: Path, off: str) -> None:
-    """P2PSHARE_UDP_SEGMENTS=0 on one side (as a p2pshare of the previous version, or one
-    not on Linux): segments are not agreed, large packets still are, and the data verifies."""
-    assert _one_side_off(tmp_path, 8, off, "segments") > 0  # IP fragments made
-    for name in ("sender", "receiver"):
-        report = _report(tmp_path, name)
-        assert report["large"]["state"] == "on", report
-        assert report["udp_segments"] == {"on": False, "sent": 0, "received": 0}, report
-
-
-def _one_side_off(tmp_path: Path, mib: int, off: str, switch: str) -> int:
-    """A transfer with ``switch`` (an ``_env`` flag) off on the ``off`` side; returns how many
-    IP fragments the sender's namespace made."""
-    with speed_link(tmp_path) as (_, host_a, host_b):
-        _transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            mib,
-            _env(tmp_path, "sender", **{switch: off != "sender"}),
-            None,
-            _env(tmp_path, "receiver", **{switch: off != "receiver"}),
-        )
-        return _snmp(host_a, "Ip", "FragCreates")
-
-
-def _snmp(ns: str, group: str, name: str) -> int:
-    """A counter of the namespace's /proc/net/snmp (each namespace counts its own)."""
-    lines = [
-        line.split()
-        for line in sh("cat", "/proc/net/snmp", ns=ns).stdout.splitlines()
-        if line.startswith(f"{group}:")
-    ]
-    return int(lines[1][lines[0].index(name)])
-
-
-@pytest_lab
 @pytest.mark.parametrize("off", ["sender", "receiver"])
 def test_a_peer_with_large_packets_off_interoperates_at_the_base_size(
     tmp_path: Path, off: str
 ) -> None:
     """P2PSHARE_LARGE_PACKETS=0 on one side: nothing is agreed and the transfer verifies."""
-    assert _one_side_off(tmp_path, 4, off, "large") == 0
+    assert one_side_off(tmp_path, 4, off, "large") == 0
     for name in ("sender", "receiver"):
-        report = _report(tmp_path, name)
+        report = link_report(tmp_path, name)
         assert report["agreed_bytes"] is None and "large" not in report, report
 
 
@@ -399,7 +248,7 @@ def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Pat
         sender = Peer(
             ["send", str(src), "--json"],
             cwd=tmp_path,
-            env=_fragments_env(tmp_path, "sender"),
+            env=fragments_env(tmp_path, "sender"),
             netns=host_a,
         )
         event = sender.event("code")
@@ -407,7 +256,7 @@ def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Pat
         receiver = Peer(
             [*args, "-o", str(out)],
             cwd=tmp_path,
-            env=_fragments_env(tmp_path, "receiver"),
+            env=fragments_env(tmp_path, "receiver"),
             netns=host_b,
         )
         receiver.event("progress", lambda e: e["done"] > 1 << 20)
@@ -417,7 +266,7 @@ def test_fragments_dropped_mid_transfer_fall_back_without_stalling(tmp_path: Pat
         assert sender.wait(30) == 0, sender.stderr
         assert dropped_fragments(host_b) > 0
     assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
-    large = _report(tmp_path, "sender")["large"]
+    large = link_report(tmp_path, "sender")["large"]
     assert large["fallbacks"] >= 1 and large["large_resent"] > 0, large
 
 
@@ -451,14 +300,14 @@ def test_a_p2pshare_with_one_record_packets_interoperates(tmp_path: Path, older:
     """A peer of the version whose large packets were one DTLS record (it offers 16,232
     bytes): both agree on the smaller size, large packets are really used, and the data
     verifies, whichever side is the older one."""
-    older_env = _env(tmp_path, older)
+    older_env = link_env(tmp_path, older)
     older_env["PYTHONPATH"] = str(_p2pshare_at(ONE_RECORD_PACKETS, tmp_path))
     newer = "receiver" if older == "sender" else "sender"
-    envs = {older: older_env, newer: _env(tmp_path, newer)}
+    envs = {older: older_env, newer: link_env(tmp_path, newer)}
     with speed_link(tmp_path) as (_, host_a, host_b):
-        _transfer(tmp_path, host_a, host_b, 24, envs["sender"], None, envs["receiver"])
+        lab_transfer(tmp_path, host_a, host_b, 24, envs["sender"], None, envs["receiver"])
     for name in ("sender", "receiver"):
-        report = _report(tmp_path, name)
+        report = link_report(tmp_path, name)
         assert report["agreed_bytes"] == 16_232, report
         assert report["large"]["state"] == "on" and report["large"]["large_cut"] > 0, report
 
@@ -487,16 +336,16 @@ def test_a_p2pshare_from_before_large_packets_interoperates(
     env = lab_env()
     env["PYTHONPATH"] = str(previous_p2pshare)
     with speed_link(tmp_path) as (_, host_a, host_b):
-        _transfer(
+        lab_transfer(
             tmp_path,
             host_a,
             host_b,
             4,
-            _env(tmp_path, "sender"),
+            link_env(tmp_path, "sender"),
             [sys.executable, "-m", "p2pshare"],
             env,
         )
-    report = _report(tmp_path, "sender")
+    report = link_report(tmp_path, "sender")
     assert report["offered"] is True
     assert report["agreed_bytes"] is None and "large" not in report, report
 
@@ -739,141 +588,3 @@ def test_stock_sctp_offers_no_large_packets() -> None:
         env={**os.environ, "P2PSHARE_STOCK_SCTP": "1"},
     ).stdout.strip()
     assert out == "True False"
-
-
-# -- a large datagram in UDP segments -------------------------------------------------------
-
-
-def _datagram(size: int) -> bytes:
-    return b"\x17" + os.urandom(size - 1)
-
-
-def test_a_datagram_in_segments_comes_back_whole_in_any_order() -> None:
-    from p2pshare.aiortc_patches.sockets import DatagramSegments, segment_datagram
-
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
-    datagram = _datagram(65_000)
-    buffer = segment_datagram(datagram, 7)
-    assert len(buffer) > len(datagram) and len(buffer) // stride == len(datagram) // (stride - 8)
-    # All together (one read, as UDP GRO delivers them), and one by one out of order.
-    assert DatagramSegments().add(buffer) == [datagram]
-    segments = [buffer[at : at + stride] for at in range(0, len(buffer), stride)]
-    apart = DatagramSegments()
-    order = list(range(len(segments)))[::-1]
-    got = [apart.add(segments[i]) for i in order]
-    assert got[:-1] == [[]] * (len(segments) - 1) and got[-1] == [datagram]
-    assert apart.received == 1 and not apart.pending
-    # One missing: nothing, however many others arrive; a second datagram is unaffected.
-    lossy = DatagramSegments()
-    assert lossy.add(b"".join(segments[1:])) == []
-    other = _datagram(3_000)
-    assert lossy.add(segment_datagram(other, 8)) == [other]
-    assert lossy.received == 1 and list(lossy.pending) == [7]
-
-
-def _dtls(size: int, records: int = 1) -> bytes:
-    """A datagram of ``records`` DTLS 1.2 records of ``size`` bytes each."""
-    return b"".join(
-        b"\x17\xfe\xfd" + bytes(8) + (size - 13).to_bytes(2, "big") + os.urandom(size - 13)
-        for _ in range(records)
-    )
-
-
-def _stun(size: int) -> bytes:
-    return b"\x01\x01" + (size - 20).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + os.urandom(size - 8)
-
-
-def test_reads_merged_by_udp_gro_split_into_the_peer_s_datagrams() -> None:
-    """UDP GRO merges consecutive datagrams of one flow and size (the last may be smaller)
-    into one read: each p2pshare datagram says its own length, so they come apart again, and
-    segments stay together for DatagramSegments."""
-    from p2pshare.aiortc_patches.sockets import (
-        DatagramSegments,
-        segment_datagram,
-        split_gro_read,
-    )
-
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
-    sacks, stun = [_dtls(80) for _ in range(5)], _stun(60)
-    assert split_gro_read(b"".join([*sacks, stun])) == [*sacks, stun]
-    # The tail of one segmented datagram, a whole one, and a smaller ordinary datagram.
-    first, second, plain = _datagram(15 * (stride - 8)), _datagram(6 * (stride - 8)), _dtls(300)
-    first_buffer = segment_datagram(first, 1)
-    segments = DatagramSegments()
-    assert segments.add(first_buffer[: 3 * stride]) == []
-    merged = first_buffer[3 * stride :] + segment_datagram(second, 2) + plain
-    pieces = split_gro_read(merged)
-    assert pieces == [merged[: -len(plain)], plain]
-    assert segments.add(pieces[0]) == [first, second]
-    # An ordinary datagram of a segment's size, then segments (review finding).
-    same_size = _dtls(stride)
-    third = _datagram(4 * (stride - 8))
-    pieces = split_gro_read(same_size + segment_datagram(third, 3))
-    assert pieces[0] == same_size and DatagramSegments().add(pieces[1]) == [third]
-    # Never split: one datagram, a large packet's records, a DTLS flight of unequal records,
-    # one whose second record holds a segment's marker where a third piece would begin.
-    flight = bytearray(_dtls(100) + _dtls(150))
-    flight[200] = 0x3E
-    for whole in (
-        _dtls(1200),
-        _dtls(16_421, 3),
-        _dtls(300) + _dtls(700) + _dtls(300),
-        bytes(flight),
-    ):
-        assert split_gro_read(whole) == [whole]
-
-
-def test_crafted_segments_cannot_hoard_memory_or_claim_other_shapes() -> None:
-    """Anyone who can reach the port can send segments (the header is not authenticated): what
-    is kept stays bounded, counts Linux never sends are ignored, and DTLS judges the rest."""
-    from p2pshare.aiortc_patches import sockets
-
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
-    header = sockets._HEADER
-    segments = sockets.DatagramSegments()
-    for datagram_id in range(1_000):  # one first segment each of many never-finished datagrams
-        segments.add(header.pack(0x3E, 0, 64, datagram_id) + bytes(stride - 8))
-    assert len(segments.pending) == sockets._DATAGRAMS_KEPT
-    too_many = header.pack(0x3E, 0, sockets.MAX_SEGMENTS + 1, 7) + bytes(stride - 8)
-    short_middle = header.pack(0x3E, 0, 2, 8) + bytes(100)
-    fresh = sockets.DatagramSegments()
-    assert fresh.add(too_many) == [] and fresh.add(short_middle) == [] and not fresh.pending
-    # The sender never cuts more than Linux takes in one send: such a datagram goes whole.
-    assert sockets.Segmenting().cut(bytes(65_400)) is None
-    assert sockets.Segmenting().cut(bytes(65_000)) is not None
-
-
-@pytest.mark.parametrize("gro", [True, False], ids=["gro", "without-gro"])
-def test_the_kernel_cuts_and_merges_segments_as_we_expect(gro: bool) -> None:
-    """Real sockets on loopback: one sendmsg with UDP_SEGMENT reaches a socket with UDP_GRO as
-    one read, and one without it as one read per segment; both give the datagram back."""
-    import socket
-
-    from p2pshare.aiortc_patches.sockets import (
-        SOL_UDP,
-        UDP_GRO,
-        UDP_SEGMENT,
-        DatagramSegments,
-        segment_datagram,
-    )
-
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
-    datagram = _datagram(65_000)
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
-    ):
-        receiver.bind(("127.0.0.1", 0))
-        receiver.settimeout(5)
-        if gro:
-            receiver.setsockopt(SOL_UDP, UDP_GRO, 1)
-        buffer = segment_datagram(datagram, 1)
-        ancillary = [(SOL_UDP, UDP_SEGMENT, stride.to_bytes(2, sys.byteorder))]
-        assert sender.sendmsg([buffer], ancillary, 0, receiver.getsockname()) == len(buffer)
-        segments = DatagramSegments()
-        reads, got = 0, list[bytes]()
-        while not got:
-            got = segments.add(receiver.recv(1 << 17))
-            reads += 1
-    assert got == [datagram]
-    assert reads == (1 if gro else -(-len(buffer) // stride))

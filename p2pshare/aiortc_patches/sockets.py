@@ -34,12 +34,8 @@ def enlarge_socket_buffers(ice_gatherer: Any, want: int = SOCKET_BUFFER_BYTES) -
     the smallest receive buffer obtained (as the kernel reports it, doubled)."""
     if not patches._applied:
         return None
-    try:
-        protocols = list(ice_gatherer._connection._protocols)
-    except AttributeError:
-        return None
     got: list[int] = []
-    for protocol in protocols:
+    for protocol in _ice_protocols(ice_gatherer):
         transport = getattr(protocol, "transport", None)
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None:
@@ -61,6 +57,14 @@ def enlarge_socket_buffers(ice_gatherer: Any, want: int = SOCKET_BUFFER_BYTES) -
         if os.environ.get(ENV_GIL_SEND, "1") != "0":
             send_without_gil(protocol, sock)
     return min(got) if got else None
+
+
+def _ice_protocols(ice_gatherer: Any) -> list[Any]:
+    """The socket protocols aioice gathered candidates on (none if its internals moved)."""
+    try:
+        return list(ice_gatherer._connection._protocols)
+    except AttributeError:
+        return []
 
 
 ENV_GIL_SEND = "P2PSHARE_SEND_WITHOUT_GIL"
@@ -302,12 +306,8 @@ def use_datagram_segments(ice_gatherer: Any) -> list[Segmenting]:
     """Both sides agreed on segments: turn UDP GRO on for every IPv4 host socket of this
     connection (we may now receive segments) and send our large datagrams in segments.
     Returns the sending side of each socket that does."""
-    try:
-        protocols = list(ice_gatherer._connection._protocols)
-    except AttributeError:
-        return []
     used: list[Segmenting] = []
-    for protocol in protocols:
+    for protocol in _ice_protocols(ice_gatherer):
         fast: socket.socket | None = getattr(protocol, "_p2p_fast_socket", None)
         if fast is None:
             continue
