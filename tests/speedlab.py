@@ -157,12 +157,18 @@ def lab_transfer(
     host_a: str,
     host_b: str,
     mib: int,
-    sender_env: dict[str, str],
+    sender_env: dict[str, str] | None = None,
     receiver_cmd: list[str] | None = None,
     receiver_env: dict[str, str] | None = None,
+    *,
+    segments: bool = True,
 ) -> None:
     """Send ``mib`` MiB of random data from ``host_a`` to ``host_b`` through the real CLI (or
-    ``receiver_cmd``) and check it arrived intact."""
+    ``receiver_cmd``) and check it arrived intact. Each side reports to ``link_env``'s file
+    unless given its own environment; ``segments=False`` keeps both to IP fragments."""
+    sender_env = sender_env or link_env(tmp_path, "sender", segments=segments)
+    if receiver_cmd is None:
+        receiver_env = receiver_env or link_env(tmp_path, "receiver", segments=segments)
     data = os.urandom(mib << 20)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
@@ -181,7 +187,7 @@ def lab_transfer(
         str(out),
     ]
     if receiver_cmd is None:
-        receiver = Peer(args, cwd=tmp_path, env=receiver_env or lab_env(), netns=host_b)
+        receiver = Peer(args, cwd=tmp_path, env=receiver_env, netns=host_b)
         assert receiver.wait(200) == 0, receiver.stderr
     else:
         done = subprocess.run(

@@ -160,15 +160,7 @@ def test_large_packets_at_1_percent_loss_per_ip_packet(tmp_path: Path) -> None:
     with speed_link(tmp_path, 1.0) as (_, host_a, host_b):
         # 64 MiB outlasts the probing: probes lost at this rate, and on this veth a second
         # round as fragments after the segments' (see test_segments_that_arrive_one_by_one...).
-        lab_transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            64,
-            link_env(tmp_path, "sender"),
-            None,
-            link_env(tmp_path, "receiver"),
-        )
+        lab_transfer(tmp_path, host_a, host_b, 64)
     sent = link_report(tmp_path, "sender")
     assert sent["agreed_bytes"] == LARGE
     assert sent["large"]["state"] in ("on", "fallback"), sent  # fallback only ever follows "on"
@@ -181,15 +173,7 @@ def test_a_path_that_drops_fragments_falls_back_to_small_packets(tmp_path: Path)
     probes, or still probing when a short transfer ends), and
     the transfer completes at the base size."""
     with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
-        lab_transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            4,
-            fragments_env(tmp_path, "sender"),
-            None,
-            fragments_env(tmp_path, "receiver"),
-        )
+        lab_transfer(tmp_path, host_a, host_b, 4, segments=False)
         assert dropped_fragments(host_a) + dropped_fragments(host_b) > 0
     for name in ("sender", "receiver"):
         report = link_report(tmp_path, name)
@@ -205,15 +189,7 @@ def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> N
     64 KB probes are lost, its 16 KB ones come back, and 16 KB packets carry the rest of the
     transfer (long enough to outlast the 0.9 s of lost probes)."""
     with speed_link(tmp_path, max_datagram=20_000) as (_, host_a, host_b):
-        lab_transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            64,
-            fragments_env(tmp_path, "sender"),
-            None,
-            fragments_env(tmp_path, "receiver"),
-        )
+        lab_transfer(tmp_path, host_a, host_b, 64, segments=False)
     report = link_report(tmp_path, "sender")
     assert report["agreed_bytes"] == LARGE, report
     large = report["large"]

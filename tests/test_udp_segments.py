@@ -15,7 +15,6 @@ from p2pshare import aiortc_patches
 from tests.speedlab import (
     dropped_fragments,
     lab_transfer,
-    link_env,
     link_report,
     one_side_off,
     snmp,
@@ -174,15 +173,7 @@ def test_large_packets_cross_in_segments_where_fragments_are_dropped(tmp_path: P
     over), a path that drops every fragment carries large packets, the sender's kernel
     fragments nothing, and the large packets came back whole."""
     with speed_link(tmp_path, drop_fragments=True, udp_offload=True) as (_, host_a, host_b):
-        lab_transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            16,
-            link_env(tmp_path, "sender"),
-            None,
-            link_env(tmp_path, "receiver"),
-        )
+        lab_transfer(tmp_path, host_a, host_b, 16)
         assert dropped_fragments(host_a) + dropped_fragments(host_b) == 0
         created = snmp(host_a, "Ip", "FragCreates") + snmp(host_b, "Ip", "FragCreates")
         assert created == 0
@@ -206,15 +197,7 @@ def test_segments_that_arrive_one_by_one_give_way_to_fragments(tmp_path: Path) -
     answer says so, the sender turns segments off and probes again with IP fragments, which
     the receiver's kernel puts together: large packets in use, and the data verifies."""
     with speed_link(tmp_path) as (_, host_a, host_b):
-        lab_transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            16,
-            link_env(tmp_path, "sender"),
-            None,
-            link_env(tmp_path, "receiver"),
-        )
+        lab_transfer(tmp_path, host_a, host_b, 16)
         assert snmp(host_a, "Ip", "FragCreates") > 0
     sent = link_report(tmp_path, "sender")
     assert sent["large"]["segments_unmerged"] and sent["large"]["state"] == "on", sent
@@ -229,15 +212,7 @@ def test_unmerged_segments_are_kept_where_fragments_are_dropped(tmp_path: Path) 
     packets carry the data (review finding: it used to end refused)."""
     with speed_link(tmp_path, drop_fragments=True) as (_, host_a, host_b):
         # Long enough to outlast the probing: one probe in segments, three lost as fragments.
-        lab_transfer(
-            tmp_path,
-            host_a,
-            host_b,
-            64,
-            link_env(tmp_path, "sender"),
-            None,
-            link_env(tmp_path, "receiver"),
-        )
+        lab_transfer(tmp_path, host_a, host_b, 64)
         assert dropped_fragments(host_b) > 0  # the fragment probes
     sent = link_report(tmp_path, "sender")
     assert sent["large"]["state"] == "on" and sent["large"]["segments_forced"], sent
