@@ -582,5 +582,5 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         _report_usage(message, args)
     except typer.Abort:
-        sys.exit(InterruptedTransferError.exit_code)
+        status = InterruptedTransferError.exit_code
     exit_process(status if isinstance(status, int) else 0)

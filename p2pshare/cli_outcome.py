@@ -143,9 +143,14 @@ def exit_process(status: int) -> NoReturn:
     waiting for us) sits through at every exit. The atexit handlers (logging's among them)
     run first and the output streams are flushed after them. Output to a reader that went
     away (a closed pipe) is dropped quietly, as there is nobody left to tell; any other
-    failure to write it is an error of its own. Another thread still alive takes the ordinary
-    way out. (So ``main()`` never returns, nor raises SystemExit, when the command ran.)"""
-    if threading.active_count() > 1:
+    failure to write it is an error of its own. A non-daemon thread still alive takes the
+    ordinary way out, which waits for it. Daemon threads do not: the sender's reader may be
+    blocked in ``stdin.buffer.read`` holding the buffer's lock, and the ordinary teardown's
+    closing of stdin then aborts the interpreter ("could not acquire lock ... at interpreter
+    shutdown", exit -6). (So ``main()`` never returns, nor raises SystemExit, when the
+    command ran.)"""
+    current = threading.current_thread()
+    if any(t is not current and t.is_alive() and not t.daemon for t in threading.enumerate()):
         sys.exit(status)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

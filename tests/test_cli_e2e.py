@@ -327,6 +327,31 @@ def test_the_cli_exits_with_its_output_and_exit_handlers_but_no_teardown(tmp_pat
     assert marker.read_text() == "yes"
 
 
+def test_a_reader_blocked_on_stdin_does_not_abort_the_exit() -> None:
+    # The sender's reader thread (a daemon) can be inside stdin.buffer.read, holding the
+    # buffer's lock, when a failed transfer ends the command; the interpreter's teardown then
+    # aborted on that lock (exit -6, "could not acquire lock for <_io.BufferedReader
+    # name='<stdin>'>") instead of exiting with the command's code.
+    program = (
+        "import fcntl, array, termios, threading, sys\n"
+        "from p2pshare import cli_outcome\n"
+        "threading.Thread(target=sys.stdin.buffer.read, args=(8,), daemon=True).start()\n"
+        "waiting = array.array('i', [1])\n"
+        "while waiting[0]:  # until the reader took the 4 bytes and waits for 4 more\n"
+        "    fcntl.ioctl(0, termios.FIONREAD, waiting)\n"
+        "cli_outcome.exit_process(11)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", program], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as child:
+        assert child.stdin is not None and child.stderr is not None
+        child.stdin.write(b"1234")
+        child.stdin.flush()  # and left open: the reader stays blocked
+        stderr = child.stderr.read()
+        assert child.wait() == 11, stderr.decode()
+        child.stdin.close()
+
+
 def test_output_that_cannot_be_written_is_an_error_and_a_closed_pipe_is_not() -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
