@@ -65,6 +65,7 @@ from p2pshare.progress import (
     JsonReporter,
     ManyHumanReporter,
     Reporter,
+    unwritable_output,
 )
 from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 
@@ -583,4 +584,6 @@ def main(argv: list[str] | None = None) -> None:
         _report_usage(message, args)
     except typer.Abort:
         status = InterruptedTransferError.exit_code
+    except OSError as exc:  # the help or the version could not be written
+        status = unwritable_output(exc).exit_code
     exit_process(status if isinstance(status, int) else 0)

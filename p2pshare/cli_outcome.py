@@ -18,14 +18,13 @@ import typer
 from p2pshare.errors import (
     ConnectError,
     InterruptedTransferError,
-    LocalFileError,
     P2PShareError,
     PeerLostError,
     SignallingError,
     WrongCodeError,
 )
 from p2pshare.events import ManyResult, ReceiverOutcome, TransferResult
-from p2pshare.progress import JsonReporter, ManyHumanReporter, Reporter
+from p2pshare.progress import JsonReporter, ManyHumanReporter, Reporter, unwritable_output
 from signal_server import eventloop
 
 
@@ -68,7 +67,10 @@ def run_command(
             ),
             verbose,
         )
-    reporter.done(result, verb)
+    try:
+        reporter.done(result, verb)  # a received text goes to stdout here
+    except P2PShareError as exc:
+        fail(reporter, exc, verbose)
     raise typer.Exit(0)
 
 
@@ -131,7 +133,11 @@ def fail(
     interrupted = isinstance(exc, InterruptedTransferError | PeerLostError | ConnectError)
     if resumable and interrupted and reporter.progressed:
         message += f"; {RESUME_HINT[reporter.verb]}"
-    reporter.error(exc.name, message)
+    try:
+        reporter.error(exc.name, message)
+    except P2PShareError:  # stdout could not take the JSON line: stderr still tells
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"p2pshare: error: {message}\n")
     raise typer.Exit(exc.exit_code)
 
 
@@ -156,11 +162,9 @@ def exit_process(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # a reader gone, or a stream already closed
+        except ValueError:
+            pass  # a stream already closed
         except OSError as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            with contextlib.suppress(OSError):
-                os.write(2, f"p2pshare: could not write the output: {reason}\n".encode())
-            status = status or LocalFileError.exit_code
+            if not status:  # else the command's own failure was told, and is what counts
+                status = unwritable_output(exc).exit_code
     os._exit(status)

@@ -15,6 +15,7 @@ and the thresholds the user reads about (partial files of 1 MiB or more) are rou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -34,7 +35,9 @@ from rich.status import Status
 from rich.text import Text
 
 from p2pshare import events
+from p2pshare.errors import LocalFileError
 from p2pshare.files import terminal_safe
+from p2pshare.fs import describe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
 MIN_RATE_SECONDS = 0.1
@@ -185,8 +188,11 @@ class HumanReporter:
             # A received message goes to stdout escaped, terminal or not: a capture that is
             # later cat'ed or paged would replay escape sequences just the same.
             out = result.text if self.raw_text else terminal_safe(result.text)
-            sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
+                sys.stdout.flush()
+            except OSError as exc:
+                raise describe(exc, "standard output") from None
             return
         self.say(summary_line(result, verb, self.sending_text))
 
@@ -212,6 +218,7 @@ class JsonReporter:
         self.extra = extra or {}
         """Fields added to every object (``send --many``: the receiver's id and label)."""
         self.progressed = False
+        self.out_failed = False
         self.verb = "Sent"
         self._last_progress = 0.0
         self._last_figures: tuple[int, int | None] | None = None
@@ -219,8 +226,17 @@ class JsonReporter:
         self.outcomes: list[events.ReceiverOutcome] = []
 
     def emit(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps({**obj, **self.extra}, ensure_ascii=True) + "\n")
-        self.out.flush()
+        """Writes one line. Output that cannot be written ends the command: the first failure
+        is told on stderr (unless the reader went away) and raised as a LocalFileError; the
+        lines after it, the error's own among them, are dropped."""
+        if self.out_failed:
+            return
+        try:
+            self.out.write(json.dumps({**obj, **self.extra}, ensure_ascii=True) + "\n")
+            self.out.flush()
+        except OSError as exc:
+            self.out_failed = True
+            raise unwritable_output(exc) from None
 
     def say(self, text: str) -> None:
         pass
@@ -492,3 +508,14 @@ def summary_line(result: events.TransferResult, verb: str, sent_text: bool = Fal
     rate = format_rate(result.sent, result.seconds)
     timing = f" in {result.seconds:.1f} s ({rate})" if rate else ""
     return f"{verb} {what}{format_size(result.bytes)}{where}{resumed}{timing}, SHA-256 verified."
+
+
+def unwritable_output(exc: OSError) -> LocalFileError:
+    """The error for stdout that cannot be written, told on stderr now (the JSON lines that
+    would carry it go to the same stdout) unless nobody is reading any more."""
+    error = describe(exc, "standard output")
+    if not isinstance(exc, BrokenPipeError):
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"p2pshare: error: {error.message}\n")
+            sys.stderr.flush()
+    return error

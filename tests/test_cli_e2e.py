@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 
 from p2pshare import __version__
 from tests.cli_helpers import (
+    P2PSHARE,
     Peer,
     interruptible_env,
     leftovers,
@@ -352,9 +353,10 @@ def test_a_reader_blocked_on_stdin_does_not_abort_the_exit() -> None:
         child.stdin.close()
 
 
-def test_output_that_cannot_be_written_is_an_error_and_a_closed_pipe_is_not() -> None:
+def test_output_that_cannot_be_written_is_a_one_line_error(server: str, tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
+    told = "p2pshare: error: disk full while writing standard output\n"
     # What the last lines of a command left in stdout's buffer, flushed by the fast exit.
     program = (
         "import sys\nfrom p2pshare import cli_outcome\n"
@@ -364,10 +366,24 @@ def test_output_that_cannot_be_written_is_an_error_and_a_closed_pipe_is_not() ->
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
     with open("/dev/full", "w") as full:
         done = subprocess.run(cli, stdout=full, stderr=subprocess.PIPE, text=True, env=env)
-    assert done.returncode == 11, done.stderr  # LocalFileError's code
-    assert done.stderr == "p2pshare: could not write the output: No space left on device\n"
+        assert (done.returncode, done.stderr) == (11, told)  # LocalFileError's code
+        for args in (["--version"], ["send", "--help"]):
+            done = subprocess.run([P2PSHARE, *args], stdout=full, stderr=subprocess.PIPE, text=True)
+            assert (done.returncode, done.stderr) == (11, told), args
+        # --json: the first line (the code) cannot be written, so the code is never used.
+        sending = ["send", "--text", "hi", "--json", "--server", server]
+        done = subprocess.run([P2PSHARE, *sending], stdout=full, stderr=subprocess.PIPE, text=True)
+        assert (done.returncode, done.stderr) == (11, told)
+        # A received message goes to stdout at the end: its loss is not a success.
+        sender = Peer(["send", "--text", "hello", "--server", server, "--json"], cwd=tmp_path)
+        code = sender.event("code")["code"]
+        receiving = [P2PSHARE, "receive", code, "--server", server, "--yes"]
+        done = subprocess.run(receiving, stdout=full, stderr=subprocess.PIPE, text=True)
+        assert done.returncode == 11, done.stderr
+        assert done.stderr.splitlines()[-1] == told.strip()
+        assert sender.wait() == 0
     read, write = os.pipe()
     os.close(read)
     done = subprocess.run(cli, stdout=write, stderr=subprocess.PIPE, text=True, env=env)
     os.close(write)
-    assert (done.returncode, done.stderr) == (0, "")  # nobody is left to tell
+    assert (done.returncode, done.stderr) == (11, "")  # output lost; nobody is left to tell
