@@ -166,6 +166,9 @@ class CompressionTrial:
 
     def __init__(self) -> None:
         self.trying = True
+        self.grouping = True
+        """Whether several reads may go as one frame (the sender's read-ahead: cleared
+        once such a frame did not fit in one message)."""
 
     def worth_trying(
         self, raw_len: int, ahead: int = COMPRESS_WHEN_AHEAD, when: int = COMPRESS_WHEN_AHEAD
