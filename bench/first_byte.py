@@ -8,6 +8,7 @@ each output mode, alternating: `--json`, and the human display (rich, on a pipe 
 The project's bytecode is compiled first, as `pip install` leaves it.
 
     python bench/first_byte.py --runs 7
+    python bench/first_byte.py --runs 9 --against P2PSHARE_MEDIA_STAND_IN=0  # an A/B
 """
 
 from __future__ import annotations
@@ -67,10 +68,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--mib", type=int, default=16)
+    parser.add_argument(
+        "--against",
+        metavar="NAME=VALUE",
+        help="also time each mode with this environment variable set, alternating (an A/B)",
+    )
     args = parser.parse_args()
     as_installed()
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
     env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
+    modes = {mode: (flags, env) for mode, flags in MODES.items()}
+    if args.against:
+        name, _, value = args.against.partition("=")
+        for mode, flags in MODES.items():
+            modes[f"{mode}, {args.against}"] = (flags, {**env, name: value})
     work = Path(tempfile.mkdtemp(prefix="p2pshare-fb-"))
     source = work / "data.bin"
     source.write_bytes(os.urandom(args.mib << 20))
@@ -90,12 +101,12 @@ def main() -> None:
     try:
         assert server_proc.stdout is not None
         server = server_proc.stdout.readline().split()[-1]
-        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
         for run in range(args.runs):
-            for mode, flags in MODES.items():
-                out = work / f"out-{mode}{run}"
+            for k, (mode, (flags, mode_env)) in enumerate(modes.items()):
+                out = work / f"out-{k}-{run}"
                 out.mkdir()
-                times[mode].append(first_byte(server, source, out, env, flags))
+                times[mode].append(first_byte(server, source, out, mode_env, flags))
                 shutil.rmtree(out)
         for mode, samples in times.items():
             print(

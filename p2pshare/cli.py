@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from p2pshare import __version__, session
+from p2pshare import __version__, media_stand_in, session
 from p2pshare.cli_options import (
     DirectOnlyOpt,
     HideProgressOpt,
@@ -572,6 +572,7 @@ def _many_without_count(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    media_stand_in.install()  # before anything imports aiortc
     args = _many_without_count(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(app)
     usage_error = _usage_error_class()

@@ -32,6 +32,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from p2pshare import media_stand_in
 from p2pshare.codes import Code
 from p2pshare.config import IceConfig, Settings
 from p2pshare.errors import (
@@ -125,6 +126,8 @@ async def connect(
     leave the server. Yields the open link, closed on exit."""
     from p2pshare.webrtc import PeerLink
 
+    if media_stand_in.installed():
+        logger.debug("aiortc loaded without PyAV (data channels only)")
     on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:
