@@ -75,7 +75,12 @@ class Sender:
         await self.wire.until(lambda: self.accepted)
         started = time.monotonic()
         self.on_event(Progress(0, self.offer.total_bytes))
-        pieces = read_ahead(self.reader, proto.held_prefixes, compress=proto.compression == "zstd")
+        pieces = read_ahead(
+            self.reader,
+            proto.held_prefixes,
+            compress=proto.compression == "zstd",
+            group_bytes=proto.window // 2,  # credit comes back in quarter windows
+        )
         try:
             async for piece in pieces:
                 if isinstance(piece, ResumeAt):

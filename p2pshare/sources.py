@@ -30,6 +30,9 @@ TEXT_NAME = "message.txt"
 READ_AHEAD_PIECES = 16
 _WHEN_AHEAD = int(os.environ.get("P2PSHARE_COMPRESS_WHEN_AHEAD", COMPRESS_WHEN_AHEAD))
 """A benchmarking knob (0: compress every chunk, as before issue 12)."""
+MAX_GROUP_READS = 4
+"""At most this many reads are compressed together: with 64 KiB messages (a browser, or small
+packets) 1 MiB would have to shrink 16-fold to fit one message."""
 _GROUPING = os.environ.get("P2PSHARE_COMPRESS_GROUPS", "1") != "0"
 """A benchmarking knob (0: compress read by read, each frame a fraction of a message)."""
 
@@ -231,17 +234,22 @@ def read_ahead(
     prefixes: Sequence[m.Prefix | None] = (),
     compress: bool = False,
     depth: int = READ_AHEAD_PIECES,
+    group_bytes: int = m.MAX_DATAZ_RAW_BYTES,
 ) -> Worker[None, Piece]:
     """A started worker whose results are every source's chunks in order, read and hashed at
     most ``depth`` pieces ahead of the data channel; with ``compress``, a chunk is compressed
-    when the channel lags (:data:`~p2pshare.transfer.COMPRESS_WHEN_AHEAD` pieces waiting).
+    when the channel lags (:data:`~p2pshare.transfer.COMPRESS_WHEN_AHEAD` pieces waiting),
+    several reads together up to ``group_bytes`` (the sender passes half the receiver's
+    window: a piece must never need more credit than the receiver can have returned).
 
     ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
     here first and answered with a :class:`ResumeAt`; the hash state is kept, so that the
     prefix is read once and its data never sent again. ``stop()`` the worker when done.
     """
     compressor = Compressor() if compress else None
-    work = functools.partial(_produce, reader, prefixes, compressor)
+    reads = min(group_bytes, m.MAX_DATAZ_RAW_BYTES) // reader.chunk_bytes
+    group_reads = max(1, min(reads, MAX_GROUP_READS)) if _GROUPING else 1
+    work = functools.partial(_produce, reader, prefixes, compressor, group_reads)
     worker: Worker[None, Piece] = Worker("p2pshare-reader", work, depth=depth)
     worker.start()
     return worker
@@ -251,6 +259,7 @@ def _produce(
     reader: Reader,
     prefixes: Sequence[m.Prefix | None],
     compressor: Compressor | None,
+    group_reads: int,
     worker: Worker[None, Piece],
 ) -> None:
     kept: dict[int, tuple[hashlib._Hash, int]] = {}
@@ -265,9 +274,6 @@ def _produce(
         start = 0 if matched is None else prefix.offset
         if not worker.put(ResumeAt(prefix.index, start)):
             return
-    group_reads = (
-        max(1, m.MAX_DATAZ_RAW_BYTES // reader.chunk_bytes) if compressor and _GROUPING else 1
-    )
     for k, source in enumerate(reader.sources):
         digest, start = kept.pop(k) if k in kept else (hashlib.sha256(), 0)
         trial = CompressionTrial()
@@ -277,7 +283,8 @@ def _produce(
                 return
             digest.update(data)
             sha256 = digest.hexdigest() if last else None
-            alone = group_reads == 1 or not trial.grouping
+            # A stream is not held back for more reads: its data may be trickling in.
+            alone = compressor is None or group_reads == 1 or source.stdin
             if not group and (alone or not _compressing(data, trial, worker)):
                 if not worker.put(_chunk(data, trial, compressor, worker, sha256)):
                     return
@@ -289,6 +296,8 @@ def _produce(
                     if not worker.put(chunk):
                         return
                 group = []
+                if not trial.grouping:  # data that does not fit: no more tries this transfer
+                    group_reads = 1
 
 
 def _last_marked(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -329,8 +338,8 @@ def _group(
     """Reads gathered while the channel lagged, compressed as one frame when it fits in one
     message: a quarter of the messages and packets, and zstd a little faster and tighter,
     than frame by frame. Data that does not shrink enough goes as it was read; data that
-    shrinks, but not to one message, is compressed read by read, as are the file's next
-    reads (:attr:`~p2pshare.transfer.CompressionTrial.grouping`)."""
+    shrinks, but not to one message, is compressed read by read, as are the next reads of the
+    transfer (:attr:`~p2pshare.transfer.CompressionTrial.grouping`)."""
     data = b"".join(group)
     frame = compressor.compress(data)
     if not trial.use_compressed(len(data), len(frame)):

@@ -167,8 +167,8 @@ class CompressionTrial:
     def __init__(self) -> None:
         self.trying = True
         self.grouping = True
-        """Whether several reads may go as one frame (the sender's read-ahead: cleared
-        once such a frame did not fit in one message)."""
+        """Cleared when reads compressed together did not fit in one message (the sender's
+        read-ahead then compresses read by read for the rest of the transfer)."""
 
     def worth_trying(
         self, raw_len: int, ahead: int = COMPRESS_WHEN_AHEAD, when: int = COMPRESS_WHEN_AHEAD
@@ -206,6 +206,11 @@ class SenderProtocol(_Side):
 
     def start(self) -> list[bytes]:
         return self.offer.frames()
+
+    @property
+    def window(self) -> int:
+        """The receiver's window: the most credit it ever grants (0 before it accepted)."""
+        return self._window
 
     @property
     def current(self) -> int | None:
