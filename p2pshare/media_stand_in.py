@@ -39,7 +39,9 @@ class _PlaceholderMeta(type):
     def __getattr__(cls, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return _placeholder(f"{cls.__qualname__}.{name}", cls.__module__)
+        value = _placeholder(f"{cls.__qualname__}.{name}", cls.__module__)
+        type.__setattr__(cls, name, value)  # the same placeholder next time
+        return value
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         raise MediaUnavailable(

@@ -79,6 +79,7 @@ LARGE_MESSAGE_CHUNKS = int(os.environ.get("P2PSHARE_LARGE_MESSAGE_CHUNKS", 0))
 256 KiB aiortc and browsers advertise: whole packets, no sliver at the end). The environment
 variable, a number of chunks, is a benchmark knob (docs/performance.md)."""
 
+_MEDIA_RE = re.compile(r"^m=(\S+) ", re.MULTILINE)
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
 _LARGE_RE = re.compile(rf"^a={LARGE_PACKET_ATTRIBUTE}:(\d{{1,9}})\s*$", re.MULTILINE)
 _SEGMENTS_RE = re.compile(rf"^a={SEGMENTS_ATTRIBUTE}\s*$", re.MULTILINE)
@@ -209,12 +210,18 @@ def check_remote_sdp(sdp: str, kind: str) -> int:
     """Check a peer's description before aiortc parses it; returns the largest message we may
     send it. Raises ProtocolError at once for what could only fail later (the connect
     deadline): no data channel section, no DTLS fingerprint or ICE credentials, or a
-    max-message-size too small for our messages."""
+    max-message-size too small for our messages; and for audio or video sections, which a
+    data channel never needs."""
     missing = [field for field in _SDP_REQUIRED if field not in sdp]
     if missing:
         raise ProtocolError(
             f"the other side sent an unusable {kind}: no {missing[0].strip(' :')} line"
         )
+    media = sorted({m for m in _MEDIA_RE.findall(sdp) if m != "application"})
+    if media:
+        # aiortc would set up decoders for them, on threads of their own; and the CLI runs
+        # without PyAV (media_stand_in.py).
+        raise ProtocolError(f"the other side's {kind} asks for media ({', '.join(media)})")
     match = _MAX_MESSAGE_RE.search(sdp)
     if not match:
         return DEFAULT_MAX_MESSAGE_BYTES

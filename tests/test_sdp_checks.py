@@ -39,6 +39,14 @@ async def test_a_real_offer_passes_and_sets_the_message_size() -> None:
         (lambda s: re.sub(r"a=ice-ufrag:.*\r\n", "", s), "no a=ice-ufrag"),
         (lambda s: re.sub(r"a=max-message-size:\d+", "a=max-message-size:1", s), "only 1 bytes"),
         (lambda s: "garbage", "no m=application"),
+        (lambda s: s + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n", r"asks for media \(video\)"),
+        (
+            lambda s: (
+                s.replace("m=application ", "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nm=application ")
+                + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+            ),
+            r"asks for media \(audio, video\)",
+        ),
     ],
 )
 async def test_malformed_descriptions_are_refused_at_once(
