@@ -585,6 +585,6 @@ def main(argv: list[str] | None = None) -> None:
         _report_usage(message, args)
     except typer.Abort:
         status = InterruptedTransferError.exit_code
-    except OSError as exc:  # the help or the version could not be written
+    except OSError as exc:  # only output is done outside run_command: help, version
         status = unwritable_output(exc).exit_code
     exit_process(status if isinstance(status, int) else 0)

@@ -228,7 +228,12 @@ def read_text(text: str) -> str:
     """``--text -`` reads the message from standard input."""
     if text != "-":
         return text
-    data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    if sys.stdin is None:
+        usage("--text - reads standard input, and there is none")
+    try:
+        data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    except OSError as exc:
+        usage(f"--text - could not read standard input: {(exc.strerror or str(exc)).lower()}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -18,6 +18,7 @@ import typer
 from p2pshare.errors import (
     ConnectError,
     InterruptedTransferError,
+    LocalFileError,
     P2PShareError,
     PeerLostError,
     SignallingError,
@@ -88,11 +89,11 @@ def run_many(
         fail(reporter, exc, verbose)
     except (KeyboardInterrupt, asyncio.CancelledError):
         outcomes = list(getattr(reporter, "outcomes", []))
-        many_summary(reporter, outcomes, "interrupted")
+        _summary_or_fail(reporter, outcomes, "interrupted", verbose)
         cut = any(o.result == InterruptedTransferError.name for o in outcomes)
         raise typer.Exit(InterruptedTransferError.exit_code if cut or count else 0) from None
     outcomes = list(result.receivers)
-    many_summary(reporter, outcomes, result.stopped)
+    _summary_or_fail(reporter, outcomes, result.stopped, verbose)
     served = result.served
     if result.stopped == "burned":
         error: P2PShareError | None = WrongCodeError(
@@ -106,9 +107,21 @@ def run_many(
     else:
         error = None
     if error is not None:
-        reporter.error(error.name, error.message)
-        raise typer.Exit(error.exit_code)
+        fail(reporter, error, verbose)
     raise typer.Exit(0)
+
+
+def _summary_or_fail(
+    reporter: Reporter, outcomes: list[ReceiverOutcome], stopped: str, verbose: int
+) -> None:
+    """The summary of every receiver; output that could not be written, now or during the
+    session (a receiver's line), ends the command with its error."""
+    try:
+        many_summary(reporter, outcomes, stopped)
+        if isinstance(reporter, JsonReporter) and reporter.out_failed:
+            raise LocalFileError("the output could not be written")
+    except P2PShareError as exc:
+        fail(reporter, exc, verbose)
 
 
 def many_summary(reporter: Reporter, outcomes: list[ReceiverOutcome], stopped: str) -> None:

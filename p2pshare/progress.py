@@ -16,6 +16,7 @@ and the thresholds the user reads about (partial files of 1 MiB or more) are rou
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 import time
@@ -218,7 +219,8 @@ class JsonReporter:
         self.extra = extra or {}
         """Fields added to every object (``send --many``: the receiver's id and label)."""
         self.progressed = False
-        self.out_failed = False
+        self._root = self  # the reporter whose output this is (send --many: the parent's)
+        self._failed = False
         self.verb = "Sent"
         self._last_progress = 0.0
         self._last_figures: tuple[int, int | None] | None = None
@@ -228,15 +230,21 @@ class JsonReporter:
     def emit(self, obj: dict[str, Any]) -> None:
         """Writes one line. Output that cannot be written ends the command: the first failure
         is told on stderr (unless the reader went away) and raised as a LocalFileError; the
-        lines after it, the error's own among them, are dropped."""
-        if self.out_failed:
+        lines after it, the error's own among them, are dropped (send --many: every
+        receiver's lines too)."""
+        if self._root._failed:
             return
         try:
             self.out.write(json.dumps({**obj, **self.extra}, ensure_ascii=True) + "\n")
             self.out.flush()
         except OSError as exc:
-            self.out_failed = True
+            self._root._failed = True
             raise unwritable_output(exc) from None
+
+    @property
+    def out_failed(self) -> bool:
+        """Whether the output could not be written (and nothing more is written)."""
+        return self._root._failed
 
     def say(self, text: str) -> None:
         pass
@@ -252,6 +260,7 @@ class JsonReporter:
             child = self._receivers.get(event.receiver)
             if child is None:
                 child = JsonReporter(self.out, self.server, self.verify)
+                child._root = self._root
                 self._receivers[event.receiver] = child
             child.extra = {"receiver": event.receiver, "label": event.label}
             child(event.event)
@@ -513,7 +522,10 @@ def summary_line(result: events.TransferResult, verb: str, sent_text: bool = Fal
 def unwritable_output(exc: OSError) -> LocalFileError:
     """The error for stdout that cannot be written, told on stderr now (the JSON lines that
     would carry it go to the same stdout) unless nobody is reading any more."""
-    error = describe(exc, "standard output")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        error = LocalFileError("disk full while writing standard output")
+    else:
+        error = LocalFileError(f"standard output: {(exc.strerror or str(exc)).lower()}")
     if not isinstance(exc, BrokenPipeError):
         with contextlib.suppress(OSError):
             sys.stderr.write(f"p2pshare: error: {error.message}\n")

@@ -342,15 +342,14 @@ def test_a_reader_blocked_on_stdin_does_not_abort_the_exit() -> None:
         "    fcntl.ioctl(0, termios.FIONREAD, waiting)\n"
         "cli_outcome.exit_process(11)\n"
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", program], stdin=subprocess.PIPE, stderr=subprocess.PIPE
-    ) as child:
-        assert child.stdin is not None and child.stderr is not None
-        child.stdin.write(b"1234")
-        child.stdin.flush()  # and left open: the reader stays blocked
-        stderr = child.stderr.read()
-        assert child.wait() == 11, stderr.decode()
-        child.stdin.close()
+    read, write = os.pipe()
+    os.write(write, b"1234")  # written before the child starts, and the pipe left
+    try:  # open: the reader takes the 4 bytes and stays blocked for 4 more
+        done = subprocess.run([sys.executable, "-c", program], stdin=read, capture_output=True)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert done.returncode == 11, done.stderr.decode()
 
 
 def test_output_that_cannot_be_written_is_a_one_line_error(server: str, tmp_path: Path) -> None:
@@ -374,6 +373,10 @@ def test_output_that_cannot_be_written_is_a_one_line_error(server: str, tmp_path
         sending = ["send", "--text", "hi", "--json", "--server", server]
         done = subprocess.run([P2PSHARE, *sending], stdout=full, stderr=subprocess.PIPE, text=True)
         assert (done.returncode, done.stderr) == (11, told)
+        many = ["send", str(tmp_path / "f.txt"), "--many", "--json", "--server", server]
+        (tmp_path / "f.txt").write_text("hi")
+        done = subprocess.run([P2PSHARE, *many], stdout=full, stderr=subprocess.PIPE, text=True)
+        assert (done.returncode, done.stderr) == (11, told)
         # A received message goes to stdout at the end: its loss is not a success.
         sender = Peer(["send", "--text", "hello", "--server", server, "--json"], cwd=tmp_path)
         code = sender.event("code")["code"]
@@ -387,3 +390,13 @@ def test_output_that_cannot_be_written_is_a_one_line_error(server: str, tmp_path
     done = subprocess.run(cli, stdout=write, stderr=subprocess.PIPE, text=True, env=env)
     os.close(write)
     assert (done.returncode, done.stderr) == (11, "")  # output lost; nobody is left to tell
+
+
+def test_text_from_a_standard_input_that_is_not_there_is_a_usage_error(server: str) -> None:
+    sending = [P2PSHARE, "send", "--text", "-", "--server", server]
+    done = subprocess.run(sending, capture_output=True, text=True, preexec_fn=lambda: os.close(0))
+    assert done.returncode == 2
+    assert done.stderr == (
+        "p2pshare: error: --text - reads standard input, and there is none "
+        "(see: p2pshare send --help)\n"
+    )
