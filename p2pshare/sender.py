@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
 CREDIT_STALL_S = 120.0
 """A receiver that keeps answering pings but grants no credit for this long is stuck (or
 stalling on purpose): the ping deadline alone would let the transfer hang forever. A real
-receiver returns credit every quarter window written (2 MiB by default)."""
+receiver returns credit every quarter window written (4 MiB by default)."""
 
 logger = logging.getLogger(__name__)
 

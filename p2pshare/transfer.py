@@ -38,8 +38,10 @@ from p2pshare.errors import (
 )
 from p2pshare.files import printable
 
-DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
-"""Credit the receiver grants: bounds the receiver's memory whatever its disk speed."""
+DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+"""Credit the receiver grants: bounds the receiver's memory whatever its disk speed. 8 MiB
+held 1 GiB back by ~5% on the veth (docs/performance.md, levers): the credit's round trip
+includes the writer thread and both event loops."""
 ACK_EVERY_FILES = 256
 """The receiver acknowledges verified files cumulatively, at most this many at a time (and
 after any large file, and after the last), so small files cost no message of their own."""
