@@ -38,7 +38,6 @@ from rich.text import Text
 from p2pshare import events
 from p2pshare.errors import LocalFileError
 from p2pshare.files import terminal_safe
-from p2pshare.fs import describe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
 MIN_RATE_SECONDS = 0.1
@@ -193,7 +192,7 @@ class HumanReporter:
                 sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
                 sys.stdout.flush()
             except OSError as exc:
-                raise describe(exc, "standard output") from None
+                raise output_error(exc) from None  # told by the caller, on stderr
             return
         self.say(summary_line(result, verb, self.sending_text))
 
@@ -519,13 +518,17 @@ def summary_line(result: events.TransferResult, verb: str, sent_text: bool = Fal
     return f"{verb} {what}{format_size(result.bytes)}{where}{resumed}{timing}, SHA-256 verified."
 
 
-def unwritable_output(exc: OSError) -> LocalFileError:
-    """The error for stdout that cannot be written, told on stderr now (the JSON lines that
-    would carry it go to the same stdout) unless nobody is reading any more."""
+def output_error(exc: OSError) -> LocalFileError:
+    """The error for stdout that cannot be written (``exc``)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        error = LocalFileError("disk full while writing standard output")
-    else:
-        error = LocalFileError(f"standard output: {(exc.strerror or str(exc)).lower()}")
+        return LocalFileError("disk full while writing standard output")
+    return LocalFileError(f"standard output: {(exc.strerror or str(exc)).lower()}")
+
+
+def unwritable_output(exc: OSError) -> LocalFileError:
+    """:func:`output_error`, told on stderr now (the JSON lines that would carry it go to the
+    same stdout) unless nobody is reading any more."""
+    error = output_error(exc)
     if not isinstance(exc, BrokenPipeError):
         with contextlib.suppress(OSError):
             sys.stderr.write(f"p2pshare: error: {error.message}\n")

@@ -7,6 +7,7 @@ reader, hashing and (when agreed) compressing, in the sender's worker thread.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -292,11 +293,12 @@ def _produce(
             group.append(data)
             if len(group) == group_reads or last:
                 assert compressor is not None
-                for chunk in _group(group, trial, compressor, reader.chunk_bytes, sha256):
+                chunks, fits = _group(group, trial, compressor, reader.chunk_bytes, sha256)
+                for chunk in chunks:
                     if not worker.put(chunk):
                         return
                 group = []
-                if not trial.grouping:  # data that does not fit: no more tries this transfer
+                if not fits:  # no more tries this transfer
                     group_reads = 1
 
 
@@ -322,9 +324,16 @@ def _chunk(
     sha256: str | None = None,
 ) -> Chunk:
     if compressor is not None and _compressing(data, trial, worker):
-        frame = compressor.compress(data)
-        if trial.use_compressed(len(data), len(frame)):
-            return Chunk(frame, len(data), sha256)
+        return _compressed_or_raw(data, trial, compressor, sha256)
+    return Chunk(data, None, sha256)
+
+
+def _compressed_or_raw(
+    data: bytes, trial: CompressionTrial, compressor: Compressor, sha256: str | None = None
+) -> Chunk:
+    frame = compressor.compress(data)
+    if trial.use_compressed(len(data), len(frame)):
+        return Chunk(frame, len(data), sha256)
     return Chunk(data, None, sha256)
 
 
@@ -334,25 +343,25 @@ def _group(
     compressor: Compressor,
     max_frame: int,
     sha256: str | None,
-) -> list[Chunk]:
+) -> tuple[list[Chunk], bool]:
     """Reads gathered while the channel lagged, compressed as one frame when it fits in one
     message: a quarter of the messages and packets, and zstd a little faster and tighter,
     than frame by frame. Data that does not shrink enough goes as it was read; data that
-    shrinks, but not to one message, is compressed read by read, as are the next reads of the
-    transfer (:attr:`~p2pshare.transfer.CompressionTrial.grouping`)."""
+    shrinks, but not to one message, is compressed read by read, and the second value, False,
+    says that the next reads should not be gathered either."""
     data = b"".join(group)
     frame = compressor.compress(data)
+    fits = True
     if not trial.use_compressed(len(data), len(frame)):
         chunks = [Chunk(part) for part in group]
     elif len(frame) <= max_frame:
-        return [Chunk(frame, len(data), sha256)]
+        chunks = [Chunk(frame, len(data))]
     else:
-        trial.grouping = False
-        chunks = []
-        for part in group:
-            frame = compressor.compress(part)
-            shrank = len(part) >= COMPRESS_MIN_BYTES and trial.use_compressed(len(part), len(frame))
-            chunks.append(Chunk(frame, len(part)) if shrank else Chunk(part))
-    last = chunks[-1]
-    chunks[-1] = Chunk(last.payload, last.raw_len, sha256)
-    return chunks
+        fits = False
+        chunks = [
+            _compressed_or_raw(part, trial, compressor)
+            if len(part) >= COMPRESS_MIN_BYTES
+            else Chunk(part)
+            for part in group
+        ]
+    return [*chunks[:-1], dataclasses.replace(chunks[-1], sha256=sha256)], fits

@@ -168,9 +168,6 @@ class CompressionTrial:
 
     def __init__(self) -> None:
         self.trying = True
-        self.grouping = True
-        """Cleared when reads compressed together did not fit in one message (the sender's
-        read-ahead then compresses read by read for the rest of the transfer)."""
 
     def worth_trying(
         self, raw_len: int, ahead: int = COMPRESS_WHEN_AHEAD, when: int = COMPRESS_WHEN_AHEAD
