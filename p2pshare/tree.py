@@ -31,6 +31,7 @@ from p2pshare.fs import (
     WRITEBACK_BYTES,
     describe,
     lstat_at,
+    release_written,
     start_writeback,
 )
 from p2pshare.layout import Found, Layout
@@ -66,6 +67,8 @@ class _Open:
     written: int = 0
     handed_to_disk: int = 0
     """Bytes whose writeback was started (:func:`start_writeback`)."""
+    released: int = 0
+    """Bytes on the disk and out of the page cache (:func:`release_written`)."""
     record: str | None = None
     """The partial file's record (the file is kept if the receive is interrupted)."""
     complete: bool = False
@@ -225,7 +228,7 @@ class Tree:
         try:
             if offset:
                 current.hash, current.written = held.hash, offset
-                current.handed_to_disk = offset
+                current.handed_to_disk = current.released = offset
             else:
                 logger.info("the data found for %s does not match: receiving it afresh", shown)
                 write_record(dir_fd, record, parts, entry, 0)
@@ -246,10 +249,16 @@ class Tree:
         current.hash.update(data)
         current.written += len(data)
         if current.written - current.handed_to_disk >= WRITEBACK_BYTES:
-            start_writeback(
-                current.fd, current.handed_to_disk, current.written - current.handed_to_disk
-            )
+            started = current.handed_to_disk
+            start_writeback(current.fd, started, current.written - started)
             current.handed_to_disk = current.written
+            # The range started last time has had a while to reach the disk.
+            if started > current.released:
+                try:
+                    release_written(current.fd, current.released, started - current.released)
+                except OSError as exc:
+                    raise describe(exc, self.layout.shown(current.index)) from None
+                current.released = started
 
     def finish(self, index: int, expected_sha256: str) -> str:
         """Verify the current file and move it into place; on failure it is removed."""

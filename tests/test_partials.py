@@ -20,6 +20,7 @@ from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
 from p2pshare.layout import Found, Layout, plan
 from p2pshare.partials import partial_names
 from p2pshare.tree import Tree
+from tests.page_cache import disk_directory, resident_bytes
 
 MIB = 1 << 20
 DATA = bytes(range(256)) * (3 * MIB // 256)
@@ -193,27 +194,83 @@ def test_a_held_partial_cannot_be_resumed_by_another_receive(tmp_path: Path) -> 
 def test_a_big_file_is_handed_to_the_disk_as_it_arrives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # So that the fsync before its final name finds little left to write.
+    # So that the fsync before its final name finds little left to write, and a range is
+    # dropped from the page cache once the next one is started (it has had time to be written).
     started: list[tuple[int, int]] = []
-    real = fs.start_writeback
+    released: list[tuple[int, int]] = []
+    real_start, real_release = fs.start_writeback, fs.release_written
 
-    def record(fd: int, offset: int, length: int) -> bool:
+    def record_start(fd: int, offset: int, length: int) -> bool:
         started.append((offset, length))
-        return real(fd, offset, length)
+        return real_start(fd, offset, length)
 
-    monkeypatch.setattr(tree_module, "start_writeback", record)
-    data = os.urandom(MIB) * 20
+    def record_release(fd: int, offset: int, length: int) -> None:
+        released.append((offset, length))
+        real_release(fd, offset, length)
+
+    monkeypatch.setattr(tree_module, "start_writeback", record_start)
+    monkeypatch.setattr(tree_module, "release_written", record_release)
+    data = os.urandom(MIB) * 27
     entry = m.FileEntry("big.bin", len(data), 0o644, None)
     offer = m.Offer((entry,))
     tree = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
     tree.begin(0)
-    for start in range(0, len(data), MIB):
-        tree.write(data[start : start + MIB])
+    # Writes that do not divide the step: every byte is released once, in order.
+    for start in range(0, len(data), 3 * MIB):
+        tree.write(data[start : start + 3 * MIB])
     tree.finish(0, hashlib.sha256(data).hexdigest())
     tree.close()
-    step = fs.WRITEBACK_BYTES
-    assert started == [(0, step), (step, step)]
+    assert started == [(0, 9 * MIB), (9 * MIB, 9 * MIB), (18 * MIB, 9 * MIB)]
+    assert released == [(0, 9 * MIB), (9 * MIB, 9 * MIB)]
     assert (tmp_path / "big.bin").read_bytes() == data
+
+
+def test_a_resumed_file_is_released_from_where_it_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[tuple[int, int]] = []
+    real = fs.release_written
+
+    def record(fd: int, offset: int, length: int) -> None:
+        released.append((offset, length))
+        real(fd, offset, length)
+
+    data = os.urandom(MIB) * 37
+    entry = m.FileEntry("big.bin", len(data), 0o644, None)
+    offer = m.Offer((entry,))
+    first = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
+    first.begin(0)
+    first.write(data[: 5 * MIB + 1])
+    first.close()
+    monkeypatch.setattr(tree_module, "release_written", record)
+    second = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
+    second.check_held()
+    second.resume(0, 5 * MIB + 1)
+    second.begin(0)
+    for start in range(5 * MIB + 1, len(data), MIB):
+        second.write(data[start : start + MIB])
+    second.finish(0, hashlib.sha256(data).hexdigest())
+    second.close()
+    # Nothing before the resumed offset was written here, so nothing there is released.
+    assert released == [(5 * MIB + 1, 8 * MIB), (13 * MIB + 1, 8 * MIB)]
+    assert (tmp_path / "big.bin").read_bytes() == data
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_released_data_is_on_the_disk_and_out_of_the_page_cache() -> None:
+    with disk_directory() as directory:
+        path = directory / "f"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, os.urandom(16 * MIB))
+            assert resident_bytes(path) == 16 * MIB  # the kernel's answer is read, not assumed
+            assert fs.start_writeback(fd, 0, 16 * MIB)
+            fs.release_written(fd, 0, 12 * MIB)
+            assert resident_bytes(path) == 4 * MIB
+            with pytest.raises(OSError):
+                fs.release_written(-1, 0, MIB)  # a failed wait is raised, not left for fsync
+        finally:
+            os.close(fd)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
