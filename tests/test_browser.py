@@ -112,8 +112,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def cli_sender(server: str, *paths: Path) -> tuple[Peer, str]:
-    sender = Peer(["send", *map(str, paths), "--server", server, "--json"], cwd=paths[0].parent)
+def cli_sender(server: str, *paths: Path, verify: bool = False) -> tuple[Peer, str]:
+    args = ["send", *map(str, paths), "--server", server, "--json", *(["--verify"] * verify)]
+    sender = Peer(args, cwd=paths[0].parent)
     event = sender.event("code")
     assert event["link"] == http_url(server) + "#" + event["code"]
     return sender, event["code"]
@@ -156,17 +157,27 @@ def click_send(page: Any) -> str:
     return text
 
 
-def cli_receiver(server: str, code: str, out: Path, **kw: Any) -> Peer:
+def cli_receiver(server: str, code: str, out: Path, *extra: str, **kw: Any) -> Peer:
     """`p2pshare receive CODE` into ``out``, accepting, with JSON events."""
     return Peer(
-        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)], cwd=out, **kw
+        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out), *extra],
+        cwd=out,
+        **kw,
     )
 
 
+def page_verification_words(page: Any) -> list[str]:
+    """The security words the page shows (the CLI's with --verify)."""
+    words = page.locator("#verify-words")
+    words.wait_for(timeout=TIMEOUT_MS)
+    return str(words.inner_text()).split()
+
+
 def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
-    """A random file from `p2pshare send` arrives in the page as a download, SHA-256 equal."""
+    """A random file from `p2pshare send` arrives in the page as a download, SHA-256 equal;
+    the page shows the security words `send --verify` shows."""
     data = random_file(tmp_path / "random.bin", BIG_MIB * MIB + 123)
-    sender, code = cli_sender(server, tmp_path / "random.bin")
+    sender, code = cli_sender(server, tmp_path / "random.bin", verify=True)
     page = new_page()
     download = receive_in_page(page, server, code)
     assert download.suggested_filename == "random.bin"
@@ -177,6 +188,9 @@ def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
     assert done["sha256"] == sha(data)
     finished(page)
     assert "direct" in page.locator("#path").inner_text()
+    words = page_verification_words(page)
+    assert words == sender.last("verify")["words"]
+    assert len(words) == 4
     RATES["CLI -> Chromium"] = round(len(data) / done["seconds"] / 1e6, 1)
 
 
@@ -267,8 +281,9 @@ def test_chromium_to_cli(server: str, new_page: Any, tmp_path: Path) -> None:
     data = {name: random_file(src / name, size) for name, size in sizes.items()}
     page = new_page()
     code = send_in_page(page, server, [src / n for n in sizes])
-    receiver = cli_receiver(server, code, out)
+    receiver = cli_receiver(server, code, out, "--verify")
     assert receiver.wait(180) == 0, receiver.stderr
+    assert page_verification_words(page) == receiver.last("verify")["words"]
     for name, content in data.items():
         assert (out / name).read_bytes() == content
     assert leftovers(out) == sorted(sizes)
@@ -331,6 +346,7 @@ def test_chromium_to_chromium(server: str, new_page: Any, tmp_path: Path) -> Non
     assert sha(Path(download.path()).read_bytes()) == sha(data)
     seconds = finished(receiving)
     finished(sending)
+    assert page_verification_words(sending) == page_verification_words(receiving)
     if seconds:
         RATES["Chromium -> Chromium"] = round(len(data) / seconds / 1e6, 1)
 

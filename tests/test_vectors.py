@@ -12,6 +12,7 @@ import pytest
 
 from p2pshare import codec
 from p2pshare import messages as m
+from p2pshare.codes import VERIFY_WORDS, wordlist
 from p2pshare.errors import IntegrityError, ProtocolError, WrongCodeError
 from p2pshare.pake import PakeSession, Role
 from signal_server import protocol as rp
@@ -124,6 +125,23 @@ def test_wrong_code_confirmation_tags_differ_and_are_refused() -> None:
         a.verify_confirmation(b.confirmation())
     with pytest.raises(WrongCodeError):
         b.verify_confirmation(a.confirmation())
+
+
+def test_verification_words_come_from_the_verify_key() -> None:
+    """Both sides of an exchange show the vector's words (--verify), the first bytes of
+    'verify' mapped through the word list; with a wrong code the two sides' words differ."""
+    for exchange in EXCHANGES.values():
+        a, b, msg_a, msg_b = sessions(exchange)
+        a.finish(msg_b)
+        b.finish(msg_a)
+        for side, session in ((exchange["sender"], a), (exchange["receiver"], b)):
+            assert list(session.verification_words()) == side["verification_words"]
+            assert side["verification_words"] == [
+                wordlist()[byte] for byte in okm(side, "verify")[:VERIFY_WORDS]
+            ]
+    assert SAME["sender"]["verification_words"] == SAME["receiver"]["verification_words"]
+    wrong = EXCHANGES["wrong code"]
+    assert wrong["sender"]["verification_words"] != wrong["receiver"]["verification_words"]
 
 
 def test_intermediate_values_chain_into_the_key() -> None:

@@ -30,6 +30,7 @@ from spake2 import ed25519_basic
 from spake2.parameters.ed25519 import ParamsEd25519
 
 from p2pshare import messages as m
+from p2pshare.codes import words_from_key
 from p2pshare.pake import PROTOCOL_ID, PakeSession, Role
 from signal_server import protocol as rp
 
@@ -164,7 +165,7 @@ def _side(role: Role, password: bytes, entropy: bytes, peer_message: bytes) -> J
     )
     key = hashlib.sha256(transcript).digest()
     derived = []
-    for purpose in (b"confirm A", b"confirm B", b"seal A", b"seal B"):
+    for purpose in (b"confirm A", b"confirm B", b"seal A", b"seal B", b"verify"):
         info = PROTOCOL_ID + b" " + purpose
         derived.append(
             {
@@ -224,6 +225,9 @@ def _exchange(name: str, code_a: str, code_b: str) -> tuple[Json, PakeSession, P
     assert sender["message_hex"] == msg_a.hex() and receiver["message_hex"] == msg_b.hex()
     assert _okm(sender, "confirm A") == a.confirmation()
     assert _okm(receiver, "confirm B") == b.confirmation()
+    for side, session in ((sender, a), (receiver, b)):
+        side["verification_words"] = list(session.verification_words())
+        assert side["verification_words"] == list(words_from_key(_okm(side, "verify")))
     exchange = {
         "name": name,
         "sender_password": _password(code_a.encode()),
@@ -399,11 +403,16 @@ def build_pake() -> Json:
             "key": "SHA256(transcript)",
             "hkdf": (
                 "HKDF-SHA256(ikm=key, salt=none (32 zero bytes), info='p2pshare.v1 ' + "
-                "purpose, L=32); purposes 'confirm A', 'confirm B', 'seal A', 'seal B'"
+                "purpose, L=32); purposes 'confirm A', 'confirm B', 'seal A', 'seal B', "
+                "'verify'"
             ),
             "confirmation": (
                 "each side sends its own 'confirm <side>' and compares the peer's with "
                 "'confirm <peer side>' in constant time"
+            ),
+            "verification_words": (
+                "the words shown to compare aloud (--verify): the first 4 bytes of 'verify', "
+                "each the index of a word in p2pshare/wordlist.txt (256 words, line order)"
             ),
             "seal": (
                 "ChaCha20-Poly1305 (RFC 8439), key 'seal <side of the sealer>', nonce = "

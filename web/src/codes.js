@@ -4,6 +4,7 @@
 import { utf8 } from "./bytes.js";
 
 export const DEFAULT_WORDS = 2;
+export const VERIFY_WORDS = 4;
 const NAMEPLATE_RE = /^[1-9][0-9]{0,5}$/;
 const WORD_RE = /^[a-z0-9]{1,32}$/;
 const MAX_WORDS = 16;
@@ -45,4 +46,12 @@ export function wordsFrom(text) {
 export function generateWords(wordlist, count = DEFAULT_WORDS, randomBytes) {
   if (wordlist.length !== 256) throw new Error("the word list must have 256 words");
   return Array.from(randomBytes(count), (b) => wordlist[b]);
+}
+
+/** The words for two people to compare aloud, one byte of `keyMaterial` per word, as
+ * p2pshare/codes.py's words_from_key (`keyMaterial`: PakeSession.verificationBytes()). */
+export function verificationWords(keyMaterial, wordlist, count = VERIFY_WORDS) {
+  if (wordlist.length !== 256) throw new Error("the word list must have 256 words");
+  if (keyMaterial.length < count) throw new Error(`${count} words need ${count} bytes of key material`);
+  return Array.from(keyMaterial.subarray(0, count), (b) => wordlist[b]);
 }

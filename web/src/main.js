@@ -3,7 +3,7 @@
 
 import wordlistText from "../../p2pshare/wordlist.txt";
 
-import { wordsFrom } from "./codes.js";
+import { verificationWords, wordsFrom } from "./codes.js";
 import { setUpStreaming } from "./download.js";
 import { serverUrlFor } from "./rendezvous.js";
 import { abortFrame } from "./transfer.js";
@@ -48,7 +48,8 @@ function receive(codeText) {
       abort,
       confirm: (summary) => ui.askOffer(summary, summaryText),
       onEvent(e) {
-        if (e.type === "connected") {
+        if (e.type === "verify") ui.verify(verificationWords(e.keyMaterial, WORDLIST));
+        else if (e.type === "connected") {
           ui.connected(e.path, PATH_WORDS);
           ui.message("Waiting for the offer…");
         } else if (e.type === "notice") ui.message(e.message);
@@ -73,6 +74,7 @@ function send(files) {
       abort,
       onEvent(e) {
         if (e.type === "code") ui.showCode(e.code, `${location.origin}/#${e.code}`);
+        else if (e.type === "verify") ui.verify(verificationWords(e.keyMaterial, WORDLIST));
         else if (e.type === "connected") {
           ui.connected(e.path, PATH_WORDS);
           ui.message("Waiting for the receiver to accept…");

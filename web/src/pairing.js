@@ -55,6 +55,7 @@ async function receiveOffer(rv, sealer, onEvent) {
 
 export async function pairAndConnect(rv, role, code, onEvent) {
   const session = await pake(rv, role, code);
+  onEvent({ type: "verify", keyMaterial: session.verificationBytes() });
   const sealer = new Sealer(session);
   const link = new PeerLink(rv.iceServers);
   try {

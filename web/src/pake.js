@@ -188,6 +188,12 @@ export class PakeSession {
     return hkdfKey(this.#requireKey(), "confirm " + this.role);
   }
 
+  /** Key material for the words both people may compare aloud (`--verify` on the CLI), under
+   * its own label: showing the words reveals nothing about the sealing keys. */
+  verificationBytes() {
+    return hkdfKey(this.#requireKey(), "verify");
+  }
+
   /** Check the peer's proof; a mismatch is a wrong code. */
   verifyConfirmation(peerConfirmation) {
     const expected = hkdfKey(this.#requireKey(), "confirm " + this.peerRole);

@@ -58,9 +58,9 @@ export class Ui {
     el.receive.hidden = true;
     el.send.hidden = true;
     this.#set("status-title", title);
-    for (const id of ["share", "offer", "progress-box", "text", "again"]) el[id].hidden = true;
+    for (const id of ["share", "offer", "progress-box", "text", "again", "verify"]) el[id].hidden = true;
     el.cancel.hidden = false;
-    for (const id of ["path", "message", "error", "offer-summary", "progress-text"]) this.#set(id, "");
+    for (const id of ["path", "message", "error", "offer-summary", "progress-text", "verify-words"]) this.#set(id, "");
     el["offer-names"].replaceChildren();
     el.downloads.replaceChildren();
     el["receive-button"].disabled = true;
@@ -78,6 +78,12 @@ export class Ui {
     this.el["share-link"].href = link;
     this.#set("share-link", link);
     this.message("Waiting for the receiver…");
+  }
+
+  /** The words both people may compare aloud (the CLI shows them with --verify). */
+  verify(words) {
+    this.el.verify.hidden = false;
+    this.#set("verify-words", words.join(" "));
   }
 
   connected(path, words) {

@@ -2,12 +2,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
+import { readFileSync } from "node:fs";
+
 import { fromHex, toHex, toBase64Url, fromBase64Url, utf8 } from "../src/bytes.js";
+import { verificationWords, wordsFrom } from "../src/codes.js";
 import { M, N, PakeSession, passwordToScalar, WrongCodeError } from "../src/pake.js";
 import { Sealer, TamperingError } from "../src/seal.js";
 import { vectors } from "../testlib/vectors.js";
 
 const V = vectors("pake");
+const WORDLIST = wordsFrom(readFileSync(new URL("../../p2pshare/wordlist.txt", import.meta.url), "utf-8"));
 
 function sessions(exchange) {
   const a = new PakeSession("A", fromHex(exchange.sender_password.hex), () => fromHex(exchange.sender.entropy_hex));
@@ -37,6 +41,8 @@ for (const ex of V.exchanges) {
       assert.equal(toHex(s.confirmation()), okm[`p2pshare.v1 confirm ${s.role}`]);
       assert.equal(toHex(s.sealKey), okm[`p2pshare.v1 seal ${s.role}`]);
       assert.equal(toHex(s.openKey), okm[`p2pshare.v1 seal ${s.peerRole}`]);
+      assert.equal(toHex(s.verificationBytes()), okm["p2pshare.v1 verify"]);
+      assert.deepEqual(verificationWords(s.verificationBytes(), WORDLIST), side.verification_words);
     }
     if (ex.keys_match) {
       a.verifyConfirmation(b.confirmation());
