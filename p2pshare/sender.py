@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -24,10 +25,20 @@ from p2pshare.wire import Wire
 if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
     from p2pshare.webrtc import PeerLink
 
-CREDIT_STALL_S = 120.0
+
+def _credit_stall_s() -> float:
+    try:
+        value = float(os.environ.get("P2PSHARE_CREDIT_STALL_S", "120"))
+    except ValueError:
+        return 120.0
+    return value if 0 < value <= 3600 else 120.0
+
+
+CREDIT_STALL_S = _credit_stall_s()
 """A receiver that keeps answering pings but grants no credit for this long is stuck (or
 stalling on purpose): the ping deadline alone would let the transfer hang forever. A real
-receiver returns credit every quarter window written (4 MiB by default)."""
+receiver returns credit every quarter window written (4 MiB by default).
+``P2PSHARE_CREDIT_STALL_S`` shortens it for the test of that case."""
 
 logger = logging.getLogger(__name__)
 

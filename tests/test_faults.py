@@ -23,6 +23,7 @@ from tests.cli_helpers import (
     embedded_pair,
     interruptible_env,
     leftovers,
+    peer_env,
     run_signal_server,
     start_pair,
 )
@@ -273,3 +274,36 @@ def test_one_gib_with_both_cores_busy(tmp_path: Path) -> None:
             hog.join(10)
     assert receiver.last("done")["sha256"] == digest.hexdigest()
     assert receiver.last("done")["bytes"] == 1 << 30
+
+
+def test_a_receiver_that_grants_no_credit_is_given_up_on(server: str, tmp_path: Path) -> None:
+    """A receiver that accepts and keeps answering (pings) but never grants credit: the
+    sender sends no more than the window, then stops with the peer-lost status and says why,
+    instead of waiting forever (120 s by default; 3 s here)."""
+    (tmp_path / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    sender = Peer(
+        ["send", str(tmp_path / "big.bin"), "--server", server, "--json"],
+        cwd=tmp_path,
+        env=peer_env(P2PSHARE_CREDIT_STALL_S="3"),
+    )
+    code = sender.event("code")["code"]
+    stalling = subprocess.Popen(
+        [sys.executable, "-m", "tests.stalling_receiver", server, code],
+        cwd=ROOT,
+        env=peer_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert stalling.stdout is not None
+        assert stalling.stdout.readline().strip() == '{"accepted": true}'
+        assert sender.wait(60) == 7, sender.stderr
+        error = sender.last("error")
+        assert error["error"] == "peer-lost"
+        assert "granted no credit for 3 s" in error["message"]
+        sent = [e["done"] for e in sender.events if e["event"] == "progress"]
+        assert max(sent, default=0) <= 1024 * 1024  # the stalling receiver's window
+    finally:
+        stalling.kill()
+        stalling.wait()
