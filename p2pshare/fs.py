@@ -92,28 +92,24 @@ def release_written(fd: int, offset: int, length: int) -> None:
     and it throttles the writer to the disk's speed (the credit window then holds back the
     sender). The file is then read from the disk if it is opened at once. An error waiting
     for the writeback is raised here: the wait consumes it, so the final fsync would not see
-    it. Does nothing where ``sync_file_range`` is missing or with ``P2PSHARE_DROP_BEHIND=0``."""
+    it. Does nothing where ``sync_file_range`` is missing or with ``P2PSHARE_DROP_BEHIND=0``,
+    and in effect nothing on tmpfs (no disk) or overlayfs (whose inode has no pages to
+    write back)."""
     if _SYNC_FILE_RANGE is None or not _DROP_BEHIND:
         return
     flags = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER
     if _SYNC_FILE_RANGE(fd, offset, length, flags) != 0:  # without the GIL
         code = ctypes.get_errno()
-        if code in _UNSUPPORTED:
+        # Only these come from sync_file_range itself (with valid arguments); any other code
+        # is the writeback's, already consumed by the wait: it must be raised here.
+        if code in (errno.ENOSYS, errno.ESPIPE):
             return
         raise OSError(code, os.strerror(code))
     try:
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    except OSError as exc:
-        if exc.errno not in _UNSUPPORTED:
+    except OSError as exc:  # the advice is only advice; it consumes no writeback error
+        if exc.errno not in (errno.EINVAL, errno.ESPIPE, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
-
-
-_UNSUPPORTED = frozenset(
-    code
-    for code in (errno.EINVAL, errno.ESPIPE, errno.ENOSYS, getattr(errno, "EOPNOTSUPP", None))
-    if code is not None
-)
-"""Errors that say only that a file system does not do this (the data is not at risk)."""
 
 
 def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:

@@ -257,8 +257,21 @@ class Tree:
                 try:
                     release_written(current.fd, current.released, started - current.released)
                 except OSError as exc:
+                    self._keep_only_released(current)
                     raise describe(exc, self.layout.shown(current.index)) from None
                 current.released = started
+
+    @staticmethod
+    def _keep_only_released(current: _Open) -> None:
+        """After a failed writeback: what the wait covered may be wrong on the disk while
+        the page cache still holds the right bytes, and no later fsync would say so (the wait
+        consumed the error). A resume must not trust it: the partial file keeps only what
+        earlier waits confirmed, or nothing."""
+        try:
+            os.ftruncate(current.fd, current.released)
+            current.written = current.released
+        except OSError:
+            current.written = 0  # close() then discards the partial file
 
     def finish(self, index: int, expected_sha256: str) -> str:
         """Verify the current file and move it into place; on failure it is removed."""
@@ -341,9 +354,14 @@ class Tree:
                 os.unlink(current.record, dir_fd=current.dir_fd)
 
     def _keep(self, current: _Open) -> None:
-        """An interrupted receive: make the partial data durable and record how much."""
-        with contextlib.suppress(OSError):
+        """An interrupted receive: make the partial data durable and record how much; if it
+        cannot be made durable, nothing of it is kept to resume from."""
+        try:
             os.fsync(current.fd)
+        except OSError:
+            self._discard(current)
+            return
+        with contextlib.suppress(OSError):
             parts = self.layout.parts[current.index]
             assert current.record is not None
             write_record(current.dir_fd, current.record, parts, current.entry, current.written)

@@ -29,8 +29,8 @@ _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
 
 
-def resident_bytes(path: Path) -> int:
-    """Bytes of ``path`` in the page cache now (whole pages)."""
+def resident_bytes(path: Path, start: int = 0, end: int | None = None) -> int:
+    """Bytes of ``path`` (from ``start`` to ``end``, page-aligned) in the page cache now."""
     size = path.stat().st_size
     if not size:
         return 0
@@ -44,7 +44,9 @@ def resident_bytes(path: Path) -> int:
             vec = ctypes.create_string_buffer(pages)
             if _libc.mincore(addr, size, vec) != 0:
                 raise OSError(ctypes.get_errno(), "mincore failed")
-            return sum(b & 1 for b in vec.raw) * mmap.PAGESIZE
+            first = start // mmap.PAGESIZE
+            last = pages if end is None else -(-end // mmap.PAGESIZE)
+            return sum(b & 1 for b in vec.raw[first:last]) * mmap.PAGESIZE
         finally:
             _libc.munmap(addr, size)
     finally:
@@ -65,15 +67,26 @@ def _fs_type(path: Path) -> str:
     return kind
 
 
+DROPS_PAGES = ("ext4", "xfs", "btrfs")
+"""File systems where a range written back and advised away leaves the page cache. Not
+tmpfs (no disk behind), not overlayfs (Docker's usual root: its inode has no pages to write
+back, so the advice finds them still dirty), not ZFS (its own cache)."""
+
+
 @contextmanager
 def disk_directory() -> Iterator[Path]:
-    """A fresh directory on a disk-backed file system: /var/tmp is one by convention (it
-    outlives reboots), where /tmp is often a tmpfs (Debian's default since trixie)."""
+    """A fresh directory on a file system that drops pages (:data:`DROPS_PAGES`): /tmp, or
+    /var/tmp, which is on the disk by convention (it outlives reboots) where /tmp is often a
+    tmpfs (Debian's default since trixie)."""
     for base in (tempfile.gettempdir(), "/var/tmp"):
-        if os.path.isdir(base) and os.access(base, os.W_OK) and _fs_type(Path(base)) != "tmpfs":
+        writable = os.path.isdir(base) and os.access(base, os.W_OK)
+        if writable and _fs_type(Path(base)) in DROPS_PAGES:
             break
     else:
-        pytest.skip("no disk-backed scratch directory: tmpfs keeps every page it holds")
+        pytest.skip(
+            "no scratch directory on ext4, xfs or btrfs: the drop-behind does nothing on "
+            "tmpfs or overlayfs, by design"
+        )
     path = Path(tempfile.mkdtemp(prefix="p2pshare-test-", dir=base))
     try:
         yield path

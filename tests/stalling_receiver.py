@@ -2,7 +2,9 @@
 (pings every second): the sender must give up on it, not wait forever.
 
 Run as ``python -m tests.stalling_receiver SERVER CODE``; it prints ``{"accepted": true}``
-once its Accept is sent, then reads and drops whatever comes until it is killed.
+once its Accept is sent, then reads and drops whatever comes, and when the sender hangs up
+prints ``{"data_bytes": N}``: the bytes of file data it was sent (what credit counts: the
+raw length of a compressed frame).
 """
 
 from __future__ import annotations
@@ -39,11 +41,17 @@ async def main(server: str, code_text: str) -> None:
                     await asyncio.sleep(1)
 
             pinging = asyncio.ensure_future(keep_answering())
+            data_bytes = 0
             try:
-                while await link.incoming.get():
-                    pass
+                while frame := await link.incoming.get():
+                    msg = m.decode(frame)
+                    if isinstance(msg, m.DataZ):
+                        data_bytes += msg.raw_len
+                    elif isinstance(msg, m.Data | m.DataEnd):
+                        data_bytes += len(msg.payload)
             finally:
                 pinging.cancel()
+            print(json.dumps({"data_bytes": data_bytes}), flush=True)
 
 
 if __name__ == "__main__":
