@@ -27,6 +27,7 @@ from tests.cli_helpers import (
     peer_env,
     run_signal_server,
     start_pair,
+    test_program,
 )
 from tests.natlab import lossy_link, sh
 
@@ -288,14 +289,7 @@ def test_a_receiver_that_grants_no_credit_is_given_up_on(server: str, tmp_path: 
         env=peer_env(P2PSHARE_CREDIT_STALL_S="3"),
     )
     code = sender.event("code")["code"]
-    stalling = subprocess.Popen(
-        [sys.executable, "-m", "tests.stalling_receiver", server, code],
-        cwd=ROOT,
-        env=peer_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stalling = test_program("tests.stalling_receiver", server, code)
     try:
         assert sender.wait(60) == 7, sender.stderr
         error = sender.last("error")

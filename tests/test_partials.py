@@ -42,6 +42,15 @@ def interrupted(out: Path, upto: int) -> None:
     tree.close()
 
 
+def begun(out: Path, data: bytes) -> tuple[Tree, m.FileEntry, m.Offer]:
+    """A receive of one file, big.bin, as large as ``data``, into ``out``: begun."""
+    entry = m.FileEntry("big.bin", len(data), 0o644, None)
+    offer = m.Offer((entry,))
+    tree = Tree(plan(out, offer, PARTS, False, True), offer)
+    tree.begin(0)
+    return tree, entry, offer
+
+
 def names(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
@@ -212,10 +221,7 @@ def test_a_big_file_is_handed_to_the_disk_as_it_arrives(
     monkeypatch.setattr(tree_module, "start_writeback", record_start)
     monkeypatch.setattr(tree_module, "release_written", record_release)
     data = os.urandom(MIB) * 27
-    entry = m.FileEntry("big.bin", len(data), 0o644, None)
-    offer = m.Offer((entry,))
-    tree = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
-    tree.begin(0)
+    tree, _, _ = begun(tmp_path, data)
     # Writes that do not divide the step: every byte is released once, in order.
     for start in range(0, len(data), 3 * MIB):
         tree.write(data[start : start + 3 * MIB])
@@ -237,10 +243,7 @@ def test_a_resumed_file_is_released_from_where_it_resumed(
         real(fd, offset, length)
 
     data = os.urandom(MIB) * 37
-    entry = m.FileEntry("big.bin", len(data), 0o644, None)
-    offer = m.Offer((entry,))
-    first = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
-    first.begin(0)
+    first, _, offer = begun(tmp_path, data)
     first.write(data[: 5 * MIB + 1])
     first.close()
     monkeypatch.setattr(tree_module, "release_written", record)
@@ -273,10 +276,7 @@ def test_a_failed_writeback_keeps_only_what_was_confirmed(
 
     monkeypatch.setattr(tree_module, "release_written", fail_second)
     data = os.urandom(MIB) * 40
-    entry = m.FileEntry("big.bin", len(data), 0o644, None)
-    offer = m.Offer((entry,))
-    tree = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
-    tree.begin(0)
+    tree, entry, offer = begun(tmp_path, data)
     with pytest.raises(LocalFileError, match="input/output error"):
         for start in range(0, len(data), MIB):
             tree.write(data[start : start + MIB])
@@ -296,7 +296,7 @@ def test_a_partial_file_that_cannot_be_made_durable_is_not_kept(
     tree = Tree(layout(tmp_path), OFFER)
     tree.begin(0)
     tree.write(DATA[: 2 * MIB])
-    monkeypatch.setattr(tree_module.os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     tree.close()
     assert names(tmp_path) == []
 
