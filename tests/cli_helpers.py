@@ -155,7 +155,9 @@ def run_signal_server(*args: str, module: str = "signal_server") -> Iterator[str
         yield url
 
 
-def test_program(module: str, *args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+def program_process(
+    module: str, *args: str, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     """``python -m MODULE ARGS...`` from the checkout, as a test peer, its stdout piped."""
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
@@ -173,7 +175,7 @@ def hostile_peer(
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A test's hostile program (``python -m MODULE SERVER CASE``) that prints its code as
     the first JSON line; yields the process and the code, and kills it on exit."""
-    proc = test_program(module, server, case, stderr=subprocess.DEVNULL)
+    proc = program_process(module, server, case, stderr=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         yield proc, json.loads(proc.stdout.readline())["code"]

@@ -25,9 +25,9 @@ from tests.cli_helpers import (
     interruptible_env,
     leftovers,
     peer_env,
+    program_process,
     run_signal_server,
     start_pair,
-    test_program,
 )
 from tests.natlab import lossy_link, sh
 
@@ -289,7 +289,7 @@ def test_a_receiver_that_grants_no_credit_is_given_up_on(server: str, tmp_path: 
         env=peer_env(P2PSHARE_CREDIT_STALL_S="3"),
     )
     code = sender.event("code")["code"]
-    stalling = test_program("tests.stalling_receiver", server, code)
+    stalling = program_process("tests.stalling_receiver", server, code)
     try:
         assert sender.wait(60) == 7, sender.stderr
         error = sender.last("error")
