@@ -87,14 +87,13 @@ def release_written(fd: int, offset: int, length: int) -> None:
     every page of a large file. In a virtual machine that hands free memory back to its host
     (this project's machine: virtio-balloon free page reporting) a page never used before
     costs ~10x a reused one: 2.6 s of CPU per GiB received, more than the rest of the
-    writer's work. It also keeps a large receive from
-    evicting the user's cached files and from piling up dirty pages for the final fsync,
-    and it throttles the writer to the disk's speed (the credit window then holds back the
-    sender). The file is then read from the disk if it is opened at once. An error waiting
-    for the writeback is raised here: the wait consumes it, so the final fsync would not see
-    it. Does nothing where ``sync_file_range`` is missing or with ``P2PSHARE_DROP_BEHIND=0``,
-    and in effect nothing on tmpfs (no disk) or overlayfs (whose inode has no pages to
-    write back)."""
+    writer's work. It also keeps a large receive from evicting the user's cached files and
+    from piling up dirty pages for the final fsync, and it throttles the writer to the disk's
+    speed (the credit window then holds back the sender). The file is then read from the
+    disk if it is opened at once. An error waiting for the writeback is raised here: the wait
+    consumes it, so the final fsync would not see it. Does nothing where
+    ``sync_file_range`` is missing or with ``P2PSHARE_DROP_BEHIND=0``, and in effect nothing
+    on tmpfs (no disk) or overlayfs (whose inode has no pages to write back)."""
     if _SYNC_FILE_RANGE is None or not _DROP_BEHIND:
         return
     flags = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER

@@ -51,6 +51,19 @@ def begun(out: Path, data: bytes) -> tuple[Tree, m.FileEntry, m.Offer]:
     return tree, entry, offer
 
 
+def recorded(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[int, int]]:
+    """The (offset, length) of every call the tree makes to fs's ``name``, which still runs."""
+    calls: list[tuple[int, int]] = []
+    real = getattr(fs, name)
+
+    def record(fd: int, offset: int, length: int) -> object:
+        calls.append((offset, length))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(tree_module, name, record)
+    return calls
+
+
 def names(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
@@ -206,20 +219,8 @@ def test_a_big_file_is_handed_to_the_disk_as_it_arrives(
 ) -> None:
     # So that the fsync before its final name finds little left to write, and a range is
     # dropped from the page cache once the next one is started (it has had time to be written).
-    started: list[tuple[int, int]] = []
-    released: list[tuple[int, int]] = []
-    real_start, real_release = fs.start_writeback, fs.release_written
-
-    def record_start(fd: int, offset: int, length: int) -> bool:
-        started.append((offset, length))
-        return real_start(fd, offset, length)
-
-    def record_release(fd: int, offset: int, length: int) -> None:
-        released.append((offset, length))
-        real_release(fd, offset, length)
-
-    monkeypatch.setattr(tree_module, "start_writeback", record_start)
-    monkeypatch.setattr(tree_module, "release_written", record_release)
+    started = recorded(monkeypatch, "start_writeback")
+    released = recorded(monkeypatch, "release_written")
     data = os.urandom(MIB) * 27
     tree, _, _ = begun(tmp_path, data)
     # Writes that do not divide the step: every byte is released once, in order.
@@ -235,18 +236,11 @@ def test_a_big_file_is_handed_to_the_disk_as_it_arrives(
 def test_a_resumed_file_is_released_from_where_it_resumed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    released: list[tuple[int, int]] = []
-    real = fs.release_written
-
-    def record(fd: int, offset: int, length: int) -> None:
-        released.append((offset, length))
-        real(fd, offset, length)
-
     data = os.urandom(MIB) * 37
     first, _, offer = begun(tmp_path, data)
     first.write(data[: 5 * MIB + 1])
     first.close()
-    monkeypatch.setattr(tree_module, "release_written", record)
+    released = recorded(monkeypatch, "release_written")
     second = Tree(plan(tmp_path, offer, PARTS, False, True), offer)
     second.check_held()
     second.resume(0, 5 * MIB + 1)
