@@ -218,7 +218,8 @@ def send(
     \b
       p2pshare receive CODE
 
-    Exits 0 once the receiver has verified every file's SHA-256.
+    Exits 0 once the receiver has verified every file's hash (BLAKE3 between two p2pshare
+    CLIs, SHA-256 with a browser).
 
     With --many: exits 0 once N receivers finished (or, without N, when stopped by
     Ctrl-C or --timeout with no transfer cut short), 6 when a wrong code burned the code,
@@ -400,7 +401,8 @@ def receive(
     Shows what is offered (number of files, total size, names) and asks before accepting
     (--yes to skip; without a terminal, --yes is required). Names the sender chose are checked
     and the whole offer is refused if any is unsafe. Each file lands in a temporary file that
-    gets its final name only once its SHA-256 matches. A text message is printed on stdout.
+    gets its final name only once its hash matches the sender's. A text message is printed on
+    stdout.
 
     An interrupted receive resumes when the same files are sent again (with a new code) to
     the same place: the sender checks the data already here against its own first, and only

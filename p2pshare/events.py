@@ -75,13 +75,15 @@ class TransferResult:
     """The size of everything transferred, including data the receiver already had."""
     seconds: float
     files: int
-    sha256: str | None
-    """The SHA-256 when exactly one file was transferred."""
+    digest: str | None
+    """The file's digest (of :attr:`hash`) when exactly one file was transferred."""
     path: Path | None
     sent: int
     """Bytes that crossed the network this time (before compression); less than ``bytes``
     when an interrupted transfer was resumed."""
     text: str | None = None
+    hash: str = "sha256"
+    """The hash both sides used: ``sha256``, or ``blake3`` between two p2pshare CLIs."""
 
     @property
     def resumed(self) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+from p2pshare import digests
+from p2pshare.digests import Digest
 from p2pshare.errors import DiskFullError, LocalFileError
 
 PREFIX_READ_BYTES = 1024 * 1024
@@ -118,9 +119,9 @@ def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
-def hash_prefix(fd: int, length: int) -> hashlib._Hash | None:
-    """SHA-256 state over the next ``length`` bytes of ``fd`` (None if it ends sooner)."""
-    digest = hashlib.sha256()
+def hash_prefix(fd: int, length: int, hash: str) -> Digest | None:
+    """``hash``'s state over the next ``length`` bytes of ``fd`` (None if it ends sooner)."""
+    digest = digests.new(hash)
     remaining = length
     while remaining:
         chunk = os.read(fd, min(PREFIX_READ_BYTES, remaining))

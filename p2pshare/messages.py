@@ -22,6 +22,8 @@ MAX_ENTRIES = 1_000_000
 MAX_TEXT_CHARS = 1024
 MAX_DATAZ_RAW_BYTES = 1024 * 1024
 CODECS = ("zstd",)
+HASHES = ("blake3",)
+"""Hashes a sender may offer besides SHA-256, which every peer speaks (p2pshare.digests)."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -124,6 +126,8 @@ class Offer:
     version: int = PROTOCOL_VERSION
     compression: tuple[str, ...] = ()
     """Codecs the sender can use for Data (``zstd``); the receiver picks one in Accept."""
+    hashes: tuple[str, ...] = ()
+    """Hashes the sender can use besides SHA-256 (``blake3``); the receiver may pick one."""
 
     @property
     def total_bytes(self) -> int | None:
@@ -142,6 +146,8 @@ class Offer:
         }
         if self.compression:
             head["compression"] = list(self.compression)
+        if self.hashes:
+            head["hash"] = list(self.hashes)
         return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in rest)]
 
 
@@ -154,6 +160,7 @@ class OfferHead:
     total: int | None
     files: tuple[FileEntry, ...]
     compression: tuple[str, ...] = ()
+    hashes: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> OfferHead:
@@ -165,14 +172,21 @@ class OfferHead:
             )
         count = _int(obj, "count", 1, MAX_ENTRIES)
         total = None if obj.get("total") is None else _int(obj, "total", 0, MAX_FILE_BYTES * 4)
-        codecs = obj.get("compression", [])
-        if (
-            not isinstance(codecs, list)
-            or len(codecs) > 8
-            or not all(isinstance(c, str) and len(c) <= 16 for c in codecs)
-        ):
-            raise ProtocolError("field 'compression' must be a short list of names")
-        return cls(count, total, _entries(obj), tuple(codecs))
+        codecs = _names(obj, "compression")
+        return cls(count, total, _entries(obj), codecs, _names(obj, "hash"))
+
+
+def _names(obj: dict[str, Any], key: str) -> tuple[str, ...]:
+    """An optional short list of short names (codecs, hashes); unknown ones are kept, the
+    receiver picks among those it knows."""
+    names = obj.get(key, [])
+    if (
+        not isinstance(names, list)
+        or len(names) > 8
+        or not all(isinstance(c, str) and len(c) <= 16 for c in names)
+    ):
+        raise ProtocolError(f"field '{key}' must be a short list of names")
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -207,11 +221,15 @@ class Accept:
     compression: str | None = None
     """The codec the sender may use (one it offered), or None."""
     have: int = 0
+    hash: str | None = None
+    """The hash both sides use (one the sender offered), or None for SHA-256."""
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"window": self.window}
         if self.compression:
             obj["compression"] = self.compression
+        if self.hash:
+            obj["hash"] = self.hash
         if self.have:
             obj["have"] = self.have
         return obj
@@ -222,12 +240,18 @@ class Accept:
         if codec is not None and codec not in CODECS:
             raise ProtocolError("unknown compression")
         have = _int(obj, "have", 0, MAX_ENTRIES) if "have" in obj else 0
-        return cls(_int(obj, "window", 1, 2**31), codec, have)
+        digest = obj.get("hash")
+        if digest is not None and digest not in HASHES:
+            raise ProtocolError("unknown hash")
+        return cls(_int(obj, "window", 1, 2**31), codec, have, digest)
 
 
 @dataclass(frozen=True)
 class Prefix:
-    """One entry the receiver already has the first ``offset`` bytes of, and their SHA-256."""
+    """One entry the receiver already has the first ``offset`` bytes of, and their digest.
+
+    Message fields are named as on the wire: ``sha256`` holds the digest of the hash agreed
+    in Accept, SHA-256 unless both chose BLAKE3 (the name predates the choice)."""
 
     index: int
     offset: int
@@ -271,7 +295,7 @@ class Resume:
     """Sender → receiver, just before the data of an entry the receiver listed in Have:
     ``offset`` is where the data starts. The sender hashed its own first ``offset`` bytes and
     they matched; 0 means they did not (the receiver starts that entry afresh). The final
-    SHA-256 in FileEnd still covers the whole file, prefix included."""
+    digest in FileEnd still covers the whole file, prefix included."""
 
     TYPE: ClassVar[int] = 0x0B
     index: int
@@ -318,7 +342,8 @@ class Credit:
 
 @dataclass(frozen=True)
 class FileEnd:
-    """Sender → receiver: all ``size`` bytes of entry ``index`` were sent; their SHA-256."""
+    """Sender → receiver: all ``size`` bytes of entry ``index`` were sent; their digest (of the
+    hash agreed in Accept, whatever it is, in the field named ``sha256`` as on the wire)."""
 
     TYPE: ClassVar[int] = 0x05
     index: int
@@ -404,7 +429,8 @@ class DataZ:
 class DataEnd:
     """Sender → receiver: the last bytes of entry ``index`` and its end, in one message (a
     small file costs one message instead of two). Binary header after the type byte:
-    index (u32), size (u64), SHA-256 (32 bytes), all big-endian; then the payload."""
+    index (u32), size (u64), digest (32 bytes, of the agreed hash), all big-endian; then the
+    payload."""
 
     TYPE: ClassVar[int] = 0x11
     HEADER: ClassVar[struct.Struct] = struct.Struct(">IQ32s")

@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 from p2pshare import messages as m
+from p2pshare.digests import Digest
 from p2pshare.errors import LocalFileError
 from p2pshare.files import printable
 from p2pshare.fs import NEW_FILE_FLAGS, hash_prefix, lstat_at
@@ -133,15 +134,15 @@ def check_unlocked(dir_fd: int, part: str, shown: Path) -> None:
         os.close(fd)
 
 
-def hash_at(dir_fd: int, name: str, length: int) -> hashlib._Hash | None:
-    """SHA-256 state over the first ``length`` bytes of a regular file (None if it is not
+def hash_at(dir_fd: int, name: str, length: int, hash: str) -> Digest | None:
+    """``hash``'s state over the first ``length`` bytes of a regular file (None if it is not
     one, or shorter)."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
         return None
     try:
-        return hash_prefix(fd, length) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        return hash_prefix(fd, length, hash) if stat.S_ISREG(os.fstat(fd).st_mode) else None
     except OSError:
         return None
     finally:

@@ -35,7 +35,7 @@ from rich.progress import (
 from rich.status import Status
 from rich.text import Text
 
-from p2pshare import events
+from p2pshare import digests, events
 from p2pshare.errors import LocalFileError
 from p2pshare.files import terminal_safe
 
@@ -322,7 +322,8 @@ class JsonReporter:
             "resumed": result.resumed,
             "files": result.files,
             "seconds": round(result.seconds, 3),
-            "sha256": result.sha256,
+            "hash": result.hash,
+            result.hash: result.digest,
             "path": str(result.path) if result.path else None,
         }
         if result.text is not None:
@@ -462,7 +463,7 @@ def outcome_line(outcome: events.ReceiverOutcome) -> str:
     timing = f" in {outcome.seconds:.1f} s" + (f" ({rate})" if rate else "")
     result = outcome.result + (f" ({outcome.message})" if outcome.message else "")
     if outcome.result == "done":
-        result = "done, SHA-256 verified"
+        result = "done, verified"
     return f"{outcome.label}: {result}, {format_size(outcome.bytes)}{timing}"
 
 
@@ -503,7 +504,7 @@ def qr_text(link: str) -> str:
 
 
 def summary_line(result: events.TransferResult, verb: str, sent_text: bool = False) -> str:
-    """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), SHA-256 verified.``"""
+    """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), BLAKE3 verified.``"""
     if sent_text:
         return f"{verb} the text message ({format_size(result.bytes)})."
     where = f" to {result.path}" if verb == "Received" and result.path else ""
@@ -515,7 +516,8 @@ def summary_line(result: events.TransferResult, verb: str, sent_text: bool = Fal
     )
     rate = format_rate(result.sent, result.seconds)
     timing = f" in {result.seconds:.1f} s ({rate})" if rate else ""
-    return f"{verb} {what}{format_size(result.bytes)}{where}{resumed}{timing}, SHA-256 verified."
+    verified = f"{digests.label(result.hash)} verified"
+    return f"{verb} {what}{format_size(result.bytes)}{where}{resumed}{timing}, {verified}."
 
 
 def output_error(exc: OSError) -> LocalFileError:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from p2pshare import codec, sinks, transfer
+from p2pshare import codec, digests, sinks, transfer
 from p2pshare import messages as m
 from p2pshare.config import Settings
 from p2pshare.errors import DeclinedError
@@ -105,7 +105,7 @@ class Receiver:
                     writer.submit(sinks.Begin(event.index))
                     self.begun = event.index
                 if isinstance(event, transfer.FileEnded):
-                    writer.submit(sinks.End(event.index, event.sha256))
+                    writer.submit(sinks.End(event.index, event.digest))
                 elif event.raw_len is None:
                     writer.submit(sinks.Write(event.payload))
                 else:
@@ -121,7 +121,7 @@ class Receiver:
                 self.link.send(grant)
             self._progress()
         elif isinstance(report, sinks.Verified):
-            self.digests.append(report.sha256)
+            self.digests.append(report.digest)
             for frame in self.proto.file_verified(report.index):
                 self.link.send(frame)
             if self.proto.received_all:
@@ -138,15 +138,16 @@ class Receiver:
         prepared, summary = await prepare(offer, self.settings, self.resolve_existing)
         if self.confirm is not None and not await self.confirm(summary):
             raise DeclinedError("declined", peer_message="declined by the receiver")
-        sink, prefixes = await _open(prepared, offer)
+        hash = digests.choose(offer.hashes)
+        sink, prefixes = await _open(prepared, offer, hash)
         self.total = offer.total_bytes
         writer = self.writer = sinks.write_worker(sink)
         writer.start()
         writer.submit(sinks.MakeDirs())
-        accept = self.proto.accept(self.settings.window_bytes, codec.preferred(), prefixes)
-        for frame in accept:
+        window = self.settings.window_bytes
+        for frame in self.proto.accept(window, codec.preferred(), prefixes, hash):
             self.link.send(frame)
-        logger.info("accepted; compression: %s", self.proto.compression or "none")
+        logger.info("accepted; compression: %s, hash: %s", self.proto.compression or "none", hash)
         started = time.monotonic()
         self.on_event(Progress(0, self.total))
         if self.proto.received_all:  # directories only
@@ -172,14 +173,18 @@ class Receiver:
             summary.destination,
             self.written,
             text,
+            hash,
         )
 
 
-async def _open(prepared: StreamSink | Layout, offer: m.Offer) -> tuple[Sink, list[m.Prefix]]:
-    """The sink to write to, and the prefixes already on disk to offer the sender."""
+async def _open(
+    prepared: StreamSink | Layout, offer: m.Offer, hash: str
+) -> tuple[Sink, list[m.Prefix]]:
+    """The sink to write to, and the prefixes already on disk (hashed with ``hash``) to
+    offer the sender."""
     if not isinstance(prepared, Layout):
         return prepared, []
-    tree = await asyncio.to_thread(Tree, prepared, offer)
+    tree = await asyncio.to_thread(Tree, prepared, offer, hash)
     prefixes: list[m.Prefix] = []
     if prepared.found:
         try:
@@ -220,13 +225,14 @@ async def prepare(
     parts = check_offer(offer)
     data_entries = [e for e in offer.files if e.carries_data]
     if offer.files[0].kind == "text":
-        return StreamSink(None), summarize(offer, parts, None)
+        return StreamSink(None, digests.choose(offer.hashes)), summarize(offer, parts, None)
     if settings.to_stdout:
         if len(offer.files) != 1 or not data_entries:
             raise DeclinedError(
                 f"--output - takes a single file; the offer has {len(offer.files)} entries"
             )
-        return StreamSink(sys.stdout.buffer), summarize(offer, parts, None)
+        sink = StreamSink(sys.stdout.buffer, digests.choose(offer.hashes))
+        return sink, summarize(offer, parts, None)
     if resolve_existing is not None and not settings.overwrite:
         layout = await _plan_asking(offer, parts, settings, resolve_existing)
     else:

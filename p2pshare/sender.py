@@ -14,7 +14,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from p2pshare import codec, transfer
+from p2pshare import codec, digests, transfer
 from p2pshare import messages as m
 from p2pshare.config import Settings
 from p2pshare.errors import PeerLostError
@@ -51,7 +51,8 @@ class Sender:
     ) -> None:
         self.link = link
         self.on_event = on_event
-        self.offer = m.Offer(tuple(s.entry for s in sources), compression=codec.supported())
+        entries = tuple(s.entry for s in sources)
+        self.offer = m.Offer(entries, compression=codec.supported(), hashes=digests.supported())
         self.proto = transfer.SenderProtocol(self.offer)
         self.data_sources = [s for s in sources if s.entry.carries_data]
         self.reader = Reader(self.data_sources, link.max_message_bytes - m.DATA_END_OVERHEAD)
@@ -91,6 +92,7 @@ class Sender:
             proto.held_prefixes,
             compress=proto.compression == "zstd",
             group_bytes=proto.window // 2,  # credit comes back in quarter windows
+            hash=proto.hash,
         )
         try:
             async for piece in pieces:
@@ -107,10 +109,10 @@ class Sender:
                         f"the other side granted no credit for {CREDIT_STALL_S:g} s while "
                         "answering pings: it is stuck, or stalling on purpose"
                     ) from None
-                for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, sha256=piece.sha256):
+                for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest):
                     link.send(frame)
-                if piece.sha256 is not None:
-                    self.digests.append(piece.sha256)
+                if piece.digest is not None:
+                    self.digests.append(piece.digest)
                 await link.drain()
                 self._progress()
         finally:
@@ -127,4 +129,5 @@ class Sender:
             self.digests[0] if len(self.digests) == 1 else None,
             sources[0].path if len(sources) == 1 else None,
             self.reader.read_bytes,
+            hash=proto.hash,
         )

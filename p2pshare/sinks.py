@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from p2pshare import digests
 from p2pshare.codec import decompress
+from p2pshare.digests import SHA256
 from p2pshare.errors import IntegrityError, P2PShareError, ProtocolError
 from p2pshare.fs import describe
 from p2pshare.worker import Worker
@@ -39,8 +40,8 @@ class Sink(Protocol):
     def write(self, data: bytes) -> None:
         """The next bytes of the current entry."""
 
-    def finish(self, index: int, expected_sha256: str) -> str:
-        """Verify the current entry and put it in place; its SHA-256."""
+    def finish(self, index: int, expected: str) -> str:
+        """Verify the current entry and put it in place; its digest."""
 
     def finish_dirs(self) -> None:
         """Every file is in place: give the directories their modes and times."""
@@ -52,10 +53,11 @@ class Sink(Protocol):
 class StreamSink:
     """Receives one entry into memory (text) or onto a stream (``--output -``)."""
 
-    def __init__(self, out: BinaryIO | None) -> None:
+    def __init__(self, out: BinaryIO | None, hash: str = SHA256) -> None:
         self.out = out
         self.buffer = bytearray()
-        self._hash = hashlib.sha256()
+        self.hash = hash
+        self._hash = digests.new(hash)
 
     def begin(self, index: int) -> None:
         pass
@@ -73,13 +75,16 @@ class StreamSink:
         except OSError as exc:
             raise describe(exc, "standard output") from None
 
-    def finish(self, index: int, expected_sha256: str) -> str:
+    def finish(self, index: int, expected: str) -> str:
         if self.out is not None:
             with contextlib.suppress(OSError):
                 self.out.flush()
         digest = self._hash.hexdigest()
-        if digest != expected_sha256:
-            raise IntegrityError("integrity failure: the data does not match the sender's SHA-256")
+        if digest != expected:
+            raise IntegrityError(
+                f"integrity failure: the data does not match the sender's "
+                f"{digests.label(self.hash)}"
+            )
         return digest
 
     def make_dirs(self) -> None:
@@ -128,7 +133,7 @@ class WriteCompressed:
 @dataclass(frozen=True)
 class End:
     index: int
-    sha256: str
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,7 @@ class Written:
 @dataclass(frozen=True)
 class Verified:
     index: int
-    sha256: str
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,8 @@ def _write(sink: Sink, worker: Worker[WriteJob, WriteReport]) -> None:
                     sink.begin(index)
                 case Resume(index, offset):
                     sink.resume(index, offset)
-                case End(index, sha256):
-                    worker.put(Verified(index, sink.finish(index, sha256)))
+                case End(index, digest):
+                    worker.put(Verified(index, sink.finish(index, digest)))
                 case MakeDirs():
                     sink.make_dirs()
                 case FinishDirs():

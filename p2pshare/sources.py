@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 import stat
 import sys
@@ -18,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from p2pshare import digests
 from p2pshare import messages as m
 from p2pshare.codec import Compressor
+from p2pshare.digests import SHA256, Digest
 from p2pshare.errors import LocalFileError
 from p2pshare.files import UnsafeNameError, check_offer, printable
 from p2pshare.fs import describe, hash_prefix
@@ -156,13 +157,13 @@ class Reader:
     read_bytes: int = 0
     """Bytes read to be sent."""
 
-    def check_prefix(self, source: Source, prefix: m.Prefix) -> hashlib._Hash | None:
-        """Hash the first ``prefix.offset`` bytes of ``source``: the running hash when they
-        match the receiver's (to be continued with the rest), None when they do not."""
+    def check_prefix(self, source: Source, prefix: m.Prefix, hash: str) -> Digest | None:
+        """Hash the first ``prefix.offset`` bytes of ``source`` with ``hash``: the running hash
+        when they match the receiver's (to be continued with the rest), None when not."""
         assert source.path is not None
         try:
             with open(source.path, "rb") as f:
-                digest = hash_prefix(f.fileno(), prefix.offset)
+                digest = hash_prefix(f.fileno(), prefix.offset, hash)
         except OSError as exc:
             raise describe(exc, source.path) from None
         if digest is None:
@@ -215,11 +216,12 @@ class ResumeAt:
 @dataclass(frozen=True)
 class Chunk:
     """The next bytes of the current source. ``payload`` is a zstd frame of ``raw_len`` bytes
-    when ``raw_len`` is set; ``sha256`` is set on a source's last chunk (which may be empty)."""
+    when ``raw_len`` is set; ``digest`` (the source's hash) is set on its last chunk (which
+    may be empty)."""
 
     payload: bytes
     raw_len: int | None = None
-    sha256: str | None = None
+    digest: str | None = None
 
     @property
     def size(self) -> int:
@@ -236,12 +238,14 @@ def read_ahead(
     compress: bool = False,
     depth: int = READ_AHEAD_PIECES,
     group_bytes: int = m.MAX_DATAZ_RAW_BYTES,
+    hash: str = SHA256,
 ) -> Worker[None, Piece]:
-    """A started worker whose results are every source's chunks in order, read and hashed at
-    most ``depth`` pieces ahead of the data channel; with ``compress``, a chunk is compressed
-    when the channel lags (:data:`~p2pshare.transfer.COMPRESS_WHEN_AHEAD` pieces waiting),
-    several reads together up to ``group_bytes`` (the sender passes half the receiver's
-    window: a piece must never need more credit than the receiver can have returned).
+    """A started worker whose results are every source's chunks in order, read and hashed
+    (with ``hash``) at most ``depth`` pieces ahead of the data channel; with ``compress``, a
+    chunk is compressed when the channel lags (:data:`~p2pshare.transfer.COMPRESS_WHEN_AHEAD`
+    pieces waiting), several reads together up to ``group_bytes`` (the sender passes half
+    the receiver's window: a piece must never need more credit than the receiver can have
+    returned).
 
     ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
     here first and answered with a :class:`ResumeAt`; the hash state is kept, so that the
@@ -250,7 +254,7 @@ def read_ahead(
     compressor = Compressor() if compress else None
     reads = min(group_bytes, m.MAX_DATAZ_RAW_BYTES) // reader.chunk_bytes
     group_reads = max(1, min(reads, MAX_GROUP_READS)) if _GROUPING else 1
-    work = functools.partial(_produce, reader, prefixes, compressor, group_reads)
+    work = functools.partial(_produce, reader, prefixes, hash, compressor, group_reads)
     worker: Worker[None, Piece] = Worker("p2pshare-reader", work, depth=depth)
     worker.start()
     return worker
@@ -259,41 +263,42 @@ def read_ahead(
 def _produce(
     reader: Reader,
     prefixes: Sequence[m.Prefix | None],
+    hash: str,
     compressor: Compressor | None,
     group_reads: int,
     worker: Worker[None, Piece],
 ) -> None:
-    kept: dict[int, tuple[hashlib._Hash, int]] = {}
+    kept: dict[int, tuple[Digest, int]] = {}
     for k, prefix in enumerate(prefixes):
         if prefix is None:
             continue
         if worker.stopping:
             return
-        matched = reader.check_prefix(reader.sources[k], prefix)
+        matched = reader.check_prefix(reader.sources[k], prefix, hash)
         if matched is not None:
             kept[k] = (matched, prefix.offset)
         start = 0 if matched is None else prefix.offset
         if not worker.put(ResumeAt(prefix.index, start)):
             return
     for k, source in enumerate(reader.sources):
-        digest, start = kept.pop(k) if k in kept else (hashlib.sha256(), 0)
+        running, start = kept.pop(k) if k in kept else (digests.new(hash), 0)
         trial = CompressionTrial()
         group: list[bytes] = []  # reads gathered to be compressed together
         for data, last in _last_marked(reader.chunks(source, start)):
             if worker.stopping:
                 return
-            digest.update(data)
-            sha256 = digest.hexdigest() if last else None
+            running.update(data)
+            digest = running.hexdigest() if last else None
             # A stream is not held back for more reads: its data may be trickling in.
             alone = compressor is None or group_reads == 1 or source.stdin
             if not group and (alone or not _compressing(data, trial, worker)):
-                if not worker.put(_chunk(data, trial, compressor, worker, sha256)):
+                if not worker.put(_chunk(data, trial, compressor, worker, digest)):
                     return
                 continue
             group.append(data)
             if len(group) == group_reads or last:
                 assert compressor is not None
-                chunks, fits = _group(group, trial, compressor, reader.chunk_bytes, sha256)
+                chunks, fits = _group(group, trial, compressor, reader.chunk_bytes, digest)
                 for chunk in chunks:
                     if not worker.put(chunk):
                         return
@@ -321,20 +326,20 @@ def _chunk(
     trial: CompressionTrial,
     compressor: Compressor | None,
     worker: Worker[None, Piece],
-    sha256: str | None = None,
+    digest: str | None = None,
 ) -> Chunk:
     if compressor is not None and _compressing(data, trial, worker):
-        return _compressed_or_raw(data, trial, compressor, sha256)
-    return Chunk(data, None, sha256)
+        return _compressed_or_raw(data, trial, compressor, digest)
+    return Chunk(data, None, digest)
 
 
 def _compressed_or_raw(
-    data: bytes, trial: CompressionTrial, compressor: Compressor, sha256: str | None = None
+    data: bytes, trial: CompressionTrial, compressor: Compressor, digest: str | None = None
 ) -> Chunk:
     frame = compressor.compress(data)
     if trial.use_compressed(len(data), len(frame)):
-        return Chunk(frame, len(data), sha256)
-    return Chunk(data, None, sha256)
+        return Chunk(frame, len(data), digest)
+    return Chunk(data, None, digest)
 
 
 def _group(
@@ -342,7 +347,7 @@ def _group(
     trial: CompressionTrial,
     compressor: Compressor,
     max_frame: int,
-    sha256: str | None,
+    digest: str | None,
 ) -> tuple[list[Chunk], bool]:
     """Reads gathered while the channel lagged, compressed as one frame when it fits in one
     message: a quarter of the messages and packets, and zstd a little faster and tighter,
@@ -364,4 +369,4 @@ def _group(
             else Chunk(part)
             for part in group
         ]
-    return [*chunks[:-1], dataclasses.replace(chunks[-1], sha256=sha256)], fits
+    return [*chunks[:-1], dataclasses.replace(chunks[-1], digest=digest)], fits

@@ -9,7 +9,7 @@
       │── Resume(index, offset) for each, first ─────>│  checked: continue, or 0: afresh
       │── Data ... (never more than the credit) ─────>│  write off-loop, hash
       │<────────────────────────────── Credit(bytes) ─│  as data reaches the disk
-      │── FileEnd(index, sha256) ────────────────────>│  verify, rename into place
+      │── FileEnd(index, digest) ────────────────────>│  verify, rename into place
       │<──────────────────────────────── FileAck(i) ──│
       │<──────────────────────────────────── Done ────│  after the last file
       │   close                                       │
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from p2pshare import messages as m
+from p2pshare.digests import SHA256
 from p2pshare.errors import (
     DeclinedError,
     IntegrityError,
@@ -91,7 +92,7 @@ class ChunkReceived:
 @dataclass(frozen=True)
 class FileEnded:
     index: int
-    sha256: str
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,8 @@ class SenderProtocol(_Side):
         self.sent_in_file = 0
         self.acked = 0
         self.compression: str | None = None
+        self.hash = SHA256
+        """The hash of FileEnd and Have: SHA-256 unless the receiver chose one offered."""
         self._window = 0
         self._have_count = 0
         self._have: list[m.Prefix] = []
@@ -242,7 +245,10 @@ class SenderProtocol(_Side):
         if self._state is _State.OFFERING and isinstance(msg, m.Accept) and not self._window:
             if msg.compression is not None and msg.compression not in self.offer.compression:
                 raise ProtocolError("the receiver chose a compression we did not offer")
+            if msg.hash is not None and msg.hash not in self.offer.hashes:
+                raise ProtocolError("the receiver chose a hash we did not offer")
             self.compression = msg.compression
+            self.hash = msg.hash or SHA256
             self._window = msg.window
             self._have_count = msg.have
             return self._accepted()
@@ -300,18 +306,18 @@ class SenderProtocol(_Side):
         self.sent_in_file = 0 if current is None else self._starts.get(current, 0)
 
     def chunk(
-        self, payload: bytes, *, raw_len: int | None = None, sha256: str | None = None
+        self, payload: bytes, *, raw_len: int | None = None, digest: str | None = None
     ) -> list[bytes]:
         """The frames for the next chunk of the current entry: the choice of message is made
         here. ``raw_len`` set: ``payload`` is a zstd frame of that many bytes, sent as DataZ.
-        ``sha256`` set: the chunk (maybe empty) is the entry's last, so the entry ends too, in
+        ``digest`` set: the chunk (maybe empty) is the entry's last, so the entry ends too, in
         the same DataEnd when raw, or with a FileEnd after a DataZ (DataEnd has no compressed
         form). The caller stays within the credit."""
         if raw_len is not None:
             frames = [self.data_z(raw_len, payload)]
-            return frames if sha256 is None else [*frames, self.end_file(sha256)]
-        if sha256 is not None:
-            return [self.data_end(payload, sha256)]
+            return frames if digest is None else [*frames, self.end_file(digest)]
+        if digest is not None:
+            return [self.data_end(payload, digest)]
         return [self.data(payload)]
 
     def data(self, payload: bytes) -> bytes:
@@ -335,15 +341,15 @@ class SenderProtocol(_Side):
         self.credit -= nbytes
         self.sent_in_file += nbytes
 
-    def end_file(self, sha256: str) -> bytes:
+    def end_file(self, digest: str) -> bytes:
         index = self.current
         if index is None or self.current_remaining not in (0, None):
             raise RuntimeError("file not completely sent")
-        frame = m.encode(m.FileEnd(index, self.sent_in_file, sha256))
+        frame = m.encode(m.FileEnd(index, self.sent_in_file, digest))
         self._next_entry()
         return frame
 
-    def data_end(self, payload: bytes, sha256: str) -> bytes:
+    def data_end(self, payload: bytes, digest: str) -> bytes:
         """The last bytes of the current entry and its end in one frame (payload may be
         empty); the caller stays within the credit."""
         index, remaining = self.current, self.current_remaining
@@ -354,7 +360,7 @@ class SenderProtocol(_Side):
         self.credit -= len(payload)
         size = self.sent_in_file + len(payload)
         self._next_entry()
-        return m.encode(m.DataEnd(index, size, sha256, payload))
+        return m.encode(m.DataEnd(index, size, digest, payload))
 
 
 DEFAULT_MAX_OFFER_ENTRIES = 50_000
@@ -393,6 +399,7 @@ class ReceiverProtocol(_Side):
         self.verified = 0
         self._unacked = 0
         self.compression: str | None = None
+        self.hash = SHA256
         self._have: list[m.Prefix] = []
         self._starts: dict[int, int] = {}
 
@@ -464,7 +471,7 @@ class ReceiverProtocol(_Side):
         return ChunkReceived(index, payload, raw_len)
 
     def _end(
-        self, index: int, size: int | None, claimed_index: int, claimed_size: int, sha256: str
+        self, index: int, size: int | None, claimed_index: int, claimed_size: int, digest: str
     ) -> FileEnded:
         if claimed_index != index:
             raise ProtocolError("file end out of order")
@@ -475,7 +482,7 @@ class ReceiverProtocol(_Side):
         self._position += 1
         following = self._order[self._position] if self._position < len(self._order) else -1
         self.received_in_file = self._starts.get(following, 0)
-        return FileEnded(index, sha256)
+        return FileEnded(index, digest)
 
     def _collect(self, entries: tuple[m.FileEntry, ...]) -> list[Event]:
         assert self._head is not None
@@ -484,7 +491,8 @@ class ReceiverProtocol(_Side):
             raise ProtocolError("the sender offered more entries than it declared")
         if len(self._entries) < self._head.count:
             return []
-        offer = m.Offer(tuple(self._entries), compression=self._head.compression)
+        head = self._head
+        offer = m.Offer(tuple(self._entries), compression=head.compression, hashes=head.hashes)
         if offer.total_bytes != self._head.total:
             raise ProtocolError("the offer's total does not match its entries")
         self.offer = offer
@@ -497,10 +505,12 @@ class ReceiverProtocol(_Side):
         window: int = DEFAULT_WINDOW_BYTES,
         compression: str | None = None,
         have: list[m.Prefix] | None = None,
+        hash: str = SHA256,
     ) -> list[bytes]:
         """Accept the offer with ``window`` bytes of credit; ``compression`` picks one of the
-        codecs the sender offered (ignored if it offered none); ``have`` lists the prefixes
-        already on disk, which the sender checks before it resumes them."""
+        codecs the sender offered (ignored if it offered none), ``hash`` one of its hashes
+        (SHA-256 if it offered none); ``have`` lists the prefixes already on disk, hashed
+        with that hash, which the sender checks before it resumes them."""
         if self.offer is None or self._state is not _State.OFFERING:
             raise RuntimeError("nothing to accept")
         have = have or []
@@ -508,8 +518,10 @@ class ReceiverProtocol(_Side):
         self._state = _State.TRANSFERRING
         self.window = self.outstanding = window
         self.compression = compression if compression in self.offer.compression else None
+        self.hash = hash if hash in self.offer.hashes else SHA256
         self._have = list(have)
-        frames = [m.encode(m.Accept(window, self.compression, len(have)))]
+        chosen = None if self.hash == SHA256 else self.hash
+        frames = [m.encode(m.Accept(window, self.compression, len(have), chosen))]
         for start in range(0, len(have), m.HAVE_BATCH):
             frames.append(m.encode(m.Have(tuple(have[start : start + m.HAVE_BATCH]))))
         return frames

@@ -1,10 +1,10 @@
 """Writing a received tree: every write stays under the output directory, and a file gets
-its final name only once its SHA-256 matched.
+its final name only once its hash matched.
 
 Receiving is where a hostile sender would strike, so every write goes through directory file
 descriptors opened from the output root with ``O_NOFOLLOW``: a symlink already in the output
 directory (or swapped in during the transfer) is never followed. Each file is written to a
-fresh ``O_EXCL`` temporary file in its directory and gets its final name only after its SHA-256
+fresh ``O_EXCL`` temporary file in its directory and gets its final name only after its hash
 matched, by ``link`` (which never replaces anything) or, with ``--overwrite``, ``replace``.
 Mode bits are limited to rwx (setuid, setgid and sticky are dropped) and the umask applies;
 directories always keep the owner's rwx so that the received tree stays usable. Blocking code:
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from p2pshare import digests
 from p2pshare import messages as m
+from p2pshare.digests import SHA256, Digest
 from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
 from p2pshare.files import UnsafeNameError, printable
 from p2pshare.fs import (
@@ -63,7 +64,7 @@ class _Open:
     temp: str
     fd: int
     entry: m.FileEntry
-    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    hash: Digest
     written: int = 0
     handed_to_disk: int = 0
     """Bytes whose writeback was started (:func:`start_writeback`)."""
@@ -80,15 +81,17 @@ class _Held:
     """Data found on disk and hashed; the sender decides whether it matches."""
 
     found: Found
-    hash: hashlib._Hash
+    hash: Digest
 
 
 class Tree:
     """Writes received entries under a layout's root. Used from one thread at a time."""
 
-    def __init__(self, layout: Layout, offer: m.Offer) -> None:
+    def __init__(self, layout: Layout, offer: m.Offer, hash: str = SHA256) -> None:
         self.layout = layout
         self.offer = offer
+        self.hash = hash
+        """The hash agreed with the sender (:mod:`p2pshare.digests`)."""
         if layout.create_root:
             try:
                 os.mkdir(layout.root, 0o755)
@@ -110,7 +113,7 @@ class Tree:
             entry, parts = self.offer.files[index], self.layout.parts[index]
             dir_fd = self._dir(parts[:-1])
             name = parts[-1] if found.complete else partial_names(parts, entry)[0]
-            digest = hash_at(dir_fd, name, found.length)
+            digest = hash_at(dir_fd, name, found.length, self.hash)
             if digest is not None:
                 self._held[index] = _Held(found, digest)
                 prefixes.append(m.Prefix(index, found.length, digest.hexdigest()))
@@ -170,7 +173,9 @@ class Tree:
                 lock(fd, shown)
             except OSError as exc:
                 raise describe(exc, shown.parent) from None
-            self._current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
+            self._current = _Open(
+                index, dir_fd, parts[-1], part, fd, entry, self._digest(), record=record
+            )
             return
         while True:
             temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}{TEMP_SUFFIX}"
@@ -181,7 +186,9 @@ class Tree:
                 continue
             except OSError as exc:
                 raise describe(exc, self.layout.shown(index).parent) from None
-        self._current = _Open(index, dir_fd, parts[-1], temp, fd, self.offer.files[index])
+        self._current = _Open(
+            index, dir_fd, parts[-1], temp, fd, self.offer.files[index], self._digest()
+        )
 
     def resume(self, index: int, offset: int) -> None:
         """The sender's verdict on data found for entry ``index`` (all come before any data):
@@ -223,7 +230,7 @@ class Tree:
         except BaseException:
             os.close(fd)
             raise
-        current = _Open(index, dir_fd, parts[-1], part, fd, entry, record=record)
+        current = _Open(index, dir_fd, parts[-1], part, fd, entry, self._digest(), record=record)
         self._current = current
         try:
             if offset:
@@ -273,7 +280,10 @@ class Tree:
         except OSError:
             current.written = 0  # close() then discards the partial file
 
-    def finish(self, index: int, expected_sha256: str) -> str:
+    def _digest(self) -> Digest:
+        return digests.new(self.hash)
+
+    def finish(self, index: int, expected: str) -> str:
         """Verify the current file and move it into place; on failure it is removed."""
         current = self._current
         assert current is not None and current.index == index
@@ -281,18 +291,18 @@ class Tree:
         shown = printable(str(self.layout.shown(index)))
         if current.complete:
             digest = current.hash.hexdigest()
-            if digest != expected_sha256:
+            if digest != expected:
                 raise IntegrityError(
-                    f"integrity failure: {shown} does not match the sender's SHA-256; it was "
-                    "left as it was"
+                    f"integrity failure: {shown} does not match the sender's "
+                    f"{digests.label(self.hash)}; it was left as it was"
                 )
             return digest
         try:
             digest = current.hash.hexdigest()
-            if digest != expected_sha256:
+            if digest != expected:
                 raise IntegrityError(
-                    f"integrity failure: {shown} does not match the sender's SHA-256; it was "
-                    "not saved"
+                    f"integrity failure: {shown} does not match the sender's "
+                    f"{digests.label(self.hash)}; it was not saved"
                 )
             try:
                 if current.written >= FSYNC_MIN_BYTES:

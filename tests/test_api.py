@@ -57,7 +57,7 @@ async def test_send_and_receive_from_python(signal: RunningServer, tmp_path: Pat
     )
     sent = await sending
     assert (out / "in.bin").read_bytes() == data
-    assert sent.sha256 == received.sha256 and received.bytes == len(data)
+    assert sent.digest == received.digest and received.bytes == len(data)
     assert progress[-1] == (len(data), len(data))
     assert offers == [events.OfferSummary(1, 0, len(data), ("in.bin",), out / "in.bin")]
 

@@ -185,6 +185,7 @@ def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
     assert sha(got) == sha(data)
     assert sender.wait() == 0, sender.stderr
     done = sender.last("done")
+    assert done["hash"] == "sha256"  # the page speaks SHA-256 only: the CLI falls back
     assert done["sha256"] == sha(data)
     finished(page)
     assert "direct" in page.locator("#path").inner_text()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blake3
 import pytest
 from websockets.sync.client import connect
 
@@ -39,18 +40,47 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("size", [0, 1, 10 * MIB], ids=["empty", "1-byte", "10MiB"])
 def test_file_arrives_intact(server: str, dirs: tuple[Path, Path], size: int) -> None:
-    """The received file is byte-identical, both sides report its SHA-256 and exit 0."""
+    """The received file is byte-identical, both sides report its BLAKE3 (the hash two CLIs
+    agree on) and exit 0."""
     src, out = dirs
     data = os.urandom(size)
     (src / "data.bin").write_bytes(data)
     sender, receiver = start_pair(server, src / "data.bin", out, "--yes")
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
-    digest = hashlib.sha256(data).hexdigest()
+    digest = blake3.blake3(data).hexdigest()
     assert (out / "data.bin").read_bytes() == data
-    assert sender.last("done")["sha256"] == receiver.last("done")["sha256"] == digest
+    assert sender.last("done")["hash"] == receiver.last("done")["hash"] == "blake3"
+    assert sender.last("done")["blake3"] == receiver.last("done")["blake3"] == digest
     assert receiver.last("done")["bytes"] == size
     assert leftovers(out) == ["data.bin"]
+
+
+@pytest.mark.parametrize("side", ["sender", "receiver"])
+def test_a_peer_without_blake3_gets_sha256(server: str, dirs: tuple[Path, Path], side: str) -> None:
+    """With BLAKE3 turned off on one side (as in a p2pshare before it), the two agree on
+    SHA-256: the file arrives, verified with it, and both report it."""
+    src, out = dirs
+    data = os.urandom(3 * MIB + 5)
+    (src / "data.bin").write_bytes(data)
+    plain = peer_env(P2PSHARE_HASH="sha256")
+    sender = Peer(
+        ["send", str(src / "data.bin"), "--server", server, "--json"],
+        cwd=src,
+        env=plain if side == "sender" else None,
+    )
+    code = sender.event("code")["code"]
+    receiver = Peer(
+        ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)],
+        cwd=out,
+        env=plain if side == "receiver" else None,
+    )
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert (out / "data.bin").read_bytes() == data
+    for peer in (sender, receiver):
+        assert peer.last("done")["hash"] == "sha256"
+        assert peer.last("done")["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_a_large_received_file_streams_through_the_page_cache(server: str, tmp_path: Path) -> None:
@@ -269,7 +299,7 @@ def test_human_output(server: str, dirs: tuple[Path, Path]) -> None:
     assert command[:2] == ["p2pshare", "receive"]
     receiver = Peer(["receive", command[-1], "--server", server, "--yes", "-o", str(out)], cwd=out)
     assert receiver.wait() == 0, receiver.stderr
-    assert "SHA-256 verified" in receiver.stderr
+    assert "BLAKE3 verified" in receiver.stderr
     assert sender.wait() == 0
     assert (out / "a.txt").read_text() == "hi"
 

@@ -5,10 +5,10 @@ These run as root in CI; a machine that cannot build the lab fails them (never s
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+import blake3
 import pytest
 
 from tests.cli_helpers import Peer, embedded_pair, lab_env
@@ -55,7 +55,7 @@ def assert_arrived(sender: Peer, receiver: Peer, data: bytes, out: Path, path: s
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     assert (out / "payload.bin").read_bytes() == data
-    assert receiver.last("done")["sha256"] == hashlib.sha256(data).hexdigest()
+    assert receiver.last("done")["blake3"] == blake3.blake3(data).hexdigest()
     assert sender.last("connected")["path"] == receiver.last("connected")["path"] == path
 
 

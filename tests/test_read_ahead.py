@@ -50,8 +50,8 @@ async def test_a_channel_that_lags_gets_reads_compressed_together(tmp_path: Path
     assert all(len(p.payload) <= chunk for p in chunks)
     assert sum(len(p.payload) for p in chunks) < len(data) * 0.7
     assert _reassemble(chunks) == data
-    assert chunks[-1].sha256 == hashlib.sha256(data).hexdigest()
-    assert all(p.sha256 is None for p in chunks[:-1])
+    assert chunks[-1].digest == hashlib.sha256(data).hexdigest()
+    assert all(p.digest is None for p in chunks[:-1])
 
 
 async def test_reads_go_together_only_up_to_half_the_receivers_window(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ async def test_reads_that_do_not_fit_one_message_together_go_compressed_one_by_o
     tried_together = [n for n in _CountingCompressor.sizes if n > CHUNK]
     assert tried_together == [MAX_GROUP_READS * CHUNK]
     assert _reassemble(chunks) == half + half
-    assert chunks[11].sha256 == chunks[-1].sha256 == hashlib.sha256(half).hexdigest()
+    assert chunks[11].digest == chunks[-1].digest == hashlib.sha256(half).hexdigest()
 
 
 async def test_random_data_gathered_for_compression_goes_as_it_was_read(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ async def test_random_data_gathered_for_compression_goes_as_it_was_read(tmp_path
     assert [len(p.payload) for p in chunks] == [CHUNK] * 12
     assert all(p.raw_len is None for p in chunks)
     assert b"".join(p.payload for p in chunks) == data
-    assert chunks[-1].sha256 == hashlib.sha256(data).hexdigest()
+    assert chunks[-1].digest == hashlib.sha256(data).hexdigest()
 
 
 async def test_a_channel_that_keeps_up_gets_raw_chunks(tmp_path: Path) -> None:

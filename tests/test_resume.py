@@ -6,11 +6,11 @@ with a new code and checks what crossed the network the second time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 from pathlib import Path
 
+import blake3
 import pytest
 
 from p2pshare.progress import format_size
@@ -83,7 +83,7 @@ def test_receiver_killed_half_way_resumes_with_only_the_rest(
     assert done["sent"] <= SIZE - had
     assert done["sent"] + done["resumed"] == SIZE
     assert sender.last("done")["sent"] == done["sent"]
-    assert done["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert done["blake3"] == blake3.blake3(source.read_bytes()).hexdigest()
     assert (out / source.name).read_bytes() == source.read_bytes()
     assert leftovers(out) == [source.name]
 

@@ -541,10 +541,10 @@ def test_the_protocol_picks_the_message_for_each_chunk() -> None:
     sender, receiver = zstd_offered(10, 10, 0)
     plan = [
         (sender.chunk(b"01234"), [m.Data]),
-        (sender.chunk(b"56789", sha256="a" * 64), [m.DataEnd]),
+        (sender.chunk(b"56789", digest="a" * 64), [m.DataEnd]),
         (sender.chunk(b"zstd", raw_len=6), [m.DataZ]),
-        (sender.chunk(b"zs", raw_len=4, sha256="b" * 64), [m.DataZ, m.FileEnd]),
-        (sender.chunk(b"", sha256="c" * 64), [m.DataEnd]),
+        (sender.chunk(b"zs", raw_len=4, digest="b" * 64), [m.DataZ, m.FileEnd]),
+        (sender.chunk(b"", digest="c" * 64), [m.DataEnd]),
     ]
     events: list[transfer.Event] = []
     for frames, kinds in plan:

@@ -504,6 +504,7 @@ def _control_frames() -> list[Json]:
     messages: list[tuple[str, Any]] = [
         ("accept", m.Accept(8 * 1024 * 1024)),
         ("accept with zstd and prefixes", m.Accept(8 * 1024 * 1024, "zstd", 2)),
+        ("accept with zstd and blake3", m.Accept(16 * 1024 * 1024, "zstd", 0, "blake3")),
         ("have", m.Have((m.Prefix(0, 4096, SHA_OF_HELLO), prefix))),
         ("resume", m.Resume(3, 1_048_576)),
         ("resume from the start", m.Resume(0, 0)),
@@ -530,6 +531,7 @@ def _offers() -> list[Json]:
             m.FileEntry("notes.txt", 0, 0o600),
         ),
         compression=("zstd",),
+        hashes=("blake3",),
     )
     stream = m.Offer((m.FileEntry("stdin", None, 0o644, None, "stream"),))
     text = m.Offer((m.FileEntry("message.txt", 11, 0o644, None, "text"),))
@@ -624,6 +626,7 @@ def _invalid_frames() -> list[Json]:
         ),
         (_body(0x02, '{"window":65536,"compression":"gzip"}'), "Accept with an unknown codec"),
         (_body(0x02, '{"window":65536,"have":-1}'), "Accept have negative"),
+        (_body(0x02, '{"window":65536,"hash":"md5"}'), "Accept with an unknown hash"),
         (_body(0x04, '{"bytes":0}'), "Credit of 0 bytes"),
         (_body(0x04, '{"bytes":-5}'), "Credit negative"),
         (_body(0x04, '{"bytes":null}'), "Credit bytes null"),
@@ -678,6 +681,7 @@ def _invalid_frames() -> list[Json]:
             "Offer files is an object",
         ),
         (offer(entry, ',"compression":"zstd"'), "Offer compression is a string, not a list"),
+        (offer(entry, ',"hash":"blake3"'), "Offer hash is a string, not a list"),
         (
             offer(entry, ',"compression":[' + ",".join(['"zstd"'] * 9) + "]"),
             "Offer with 9 codecs (at most 8)",

@@ -16,6 +16,9 @@ export const MAX_DATAZ_RAW_BYTES = 1024 * 1024;
 export const OFFER_BATCH_BYTES = 48 * 1024;
 export const HAVE_BATCH = 512;
 export const CODECS = ["zstd"];
+// Hashes a sender may offer besides SHA-256. The page offers none and never picks one: it
+// hashes with SHA-256, which every peer speaks.
+export const HASHES = ["blake3"];
 export const KINDS = ["file", "dir", "stream", "text"];
 
 export const T = Object.freeze({
@@ -154,7 +157,7 @@ function frame(type, obj) {
 }
 
 /** Offer.frames(): the head with the first batch of entries, then OfferMore batches. */
-export function offerFrames(files, compression = []) {
+export function offerFrames(files, compression = [], hashes = []) {
   const batches = [[]];
   let used = 0;
   for (const entry of files) {
@@ -170,7 +173,21 @@ export function offerFrames(files, compression = []) {
   const [first, ...rest] = batches;
   const head = { v: PROTOCOL_VERSION, count: files.length, total: totalBytes(files), files: first };
   if (compression.length) head.compression = [...compression];
+  if (hashes.length) head.hash = [...hashes];
   return [frame(T.OFFER, head), ...rest.map((b) => frame(T.OFFER_MORE, { files: b }))];
+}
+
+/** An optional short list of short names (codecs, hashes); unknown ones are kept. */
+function names(obj, key) {
+  const list = Object.hasOwn(obj, key) ? obj[key] : [];
+  if (
+    !Array.isArray(list) ||
+    list.length > 8 ||
+    !list.every((c) => typeof c === "string" && codePoints(c) <= 16)
+  ) {
+    throw new ProtocolError(`field '${key}' must be a short list of names`);
+  }
+  return list;
 }
 
 const CONTROL = {
@@ -187,15 +204,9 @@ const CONTROL = {
       get(obj, "total") === undefined || get(obj, "total") === null
         ? null
         : int(obj, "total", 0, MAX_FILE_BYTES * 4n);
-    const codecs = Object.hasOwn(obj, "compression") ? obj.compression : [];
-    if (
-      !Array.isArray(codecs) ||
-      codecs.length > 8 ||
-      !codecs.every((c) => typeof c === "string" && codePoints(c) <= 16)
-    ) {
-      throw new ProtocolError("field 'compression' must be a short list of names");
-    }
-    return { type: "offer", count, total, files: entries(obj), compression: codecs };
+    const codecs = names(obj, "compression");
+    const hashes = names(obj, "hash");
+    return { type: "offer", count, total, files: entries(obj), compression: codecs, hashes };
   },
   [T.OFFER_MORE]: (obj) => ({ type: "offer-more", files: entries(obj) }),
   [T.ACCEPT](obj) {
@@ -204,7 +215,12 @@ const CONTROL = {
       throw new ProtocolError("unknown compression");
     }
     const have = Object.hasOwn(obj, "have") ? int(obj, "have", 0, MAX_ENTRIES) : 0;
-    return { type: "accept", window: int(obj, "window", 1, 2 ** 31), compression: codec ?? null, have };
+    const hash = get(obj, "hash");
+    if (hash !== undefined && hash !== null && !HASHES.includes(hash)) {
+      throw new ProtocolError("unknown hash");
+    }
+    const window = int(obj, "window", 1, 2 ** 31);
+    return { type: "accept", window, compression: codec ?? null, have, hash: hash ?? null };
   },
   [T.HAVE](obj) {
     const raw = get(obj, "entries");
@@ -306,6 +322,7 @@ export function encode(msg) {
     case "accept": {
       const obj = { window: msg.window };
       if (msg.compression) obj.compression = msg.compression;
+      if (msg.hash) obj.hash = msg.hash;
       if (msg.have) obj.have = msg.have;
       return frame(T.ACCEPT, obj);
     }

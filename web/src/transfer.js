@@ -143,6 +143,7 @@ export class SenderProtocol {
       if (msg.compression !== null && !this.compressionOffered.includes(msg.compression)) {
         throw new ProtocolError("the receiver chose a compression we did not offer");
       }
+      if (msg.hash !== null) throw new ProtocolError("the receiver chose a hash we did not offer");
       this.compression = msg.compression;
       this.window = msg.window;
       this.haveCount = msg.have;

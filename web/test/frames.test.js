@@ -55,7 +55,7 @@ for (const f of V.frames) {
 
 for (const o of V.offers) {
   test(`offer: ${o.name}`, () => {
-    const frames = offerFrames(o.fields.files, o.fields.compression);
+    const frames = offerFrames(o.fields.files, o.fields.compression, o.fields.hashes);
     assert.deepEqual(frames.map(toHex), o.frames.map((f) => f.hex));
     for (const f of o.frames) {
       const msg = decode(fromHex(f.hex));
