@@ -219,7 +219,7 @@ def send(
       p2pshare receive CODE
 
     Exits 0 once the receiver has verified every file's hash (BLAKE3 between two p2pshare
-    CLIs, SHA-256 with a browser).
+    CLIs, SHA-256 with a browser or a p2pshare from before BLAKE3).
 
     With --many: exits 0 once N receivers finished (or, without N, when stopped by
     Ctrl-C or --timeout with no transfer cut short), 6 when a wrong code burned the code,

@@ -86,6 +86,11 @@ class TransferResult:
     """The hash both sides used: ``sha256``, or ``blake3`` between two p2pshare CLIs."""
 
     @property
+    def sha256(self) -> str | None:
+        """The digest when the hash was SHA-256 (the only one before BLAKE3), else None."""
+        return self.digest if self.hash == "sha256" else None
+
+    @property
     def resumed(self) -> int:
         """Bytes the receiver already had (checked, not sent again)."""
         return self.bytes - self.sent

@@ -135,10 +135,10 @@ class Receiver:
 
     async def _main(self) -> TransferResult:
         offer = await self.offers
-        prepared, summary = await prepare(offer, self.settings, self.resolve_existing)
+        hash = digests.choose(offer.hashes)  # once: the sink, the tree and Accept all use it
+        prepared, summary = await prepare(offer, self.settings, self.resolve_existing, hash=hash)
         if self.confirm is not None and not await self.confirm(summary):
             raise DeclinedError("declined", peer_message="declined by the receiver")
-        hash = digests.choose(offer.hashes)
         sink, prefixes = await _open(prepared, offer, hash)
         self.total = offer.total_bytes
         writer = self.writer = sinks.write_worker(sink)
@@ -213,7 +213,11 @@ def summarize(offer: m.Offer, parts: list[tuple[str, ...]], where: Path | None) 
 
 
 async def prepare(
-    offer: m.Offer, settings: Settings, resolve_existing: ResolveExisting | None = None
+    offer: m.Offer,
+    settings: Settings,
+    resolve_existing: ResolveExisting | None = None,
+    *,
+    hash: str,
 ) -> tuple[StreamSink | Layout, OfferSummary]:
     """Check the offer against our rules and the disk, before asking anyone or writing.
 
@@ -225,14 +229,13 @@ async def prepare(
     parts = check_offer(offer)
     data_entries = [e for e in offer.files if e.carries_data]
     if offer.files[0].kind == "text":
-        return StreamSink(None, digests.choose(offer.hashes)), summarize(offer, parts, None)
+        return StreamSink(None, hash), summarize(offer, parts, None)
     if settings.to_stdout:
         if len(offer.files) != 1 or not data_entries:
             raise DeclinedError(
                 f"--output - takes a single file; the offer has {len(offer.files)} entries"
             )
-        sink = StreamSink(sys.stdout.buffer, digests.choose(offer.hashes))
-        return sink, summarize(offer, parts, None)
+        return StreamSink(sys.stdout.buffer, hash), summarize(offer, parts, None)
     if resolve_existing is not None and not settings.overwrite:
         layout = await _plan_asking(offer, parts, settings, resolve_existing)
     else:

@@ -181,6 +181,22 @@ test("compression is used only when both agree", () => {
   assert.throws(() => receiver.receive(encode({ type: "data-z", rawLen: 10, payload: bytes(3) })), ProtocolError);
 });
 
+test("the page hashes with SHA-256 only: it offers no other hash and refuses an Accept naming one", () => {
+  const files = entries([bytes(10)]);
+  const [head] = new SenderProtocol(files).start();
+  assert.ok(!new TextDecoder().decode(head.subarray(1)).includes('"hash"'));
+  const sender = new SenderProtocol(files);
+  sender.start();
+  const accept = encode({ type: "accept", window: 100, compression: null, have: 0, hash: "blake3" });
+  assert.throws(() => sender.receive(accept), /hash we did not offer/);
+  const receiver = new ReceiverProtocol(); // a CLI's offer, BLAKE3 included
+  let events = [];
+  for (const f of offerFrames(files, [], ["blake3"])) events = events.concat(receiver.receive(f));
+  assert.equal(events[0].type, "offer");
+  const [answer] = receiver.accept(100, null);
+  assert.ok(!new TextDecoder().decode(answer.subarray(1)).includes('"hash"'));
+});
+
 test("resume: the sender answers every prefix before data, and only the rest is sent", () => {
   const blob = bytes(1000);
   const files = entries([blob, bytes(10)]);
