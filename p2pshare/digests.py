@@ -17,8 +17,6 @@ from typing import Protocol
 
 SHA256 = "sha256"
 BLAKE3 = "blake3"
-OPTIONAL = (BLAKE3,)
-"""Hashes a peer may offer besides SHA-256, which needs no agreeing on."""
 
 
 class Digest(Protocol):
