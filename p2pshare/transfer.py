@@ -363,11 +363,15 @@ class SenderProtocol(_Side):
         return m.encode(m.DataEnd(index, size, digest, payload))
 
 
-DEFAULT_MAX_OFFER_ENTRIES = 50_000
+DEFAULT_MAX_OFFER_ENTRIES = 200_000
 """Entries a receiver takes in one offer unless told otherwise: every entry costs memory
-before anything is shown, and the sender chooses how many there are."""
-DEFAULT_MAX_OFFER_BYTES = 8 * 1024 * 1024
-"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise."""
+before anything is shown (575-900 bytes each, measured), and the sender chooses how many
+there are. 200,000 takes a source tree or a photo library of 100,000 files with room to
+spare (issue 31) and keeps a receiver at both caps near 200 MiB (docs/performance.md,
+"Scale"); a larger tree needs ``--max-entries`` until entries are streamed."""
+DEFAULT_MAX_OFFER_BYTES = 24 * 1024 * 1024
+"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise
+(200,000 entries of ~125 bytes of JSON each)."""
 
 
 class ReceiverProtocol(_Side):
