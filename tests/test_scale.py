@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from p2pshare import messages as m
+from p2pshare import transfer
 from p2pshare.digests import SHA256, new
 from p2pshare.errors import IntegrityError
 from p2pshare.files import check_offer
@@ -163,3 +164,24 @@ def test_offer_total_is_computed_once() -> None:
     assert offer.total_bytes == sum(range(1000))
     assert "total_bytes" in vars(offer)  # cached on the instance, not recomputed
     assert m.Offer((m.FileEntry("s", None, kind="stream"),)).total_bytes is None
+
+
+def _accepted_window(offer: m.Offer) -> int:
+    receiver = transfer.ReceiverProtocol()
+    for frame in offer.frames():
+        receiver.receive(frame)
+    accept = m.decode(receiver.accept(16 * 1024 * 1024)[0])
+    assert isinstance(accept, m.Accept)
+    return accept.window
+
+
+def test_many_small_files_get_a_window_of_a_bounded_number_of_files() -> None:
+    """Credit counts bytes: an offer of 10,000 files of 100 bytes gets a window of 1 MiB, not
+    16 MiB (which would let every file and its write job be in flight at once); an offer of
+    a few files, or of large ones, keeps the window asked for."""
+    small = m.Offer(tuple(m.FileEntry(f"d/f{i}", 100) for i in range(10_000)))
+    assert _accepted_window(small) == transfer.MIN_FILES_WINDOW_BYTES
+    few = m.Offer(tuple(m.FileEntry(f"d/f{i}", 100) for i in range(100)))
+    assert _accepted_window(few) == 16 * 1024 * 1024
+    large = m.Offer(tuple(m.FileEntry(f"d/f{i}", 1 << 20) for i in range(10_000)))
+    assert _accepted_window(large) == 16 * 1024 * 1024
