@@ -187,7 +187,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         for other in rows:
             if other["series"] == r["series"] and other["x"] == r["x"] and other is not r:
                 ratios.append(
-                    f"- {r['series']} {r['label']}: p2pshare is "
+                    f"- {r['label']}: p2pshare is "
                     f"{other['seconds'] / r['seconds']:.2f}x as fast as {other['method']}"
                 )
     return "\n".join(lines + (["", *ratios] if ratios else [])) + "\n"
