@@ -4,6 +4,8 @@ PyPI, on 127.0.0.1): the CLI end to end, and the client's protocol pieces."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +182,41 @@ async def test_release_before_close_when_nobody_came(mailbox: str) -> None:
         assert b.nameplate == "1"
     finally:
         await b.close()
+
+
+class _CapturingSocket:
+    """A websocket stand-in that keeps what is sent and never receives (pure logic test)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def recv(self) -> str:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_vectors_match_what_the_client_sends() -> None:
+    """rendezvous.json's mailbox transcript: the sender's adds are, text for text, what a
+    MailboxClient sends for the same bodies, and the phases are phase_name's."""
+    vectors = json.loads((Path(__file__).parent / "vectors" / "rendezvous.json").read_text())
+    box = vectors["mailbox"]
+    assert box["appid"] == APPID
+    assert [p["phase"] for p in box["phases"]] == [phase_name(p["index"]) for p in box["phases"]]
+    adds = [json.loads(s["text"]) for s in box["transcript"] if s["from"] == "sender"]
+    adds = [a for a in adds if a["type"] == "add"]
+    socket = _CapturingSocket()
+    client = MailboxClient(socket, "ws://mailbox.invalid/v1", [])  # type: ignore[arg-type]
+    try:
+        for add in adds:
+            await client.send(bytes.fromhex(add["body"]))
+        assert socket.sent == [json.dumps(a) for a in adds]
+    finally:
+        client._reader.cancel()
+    bodies = {base64.urlsafe_b64decode(b).hex() for b in vectors["bodies_base64url"].values()}
+    assert {a["body"] for a in adds} <= bodies
