@@ -85,8 +85,7 @@ async def rendezvous(
         try:
             yield client, None
         except BaseException as exc:
-            if isinstance(client, MailboxClient):
-                client.mood = mood_for(exc)
+            tell_mood(client, exc)
             raise
         finally:
             await client.close()
@@ -132,9 +131,20 @@ async def pair(
     ``rv`` has joined the room already (allocate or claim); :class:`Connected` goes to
     ``on_event`` once the data channel is open.
     """
-    pake = await authenticate(rv, role, code, settings)
+    try:
+        pake = await authenticate(rv, role, code, settings)
+    except BaseException as exc:
+        tell_mood(rv, exc)
+        raise
     async with connect(rv, pake, settings, on_event) as link:
         yield link
+
+
+def tell_mood(rv: Relay, exc: BaseException) -> None:
+    """Before a mailbox is closed after ``exc``: say how the pairing went (first word wins)."""
+    target = getattr(rv, "chosen", rv)  # routes.FirstOf: the route a peer spoke on
+    if isinstance(target, MailboxClient) and target.mood is None:
+        target.mood = mood_for(exc)
 
 
 @contextlib.asynccontextmanager
@@ -150,7 +160,11 @@ async def connect(
     on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:
-        await _connect(rv, pake, link, settings, on_event)
+        try:
+            await _connect(rv, pake, link, settings, on_event)
+        except BaseException as exc:
+            tell_mood(rv, exc)
+            raise
         await rv.close()
         path = link.path()
         if path is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +23,18 @@ from tests.mailbox_helpers import mailbox_server
 
 @pytest.fixture
 def mailbox(tmp_path: Path) -> Iterator[str]:
-    """A real mailbox server on a free port of 127.0.0.1."""
+    """A real mailbox server on a free port of 127.0.0.1, keeping usage records."""
     (tmp_path / "mailbox").mkdir()
-    with mailbox_server(tmp_path / "mailbox") as url:
+    usage = tmp_path / "mailbox" / "usage.sqlite"
+    with mailbox_server(tmp_path / "mailbox", f"--usage-db={usage}") as url:
         yield url
+
+
+def mailbox_results(tmp_path: Path) -> list[str]:
+    """The server's record of each retired mailbox of our appid: the sides' combined mood."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "mailbox" / "usage.sqlite")) as db:
+        rows = db.execute("SELECT result FROM mailboxes WHERE app_id = ?", (APPID,))
+        return [row[0] for row in rows]
 
 
 def test_cli_transfer_through_mailbox(mailbox: str, dirs: tuple[Path, Path]) -> None:
@@ -41,6 +51,7 @@ def test_cli_transfer_through_mailbox(mailbox: str, dirs: tuple[Path, Path]) -> 
     assert code["rendezvous"] == "127.0.0.1"
     assert code["link"] is None  # a mailbox server serves no browser page
     assert leftovers(out) == ["data.bin"]
+    assert mailbox_results(out.parent) == ["happy"]  # both closed, telling it went well
 
 
 def test_wrong_code_through_mailbox_burns_it(mailbox: str, dirs: tuple[Path, Path]) -> None:
@@ -62,6 +73,7 @@ def test_wrong_code_through_mailbox_burns_it(mailbox: str, dirs: tuple[Path, Pat
     late = Peer(["receive", code, "--server", mailbox, "--json", "--yes", "-o", str(out)], cwd=out)
     assert late.wait() == NoSuchCodeError.exit_code, late.stderr
     assert leftovers(out) == []
+    assert "scary" in mailbox_results(out.parent)
 
 
 def test_motd_is_shown(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
