@@ -14,7 +14,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from p2pshare.errors import ConnectError
+from p2pshare.errors import ConnectError, NoSuchCodeError, WrongCodeError
 from tests.cli_helpers import Peer
 from tests.natlab import internet, one_lan
 
@@ -107,3 +107,35 @@ def test_plain_commands_on_a_lan_without_internet(tmp_path: Path) -> None:
     warnings = [e["message"] for e in sender.events if e["event"] == "warning"]
     assert any("public rendezvous is out of reach" in w for w in warnings), warnings
     assert receiver.last("connected")["path"] == "lan"
+
+
+def _wrong(code: str) -> str:
+    nameplate, *words = code.split("-")
+    return "-".join([nameplate, *(w + "x" for w in words)])
+
+
+@pytest.mark.parametrize("guess_on", ["lan", "public"])
+def test_a_wrong_guess_on_either_route_burns_the_code_on_both(
+    tmp_path: Path, guess_on: str
+) -> None:
+    """The sender's code is open on its LAN and at the public mailbox under one PAKE: a
+    wrong guess on one route (exit 6 on both sides) leaves nothing to find on the other."""
+    with internet(tmp_path, "cone", "cone", public_defaults="tls") as net:
+        env = plain_env(tmp_path)
+        src = tmp_path / "payload.bin"
+        src.write_bytes(b"secret")
+        out = tmp_path / "out"
+        out.mkdir()
+        sender = Peer(["send", str(src), "--json"], cwd=tmp_path, env=env, netns=net.host_a)
+        code = sender.event("code")["code"]
+        # on the sender's own LAN (the same host: mDNS answers at once), or from elsewhere
+        guess_host, right_host = (
+            (net.host_a, net.host_b) if guess_on == "lan" else (net.host_b, net.host_a)
+        )
+        receive = ["receive", "--json", "--yes", "-o", str(out)]
+        guesser = Peer([*receive, _wrong(code)], cwd=tmp_path, env=env, netns=guess_host)
+        assert guesser.wait() == WrongCodeError.exit_code, guesser.stderr
+        assert sender.wait() == WrongCodeError.exit_code, sender.stderr
+        late = Peer([*receive, code], cwd=tmp_path, env=env, netns=right_host)
+        assert late.wait() == NoSuchCodeError.exit_code, late.stderr
+    assert list(out.iterdir()) == []
