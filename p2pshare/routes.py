@@ -191,9 +191,8 @@ async def _public_room(
     try:
         async with asyncio.timeout(PUBLIC_WAIT_S):
             return await asyncio.shield(task)
-    except ServerRefusedError:
-        raise
     except (TimeoutError, P2PShareError) as exc:
+        # A refusal too (the operator's text is in the notice): the LAN route still works.
         task.cancel()
         with contextlib.suppress(BaseException):
             client, _ = await task
@@ -204,6 +203,9 @@ async def _public_room(
             "network only"
         )
         return None
+    except BaseException:
+        task.cancel()  # Ctrl-C while waiting: the shielded task must not outlive us
+        raise
 
 
 @dataclass
