@@ -71,6 +71,9 @@ PHASES = ("pake", "confirm")
 """The names of our first two messages; the sealed ones that follow are numbered from 0."""
 MAX_MESSAGES = 10_000
 """A phase number beyond this is refused (a pairing sends a handful)."""
+MAX_AHEAD = 8
+"""Messages held for later phases at most (a pairing has a handful in flight): a hostile
+server cannot make us keep thousands of bodies."""
 PRESENCE_GRACE_S = 2.0
 """A receiver that finds nobody's message in the mailbox waits this long for one (the
 sender adds its first message right after allocating) before saying "no such code"."""
@@ -225,6 +228,8 @@ class MailboxClient:
             data = bytes.fromhex(body)
         except ValueError:
             raise SignallingError("a relayed message was not valid hex") from None
+        if index >= self._next_in + MAX_AHEAD:
+            raise SignallingError("the rendezvous server relayed messages far out of order")
         if index >= self._next_in:
             self._inbox.setdefault(index, data)  # a second delivery changes nothing
         self._arrived.set()

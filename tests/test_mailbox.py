@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from p2pshare.errors import NoSuchCodeError, PeerLostError, ServerRefusedError, WrongCodeError
+from p2pshare.errors import (
+    NoSuchCodeError,
+    PeerLostError,
+    ServerRefusedError,
+    SignallingError,
+    WrongCodeError,
+)
 from p2pshare.mailbox import APPID, MailboxClient, connect_any, phase_index, phase_name
 from p2pshare.rendezvous import RendezvousClient
 from tests.cli_helpers import Peer, leftovers, start_pair
@@ -150,7 +156,8 @@ async def test_messages_are_ordered_and_deduplicated(mailbox: str) -> None:
 
 async def test_nameplate_is_released_once_both_are_in(mailbox: str) -> None:
     """As soon as each side has heard the other, the nameplate goes back to the server
-    (nameplates are shared by everyone): a third client's allocate gets the same number."""
+    (nameplates are shared by everyone): the server's list of our nameplates empties while
+    the two still talk through the mailbox."""
     a = await connect_any(mailbox)
     b = await connect_any(mailbox)
     c = await connect_any(mailbox)
@@ -159,15 +166,17 @@ async def test_nameplate_is_released_once_both_are_in(mailbox: str) -> None:
     try:
         nameplate = await a.allocate()
         await a.send(b"x")
+        listed = await c._request({"type": "list"}, "nameplates")
+        assert listed["nameplates"] == [{"id": nameplate}]
         await b.claim(nameplate)
         await b.send(b"y")
-        await a.wait_paired(5)
-        await a.receive(5)
-        await b.receive(5)
+        assert await a.receive(5) == b"y" and await b.receive(5) == b"x"
         # the releases went out before these pings; the server handles a connection in order
         await a._request({"type": "ping", "ping": 2}, "pong")
         await b._request({"type": "ping", "ping": 2}, "pong")
-        assert await c.allocate() == nameplate
+        assert (await c._request({"type": "list"}, "nameplates"))["nameplates"] == []
+        await a.send(b"still")  # the mailbox itself stays open until close
+        assert await b.receive(5) == b"still"
     finally:
         for client in (a, b, c):
             await client.close()
@@ -181,7 +190,7 @@ def test_appid_names_the_project() -> None:
 
 async def test_release_before_close_when_nobody_came(mailbox: str) -> None:
     """A receiver that finds nobody on a nameplate says so (NoSuchCodeError) and leaves
-    nothing behind: the nameplate it claimed is free again."""
+    nothing behind: the nameplate it claimed is not listed any more."""
     a = await connect_any(mailbox)
     assert isinstance(a, MailboxClient)
     with pytest.raises(NoSuchCodeError):
@@ -190,8 +199,7 @@ async def test_release_before_close_when_nobody_came(mailbox: str) -> None:
     b = await connect_any(mailbox)
     assert isinstance(b, MailboxClient)
     try:
-        await asyncio.wait_for(b.allocate(), 5)
-        assert b.nameplate == "1"
+        assert (await b._request({"type": "list"}, "nameplates"))["nameplates"] == []
     finally:
         await b.close()
 
@@ -232,3 +240,21 @@ async def test_vectors_match_what_the_client_sends() -> None:
         client._reader.cancel()
     bodies = {base64.urlsafe_b64decode(b).hex() for b in vectors["bodies_base64url"].values()}
     assert {a["body"] for a in adds} <= bodies
+
+
+async def test_a_server_cannot_queue_bodies_far_ahead(mailbox: str) -> None:
+    """Phases far beyond the next one expected are refused (a hostile server could
+    otherwise make a client hold thousands of bodies)."""
+    a = await connect_any(mailbox)
+    b = await connect_any(mailbox)
+    assert isinstance(a, MailboxClient) and isinstance(b, MailboxClient)
+    try:
+        nameplate = await a.allocate()
+        await a.send(b"pake-a")
+        await b.claim(nameplate)
+        await b._send({"type": "add", "phase": "500", "body": b"far".hex()})
+        with pytest.raises(SignallingError, match="out of order"):
+            await a.receive(5)
+    finally:
+        await a.close()
+        await b.close()
