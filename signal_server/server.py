@@ -14,6 +14,7 @@ import http
 import itertools
 import logging
 import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -215,6 +216,7 @@ class SignalServer:
             settings.turn_secret,
             settings.turn_ttl_s,
             time.time(),
+            f"{ice.TURN_LABEL}-{secrets.token_hex(4)}",
         )
         client.outbox.put_nowait(protocol.encode(protocol.welcome_msg(servers)))
         while True:
