@@ -51,8 +51,7 @@ PRIVATE_IP = "10.200.0.1"
 METADATA_IP = "169.254.169.254"
 """Where clouds answer metadata requests (with credentials) on every VM."""
 SECOND_PUBLIC_IP = "203.0.113.20"
-"""Another public address of the server machine, not named in P2PSHARE_SERVER_IP: the
-control target that TURN may relay to."""
+"""Another public address of the server machine: a target TURN may relay to."""
 ECHO_PORT = 9999
 START_TIMEOUT_S = 30.0
 
@@ -216,7 +215,7 @@ def _lab_env_file(folder: Path, ca: LabCA) -> Path:
                 "# the test lab's values for the bundle's environment file",
                 f"P2PSHARE_DOMAIN={DOMAIN}",
                 f"P2PSHARE_TURN_SECRET={secrets.token_hex(32)}",
-                f"P2PSHARE_SERVER_IP={PUBLIC_IP}",
+                f"P2PSHARE_TURN_RELAY_IP={PUBLIC_IP}",
                 "P2PSHARE_TLS=files",
                 f"P2PSHARE_TLS_CERT={ca.cert_file}",
                 f"P2PSHARE_TLS_KEY={ca.key_file}",
@@ -229,12 +228,16 @@ def _lab_env_file(folder: Path, ca: LabCA) -> Path:
 
 def _name_the_server(stack: ExitStack, namespaces: list[str]) -> None:
     """``DOMAIN`` resolves to the server in every namespace (``ip netns exec`` lays
-    ``/etc/netns/NS/hosts`` over ``/etc/hosts``)."""
+    ``/etc/netns/NS/hosts`` and ``resolv.conf`` over those in ``/etc``)."""
     for ns in namespaces:
         folder = Path("/etc/netns") / ns
         folder.mkdir(parents=True, exist_ok=True)
         stack.callback(shutil.rmtree, folder, ignore_errors=True)
         (folder / "hosts").write_text(f"127.0.0.1 localhost\n::1 localhost\n{PUBLIC_IP} {DOMAIN}\n")
+        # No DNS server in the lab: one that refuses at once, rather than the machine's own,
+        # which a namespace cannot reach (Chromium then waits ~13 s per name before it
+        # settles for the hosts file, longer than a page gathers candidates).
+        (folder / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
 
 def _server_side(lab: Lab, pub: str) -> None:

@@ -8,6 +8,8 @@ and the systemd units (no systemd); docs/self-hosting.md says so.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -15,9 +17,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import blake3
+import playwright.sync_api as playwright_sync  # the test extra
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.bundle_lab import (
     DEPLOY,
@@ -33,6 +39,7 @@ from tests.bundle_lab import (
 )
 from tests.cli_helpers import Peer
 from tests.natlab import PUBLIC_IP
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -185,10 +192,11 @@ def test_clients_keep_their_own_budgets_behind_caddy(lab: BundleLab) -> None:
 
 def test_turn_refuses_to_reach_inward_but_relays_outward(lab: BundleLab) -> None:
     """(d) With credentials from the server and TURN over TLS (5349, the lab CA), the relay
-    refuses the metadata address, the private side, the server's own public address and
-    loopback (403), and relays to another public address (an echo comes back)."""
-    inward = [METADATA_IP, PRIVATE_IP, PUBLIC_IP, "127.0.0.1"]
-    targets = [f"{ip}:{ECHO_PORT}" for ip in [*inward, SECOND_PUBLIC_IP]]
+    refuses the metadata address, the private side and loopback (403), and relays to public
+    addresses (an echo comes back), the server's own included: relay-to-relay paths use it."""
+    inward = [METADATA_IP, PRIVATE_IP, "127.0.0.1"]
+    outward = [SECOND_PUBLIC_IP, PUBLIC_IP]
+    targets = [f"{ip}:{ECHO_PORT}" for ip in [*inward, *outward]]
     proc = run_in(
         lab.hosts[0],
         [sys.executable, "-m", "tests.bundle_probe", "turn", lab.url, *targets],
@@ -202,7 +210,8 @@ def test_turn_refuses_to_reach_inward_but_relays_outward(lab: BundleLab) -> None
     assert report["relayed"].startswith(PUBLIC_IP + ":")
     for ip in inward:
         assert report["targets"][f"{ip}:{ECHO_PORT}"] == "refused 403 Forbidden IP", ip
-    assert report["targets"][f"{SECOND_PUBLIC_IP}:{ECHO_PORT}"] == "echo"
+    for ip in outward:
+        assert report["targets"][f"{ip}:{ECHO_PORT}"] == "echo", ip
     log = lab.coturn.text
     assert f"A peer IP {METADATA_IP} denied in the range: 169.254.0.0-169.254.255.255" in log
     assert f"A peer IP {PRIVATE_IP} denied in the range: 10.0.0.0-10.255.255.255" in log
@@ -214,3 +223,63 @@ def test_caddy_never_tries_acme_in_the_lab(lab: BundleLab) -> None:
     log = lab.caddy.text
     assert "skipping automatic certificate management" in log and DOMAIN in log
     assert not re.search(r"acme|obtain|issuer|letsencrypt|zerossl", log, re.IGNORECASE)
+
+
+def receive_in_page_at(page: Any, link: str) -> Any:
+    """Open the share link, accept, return the download (as tests/test_browser.py does)."""
+    page.goto(link)
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        accept.click()
+    return download.value
+
+
+def spki_pin(cert_file: Path) -> str:
+    """Chromium's --ignore-certificate-errors-spki-list form of the lab certificate's key."""
+    leaf = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
+    der = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_chromium_loads_the_page_over_https_and_receives_from_a_cli(
+    lab: BundleLab, tmp_path: Path
+) -> None:
+    """(b) Chromium on a third host opens https://DOMAIN (Caddy, the lab certificate pinned),
+    a secure context, and receives a file from a CLI behind a symmetric NAT, streamed to the
+    download and SHA-256 verified."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run scripts/install-system-deps"
+    data = os.urandom(3 * 1024 * 1024 + 1)
+    (tmp_path / "to-browser.bin").write_bytes(data)
+    sender = Peer(
+        ["send", str(tmp_path / "to-browser.bin"), "--server", lab.url, "--json"],
+        cwd=tmp_path,
+        env=lab.client_env(),
+        netns=lab.hosts[0],
+    )
+    event = sender.event("code")
+    assert event["link"] == f"https://{DOMAIN}/#{event['code']}"
+    wrapper = tmp_path / "chromium-in-namespace"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {lab.hosts[2]} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    args = [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_pin(lab.ca.cert_file)}"]
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(wrapper), args=args)
+        try:
+            page = browser.new_context(accept_downloads=True).new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            download = receive_in_page_at(page, event["link"])
+            assert hashlib.sha256(Path(download.path()).read_bytes()).digest() == (
+                hashlib.sha256(data).digest()
+            )
+            assert page.evaluate("isSecureContext") is True
+            page.locator("#message.ok").wait_for(timeout=TIMEOUT_MS)
+            assert "as it arrived" in page.locator("#downloads").inner_text()
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert sender.wait(60) == 0, sender.stderr
