@@ -104,6 +104,17 @@ class LogWatcher:
             raise LabError(f"never logged {pattern!r}; see {self.path}")
         return match
 
+    def wait_for_count(self, text: str, count: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until ``text`` appears in ``count`` lines."""
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: self._done or sum(text in line for line in self.lines) >= count,
+                timeout_s,
+            )
+            seen = sum(text in line for line in self.lines)
+        if not found or seen < count:
+            raise LabError(f"{text!r} logged {seen} times, not {count}; see {self.path}")
+
     @property
     def text(self) -> str:
         with self._changed:
@@ -349,6 +360,8 @@ def bundle(workdir: Path, *signal_args: str) -> Iterator[BundleLab]:
             "P2PSHARE_TURN_RUN_DIR": str(run_dir / "run"),
             "P2PSHARE_TURN_PROC_USER": "nobody",
             "P2PSHARE_TURN_PROC_GROUP": "nogroup",
+            # Look for a renewed certificate every second rather than every minute.
+            "P2PSHARE_TURN_CERT_CHECK_S": "1",
         }
         coturn = _start(
             stack,

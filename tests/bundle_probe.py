@@ -5,6 +5,10 @@
     ``X-Forwarded-For``) and prints what each got: ``"open"`` or the HTTP status of the
     refusal. Keeps them open until its standard input closes.
 
+``python -m tests.bundle_probe cert HOST PORT``
+    Prints the SHA-256 of the certificate a TLS server presents (not verified: the point is
+    which one it is).
+
 ``python -m tests.bundle_probe turn URL HOST:PORT...``
     Takes the TURN credentials the rendezvous server hands out, allocates on its
     ``turns:`` (TLS) server, then asks the relay to reach each HOST:PORT (a UDP echo): prints
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import socket
 import ssl
 import sys
 from typing import Any
@@ -116,6 +122,19 @@ async def probe_turn(url: str, targets: list[str]) -> None:
     await client.delete()
 
 
+def presented_cert(host: str, port: int) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    print(hashlib.sha256(der).hexdigest(), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bundle_probe")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,12 +142,17 @@ def main() -> None:
     c.add_argument("url")
     c.add_argument("count", type=int)
     c.add_argument("--forge")
+    k = sub.add_parser("cert")
+    k.add_argument("host")
+    k.add_argument("port", type=int)
     t = sub.add_parser("turn")
     t.add_argument("url")
     t.add_argument("targets", nargs="+")
     args = parser.parse_args()
     if args.command == "conns":
         asyncio.run(conns(args.url, args.count, args.forge))
+    elif args.command == "cert":
+        presented_cert(args.host, args.port)
     else:
         asyncio.run(probe_turn(args.url, args.targets))
 

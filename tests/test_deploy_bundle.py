@@ -15,7 +15,8 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.bundle_lab import (
     SECOND_PUBLIC_IP,
     BundleLab,
     bundle,
+    make_lab_ca,
     read_env_file,
     run_in,
 )
@@ -283,3 +285,55 @@ def test_chromium_loads_the_page_over_https_and_receives_from_a_cli(
         finally:
             browser.close()
     assert sender.wait(60) == 0, sender.stderr
+
+
+def presented_cert(lab: BundleLab) -> str:
+    proc = run_in(
+        lab.hosts[0],
+        [sys.executable, "-m", "tests.bundle_probe", "cert", DOMAIN, "5349"],
+        lab.client_env(),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    return out.strip()
+
+
+def cert_sha256(path: Path) -> str:
+    leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    return hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_a_renewed_certificate_reaches_coturn_without_a_restart(
+    lab: BundleLab, tmp_path: Path
+) -> None:
+    """When the certificate files change (Caddy renewing, or new files), turn-entrypoint
+    copies them for coturn and signals it: TURN over TLS presents the new certificate, from
+    the same coturn process, which by then runs as nobody."""
+    original = {p: p.read_bytes() for p in (lab.ca.cert_file, lab.ca.key_file)}
+    assert presented_cert(lab) == cert_sha256(lab.ca.cert_file)
+    renewed = make_lab_ca(tmp_path / "renewed", DOMAIN)
+    reloads = lab.coturn.text.count("Reloading TLS certificates")
+    try:
+        lab.ca.key_file.write_bytes(renewed.key_file.read_bytes())
+        lab.ca.cert_file.write_bytes(renewed.cert_file.read_bytes())
+        lab.coturn.wait_for_count("Reloading TLS certificates", reloads + 1)
+        assert "coturn reloads it" in lab.coturn.text
+        assert wait_until(lambda: presented_cert(lab) == cert_sha256(renewed.cert_file))
+    finally:
+        for path, data in original.items():
+            path.write_bytes(data)
+        lab.coturn.wait_for_count("Reloading TLS certificates", reloads + 2)
+    assert wait_until(lambda: presented_cert(lab) == cert_sha256(lab.ca.cert_file))
+    assert "turnserver exited" not in lab.coturn.text
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll ``check`` (coturn hands the reloaded certificate to its threads asynchronously
+    after logging the reload) until it holds or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
