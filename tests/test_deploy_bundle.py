@@ -34,13 +34,14 @@ from tests.bundle_lab import (
     PRIVATE_IP,
     SECOND_PUBLIC_IP,
     BundleLab,
+    LogWatcher,
     bundle,
     make_lab_ca,
     read_env_file,
     run_in,
 )
 from tests.cli_helpers import Peer
-from tests.natlab import PUBLIC_IP
+from tests.natlab import PUBLIC_IP, Lab, check_prerequisites, sh
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 
 pytestmark = pytest.mark.timeout(180)
@@ -337,3 +338,60 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_coturn_takes_the_newest_certificate_caddy_holds(tmp_path: Path) -> None:
+    """Without P2PSHARE_TLS=files, turn-entrypoint finds the domain's certificate in Caddy's
+    storage (certificates/ISSUER/DOMAIN/DOMAIN.crt and .key), the newest of any issuer, and
+    coturn serves it on 5349."""
+    check_prerequisites("turnserver")
+    storage = tmp_path / "caddy-data"
+    older = make_lab_ca(tmp_path / "older", DOMAIN)
+    newer = make_lab_ca(tmp_path / "newer", DOMAIN)
+    for issuer, made, mtime in (
+        ("acme-v02.api.letsencrypt.org-directory", older, 1_700_000_000),
+        ("acme.zerossl.com-v2-dv90", newer, 1_800_000_000),
+    ):
+        folder = storage / "certificates" / issuer / DOMAIN
+        folder.mkdir(parents=True)
+        for source, name in ((made.cert_file, f"{DOMAIN}.crt"), (made.key_file, f"{DOMAIN}.key")):
+            (folder / name).write_bytes(source.read_bytes())
+            os.utime(folder / name, (mtime, mtime))
+    lab = Lab(prefix=f"p2c{os.getpid() % 100000}", workdir=tmp_path)
+    try:
+        ns = lab.add_ns("srv")
+        # coturn refuses to run on loopback alone: a network card (a veth pair) with an address.
+        sh("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", ns=ns)
+        sh("ip", "addr", "add", "192.0.2.1/24", "dev", "eth0", ns=ns)
+        sh("ip", "link", "set", "eth0", "up", ns=ns)
+        sh("ip", "link", "set", "eth1", "up", ns=ns)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")},
+            "P2PSHARE_DOMAIN": DOMAIN,
+            "P2PSHARE_TURN_SECRET": "storage-test-secret",
+            "P2PSHARE_CADDY_DATA": str(storage),
+            "P2PSHARE_TURN_RUN_DIR": str(tmp_path / "run"),
+        }
+        proc = lab.spawn(
+            ns,
+            [str(DEPLOY / "turn-entrypoint")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        log = LogWatcher(proc.stdout, tmp_path / "coturn.log")
+        log.wait_for("Total General servers")
+        probe = run_in(
+            ns,
+            [sys.executable, "-m", "tests.bundle_probe", "cert", "192.0.2.1", "5349"],
+            {**env, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+        )
+        out, _ = probe.communicate(timeout=30)
+        assert out.strip() == cert_sha256(newer.cert_file)
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        lab.close()
