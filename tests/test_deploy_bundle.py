@@ -395,3 +395,39 @@ def test_coturn_takes_the_newest_certificate_caddy_holds(tmp_path: Path) -> None
         assert proc.wait(timeout=10) == 0
     finally:
         lab.close()
+
+
+def test_a_coturn_that_cannot_start_ends_the_entrypoint_with_its_reason(tmp_path: Path) -> None:
+    """coturn refusing its setup (here: a host with loopback only) ends turn-entrypoint with
+    status 1 at once, coturn's reason in the log, for systemd or compose to restart it."""
+    check_prerequisites("turnserver")
+    made = make_lab_ca(tmp_path / "tls", DOMAIN)
+    lab = Lab(prefix=f"p2e{os.getpid() % 100000}", workdir=tmp_path)
+    try:
+        ns = lab.add_ns("srv")
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")},
+            "P2PSHARE_DOMAIN": DOMAIN,
+            "P2PSHARE_TURN_SECRET": "exit-test-secret",
+            "P2PSHARE_TLS": "files",
+            "P2PSHARE_TLS_CERT": str(made.cert_file),
+            "P2PSHARE_TLS_KEY": str(made.key_file),
+            "P2PSHARE_TURN_RUN_DIR": str(tmp_path / "run"),
+        }
+        proc = lab.spawn(
+            ns,
+            [str(DEPLOY / "turn-entrypoint")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 1
+        assert "Cannot configure any meaningful IP listener address" in out
+        last = out.rstrip().splitlines()[-1]
+        assert re.fullmatch(
+            r"turn-entrypoint: turnserver exited \(\d+\); its log above says why", last
+        )
+    finally:
+        lab.close()
