@@ -98,11 +98,18 @@ def test_every_internal_range_is_a_denied_peer() -> None:
         "169.254.0.0-169.254.255.255",
         "172.16.0.0-172.31.255.255",
         "192.168.0.0-192.168.255.255",
+        "192.0.0.0-192.0.0.255",
+        "198.18.0.0-198.19.255.255",
         "224.0.0.0-255.255.255.255",
         "::1",
         "::ffff:0.0.0.0-::ffff:255.255.255.255",
+        "64:ff9b::-64:ff9b::ffff:ffff",
+        "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+        "100::-100::ffff:ffff:ffff:ffff",
+        "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         "fe80::-feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     ]:
         assert needed in denied
     assert not any(r.startswith("::-") for r in denied)
@@ -116,35 +123,51 @@ def test_every_internal_range_is_a_denied_peer() -> None:
 # -- the bundle running in the lab --------------------------------------------------------
 
 
-def test_symmetric_nat_to_symmetric_nat_is_relayed_through_the_bundle(
-    lab: BundleLab, tmp_path: Path
-) -> None:
-    """(a) A CLI behind a symmetric NAT sends to a CLI behind another one through
-    wss://DOMAIN (Caddy, the lab CA) and the bundle's coturn: relayed, verified."""
+def transfer(
+    lab: BundleLab, tmp_path: Path, hosts: tuple[str, str], *flags: str
+) -> tuple[Peer, Peer]:
+    """Send 256 KiB from the first host to the second through wss://DOMAIN; both verified."""
     data = os.urandom(256 * 1024)
     (tmp_path / "payload.bin").write_bytes(data)
     out = tmp_path / "out"
     out.mkdir()
-    server = ["--server", lab.url, "--json"]
+    server = ["--server", lab.url, "--json", *flags]
     sender = Peer(
         ["send", str(tmp_path / "payload.bin"), *server],
         cwd=tmp_path,
         env=lab.client_env(),
-        netns=lab.hosts[0],
+        netns=hosts[0],
     )
     code = sender.event("code")["code"]
     receiver = Peer(
         ["receive", code, *server, "--yes", "-o", str(out)],
         cwd=tmp_path,
         env=lab.client_env(),
-        netns=lab.hosts[1],
+        netns=hosts[1],
     )
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     assert (out / "payload.bin").read_bytes() == data
     assert receiver.last("done")["blake3"] == blake3.blake3(data).hexdigest()
+    return sender, receiver
+
+
+def test_symmetric_nat_to_symmetric_nat_is_relayed_through_the_bundle(
+    lab: BundleLab, tmp_path: Path
+) -> None:
+    """(a) A CLI behind a symmetric NAT sends to a CLI behind another one through
+    wss://DOMAIN (Caddy, the lab CA) and the bundle's coturn: relayed, verified."""
+    sender, receiver = transfer(lab, tmp_path, (lab.hosts[0], lab.hosts[1]))
     assert sender.last("connected")["path"] == receiver.last("connected")["path"] == "relay"
     assert receiver.last("connected")["relay"].startswith(PUBLIC_IP + ":")
+
+
+def test_relay_only_on_both_sides_meets_relay_to_relay(lab: BundleLab, tmp_path: Path) -> None:
+    """Both sides --relay-only: their only path runs from one relay of this server to the
+    other, through the server's own public address, which the bundle must therefore not
+    deny (denying it made this fail in the lab)."""
+    sender, receiver = transfer(lab, tmp_path, (lab.hosts[0], lab.hosts[2]), "--relay-only")
+    assert sender.last("connected")["path"] == receiver.last("connected")["path"] == "relay"
 
 
 def hold_connections(
