@@ -251,6 +251,24 @@ def _offer_too_big() -> Json:
     return d.json
 
 
+def _offer_too_big_in_frames() -> Json:
+    head = m.frame(
+        m.Offer.TYPE, {"v": 1, "count": 2, "total": 2, "files": [file("a", b"x").to_json()]}
+    )
+    more = m.frame(m.OfferMore.TYPE, {"files": [file("b", b"y").to_json()]})
+    limit = len(head) + len(more) - 1
+    d = Dialogue(
+        "an offer whose frames together are larger than the receiver takes",
+        "The limit counts every frame of the offer, not each frame alone.",
+        [],
+        max_offer_bytes=limit,
+    )
+    d.give("receiver", [head])
+    message = f"not accepted: the offer is larger than {limit} bytes of names"
+    d.give("receiver", [more], expect="refused", page={"message": message, "why": NO_FLAGS})
+    return d.json
+
+
 def _offer_in_frames() -> Json:
     head = m.frame(
         m.Offer.TYPE, {"v": 1, "count": 3, "total": 3, "files": [file("a", b"x").to_json()]}
@@ -519,6 +537,7 @@ def dialogues() -> list[Json]:
         _decline(),
         _too_many_entries(),
         _offer_too_big(),
+        _offer_too_big_in_frames(),
         _offer_in_frames(),
         _aborts(),
         _misuse(),
