@@ -323,6 +323,7 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.timeout(300)  # ~20-30 s alone; more on a machine busy with other suites
 def test_memory_and_redis_rooms_answer_alike(redis_url: str) -> None:
     """Every sequence of requests and clock ticks gets the same refusals, deliveries (per
     connection, in order), room memberships and taken nameplates from RoomRegistry and from
