@@ -120,6 +120,25 @@ def test_every_internal_range_is_a_denied_peer() -> None:
     assert not any("${" in line for line in settings)
 
 
+def test_the_untested_ways_name_only_files_the_bundle_has() -> None:
+    """The systemd units run only files install-systemd copies from deploy/, and compose
+    mounts only files that exist: a rename cannot leave them pointing at nothing."""
+    installer = (DEPLOY / "install-systemd").read_text()
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        assert unit.name in installer
+        for name in re.findall(r"/opt/p2pshare/deploy/([\w.-]+)", unit.read_text()):
+            assert (DEPLOY / name).is_file(), f"{unit.name}: {name}"
+            assert f'"$src/deploy/{name}"' in installer, f"install-systemd does not copy {name}"
+    # turn-entrypoint runs these from its own folder.
+    for name in ("render-turnserver-conf", "turnserver.conf"):
+        assert f'"$src/deploy/{name}"' in installer, f"install-systemd does not copy {name}"
+    compose = (DEPLOY / "compose.yaml").read_text()
+    for name in re.findall(r"^\s+- \./([\w.-]+):", compose, re.MULTILINE):
+        assert (DEPLOY / name).exists() or name == "tls", name
+    assert "env_file: p2pshare.env" in compose
+    assert "dockerfile: deploy/Dockerfile" in compose and (DEPLOY / "Dockerfile").is_file()
+
+
 # -- the bundle running in the lab --------------------------------------------------------
 
 
