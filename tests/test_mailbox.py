@@ -258,3 +258,17 @@ async def test_a_server_cannot_queue_bodies_far_ahead(mailbox: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+def test_human_sender_names_the_rendezvous(mailbox: str, tmp_path: Path) -> None:
+    """Without --json the sender says which rendezvous carries its code, and shows no
+    browser link (a mailbox server serves no page)."""
+    (tmp_path / "a.txt").write_text("x")
+    sender = Peer(["send", str(tmp_path / "a.txt"), "--server", mailbox], cwd=tmp_path)
+    try:
+        assert sender.stderr_line("Via ").strip() == "Via 127.0.0.1."
+        line = sender.stderr_line("On the other computer run:")
+        assert f"--server {mailbox}" in line
+    finally:
+        sender.kill()
+    assert "browser" not in (sender.proc.stderr.read() if sender.proc.stderr else "")

@@ -1,9 +1,10 @@
 """The logic of routes and public defaults, without a network: which relay carries a code
-open on two routes, and when the public servers are used at all."""
+open on two routes, and when the public servers are used at all (one CLI check on loopback)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from p2pshare.config import (
 )
 from p2pshare.errors import PeerLostError, SignallingError
 from p2pshare.routes import FirstOf
+from tests.cli_helpers import Peer, peer_env
 
 
 class MemoryRelay:
@@ -114,3 +116,19 @@ def test_when_the_public_route_is_tried() -> None:
     lan = IceConfig(local_addresses=("127.0.0.1", "192.168.1.20"))
     assert Settings(ice=lan).public_route()
     assert PublicServers().ice_servers() == [{"urls": ["stun:stun.cloudflare.com:3478"]}]
+
+
+def test_a_sender_on_loopback_never_tries_public_servers(tmp_path: Path) -> None:
+    """With no --server and no P2PSHARE_PUBLIC, a sender confined to 127.0.0.1 (as every
+    loopback test is) does not contact the public mailbox: its code is for this machine's
+    network only and no attempt was made (no "out of reach" warning)."""
+    (tmp_path / "a.txt").write_text("x")
+    env = peer_env()
+    del env["P2PSHARE_PUBLIC"]
+    sender = Peer(["send", str(tmp_path / "a.txt"), "--json"], cwd=tmp_path, env=env)
+    try:
+        code = sender.event("code")
+        assert code["rendezvous"] == "this network only" and code["public"] is None
+        assert [e for e in sender.events if e["event"] == "warning"] == []
+    finally:
+        sender.kill()
