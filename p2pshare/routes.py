@@ -45,6 +45,9 @@ works on this network only (a network without internet fails at once, or hangs i
 LAN_FIRST_S = 1.5
 """A receiver that found its sender at the public mailbox still listens this long on the
 local network (an mDNS answer between two machines often comes with the second query)."""
+RECEIVER_PUBLIC_WAIT_S = 8.0
+"""How long a receiver tries to reach the public mailbox at most (a resolver that never
+answers would otherwise hold a "no such code" for every URL's connect timeout)."""
 RETRY_DELAYS_S = (1.0,)
 """Between rounds over the public mailbox URLs: bounded, growing (a good guest)."""
 
@@ -254,7 +257,11 @@ async def find_sender(
 async def _public_claim(
     code: Code, settings: Settings, on_notice: Callable[[str], None]
 ) -> AnyClient:
-    client = await connect_public(settings, on_notice)
+    try:
+        async with asyncio.timeout(RECEIVER_PUBLIC_WAIT_S):
+            client = await connect_public(settings, on_notice)
+    except TimeoutError:
+        raise SignallingError("the public rendezvous did not answer in time") from None
     try:
         if settings.wait_s > 0:
             await client.claim(code.nameplate, create=True)
