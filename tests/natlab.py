@@ -267,7 +267,7 @@ def lab_ca(workdir: Path, names: Sequence[str]) -> tuple[Path, Path, Path]:
     return paths
 
 
-def _start_mailbox(lab: Lab, pub: str, tls: bool) -> None:
+def _start_mailbox(lab: Lab, pub: str, tls: bool, args: Sequence[str] = ()) -> None:
     """The real magic-wormhole mailbox server: with ``tls``, reachable only through a TLS
     front on PUBLIC_IP:443 (``wss://``, a certificate from :func:`lab_ca`); without, on
     PUBLIC_IP:MAILBOX_PORT only (plain ``ws://``, the older URL), 443 closed."""
@@ -279,6 +279,7 @@ def _start_mailbox(lab: Lab, pub: str, tls: bool) -> None:
             "wormhole-mailbox",
             f"--port=tcp:{MAILBOX_PORT}:interface={behind}",
             f"--channel-db={lab.workdir / 'mailbox.sqlite'}",
+            *args,
         ],
         cwd=lab.workdir,
         stdout=subprocess.PIPE,
@@ -367,12 +368,13 @@ def internet(
     block_udp: bool = False,
     server_args: Sequence[str] = (),
     public_defaults: str | None = None,
+    mailbox_args: Sequence[str] = (),
 ) -> Iterator[Internet]:
     """Two homes behind NATs, a public network with coturn and p2pshare-signal. With
     ``public_defaults`` (``"tls"`` or ``"plain"``, see :func:`_start_mailbox`) the public
-    network also runs the real mailbox server and answers, for both hosts, to the names of
-    p2pshare's public defaults: the mailbox and STUN (coturn); the hosts trust the lab CA
-    through ``SSL_CERT_FILE`` (``workdir / "lab-ca.pem"``)."""
+    network also runs the real mailbox server (with ``mailbox_args``) and answers, for both
+    hosts, to the names of p2pshare's public defaults: the mailbox and STUN (coturn); the
+    hosts trust the lab CA through ``SSL_CERT_FILE`` (``workdir / "lab-ca.pem"``)."""
     _check_prerequisites()
     lab = Lab(prefix=f"p2p{os.getpid() % 100000}", workdir=workdir)
     with ExitStack() as stack:
@@ -383,7 +385,7 @@ def internet(
         _start_coturn(lab, pub)
         server = _start_signal(lab, pub, *server_args)
         if public_defaults:
-            _start_mailbox(lab, pub, tls=public_defaults == "tls")
+            _start_mailbox(lab, pub, tls=public_defaults == "tls", args=mailbox_args)
             stack.enter_context(public_names([host_a, host_b]))
         yield Internet(lab, host_a, host_b, server)
 

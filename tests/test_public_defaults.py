@@ -139,3 +139,22 @@ def test_a_wrong_guess_on_either_route_burns_the_code_on_both(
         late = Peer([*receive, code], cwd=tmp_path, env=env, netns=right_host)
         assert late.wait() == NoSuchCodeError.exit_code, late.stderr
     assert list(out.iterdir()) == []
+
+
+def test_a_refusing_public_mailbox_leaves_the_sender_on_its_lan(tmp_path: Path) -> None:
+    """When the public mailbox's operator refuses service (its welcome carries an error),
+    the sender shows the operator's text and goes on with a code for its own network."""
+    stop = "--signal-error=down for maintenance"
+    with internet(tmp_path, "cone", "cone", public_defaults="tls", mailbox_args=[stop]) as net:
+        src = tmp_path / "payload.bin"
+        src.write_bytes(b"x")
+        sender = Peer(
+            ["send", str(src), "--json"], cwd=tmp_path, env=plain_env(tmp_path), netns=net.host_a
+        )
+        try:
+            code = sender.event("code")
+        finally:
+            sender.kill()
+    assert code["public"] is None and code["rendezvous"] == "this network only"
+    warnings = [e["message"] for e in sender.events if e["event"] == "warning"]
+    assert any("down for maintenance" in w for w in warnings), warnings
