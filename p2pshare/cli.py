@@ -439,9 +439,7 @@ def receive(
     )
     reporter.verb = "Received"
     if not server:
-        reporter.searching(
-            f"Looking for the sender of code {parsed.nameplate}-... on this network..."
-        )
+        reporter.searching(f"Looking for the sender of code {parsed.nameplate}-...")
     target: Path | None = None
     if output is not None and not to_stdout:
         try:

@@ -22,6 +22,14 @@ class CodeReady:
     advertised: bool = False
     """The embedded server is advertised on the local network (mDNS): a receiver there
     finds it with the code alone."""
+    public: str | None = None
+    """The public mailbox's host when the code is open there too: a receiver anywhere
+    finds the sender with the code alone."""
+    rendezvous: str | None = None
+    """Which rendezvous carries the code, for the user ("relay.magic-wormhole.io, public,
+    and this network")."""
+    mailbox: bool = False
+    """The rendezvous is a mailbox server, which serves no browser page."""
 
 
 @dataclass(frozen=True)

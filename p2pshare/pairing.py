@@ -29,7 +29,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from p2pshare import media_stand_in
@@ -39,12 +39,14 @@ from p2pshare.errors import (
     ConnectError,
     NoSuchCodeError,
     P2PShareError,
+    PeerLostError,
     ProtocolError,
     WrongCodeError,
     error_from_peer,
 )
 from p2pshare.events import Connected, EventSink, Notice, Verification, ignore
 from p2pshare.files import printable
+from p2pshare.mailbox import MailboxClient, connect_any
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import Relay, RendezvousClient
 
@@ -72,13 +74,19 @@ def preload_webrtc() -> None:
 
 
 @contextlib.asynccontextmanager
-async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient, str | None]]:
-    """A client of the configured server, or of one started in this process (sender only):
-    then its URL, which the receiver must be told, comes with it."""
+async def rendezvous(
+    settings: Settings, on_notice: Callable[[str], None] = lambda text: None
+) -> AsyncIterator[tuple[RendezvousClient | MailboxClient, str | None]]:
+    """A client of the configured server (either kind: its greeting says which), or of one
+    started in this process (sender only): then its URL, which the receiver must be told,
+    comes with it. ``on_notice`` gets what the server's operator wants users to read."""
     if settings.server is not None:
-        client = await RendezvousClient.connect(settings.server)
+        client = await connect_any(settings.server, settings.public.ice_servers(), on_notice)
         try:
             yield client, None
+        except BaseException as exc:
+            tell_mood(client, exc)
+            raise
         finally:
             await client.close()
         return
@@ -99,6 +107,16 @@ async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient
             await client.close()
 
 
+def mood_for(exc: BaseException) -> str:
+    """What a mailbox server is told of a pairing that ended with ``exc`` (it keeps moods
+    for its operator's statistics): ``scary`` for a wrong code, ``lonely`` for nobody."""
+    if isinstance(exc, WrongCodeError):
+        return "scary"
+    if isinstance(exc, NoSuchCodeError | PeerLostError):
+        return "lonely"
+    return "errory"
+
+
 @contextlib.asynccontextmanager
 async def pair(
     rv: Relay,
@@ -113,9 +131,20 @@ async def pair(
     ``rv`` has joined the room already (allocate or claim); :class:`Connected` goes to
     ``on_event`` once the data channel is open.
     """
-    pake = await authenticate(rv, role, code, settings)
+    try:
+        pake = await authenticate(rv, role, code, settings)
+    except BaseException as exc:
+        tell_mood(rv, exc)
+        raise
     async with connect(rv, pake, settings, on_event) as link:
         yield link
+
+
+def tell_mood(rv: Relay, exc: BaseException) -> None:
+    """Before a mailbox is closed after ``exc``: say how the pairing went (first word wins)."""
+    target = getattr(rv, "chosen", rv)  # routes.FirstOf: the route a peer spoke on
+    if isinstance(target, MailboxClient) and target.mood is None:
+        target.mood = mood_for(exc)
 
 
 @contextlib.asynccontextmanager
@@ -131,7 +160,11 @@ async def connect(
     on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv))
     try:
-        await _connect(rv, pake, link, settings, on_event)
+        try:
+            await _connect(rv, pake, link, settings, on_event)
+        except BaseException as exc:
+            tell_mood(rv, exc)
+            raise
         await rv.close()
         path = link.path()
         if path is not None:

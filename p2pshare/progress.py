@@ -137,12 +137,16 @@ class HumanReporter:
         self._stop_status()
         if isinstance(event, events.CodeReady):
             self.say(f"Code: {event.code}")
-            if event.advertised:
+            if event.rendezvous:
+                self.say(f"Via {event.rendezvous}.")
+            if event.public:
+                self.say(f"On the other computer run: p2pshare receive {event.code}")
+            elif event.advertised:
                 self.say(f"On the other computer run: p2pshare receive {event.code}")
                 self.say(f"  (where multicast is blocked: {receive_command(event, self.server)})")
             else:
                 self.say(f"On the other computer run: {receive_command(event, self.server)}")
-            link = browser_link(event.code, event.server or self.server)
+            link = None if event.mailbox else browser_link(event.code, event.server or self.server)
             if link is not None:
                 self.say(f"Or open in a browser: {link}")
                 if self.qr:
@@ -277,8 +281,14 @@ class JsonReporter:
                     "code": event.code,
                     "server": event.server,
                     "command": receive_command(event, self.server),
-                    "short_command": f"p2pshare receive {event.code}" if event.advertised else None,
-                    "link": browser_link(event.code, event.server or self.server),
+                    "short_command": f"p2pshare receive {event.code}"
+                    if event.advertised or event.public
+                    else None,
+                    "link": None
+                    if event.mailbox
+                    else browser_link(event.code, event.server or self.server),
+                    "public": event.public,
+                    "rendezvous": event.rendezvous,
                 }
             )
         elif isinstance(event, events.Verification):
