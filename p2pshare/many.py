@@ -271,6 +271,7 @@ class ManySender:
     async def _burn(self) -> None:
         """The first wrong confirmation: nobody else gets in, those still proving the code
         are sent away, those already connected finish."""
+        self.guard.burned = True  # whichever step failed, the code ends with "burned"
         self.on_event(CodeBurned(self.served))
         await self._stop_admitting()
 

@@ -156,6 +156,18 @@ class CodeGuard:
     def __init__(self) -> None:
         self.burned = False
 
+    def exchange(self, pake: PakeSession, peer_message: bytes) -> None:
+        """:meth:`PakeSession.finish` on a receiver's PAKE message, through the guard: a
+        malformed message fails the key exchange like a wrong confirmation and burns the
+        code the same way (:class:`NoSuchCodeError` if it is burned already)."""
+        if self.burned:
+            raise NoSuchCodeError("the sender no longer admits receivers on this code")
+        try:
+            pake.finish(peer_message)
+        except WrongCodeError:
+            self.burned = True
+            raise
+
     def admit(self, pake: PakeSession, confirmation: bytes) -> None:
         """Check a receiver's confirmation; raise :class:`WrongCodeError` (and burn the
         code) if it is wrong, :class:`NoSuchCodeError` if the code is burned already (the
@@ -178,7 +190,7 @@ async def authenticate_receiver(
     its guess; a wrong one still gets ours, to stop with "wrong code" at once."""
     pake = PakeSession(Role.SENDER, code.password)
     await rv.send(pake.start())
-    pake.finish(await rv.receive(settings.connect_timeout_s))
+    guard.exchange(pake, await rv.receive(settings.connect_timeout_s))
     theirs = await rv.receive(settings.connect_timeout_s)
     try:
         guard.admit(pake, theirs)
