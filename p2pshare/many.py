@@ -30,7 +30,12 @@ from collections.abc import Callable
 from p2pshare import aiortc_patches
 from p2pshare.codes import Code
 from p2pshare.config import Settings
-from p2pshare.errors import InterruptedTransferError, P2PShareError, WrongCodeError
+from p2pshare.errors import (
+    InterruptedTransferError,
+    P2PShareError,
+    PeerLostError,
+    WrongCodeError,
+)
 from p2pshare.events import (
     CodeBurned,
     Connected,
@@ -198,10 +203,16 @@ class ManySender:
         task = asyncio.current_task()
         assert task is not None
         self._pending[task] = relay
+        failure: P2PShareError | None
         try:
-            pake = await authenticate_receiver(relay, self.code, self.settings, self.guard)
+            # The whole key exchange, not each message, has the connect deadline: a receiver
+            # that trickles its messages cannot hold its place in the room any longer.
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                pake = await authenticate_receiver(relay, self.code, self.settings, self.guard)
+        except TimeoutError:
+            failure = PeerLostError("the receiver did not prove the code in time")
         except P2PShareError as exc:
-            failure: P2PShareError | None = exc
+            failure = exc
         else:
             failure = None
         finally:
@@ -217,9 +228,10 @@ class ManySender:
             await relay.kick()  # the code burned while this one proved (or not) its own
             return
         if failure is not None:
-            # Gone before proving anything: nobody to report.
-            logger.info("a receiver left during its PAKE: %s", failure.message)
-            await relay.close()
+            # Gone, or silent, before proving anything: nobody to report. Kicked, so that a
+            # receiver still connected frees its place in the room for the next.
+            logger.info("a receiver did not finish its PAKE: %s", failure.message)
+            await relay.kick()
             return
         if self.closed:
             await relay.kick()

@@ -55,6 +55,8 @@ class ServerSettings:
     """Many mode: receivers in one room at once."""
     many_room_ttl_s: float = 3600.0
     """Many mode: how long a room may live, however busy."""
+    max_unproven_per_address: int = 4
+    """Many mode: receivers one address may hold in a room before proving the code."""
     handshake_timeout_s: float = 10.0
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
@@ -110,6 +112,7 @@ class SignalServer:
             idle_timeout_s=settings.idle_timeout_s,
             max_receivers_per_room=settings.max_receivers_per_room,
             many_room_ttl_s=settings.many_room_ttl_s,
+            max_unproven_per_address=settings.max_unproven_per_address,
         )
         self.joins = SlidingWindowLimiter(settings.joins_per_ip_per_minute, 60.0)
         self._clients: dict[int, _Client] = {}
@@ -253,7 +256,7 @@ class SignalServer:
             actions = self.registry.allocate(conn, now, message.many)
         else:
             actions = self.registry.claim(
-                conn, message.nameplate, message.create, now, message.many
+                conn, message.nameplate, message.create, now, message.many, address=ip
             )
         self.stats["joins"] += 1
         logger.debug("join accepted (rooms open: %d)", len(self.registry))
