@@ -7,6 +7,7 @@ their code. Nothing here prints a traceback unless ``--verbose`` asks for it.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -37,11 +38,13 @@ from p2pshare.cli_options import (
 )
 from p2pshare.cli_outcome import exit_process, fail, run_command, run_many, setup_logging
 from p2pshare.cli_prompts import (
+    VERIFY_NEEDS_A_TERMINAL,
     ask_code,
     ask_line,
     check_words,
     complete_code_argument,
     describe_offer,
+    words_match,
 )
 from p2pshare.codes import (
     DEFAULT_WORDS,
@@ -57,6 +60,7 @@ from p2pshare.errors import (
     InterruptedTransferError,
     P2PShareError,
 )
+from p2pshare.events import Verification
 from p2pshare.files import printable
 from p2pshare.messages import MAX_ENTRIES
 from p2pshare.preflight import check_readable, check_writable, output_directory
@@ -209,6 +213,15 @@ def send(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="With --verify: show the security words without asking whether they match "
+            "(then nothing waits for them).",
+        ),
+    ] = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Send files, directories, standard input (-) or --text.
@@ -237,6 +250,8 @@ def send(
         usage("--parallel and --timeout go with --many")
     if many is not None and "-" in (paths or []):
         usage("standard input can be read only once: send it without --many")
+    if verify and not yes and not sys.stdin.isatty():
+        usage(VERIFY_NEEDS_A_TERMINAL)
     chosen: Code | None = None
     if code:
         try:
@@ -262,6 +277,14 @@ def send(
         if isinstance(reporter, ManyHumanReporter):
             reporter.count = many or None
     reporter.verb = "Sent"
+    asking = asyncio.Lock()  # --many: one question at a time
+
+    async def confirm_words(words: Verification, who: str) -> bool:
+        async with asking:
+            question = f"Does {who} show the words {' '.join(words.words)}? [y/N] "
+            return await words_match(question)
+
+    confirm = confirm_words if verify and not yes else None
     settings = settings_from_options(
         server,
         local_address,
@@ -289,10 +312,18 @@ def send(
             code=chosen,
             on_event=reporter,
             exclude=excluded,
+            confirm_words=confirm,
         )
         run_many(many_coro, reporter, many or None, verbose)
     coro = session.send(
-        files, settings, text=text, name=name, code=chosen, on_event=reporter, exclude=excluded
+        files,
+        settings,
+        text=text,
+        name=name,
+        code=chosen,
+        on_event=reporter,
+        exclude=excluded,
+        confirm_words=confirm,
     )
     run_command(coro, reporter, "Sent", verbose, resumable=text is None)
 
@@ -411,6 +442,8 @@ def receive(
     setup_logging(verbose)
     server = server_url(server)
     interactive = sys.stdin.isatty() and not json_output
+    if verify and not yes and not interactive:
+        usage(VERIFY_NEEDS_A_TERMINAL)
     if not code:
         if not sys.stdin.isatty():
             usage(f"no code given: pass it as an argument or in {ENV_CODE}")
@@ -467,6 +500,12 @@ def receive(
             )
         if offer.destination is not None:
             check_writable(offer.destination)
+        if (
+            verify
+            and not yes
+            and not await words_match("Does the sender show the same words? [y/N] ")
+        ):
+            raise DeclinedError("the security words were not confirmed: nothing was accepted")
         if yes:
             return True
         if not interactive:

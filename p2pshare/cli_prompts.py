@@ -107,6 +107,19 @@ async def ask_line(prompt: str) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
+VERIFY_NEEDS_A_TERMINAL = (
+    "--verify asks whether the security words match, and there is no terminal to ask on "
+    "(add --yes to show the words without asking)"
+)
+
+
+async def words_match(question: str) -> bool:
+    """``--verify``: the person answers whether the other side shows the same words; only
+    an explicit yes goes on (Ctrl-D or anything else is a no)."""
+    answer = await ask_line(question)
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
 def describe_offer(offer: OfferSummary) -> str:
     """One line for the receiver: what, how much, where. Names are already printable."""
     if offer.is_text:

@@ -38,6 +38,7 @@ from p2pshare.errors import (
 )
 from p2pshare.events import (
     CodeBurned,
+    ConfirmWords,
     Connected,
     EventSink,
     ForReceiver,
@@ -50,6 +51,7 @@ from p2pshare.events import (
 )
 from p2pshare.pairing import (
     CodeGuard,
+    WordsGate,
     authenticate_receiver,
     connect,
     tell_to_wait,
@@ -118,6 +120,7 @@ class ManySender:
         *,
         count: int | None = None,
         parallel: int = DEFAULT_PARALLEL,
+        confirm_words: ConfirmWords | None = None,
     ) -> None:
         self.room = room
         self.code = code
@@ -125,6 +128,8 @@ class ManySender:
         self.settings = settings
         self.on_event = on_event
         self.count = count
+        self.confirm_words = confirm_words
+        """``--verify``: asked for each receiver before anything is sent to it."""
         self.guard = CodeGuard()
         self.slots = asyncio.Semaphore(parallel)
         self.outcomes: list[ReceiverOutcome] = []
@@ -263,11 +268,14 @@ class ManySender:
         try:
             async with self.slots:
                 receiver.started = time.monotonic()
-                async with connect(relay, pake, self.settings, receiver) as link:
+                words = WordsGate(receiver, self.confirm_words, receiver.label)
+                async with connect(relay, pake, self.settings, words) as link:
                     receiver.connected(link)
                     receiver(Connected(link.path()))
+                    words.who = receiver.label
                     async with telling_peer(link):
-                        result = await Sender(link, self.sources, self.settings, receiver).run()
+                        sender = Sender(link, self.sources, self.settings, receiver, words.gate())
+                        result = await sender.run()
             receiver.done_bytes = result.bytes
             self._end(receiver.outcome("done"))
         except P2PShareError as exc:

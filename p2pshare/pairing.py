@@ -29,7 +29,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from p2pshare import media_stand_in
@@ -43,7 +43,15 @@ from p2pshare.errors import (
     WrongCodeError,
     error_from_peer,
 )
-from p2pshare.events import Connected, EventSink, Notice, Verification, ignore
+from p2pshare.events import (
+    ConfirmWords,
+    Connected,
+    EventSink,
+    Notice,
+    SessionEvent,
+    Verification,
+    ignore,
+)
 from p2pshare.files import printable
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import Relay, RendezvousClient
@@ -200,6 +208,36 @@ async def authenticate_receiver(
         raise
     await rv.send(pake.confirmation())
     return pake
+
+
+class WordsGate:
+    """An event sink for :func:`connect` that passes every event on and keeps the security
+    words, for a sender whose user confirms them (``--verify``) before anything leaves."""
+
+    def __init__(self, on_event: EventSink, confirm: ConfirmWords | None, who: str) -> None:
+        self.on_event = on_event
+        self.confirm = confirm
+        self.who = who
+        """Who the words are shared with, as the question names it."""
+        self.words: Verification | None = None
+
+    def __call__(self, event: SessionEvent) -> None:
+        if isinstance(event, Verification):
+            self.words = event
+        self.on_event(event)
+
+    def gate(self) -> Callable[[], Awaitable[bool]] | None:
+        """What the sender awaits before its offer; None without ``confirm``."""
+        confirm = self.confirm
+        if confirm is None:
+            return None
+
+        async def confirmed() -> bool:
+            if self.words is None:
+                raise RuntimeError("no security words: the key exchange has not run")
+            return await confirm(self.words, self.who)
+
+        return confirmed
 
 
 async def tell_to_wait(rv: Relay, pake: PakeSession, message: str) -> None:

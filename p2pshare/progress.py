@@ -151,8 +151,7 @@ class HumanReporter:
         elif isinstance(event, events.Verification):
             if self.verify:
                 self.say(
-                    f"Verify: {' '.join(event.words)} (the other side must show the same "
-                    "words; if not, stop with Ctrl-C)"
+                    f"Verify: {' '.join(event.words)} (the other side must show the same words)"
                 )
         elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
