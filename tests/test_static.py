@@ -10,6 +10,7 @@ import pytest
 
 from signal_server.server import RunningServer, ServerSettings, start_server
 from signal_server.static import CONTENT_SECURITY_POLICY
+from tests.cli_helpers import run_signal_server
 from tests.signal_helpers import (
     FakeClock,
     HttpReply,
@@ -167,3 +168,18 @@ async def test_page_and_pairing_share_one_port(served: RunningServer) -> None:
     assert await recv_json(b) == {"type": "message", "body": "x"}
     await a.close()
     await b.close()
+
+
+async def test_a_fifo_in_the_folder_does_not_stall_the_server(site: Path) -> None:
+    """A FIFO with a served extension in --static-dir is a 404 at once (it is never opened,
+    which would wait for a writer), and the real p2pshare-signal keeps answering."""
+    os.mkfifo(site / "fifo.txt")
+    os.mkfifo(site / "sub" / "index.html")
+    with run_signal_server("--host", "127.0.0.1", "--port", "0", "--static-dir", str(site)) as url:
+        for target in ("/fifo.txt", "/sub/"):
+            reply = await http_request(url, target)
+            assert reply.status == 404
+            assert_hardened(reply)
+        assert (await http_request(url, "/healthz")).body == b"ok\n"
+        assert (await http_request(url, "/app.js")).body == b"content of app.js"
+        await assert_server_pairs(url)
