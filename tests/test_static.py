@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,3 +185,29 @@ async def test_a_fifo_in_the_folder_does_not_stall_the_server(site: Path) -> Non
         assert (await http_request(url, "/healthz")).body == b"ok\n"
         assert (await http_request(url, "/app.js")).body == b"content of app.js"
         await assert_server_pairs(url)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"\x81\x85garbage",
+    ],
+)
+async def test_pipelined_requests_get_the_first_answer_then_a_close(
+    served: RunningServer, second: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two requests in one TCP write (or a request and stray bytes): the first is answered,
+    then the connection closes; nothing is logged as an error (websockets used to trip an
+    assertion in send_response and answer nothing)."""
+    host, port = served.url.removeprefix("ws://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + second)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout=15)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nok\n")
+    assert data.count(b"HTTP/1.1") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
