@@ -377,6 +377,13 @@ async def _connect(
         done, _ = await asyncio.wait({opened, aborted}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
+    except ProtocolError as exc:
+        # Tampering found while ICE runs (a sealed message replayed or altered): the peer,
+        # which cannot see it, is told at once rather than at its connect deadline.
+        if not exc.remote:
+            with contextlib.suppress(P2PShareError):
+                await rv.send(_seal_abort(pake, exc))
+        raise
     finally:
         opened.cancel()
         aborted.cancel()

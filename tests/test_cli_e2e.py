@@ -272,6 +272,23 @@ def test_tampering_server_is_detected(
     assert leftovers(out) == []
 
 
+@pytest.mark.parametrize("victim", [5, 6], ids=["offer-replayed", "answer-replayed"])
+def test_a_replayed_sealed_message_stops_both_sides(dirs: tuple[Path, Path], victim: int) -> None:
+    """A server that relays a sealed offer or answer twice: the side that finds the copy
+    refuses it (10) and tells the other with the sealed abort, which stops with the same
+    reason (10) instead of "could not connect" (8) at its connect deadline."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    with run_signal_server(f"dup:{victim}", module="tests.tampering_signal") as url:
+        sender, receiver = start_pair(url, src / "a.txt", out, "--yes")
+        codes = (sender.wait(), receiver.wait())
+    assert codes == (10, 10), (codes, sender.stderr, receiver.stderr)
+    detected, told = (receiver, sender) if victim == 5 else (sender, receiver)
+    assert "tampering" in detected.last("error")["message"]
+    assert told.last("error")["message"].startswith("the other side: ")
+    assert leftovers(out) == []
+
+
 def test_embedded_server(dirs: tuple[Path, Path]) -> None:
     """Without --server the sender serves the rendezvous itself and prints the full command."""
     src, out = dirs
