@@ -143,6 +143,18 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                 [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
                 [],
             ),
+            # Resumable files (2 MiB): good data arrives and is written, then the sender
+            # breaks the protocol, on the receiver's loop (one byte too many) or in its
+            # writer (a wrong hash): what arrived is not kept to resume from.
+            "more-bytes-than-declared-resumable": (
+                [offer(entry("big.bin", 2 << 20))],
+                [m.encode(m.Data(b"x" * (32 << 10))) for _ in range(64)] + [m.encode(m.Data(b"!"))],
+            ),
+            "wrong-hash-resumable": (
+                [offer(entry("big.bin", 2 << 20))],
+                [m.encode(m.Data(b"x" * (32 << 10))) for _ in range(64)]
+                + [m.encode(m.FileEnd(0, 2 << 20, "0" * 64))],
+            ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],
                 [m.encode(m.Data(b"abc")), m.encode(m.FileEnd(0, 3, "0" * 64))],
