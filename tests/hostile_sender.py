@@ -51,7 +51,12 @@ def zstd_frame(data: bytes) -> bytes:
 
 
 # Cases the receiver completes (exit 0): what is checked is what it did to the disk.
-COMPLETING = {"existing-dir-mode"}
+COMPLETING = {"existing-dir-mode", "beyond-path-max-one-entry", "beyond-path-max-two-entries"}
+
+DEEP_PARTS = tuple(chr(ord("a") + i) * 255 for i in range(16))
+"""16 components of 255 bytes: within the wire's 4,096-byte path, beyond PATH_MAX once under
+any output directory."""
+DEEP_PATH = "/".join(DEEP_PARTS)
 
 # name -> (frames sent before the receiver accepts, frames sent after it accepts)
 BAD_NAMES = {
@@ -135,6 +140,19 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                     )
                 ],
                 [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
+            ),
+            # One rule for a destination beyond PATH_MAX, one entry or several: received,
+            # through directory descriptors (the second entry is a small file beside it).
+            "beyond-path-max-one-entry": (
+                [offer(entry(DEEP_PATH, 3))],
+                [m.encode(m.DataEnd(0, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
+            ),
+            "beyond-path-max-two-entries": (
+                [offer(entry(DEEP_PATH, 3), entry("z.txt", 3))],
+                [
+                    m.encode(m.DataEnd(0, 3, hashlib.sha256(b"abc").hexdigest(), b"abc")),
+                    m.encode(m.DataEnd(1, 3, hashlib.sha256(b"xyz").hexdigest(), b"xyz")),
+                ],
             ),
             # Declares a million entries: declined on the first message, nothing collected.
             "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
