@@ -15,6 +15,7 @@ from p2pshare.codes import Code, closest_word, unknown_words
 from p2pshare.codes import complete as complete_code
 from p2pshare.errors import InterruptedTransferError
 from p2pshare.events import OfferSummary
+from p2pshare.files import MAX_PATH_BYTES, printable
 from p2pshare.progress import format_size
 
 
@@ -128,7 +129,8 @@ def describe_offer(offer: OfferSummary) -> str:
     if offer.dirs:
         counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
     names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
-    where = f" into {offer.destination}" if offer.destination else " to standard output"
+    shown = printable(str(offer.destination), MAX_PATH_BYTES) if offer.destination else None
+    where = f" into {shown}" if shown else " to standard output"
     found = (
         f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
         if offer.found_bytes

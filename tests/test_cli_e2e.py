@@ -467,3 +467,26 @@ def test_text_from_a_standard_input_that_is_not_there_is_a_usage_error(server: s
         "p2pshare: error: --text - reads standard input, and there is none "
         "(see: p2pshare send --help)\n"
     )
+
+
+@pytest.mark.parametrize("blank", ["\u00a0", "\u3000", "\u2007", "\u202f"])
+def test_blanks_in_the_destination_are_shown_escaped(
+    server: str, dirs: tuple[Path, Path], blank: str
+) -> None:
+    """A name with a no-break, ideographic or other non-space blank inside is shown escaped
+    in the "into <destination>" and "Received … to <path>" lines too, as in the names."""
+    src, out = dirs
+    name = f"a{blank}b.txt"
+    (src / name).write_text("x")
+    escaped = f"\\x{ord(blank):02x}" if ord(blank) < 0x100 else f"\\u{ord(blank):04x}"
+    sender = Peer(["send", str(src / name), "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    receiver = Peer(["receive", code, "--server", server, "--yes", "-o", str(out)], cwd=out)
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0
+    assert (out / name).read_text() == "x"
+    into = [line for line in receiver.stderr.splitlines() if " into " in line]
+    received = [line for line in receiver.stderr.splitlines() if line.startswith("Received")]
+    assert into and received, receiver.stderr
+    for line in (*into, *received):
+        assert blank not in line and f"a{escaped}b.txt" in line, line
