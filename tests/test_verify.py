@@ -92,3 +92,21 @@ def test_verify_without_a_terminal_needs_yes(server: str, tmp_path: Path) -> Non
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     assert sender.last("verify")["words"] == receiver.last("verify")["words"]
+
+
+def test_many_mode_asks_for_each_receiver(server: str, tmp_path: Path) -> None:
+    """With --many, the sender asks about each receiver's own words (its own keys), naming
+    the receiver, before anything is sent to it."""
+    (tmp_path / "a.txt").write_text("secret")
+    child = terminal(["send", "a.txt", "--server", server, "--verify", "--many", "1"], tmp_path)
+    child.expect(r"\b(\d+-[a-z]+-[a-z]+)\b")
+    receiver = _receiver(server, child.match.group(1), tmp_path / "out", "--yes", "--verify")
+    words = " ".join(receiver.event("verify")["words"])
+    child.expect(r"Does receiver 1\S* .*show the words (\w+ \w+ \w+ \w+)\? \[y/N\]")
+    assert child.match.group(1) == words
+    child.sendline("y")
+    child.expect(pexpect.EOF, timeout=60)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert receiver.wait() == 0, receiver.stderr
+    assert (tmp_path / "out" / "a.txt").read_text() == "secret"
