@@ -7,7 +7,6 @@ their code. Nothing here prints a traceback unless ``--verbose`` asks for it.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -22,6 +21,7 @@ from p2pshare.cli_options import (
     LocalAddressOpt,
     NoLargePacketsOpt,
     RelayOnlyOpt,
+    SendYesOpt,
     ServerOpt,
     StunOpt,
     TurnOpt,
@@ -44,6 +44,7 @@ from p2pshare.cli_prompts import (
     check_words,
     complete_code_argument,
     describe_offer,
+    words_asker,
     words_match,
 )
 from p2pshare.codes import (
@@ -60,7 +61,6 @@ from p2pshare.errors import (
     InterruptedTransferError,
     P2PShareError,
 )
-from p2pshare.events import Verification
 from p2pshare.files import printable
 from p2pshare.messages import MAX_ENTRIES
 from p2pshare.preflight import check_readable, check_writable, output_directory
@@ -213,15 +213,7 @@ def send(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
-    yes: Annotated[
-        bool,
-        typer.Option(
-            "--yes",
-            "-y",
-            help="With --verify: show the security words without asking whether they match "
-            "(then nothing waits for them).",
-        ),
-    ] = False,
+    yes: SendYesOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Send files, directories, standard input (-) or --text.
@@ -277,14 +269,7 @@ def send(
         if isinstance(reporter, ManyHumanReporter):
             reporter.count = many or None
     reporter.verb = "Sent"
-    asking = asyncio.Lock()  # --many: one question at a time
-
-    async def confirm_words(words: Verification, who: str) -> bool:
-        async with asking:
-            question = f"Does {who} show the words {' '.join(words.words)}? [y/N] "
-            return await words_match(question)
-
-    confirm = confirm_words if verify and not yes else None
+    confirm = words_asker() if verify and not yes else None
     settings = settings_from_options(
         server,
         local_address,

@@ -14,7 +14,7 @@ import typer
 from p2pshare.codes import Code, closest_word, unknown_words
 from p2pshare.codes import complete as complete_code
 from p2pshare.errors import InterruptedTransferError
-from p2pshare.events import OfferSummary
+from p2pshare.events import ConfirmWords, OfferSummary, Verification
 from p2pshare.files import MAX_PATH_BYTES, printable
 from p2pshare.progress import format_size
 
@@ -119,6 +119,18 @@ async def words_match(question: str) -> bool:
     an explicit yes goes on (Ctrl-D or anything else is a no)."""
     answer = await ask_line(question)
     return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+def words_asker() -> ConfirmWords:
+    """The sender's ``--verify`` question, one at a time (``--many`` may ask about several
+    receivers at once)."""
+    asking = asyncio.Lock()
+
+    async def confirm(words: Verification, who: str) -> bool:
+        async with asking:
+            return await words_match(f"Does {who} show the words {' '.join(words.words)}? [y/N] ")
+
+    return confirm
 
 
 def describe_offer(offer: OfferSummary) -> str:
