@@ -56,12 +56,9 @@ def test_many_mode_limits_are_flags() -> None:
     from signal_server.__main__ import build_parser, settings_from_args
     from signal_server.server import ServerSettings
 
-    parsed = settings_from_args(
-        build_parser().parse_args(
-            ["--max-receivers-per-room", "3", "--many-room-ttl", "90"]
-            + ["--max-unproven-per-address", "2"]
-        )
-    )
+    flags = ["--max-receivers-per-room", "3", "--many-room-ttl", "90"]
+    flags += ["--max-unproven-per-address", "2"]
+    parsed = settings_from_args(build_parser().parse_args(flags))
     assert parsed.max_receivers_per_room == 3 and parsed.many_room_ttl_s == 90
     assert parsed.max_unproven_per_address == 2
     default = settings_from_args(build_parser().parse_args([]))
