@@ -96,7 +96,12 @@ def local_networks() -> list[Network]:
     import ifaddr  # zeroconf's own dependency for the same question
 
     networks: list[Network] = []
-    for adapter in ifaddr.get_adapters():
+    try:
+        adapters = ifaddr.get_adapters()
+    except Exception as exc:  # an odd system: no advert is followed (the full command works)
+        logger.info("cannot list this host's networks: %s", exc)
+        return networks
+    for adapter in adapters:
         for ip in adapter.ips:
             address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
             try:
