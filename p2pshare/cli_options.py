@@ -129,6 +129,15 @@ VerifyOpt = Annotated[
         "each other; different words mean someone is in the middle (stop with Ctrl-C).",
     ),
 ]
+SendYesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="With --verify: show the security words without asking whether they match "
+        "(then nothing waits for them).",
+    ),
+]
 HideProgressOpt = Annotated[
     bool, typer.Option("--hide-progress", help="Do not show the progress bar.")
 ]

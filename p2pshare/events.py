@@ -168,6 +168,11 @@ SessionEvent = (
 )
 EventSink = Callable[[SessionEvent], None]
 Confirm = Callable[[OfferSummary], Awaitable[bool]]
+ConfirmWords = Callable[[Verification, str], Awaitable[bool]]
+"""Asked by a sender (``--verify``) once the key is agreed, before anything of the transfer
+leaves, not even the offer: given the security words and who they are shared with ("the
+receiver", or a receiver's label with ``--many``), True to go on. False stops the transfer
+(:class:`~p2pshare.errors.DeclinedError`)."""
 ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]
 """Asked when files of the offer already exist here (and nothing said --overwrite): given
 them and, for a single file, a free name to save it as instead, returns ``"overwrite"``,

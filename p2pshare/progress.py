@@ -37,7 +37,7 @@ from rich.text import Text
 
 from p2pshare import digests, events
 from p2pshare.errors import LocalFileError
-from p2pshare.files import terminal_safe
+from p2pshare.files import MAX_PATH_BYTES, printable, terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
 MIN_RATE_SECONDS = 0.1
@@ -155,8 +155,7 @@ class HumanReporter:
         elif isinstance(event, events.Verification):
             if self.verify:
                 self.say(
-                    f"Verify: {' '.join(event.words)} (the other side must show the same "
-                    "words; if not, stop with Ctrl-C)"
+                    f"Verify: {' '.join(event.words)} (the other side must show the same words)"
                 )
         elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
@@ -517,7 +516,8 @@ def summary_line(result: events.TransferResult, verb: str, sent_text: bool = Fal
     """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), BLAKE3 verified.``"""
     if sent_text:
         return f"{verb} the text message ({format_size(result.bytes)})."
-    where = f" to {result.path}" if verb == "Received" and result.path else ""
+    shown = printable(str(result.path), MAX_PATH_BYTES) if result.path else ""
+    where = f" to {shown}" if verb == "Received" and shown else ""
     what = f"{result.files} files, " if result.files != 1 else ""
     resumed = (
         f" (resumed: {format_size(result.resumed)} already there, {format_size(result.sent)} sent)"

@@ -39,6 +39,7 @@ from p2pshare.errors import (
 from p2pshare.events import (
     CodeReady,
     Confirm,
+    ConfirmWords,
     Connected,
     EventSink,
     ManyResult,
@@ -52,7 +53,7 @@ from p2pshare.events import (
     ignore,
 )
 from p2pshare.mailbox import MailboxClient, server_label
-from p2pshare.pairing import pair, preload_webrtc, rendezvous
+from p2pshare.pairing import WordsGate, pair, preload_webrtc, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
 from p2pshare.rendezvous import ManyRoom, Relay, RendezvousClient
@@ -87,6 +88,7 @@ async def send(
     code: Code | str | None = None,
     on_event: EventSink = ignore,
     exclude: Collection[Path] = (),
+    confirm_words: ConfirmWords | None = None,
 ) -> TransferResult:
     """Send files and directories (``-``: standard input), or ``text``; returns once the
     receiver has verified everything.
@@ -95,7 +97,8 @@ async def send(
     must be hard to guess); by default the server allocates a nameplate and the words are
     drawn at random. ``exclude`` leaves out paths inside the directories sent (the CLI's
     ``--skip-unreadable``). The code, progress and notices are reported through
-    ``on_event``.
+    ``on_event``. ``confirm_words`` (``--verify``) is asked once the key is agreed; nothing
+    of the transfer leaves until it says yes.
 
     Without ``settings.server`` a rendezvous server runs in this process, under a random
     nameplate (every embedded server would otherwise use 1), advertised on the local
@@ -153,12 +156,13 @@ async def send(
                 mailbox=isinstance(rv, MailboxClient),
             )
         )
+        words = WordsGate(on_event, confirm_words, "the receiver")
         async with (
-            pair(rv, Role.SENDER, chosen, settings, on_event) as link,
+            pair(rv, Role.SENDER, chosen, settings, words) as link,
             telling_peer(link),
         ):
             await mdns.aclose()  # the code is used: nobody else should look for it
-            return await Sender(link, sources, settings, on_event).run()
+            return await Sender(link, sources, settings, on_event, words.gate()).run()
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
 
 
@@ -174,6 +178,7 @@ async def send_many(
     code: Code | str | None = None,
     on_event: EventSink = ignore,
     exclude: Collection[Path] = (),
+    confirm_words: ConfirmWords | None = None,
 ) -> ManyResult:
     """Like :func:`send`, to every receiver that proves the code, each over its own peer
     connection, until ``count`` of them finished (None: until cancelled or ``timeout_s``).
@@ -217,7 +222,14 @@ async def send_many(
         room = ManyRoom(rv)
         stack.push_async_callback(room.close)
         sender = ManySender(
-            room, chosen, sources, settings, on_event, count=count, parallel=parallel
+            room,
+            chosen,
+            sources,
+            settings,
+            on_event,
+            count=count,
+            parallel=parallel,
+            confirm_words=confirm_words,
         )
         return await sender.run(timeout_s)
 
