@@ -111,7 +111,7 @@ def _component_problem(part: str) -> str | None:
     # Printable ASCII (most names) has no control, invisible or separator character: only
     # the forbidden ones need looking for, without a Python loop over every character.
     plain = part.isascii() and part.isprintable()
-    for ch in _FORBIDDEN_CHARS.intersection(part) if plain else part:
+    for ch in part if not plain or not _FORBIDDEN_CHARS.isdisjoint(part) else ():
         if ch in _FORBIDDEN_CHARS:
             return f"contains {ch!r}"
         category = unicodedata.category(ch)
