@@ -65,3 +65,26 @@ def test_the_page_questions_the_same_words_and_suggests_the_same_fix() -> None:
     assert page == cli
     assert cli[-4]["closest"] == ["bench"]  # the issue's own example
     assert sum(1 for c in cli if None in c["closest"]) > 0  # some typos have no suggestion
+
+
+def test_the_page_writes_sizes_as_the_cli_does() -> None:
+    """The page's sizes and rates are the CLI's strings (IEC: 38.1 MiB, not 40.0 MB)."""
+    require_tools("node")
+    from p2pshare.progress import format_size
+
+    sizes = [0, 1, 2, 1023, 1024, 1536, 40_000_000, 38 * 2**20 + 99, 5 * 2**30, 3 * 2**50, 2**62]
+    script = (
+        'import { formatBytes } from "./web/src/ui.js";'
+        "const sizes = JSON.parse(await new Response(process.stdin).text());"
+        "process.stdout.write(JSON.stringify(sizes.map(formatBytes)));"
+    )
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        input=json.dumps(sizes),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(proc.stdout) == [format_size(n) for n in sizes]

@@ -283,7 +283,11 @@ def test_a_received_text_message_has_a_copy_button(
     code = sender.event("code")["code"]
     page = new_page(**PHONE, permissions=CLIPBOARD)
     page.goto(http_url(server) + "#" + code)
-    page.get_by_role("button", name="Accept", exact=True).click()
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    offer = page.locator("#offer").inner_text()
+    assert "a text message" in offer and "message.txt" not in offer
+    accept.click()
     page.locator("#text").wait_for()
     finished(page)
     page.get_by_role("button", name="Copy text", exact=True).click()

@@ -184,8 +184,11 @@ for (const id of ["files", "folder"]) {
     ui.chosen(chosen);
   });
 }
-// No folder picker where the browser has none that works (phones, some tablets).
-if (!("webkitdirectory" in el.folder)) el["folder-label"].hidden = true;
+// No folder picker where the browser has none that works, and no "drop here" where there is
+// nothing to drag with (phones, tablets: no hover, a coarse pointer). app.css says the same.
+const touchOnly = matchMedia("(hover: none) and (pointer: coarse)").matches;
+if (touchOnly || !("webkitdirectory" in el.folder)) el["folder-label"].hidden = true;
+if (touchOnly) el["drop-hint"].hidden = true;
 const drop = el.drop;
 drop.addEventListener("dragover", (e) => {
   e.preventDefault();

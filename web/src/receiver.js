@@ -38,8 +38,9 @@ export function summarise(files) {
     files: files.length - dirs,
     dirs,
     totalBytes: total,
-    names: tops.slice(0, 10),
-    more: Math.max(0, tops.length - 10),
+    // A text message is shown as text: its carrier name (message.txt) is nobody's business.
+    names: isText ? [] : tops.slice(0, 10),
+    more: isText ? 0 : Math.max(0, tops.length - 10),
     isText,
     asZip,
     zipName: asZip ? zipNameFor(files) : null,

@@ -17,7 +17,7 @@ const MESSAGES = {
   "file-error": "A file could not be read or kept.",
 };
 
-const IEC_UNITS = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+const IEC_UNITS = ["KiB", "MiB", "GiB", "TiB"];
 
 /** `512 bytes`, `1.0 KiB`, `38.1 MiB`: IEC units, one decimal, as the CLI's format_size. */
 export function formatBytes(n) {
@@ -237,7 +237,8 @@ export class Ui {
       el["offer-names"].append(li);
     }
     el["offer-zip"].hidden = !summary.asZip;
-    this.#set("offer-zip", summary.asZip ? `They arrive as one ZIP file, ${summary.zipName}, with the folders kept.` : "");
+    const kept = summary.dirs ? ", folders and all" : "";
+    this.#set("offer-zip", summary.asZip ? `They arrive as one ZIP file, ${summary.zipName}${kept}.` : "");
     this.message("");
     el.accept.focus();
     return new Promise((resolve) => {
