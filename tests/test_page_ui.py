@@ -113,6 +113,9 @@ def test_the_sending_page_hands_off_to_the_command_line(
     assert receiver.wait() == 0, receiver.stderr
     assert (out / "report.pdf").read_bytes() == data
     finished(page)
+    # The page hashed in its worker (web/src/hashing.js), not on its main thread.
+    loaded = page.evaluate("performance.getEntriesByType('resource').map((e) => e.name)")
+    assert http_url(server) + "hash-worker.js" in loaded
 
 
 def test_the_share_sheet_is_offered_where_the_browser_has_one(
