@@ -2,7 +2,6 @@
 // answer, then every entry hashed into its sink and acknowledged only once verified and kept;
 // several entries become one ZIP. Browser APIs only.
 
-import { toHex } from "./bytes.js";
 import { parseCode } from "./codes.js";
 import { StreamedDownload, streamingAvailable } from "./download.js";
 import { DeclinedError } from "./errors.js";
@@ -115,7 +114,7 @@ async function receiveEntries(link, confirm, onEvent) {
         progress(received, total);
       } else if (event.type === "file-ended") {
         const sink = sinks.get(event.index);
-        const digest = toHex(sink.hasher.digest());
+        const digest = await sink.hasher.digest();
         if (digest !== event.sha256) {
           throw new IntegrityError(`integrity failure: ${printable(offer[event.index].path)} does not match its SHA-256`);
         }
