@@ -297,3 +297,32 @@ def test_a_received_text_message_has_a_copy_button(
     assert clipboard(page) == "wifi: correct horse"
     assert sender.wait() == 0, sender.stderr
     shot(page, tmp_path, "text")
+
+
+def test_without_its_hashing_worker_the_page_hashes_in_its_own_thread(
+    new_page: Any, tmp_path: Path
+) -> None:
+    """A page served from a folder without hash-worker.js (an old --static-dir copy) still
+    sends a verified file: hashing falls back to the page's own thread."""
+    import shutil
+
+    static = tmp_path / "static"
+    shutil.copytree(ROOT / "signal_server" / "static", static)
+    (static / "hash-worker.js").unlink()
+    data = random_file(tmp_path / "fallback.bin", 300_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    with run_signal_server(
+        "--host", "127.0.0.1", "--port", "0", "--static-dir", str(static)
+    ) as srv:
+        page = new_page(**DESKTOP)
+        page.goto(http_url(srv))
+        page.get_by_label("Choose files", exact=True).set_input_files(
+            str(tmp_path / "fallback.bin")
+        )
+        page.get_by_role("button", name="Send", exact=True).click()
+        page.locator("#code-text").wait_for()
+        receiver = cli_receiver(srv, page.locator("#code-text").inner_text(), out)
+        assert receiver.wait() == 0, receiver.stderr
+        assert (out / "fallback.bin").read_bytes() == data
+        finished(page)

@@ -83,17 +83,34 @@ class WorkerPool {
 
 let pool;
 
-/** A new streaming SHA-256: {update(bytes), peek(), digest()} (the last two are promises). */
-export function createHash() {
-  if (pool === undefined) {
-    pool = null;
-    if (typeof Worker === "function" && typeof location !== "undefined") {
-      try {
-        pool = new WorkerPool(new Worker(WORKER_URL));
-      } catch {
-        pool = null;
-      }
+function startPool() {
+  pool = null;
+  if (typeof Worker === "function" && typeof location !== "undefined") {
+    try {
+      pool = new WorkerPool(new Worker(WORKER_URL));
+    } catch {
+      pool = null;
     }
   }
+}
+
+/** Start the worker and check that it answers (a page served from a folder without
+ * hash-worker.js, a browser that refuses it): if not within `timeoutMs`, hash in this thread.
+ * Resolves true when the worker is in use. */
+export async function startHashing(timeoutMs = 3000) {
+  if (pool === undefined) startPool();
+  if (!pool) return false;
+  const probe = pool.create();
+  const answered = await Promise.race([
+    probe.digest().then(() => true, () => false),
+    new Promise((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+  ]);
+  if (!answered) pool = null;
+  return answered;
+}
+
+/** A new streaming SHA-256: {update(bytes), peek(), digest()} (the last two are promises). */
+export function createHash() {
+  if (pool === undefined) startPool();
   return pool ? pool.create() : new LocalHash();
 }

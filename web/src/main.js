@@ -7,6 +7,7 @@ import wordlistText from "../../p2pshare/wordlist.txt";
 
 import { closestWord, parseCode, unknownWords, verificationWords, wordsFrom } from "./codes.js";
 import { setUpStreaming } from "./download.js";
+import { startHashing } from "./hashing.js";
 import { serverUrlFor } from "./rendezvous.js";
 import { checkOwnOffer, entriesFor } from "./sender.js";
 import { abortFrame } from "./transfer.js";
@@ -281,6 +282,7 @@ if (fragment) {
   el.code.value = fragment;
 }
 // Streamed downloads need the service worker (secure contexts only); without it, Blobs.
-setUpStreaming().finally(() => {
+// Hashing runs in its worker once that answered; in this thread otherwise.
+Promise.allSettled([setUpStreaming(), startHashing()]).finally(() => {
   if (fragment) startReceive(fragment);
 });

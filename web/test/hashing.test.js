@@ -53,3 +53,11 @@ test("the worker script: update, peek and digest per id, ids kept apart", async 
   self.onmessage({ data: { op: "digest", id: 1 } });
   assert.equal(replies.at(-1).digest, reference(new Uint8Array(0)));
 });
+
+test("without a worker (Node), startHashing says so and hashing stays in this thread", async () => {
+  const { startHashing } = await import("../src/hashing.js");
+  assert.equal(await startHashing(100), false);
+  const hash = createHash();
+  hash.update(new Uint8Array([1, 2, 3]));
+  assert.equal(await hash.digest(), reference(new Uint8Array([1, 2, 3])));
+});
