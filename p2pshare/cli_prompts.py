@@ -14,7 +14,8 @@ import typer
 from p2pshare.codes import Code, closest_word, unknown_words
 from p2pshare.codes import complete as complete_code
 from p2pshare.errors import InterruptedTransferError
-from p2pshare.events import OfferSummary
+from p2pshare.events import ConfirmWords, OfferSummary, Verification
+from p2pshare.files import MAX_PATH_BYTES, printable
 from p2pshare.progress import format_size
 
 
@@ -107,6 +108,31 @@ async def ask_line(prompt: str) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
+VERIFY_NEEDS_A_TERMINAL = (
+    "--verify asks whether the security words match, and there is no terminal to ask on "
+    "(add --yes to show the words without asking)"
+)
+
+
+async def words_match(question: str) -> bool:
+    """``--verify``: the person answers whether the other side shows the same words; only
+    an explicit yes goes on (Ctrl-D or anything else is a no)."""
+    answer = await ask_line(question)
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+def words_asker() -> ConfirmWords:
+    """The sender's ``--verify`` question, one at a time (``--many`` may ask about several
+    receivers at once)."""
+    asking = asyncio.Lock()
+
+    async def confirm(words: Verification, who: str) -> bool:
+        async with asking:
+            return await words_match(f"Does {who} show the words {' '.join(words.words)}? [y/N] ")
+
+    return confirm
+
+
 def describe_offer(offer: OfferSummary) -> str:
     """One line for the receiver: what, how much, where. Names are already printable."""
     if offer.is_text:
@@ -115,7 +141,8 @@ def describe_offer(offer: OfferSummary) -> str:
     if offer.dirs:
         counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
     names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
-    where = f" into {offer.destination}" if offer.destination else " to standard output"
+    shown = printable(str(offer.destination), MAX_PATH_BYTES) if offer.destination else None
+    where = f" into {shown}" if shown else " to standard output"
     found = (
         f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
         if offer.found_bytes

@@ -9,6 +9,8 @@ export const MESSAGES = {
   "server-error": "Could not reach the rendezvous server, or it refused the request.",
   "no-such-code": "No such code: nobody is waiting on it (check for typos; codes are single use).",
   crowded: "Crowded: two other people are already using this code.",
+  "server-refused":
+    "The rendezvous server refuses service; its operator's message says why. Try again later, use another server (--server), or stay on the local network (P2PSHARE_PUBLIC=0).",
   "wrong-code": "Wrong code (or someone tried to guess it): key confirmation failed. Nothing was sent; ask for a new code.",
   "peer-lost": "The other side left or stopped answering.",
   "peer-stopped": "The other side stopped the transfer.",
