@@ -113,7 +113,14 @@ def sha(data: bytes) -> str:
 
 
 def cli_sender(server: str, *paths: Path, verify: bool = False) -> tuple[Peer, str]:
-    args = ["send", *map(str, paths), "--server", server, "--json", *(["--verify"] * verify)]
+    args = [
+        "send",
+        *map(str, paths),
+        "--server",
+        server,
+        "--json",
+        *(["--verify", "--yes"] * verify),
+    ]
     sender = Peer(args, cwd=paths[0].parent)
     event = sender.event("code")
     assert event["link"] == http_url(server) + "#" + event["code"]
