@@ -160,6 +160,7 @@ def run_p2pshare(
         text=True,
     )
     first: list[float] = []
+    errors: list[str] = []
 
     def watch() -> None:
         assert receiver.stdout is not None
@@ -167,10 +168,16 @@ def run_p2pshare(
             event = json.loads(line)
             if event["event"] == "progress" and event["done"] > 0 and not first:
                 first.append(time.perf_counter() - started)
+            elif event["event"] == "error":
+                errors.append(str(event.get("message")))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    r = _wait(receiver)
+    try:
+        r = _wait(receiver)
+    except RuntimeError as exc:
+        watcher.join(5)
+        raise RuntimeError(f"{exc}: {'; '.join(errors)}") from None
     seconds = time.perf_counter() - started
     s = _wait(sender)
     watcher.join(5)

@@ -108,7 +108,10 @@ def _component_problem(part: str) -> str | None:
         return "empty, '.' or '..' component"
     if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
         return "longer than 255 bytes"
-    for ch in part:
+    # Printable ASCII (most names) has no control, invisible or separator character: only
+    # the forbidden ones need looking for, without a Python loop over every character.
+    plain = part.isascii() and part.isprintable()
+    for ch in part if not plain or not _FORBIDDEN_CHARS.isdisjoint(part) else ():
         if ch in _FORBIDDEN_CHARS:
             return f"contains {ch!r}"
         category = unicodedata.category(ch)
@@ -118,7 +121,7 @@ def _component_problem(part: str) -> str | None:
             return "contains control or invisible character"
     if part[-1] == "." or part[-1].isspace() or part[0].isspace():
         return "leading space or trailing dot or space"
-    if any(ord(ch) in _INVISIBLE for ch in part):
+    if not plain and any(ord(ch) in _INVISIBLE for ch in part):
         return "contains a character that draws nothing"
     if part.casefold().startswith(RESERVED_PREFIX):
         return f"names starting with {RESERVED_PREFIX} are p2pshare's own"
@@ -128,8 +131,10 @@ def _component_problem(part: str) -> str | None:
     return None
 
 
-def check_path(path: str) -> tuple[str, ...]:
-    """Split a relative POSIX path from an offer into checked components, or refuse it."""
+def check_path(path: str, checked_dirs: set[str] | None = None) -> tuple[str, ...]:
+    """Split a relative POSIX path from an offer into checked components, or refuse it.
+    ``checked_dirs``: directory names already checked (they repeat across an offer's
+    entries), added to as this path's pass."""
     if not path or path.startswith("/"):
         raise UnsafeNameError(f"refused unsafe path '{printable(path)}': empty or absolute")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
@@ -137,8 +142,12 @@ def check_path(path: str) -> tuple[str, ...]:
     *dirs, name = path.split("/")
     if len(dirs) >= MAX_DEPTH:
         raise UnsafeNameError(f"refused unsafe path '{printable(path)}': nested too deep")
-    for part in (*dirs, name):
-        check_component(part)
+    for part in dirs:
+        if checked_dirs is None or part not in checked_dirs:
+            check_component(part)
+    check_component(name)
+    if checked_dirs is not None:
+        checked_dirs.update(dirs)
     # Directory names repeat across entries: one copy of each (offers can be large).
     return (*map(sys.intern, dirs), name) if dirs else (path,)
 
@@ -171,15 +180,23 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
     kinds: dict[str, str] = {}  # collision key -> "dir" or "file"
     names: dict[str, str] = {}
     checked = []
+    checked_dirs: set[str] = set()
+    # Directories already known to be directories: once one is, no later entry can make it
+    # a file without being refused, so its key need not be made again for every entry
+    # inside it (each entry then costs the same, however many share its directory).
+    parents: set[tuple[str, ...]] = set()
     for entry in offer.files:
         if entry.kind == "text" and len(offer.files) != 1:
             raise UnsafeNameError("refused offer: a text message must come alone")
-        parts = check_path(entry.path)
-        shown = printable(entry.path)
+        parts = check_path(entry.path, checked_dirs)
         for depth in range(1, len(parts)):
+            if parts[:depth] in parents:
+                continue
+            parents.add(parts[:depth])
             parent = "/".join(parts[:depth])
             key = collision_key(parent)
             if kinds.get(key, "dir") != "dir":
+                shown = printable(entry.path)
                 raise UnsafeNameError(
                     f"refused offer: '{shown}' needs '{printable(parent)}' to be a directory, "
                     "but the offer also sends it as a file"
@@ -189,6 +206,7 @@ def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
         key = collision_key(entry.path)
         kind = "dir" if entry.kind == "dir" else "file"
         if key in kinds and (kind == "file" or kinds[key] == "file"):
+            shown = printable(entry.path)
             raise UnsafeNameError(
                 f"refused offer: '{shown}' and '{printable(names[key])}' name the same "
                 "file (or a file and a directory)"

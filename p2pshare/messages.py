@@ -8,6 +8,7 @@ and raises :class:`~p2pshare.errors.ProtocolError` on anything else; what the va
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -129,12 +130,17 @@ class Offer:
     hashes: tuple[str, ...] = ()
     """Hashes the sender can use besides SHA-256 (``blake3``); the receiver may pick one."""
 
-    @property
+    @functools.cached_property
     def total_bytes(self) -> int | None:
-        """The sum of declared sizes, or None when a stream's size is unknown."""
-        if any(f.size is None for f in self.files):
-            return None
-        return sum(f.size or 0 for f in self.files)
+        """The sum of declared sizes, or None when a stream's size is unknown. Computed once:
+        progress reads it after every chunk, and summing a large tree's entries each time
+        made sending quadratic in the number of files (issue 31)."""
+        total = 0
+        for f in self.files:
+            if f.size is None:
+                return None
+            total += f.size
+        return total
 
     def frames(self) -> list[bytes]:
         first, *rest = _batches(self.files)

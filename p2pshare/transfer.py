@@ -43,6 +43,11 @@ DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 """Credit the receiver grants: bounds the receiver's memory whatever its disk speed. 8 MiB
 held 1 GiB back by ~5% on the veth (docs/performance.md, levers): the credit's round trip
 includes the writer thread and both event loops."""
+FILES_IN_FLIGHT = 4096
+"""An offer of more files than this gets a window of about this many files of its average
+size (at least :data:`MIN_FILES_WINDOW_BYTES`): credit counts bytes, and 16 MiB of 100-byte
+files would let 167,000 files (and their write jobs) be in flight at once."""
+MIN_FILES_WINDOW_BYTES = 1024 * 1024
 ACK_EVERY_FILES = 256
 """The receiver acknowledges verified files cumulatively, at most this many at a time (and
 after any large file, and after the last), so small files cost no message of their own."""
@@ -363,11 +368,15 @@ class SenderProtocol(_Side):
         return m.encode(m.DataEnd(index, size, digest, payload))
 
 
-DEFAULT_MAX_OFFER_ENTRIES = 50_000
+DEFAULT_MAX_OFFER_ENTRIES = 200_000
 """Entries a receiver takes in one offer unless told otherwise: every entry costs memory
-before anything is shown, and the sender chooses how many there are."""
-DEFAULT_MAX_OFFER_BYTES = 8 * 1024 * 1024
-"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise."""
+before anything is shown (575-900 bytes each, measured), and the sender chooses how many
+there are. 200,000 takes a source tree or a photo library of 100,000 files with room to
+spare (issue 31) and keeps a receiver at both caps near 200 MiB (docs/performance.md,
+"Scale"); a larger tree needs ``--max-entries`` until entries are streamed."""
+DEFAULT_MAX_OFFER_BYTES = 24 * 1024 * 1024
+"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise
+(200,000 entries of ~125 bytes of JSON each)."""
 
 
 class ReceiverProtocol(_Side):
@@ -507,7 +516,8 @@ class ReceiverProtocol(_Side):
         have: list[m.Prefix] | None = None,
         hash: str = SHA256,
     ) -> list[bytes]:
-        """Accept the offer with ``window`` bytes of credit; ``compression`` picks one of the
+        """Accept the offer with ``window`` bytes of credit (less for an offer of very many
+        small files: :data:`FILES_IN_FLIGHT`); ``compression`` picks one of the
         codecs the sender offered (ignored if it offered none), ``hash`` one of its hashes
         (SHA-256 if it offered none); ``have`` lists the prefixes already on disk, hashed
         with that hash, which the sender checks before it resumes them."""
@@ -515,6 +525,10 @@ class ReceiverProtocol(_Side):
             raise RuntimeError("nothing to accept")
         have = have or []
         check_prefixes(self.offer, have)
+        total = self.offer.total_bytes
+        if len(self._order) > FILES_IN_FLIGHT and total is not None:
+            per_file = total * FILES_IN_FLIGHT // len(self._order)
+            window = min(window, max(MIN_FILES_WINDOW_BYTES, per_file))
         self._state = _State.TRANSFERRING
         self.window = self.outstanding = window
         self.compression = compression if compression in self.offer.compression else None

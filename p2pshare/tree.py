@@ -9,21 +9,34 @@ matched, by ``link`` (which never replaces anything) or, with ``--overwrite``, `
 Mode bits are limited to rwx (setuid, setgid and sticky are dropped) and the umask applies;
 directories always keep the owner's rwx so that the received tree stays usable. Blocking code:
 it runs in the receiver's worker thread.
+
+Costs stay bounded whatever the tree's shape: at most :data:`DIR_FD_CACHE` directory
+descriptors are open at a time (the least recently used is closed and reopened, from the
+root and without following links, when needed again), and a small file costs five system
+calls (create, write, set times, rename without replacing, close). A receive that fails
+removes the directories it created that hold nothing (partial data kept for a resume keeps
+its directory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import itertools
 import logging
 import os
 import stat
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from p2pshare import digests
 from p2pshare import messages as m
 from p2pshare.digests import SHA256, Digest
-from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError
+from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError, P2PShareError
 from p2pshare.files import UnsafeNameError, printable
 from p2pshare.fs import (
     DIR_FLAGS,
@@ -52,6 +65,26 @@ logger = logging.getLogger(__name__)
 FSYNC_MIN_BYTES = 1024 * 1024
 """Files this large are fsynced before they get their final name; for smaller ones the cost
 (milliseconds each, thousands of files) outweighs the benefit."""
+DIR_FD_CACHE = 64
+"""Directory descriptors held open at most, besides the root's: a tree of any number of
+directories must go through under the common limit of 1,024 descriptors (issue 27)."""
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """Linux's ``renameat2`` (glibc 2.28+; Python has no binding), or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    call.restype = ctypes.c_int
+    return cast("Callable[[int, bytes, int, bytes, int], int]", call)
+
+
+_RENAMEAT2 = _renameat2()
 
 
 @dataclass
@@ -84,6 +117,17 @@ class _Held:
     hash: Digest
 
 
+class _ShownName:
+    """A file's name as printed, made only if an error needs it (a small file's whole
+    receive costs less than making it)."""
+
+    def __init__(self, layout: Layout, index: int) -> None:
+        self.layout, self.index = layout, index
+
+    def __str__(self) -> str:
+        return printable(str(self.layout.shown(self.index)))
+
+
 class Tree:
     """Writes received entries under a layout's root. Used from one thread at a time."""
 
@@ -101,12 +145,18 @@ class Tree:
             except FileExistsError:
                 raise DeclinedError(f"{layout.root} appeared while receiving") from None
         self._root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
-        self._dirs: dict[tuple[str, ...], int] = {(): self._root_fd}
+        self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        """Open directory descriptors, least recently used first (the root's is apart)."""
         self._created: set[tuple[str, ...]] = set()
-        """Directories this transfer made: the only ones whose mode and times it may set."""
+        """Directories this transfer made: the only ones whose mode and times it may set,
+        and the ones it removes again (when empty) if it fails."""
         self._current: _Open | None = None
         self._held: dict[int, _Held] = {}
         self._starts: dict[int, int] = {}
+        self._temp_stem = f"{TEMP_PREFIX}{os.urandom(6).hex()}-"
+        self._temp_serial = itertools.count()
+        self._noreplace = _RENAMEAT2 is not None
+        self._finished = False
 
     def check_held(self) -> list[m.Prefix]:
         """Hash the data the plan found already on disk (a local read of just those bytes):
@@ -122,17 +172,24 @@ class Tree:
                 prefixes.append(m.Prefix(index, found.length, digest.hexdigest()))
         return prefixes
 
-    def _dir(self, parts: tuple[str, ...]) -> int:
-        """An fd for directory ``parts`` under the root, created as needed, never via a link."""
+    def _dir(self, parts: tuple[str, ...], create: bool = True) -> int:
+        """An fd for directory ``parts`` under the root, created as needed, never via a link.
+        It stays valid until the next call (which may close the least recently used)."""
+        if not parts:
+            return self._root_fd
         fd = self._dirs.get(parts)
         if fd is not None:
+            self._dirs.move_to_end(parts)
             return fd
-        parent = self._dir(parts[:-1])
-        try:
-            os.mkdir(parts[-1], 0o700, dir_fd=parent)
-            self._created.add(parts)
-        except FileExistsError:
-            pass  # used as it is: never chmod'ed or utime'd (it may be ~/.ssh)
+        parent = self._dir(parts[:-1], create)
+        if create:
+            try:
+                os.mkdir(parts[-1], 0o700, dir_fd=parent)
+                self._created.add(parts)
+            except FileExistsError:
+                pass  # used as it is: never chmod'ed or utime'd (it may be ~/.ssh)
+            except OSError as exc:
+                raise describe(exc, self.layout.root.joinpath(*parts)) from None
         try:
             fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
@@ -145,6 +202,14 @@ class Tree:
                 ) from None
             raise describe(exc, self.layout.root.joinpath(*parts)) from None
         self._dirs[parts] = fd
+        pinned = self._current.dir_fd if self._current is not None else -1
+        while len(self._dirs) > DIR_FD_CACHE:
+            oldest, old_fd = next(iter(self._dirs.items()))
+            if old_fd in (pinned, fd):  # in use: keep it, close the next one
+                self._dirs.move_to_end(oldest)
+                continue
+            del self._dirs[oldest]
+            os.close(old_fd)
         return fd
 
     def make_dirs(self) -> None:
@@ -180,18 +245,19 @@ class Tree:
                 index, dir_fd, parts[-1], part, fd, entry, self._digest(), record=record
             )
             return
+        # Created with its final mode (the umask applies): no chmod later. Not readable
+        # under its final name before the hash matched, whatever the mode.
+        mode = entry.mode & 0o777
         while True:
-            temp = f"{TEMP_PREFIX}{os.urandom(6).hex()}{TEMP_SUFFIX}"
+            temp = f"{self._temp_stem}{next(self._temp_serial)}{TEMP_SUFFIX}"
             try:
-                fd = os.open(temp, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+                fd = os.open(temp, NEW_FILE_FLAGS, mode, dir_fd=dir_fd)
                 break
             except FileExistsError:
                 continue
             except OSError as exc:
                 raise describe(exc, self.layout.shown(index).parent) from None
-        self._current = _Open(
-            index, dir_fd, parts[-1], temp, fd, self.offer.files[index], self._digest()
-        )
+        self._current = _Open(index, dir_fd, parts[-1], temp, fd, entry, self._digest())
 
     def resume(self, index: int, offset: int) -> None:
         """The sender's verdict on data found for entry ``index`` (all come before any data):
@@ -291,7 +357,7 @@ class Tree:
         current = self._current
         assert current is not None and current.index == index
         self._current = None
-        shown = printable(str(self.layout.shown(index)))
+        shown = _ShownName(self.layout, index)
         if current.complete:
             digest = current.hash.hexdigest()
             if digest != expected:
@@ -310,12 +376,12 @@ class Tree:
             try:
                 if current.written >= FSYNC_MIN_BYTES:
                     os.fsync(current.fd)
-                mode = current.entry.mode & 0o777 & ~UMASK
-                os.fchmod(current.fd, mode)
+                if current.record is not None:  # a partial file, made owner-only
+                    os.fchmod(current.fd, current.entry.mode & 0o777 & ~UMASK)
                 if current.entry.mtime is not None:
                     os.utime(current.fd, (current.entry.mtime, current.entry.mtime))
             except OSError as exc:
-                raise describe(exc, shown) from None
+                raise describe(exc, str(shown)) from None
             self._move_into_place(current, shown)
             if current.record is not None:
                 with contextlib.suppress(OSError):
@@ -335,7 +401,7 @@ class Tree:
                 with contextlib.suppress(OSError):
                     os.close(current.fd)
 
-    def _move_into_place(self, current: _Open, shown: str) -> None:
+    def _move_into_place(self, current: _Open, shown: _ShownName) -> None:
         fds = {"src_dir_fd": current.dir_fd, "dst_dir_fd": current.dir_fd}
         if self.layout.overwrite:
             existing = lstat_at(current.dir_fd, current.name)
@@ -343,13 +409,24 @@ class Tree:
                 raise DeclinedError(f"{shown} is a directory; not replacing it")
             os.replace(current.temp, current.name, **fds)
             return
+        if self._noreplace and _RENAMEAT2 is not None:
+            # One atomic call instead of link + unlink; never replaces anything.
+            src, dst = os.fsencode(current.temp), os.fsencode(current.name)
+            if _RENAMEAT2(current.dir_fd, src, current.dir_fd, dst, _RENAME_NOREPLACE) == 0:
+                return
+            code = ctypes.get_errno()
+            if code == errno.EEXIST:
+                raise DeclinedError(f"{shown} appeared while receiving; not replacing it")
+            if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise describe(OSError(code, os.strerror(code)), str(shown))
+            self._noreplace = False  # this file system cannot: link and unlink instead
         try:
             os.link(current.temp, current.name, **fds, follow_symlinks=False)
         except FileExistsError:
             raise DeclinedError(f"{shown} appeared while receiving; not replacing it") from None
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-                raise describe(exc, shown) from None
+                raise describe(exc, str(shown)) from None
             # File systems without hard links: check, then rename (a small race remains).
             if lstat_at(current.dir_fd, current.name) is not None:
                 raise DeclinedError(f"{shown} appeared while receiving; not replacing it") from None
@@ -388,6 +465,7 @@ class Tree:
             for e, p in zip(self.offer.files, self.layout.parts, strict=True)
             if e.kind == "dir" and p in self._created
         ]
+        self._finished = True
         for parts, entry in sorted(entries, key=lambda pe: -len(pe[0])):
             parent = self._dir(parts[:-1])
             with contextlib.suppress(OSError):
@@ -413,7 +491,31 @@ class Tree:
                 with contextlib.suppress(OSError):
                     os.close(current.fd)
             self._current = None
+        if not self._finished and self._root_fd >= 0:
+            self._remove_created()
         for fd in self._dirs.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._dirs.clear()
+        if self._root_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._root_fd)
+            self._root_fd = -1
+        if not self._finished and self.layout.create_root:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.layout.root)  # only if empty, as below
+
+    def _remove_created(self) -> None:
+        """A receive that did not finish: the directories it created go again, deepest
+        first, unless something is in them (a partial file kept to resume, a file received
+        and verified before the failure, or anything another program put there)."""
+        for parts in sorted(self._created, key=len, reverse=True):
+            try:
+                parent = self._dir(parts[:-1], create=False)
+            except (OSError, P2PShareError):
+                continue  # gone already, or not a directory any more: not ours to touch
+            fd = self._dirs.pop(parts, None)
+            if fd is not None:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(parts[-1], dir_fd=parent)

@@ -116,8 +116,15 @@ WINDOW_WHY = (
     "is a throughput choice measured on a veth (1 GiB: 3.26 s at 8 MiB, 3.09 s at 16 MiB; "
     "commit ee550e0, docs/performance.md)"
 )
+OFFER_WHY = (
+    "browser memory: the page holds the whole offer in a tab before it asks; the CLI takes "
+    "200,000 entries in 24 MiB so that a tree of 100,000 files goes through with default "
+    "settings (575-900 bytes an entry measured, issue 31, docs/performance.md 'Scale')"
+)
 PAGE_DIFFERS: dict[str, tuple[Any, str]] = {
     "p2pshare.transfer:DEFAULT_WINDOW_BYTES": (8 * 1024 * 1024, WINDOW_WHY),
+    "p2pshare.transfer:DEFAULT_MAX_OFFER_ENTRIES": (50_000, OFFER_WHY),
+    "p2pshare.transfer:DEFAULT_MAX_OFFER_BYTES": (8 * 1024 * 1024, OFFER_WHY),
 }
 """The page's own value where it deliberately differs, and why."""
 
