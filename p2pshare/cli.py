@@ -51,6 +51,7 @@ from p2pshare.codes import (
 )
 from p2pshare.config import (
     ENV_CODE,
+    tuning_from_env,
 )
 from p2pshare.errors import (
     DeclinedError,
@@ -574,7 +575,13 @@ def _many_without_count(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    media_stand_in.install()  # before anything imports aiortc
+    # Before anything imports aiortc. A bad knob is reported as a usage error once the
+    # command's options are read (settings_from_options); until then the default holds.
+    try:
+        stand_in = tuning_from_env().media_stand_in
+    except ValueError:
+        stand_in = True
+    media_stand_in.install(stand_in)
     args = _many_without_count(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(app)
     usage_error = _usage_error_class()

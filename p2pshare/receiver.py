@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, sinks, transfer
 from p2pshare import messages as m
-from p2pshare.config import Settings
+from p2pshare.config import Settings, Tuning
 from p2pshare.errors import DeclinedError
 from p2pshare.events import (
     Confirm,
@@ -31,6 +31,7 @@ from p2pshare.events import (
     TransferResult,
 )
 from p2pshare.files import check_offer, printable
+from p2pshare.fs import Writeback
 from p2pshare.layout import Layout, check_free_space, plan
 from p2pshare.sinks import Sink, StreamSink
 from p2pshare.tree import Tree
@@ -135,11 +136,13 @@ class Receiver:
 
     async def _main(self) -> TransferResult:
         offer = await self.offers
-        hash = digests.choose(offer.hashes)  # once: the sink, the tree and Accept all use it
+        hash = digests.choose(
+            offer.hashes, self.settings.tuning.hash
+        )  # once: the sink, the tree and Accept all use it
         prepared, summary = await prepare(offer, self.settings, self.resolve_existing, hash=hash)
         if self.confirm is not None and not await self.confirm(summary):
             raise DeclinedError("declined", peer_message="declined by the receiver")
-        sink, prefixes = await _open(prepared, offer, hash)
+        sink, prefixes = await _open(prepared, offer, hash, self.settings.tuning)
         self.total = offer.total_bytes
         writer = self.writer = sinks.write_worker(sink)
         writer.start()
@@ -178,13 +181,13 @@ class Receiver:
 
 
 async def _open(
-    prepared: StreamSink | Layout, offer: m.Offer, hash: str
+    prepared: StreamSink | Layout, offer: m.Offer, hash: str, tuning: Tuning
 ) -> tuple[Sink, list[m.Prefix]]:
     """The sink to write to, and the prefixes already on disk (hashed with ``hash``) to
     offer the sender."""
     if not isinstance(prepared, Layout):
         return prepared, []
-    tree = await asyncio.to_thread(Tree, prepared, offer, hash)
+    tree = await asyncio.to_thread(Tree, prepared, offer, hash, Writeback.choose(tuning))
     prefixes: list[m.Prefix] = []
     if prepared.found:
         try:
