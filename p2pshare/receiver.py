@@ -16,10 +16,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, sinks, transfer
 from p2pshare import messages as m
+from p2pshare.channel import Channel
 from p2pshare.config import Settings, Tuning
 from p2pshare.errors import DeclinedError
 from p2pshare.events import (
@@ -38,9 +38,6 @@ from p2pshare.tree import Tree
 from p2pshare.wire import GOODBYE_WAIT_S, Wire
 from p2pshare.worker import Worker
 
-if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
-    from p2pshare.webrtc import PeerLink
-
 logger = logging.getLogger(__name__)
 
 WRITER_JOIN_S = 10.0
@@ -52,7 +49,7 @@ class Receiver:
 
     def __init__(
         self,
-        link: PeerLink,
+        link: Channel,
         settings: Settings,
         on_event: EventSink,
         confirm: Confirm | None,

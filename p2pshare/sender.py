@@ -11,19 +11,15 @@ import asyncio
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, transfer
 from p2pshare import messages as m
+from p2pshare.channel import Channel
 from p2pshare.config import Settings
 from p2pshare.errors import PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
 from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
 from p2pshare.wire import Wire
-
-if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
-    from p2pshare.webrtc import PeerLink
-
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +28,7 @@ class Sender:
     """Sends ``sources`` over ``link``; :meth:`run` once."""
 
     def __init__(
-        self, link: PeerLink, sources: list[Source], settings: Settings, on_event: EventSink
+        self, link: Channel, sources: list[Source], settings: Settings, on_event: EventSink
     ) -> None:
         self.link = link
         self.on_event = on_event

@@ -483,6 +483,10 @@ class PeerLink:
     async def wait_lost(self) -> None:
         await self._lost.wait()
 
+    async def receive(self) -> bytes:
+        """The next message from the peer; ``b""`` once the connection is lost."""
+        return await self.incoming.get()
+
     def send(self, frame: bytes) -> None:
         if self.channel is None or self.channel.readyState != "open":
             raise PeerLostError("the connection to the other side was lost")
