@@ -14,8 +14,6 @@ import typer
 from p2pshare.codes import Code, closest_word, unknown_words
 from p2pshare.codes import complete as complete_code
 from p2pshare.errors import InterruptedTransferError
-from p2pshare.events import OfferSummary
-from p2pshare.progress import format_size
 
 
 def ask_code() -> str:
@@ -105,20 +103,3 @@ async def ask_line(prompt: str) -> str | None:
         sys.stderr.write("\n")
         return None
     return data.decode("utf-8", errors="replace")
-
-
-def describe_offer(offer: OfferSummary) -> str:
-    """One line for the receiver: what, how much, where. Names are already printable."""
-    if offer.is_text:
-        return f"a text message ({format_size(offer.total_bytes)})"
-    counts = [f"{offer.files} file{'s' if offer.files != 1 else ''}"]
-    if offer.dirs:
-        counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
-    names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
-    where = f" into {offer.destination}" if offer.destination else " to standard output"
-    found = (
-        f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
-        if offer.found_bytes
-        else ""
-    )
-    return f"{names} ({', '.join(counts)}, {format_size(offer.total_bytes)}){where}{found}"

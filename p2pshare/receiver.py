@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from p2pshare.events import (
 )
 from p2pshare.files import check_offer, printable
 from p2pshare.fs import Writeback
-from p2pshare.layout import Layout, check_free_space, plan
+from p2pshare.layout import Layout, check_free_space, existing_files, free_name, plan
 from p2pshare.sinks import Sink, StreamSink
 from p2pshare.tree import Tree
 from p2pshare.wire import GOODBYE_WAIT_S, Wire
@@ -243,11 +242,9 @@ async def prepare(
             plan, settings.output, offer, parts, settings.overwrite, settings.resume
         )
     if offer.total_bytes is not None:
-        space_in = layout.root.parent if layout.create_root else layout.root
         needed = offer.total_bytes - layout.found_bytes
-        await asyncio.to_thread(check_free_space, space_in, needed)
-    where = layout.shown(0) if len(offer.files) == 1 else layout.root
-    summary = summarize(offer, layout.parts, where)
+        await asyncio.to_thread(check_free_space, layout.space_needed_in(), needed)
+    summary = summarize(offer, layout.parts, layout.destination(len(offer.files)))
     return layout, dataclasses.replace(summary, found_bytes=layout.found_bytes)
 
 
@@ -260,11 +257,11 @@ async def _plan_asking(
     """:func:`plan` refuses existing files; so plan with overwrite, find what would really
     be replaced, and ask about it (without existing files: plan as usual)."""
     layout = await asyncio.to_thread(plan, settings.output, offer, parts, True, settings.resume)
-    existing = await asyncio.to_thread(_existing, layout, offer)
+    existing = await asyncio.to_thread(existing_files, layout, offer)
     if not existing:
         return await asyncio.to_thread(plan, settings.output, offer, parts, False, settings.resume)
     other = (
-        await asyncio.to_thread(_free_name, existing[0])
+        await asyncio.to_thread(free_name, existing[0])
         if len(offer.files) == 1 and offer.files[0].carries_data
         else None
     )
@@ -275,29 +272,3 @@ async def _plan_asking(
         return await asyncio.to_thread(plan, other, offer, parts, False, settings.resume)
     names = ", ".join(printable(p.name) for p in existing[:3])
     raise DeclinedError(f"declined: {names} already exist{'s' if len(existing) == 1 else ''}")
-
-
-def _existing(layout: Layout, offer: m.Offer) -> tuple[Path, ...]:
-    """The files of the offer that exist where they would go, except those that look
-    received before (the sender checks those and skips them)."""
-    found = []
-    for index, entry in enumerate(offer.files):
-        if entry.kind == "dir":
-            continue
-        held = layout.found.get(index)
-        if held is not None and held.complete:
-            continue
-        shown = layout.shown(index)
-        if os.path.lexists(shown):
-            found.append(shown)
-    return tuple(found)
-
-
-def _free_name(path: Path) -> Path:
-    """``report (1).txt``, ``report (2).txt``...: the first that does not exist."""
-    stem, suffix = path.stem, path.suffix
-    for n in range(1, 10_000):
-        candidate = path.with_name(f"{stem} ({n}){suffix}")
-        if not os.path.lexists(candidate):
-            return candidate
-    raise DeclinedError(f"{printable(path.name)} exists, and so do 9,999 renamed copies")
