@@ -183,7 +183,10 @@ async def _open(
     offer the sender."""
     if not isinstance(prepared, Layout):
         return prepared, []
-    tree = await asyncio.to_thread(Tree, prepared, offer, hash, Writeback.choose(tuning))
+    writeback = Writeback.choose(tuning)
+    logger.debug("early writeback %s", "on" if writeback.start else "off")
+    logger.debug("drop-behind %s", "on" if writeback.drop_behind else "off")
+    tree = await asyncio.to_thread(Tree, prepared, offer, hash, writeback)
     prefixes: list[m.Prefix] = []
     if prepared.found:
         try:
