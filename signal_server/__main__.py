@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from signal_server import __version__, eventloop
+from signal_server.client_address import parse_network, split_specs
 from signal_server.redis_registry import RedisUnavailableError
 from signal_server.server import ServerSettings, start_server
 
 logger = logging.getLogger("signal_server")
 ENV_TURN_SECRET = "P2PSHARE_TURN_SECRET"  # noqa: S105 - a variable name
 ENV_REDIS = "P2PSHARE_SIGNAL_REDIS"
+ENV_TRUSTED_PROXY = "P2PSHARE_TRUSTED_PROXY"
 
 
 def _count(text: str) -> int:
@@ -36,6 +38,13 @@ def _seconds(text: str, integer: bool = False) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
+
+
+def _network(text: str) -> str:
+    try:
+        return str(parse_network(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -200,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"redis://127.0.0.1:6379/0 (also {ENV_REDIS}; default: rooms in this process)",
     )
     p.add_argument(
+        "--trusted-proxy",
+        action="append",
+        type=_network,
+        default=None,
+        metavar="CIDR",
+        help="a reverse proxy (address or network, e.g. 127.0.0.1 or 10.0.0.0/8) whose "
+        "X-Forwarded-For names the client: every per-address limit and log line then uses "
+        "the right-most address in it that is not itself a trusted proxy; from anyone else "
+        f"the header is ignored (repeatable; also {ENV_TRUSTED_PROXY}, separated by commas; "
+        "default: none)",
+    )
+    p.add_argument(
         "--static-dir",
         default=None,
         metavar="DIR",
@@ -231,6 +252,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         turn_ttl_s=args.turn_ttl,
         static_dir=args.static_dir,
         redis_url=args.redis or None,
+        trusted_proxies=tuple(args.trusted_proxy or ()),
     )
 
 
@@ -241,6 +263,10 @@ async def serve_until_signalled(settings: ServerSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with start_server(settings) as running:
         print(f"listening on {running.url}", flush=True)
+        if settings.trusted_proxies:
+            logger.info(
+                "client addresses from X-Forwarded-For of %s", ", ".join(settings.trusted_proxies)
+            )
         await stop.wait()
         logger.info("shutting down (%d rooms open)", len(running.signal.registry))
 
@@ -267,6 +293,13 @@ def raise_open_file_limit() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.trusted_proxy is None:
+        # The flags, when given, replace the environment's list rather than add to it.
+        try:
+            env = split_specs(os.environ.get(ENV_TRUSTED_PROXY, ""))
+            args.trusted_proxy = [str(parse_network(spec)) for spec in env]
+        except ValueError as exc:
+            parser.error(f"{ENV_TRUSTED_PROXY}: {exc}")
     if args.redis:
         try:
             import redis  # noqa: F401

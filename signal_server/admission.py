@@ -16,6 +16,13 @@ otherwise hold every descriptor and lock out everyone, ``/healthz`` included. So
 - Under pressure (the half-open share more than half used) the handshake window shrinks
   from ``handshake_timeout_s`` to ``pressure_timeout_s``.
 
+Behind a reverse proxy (``--trusted-proxy``) the address at accept is the proxy's, shared by
+every user. Such a connection is admitted without the per-address limit (still within the
+total and the half-open share) and is charged to its client once the request names it
+(:meth:`Admission.attribute`, see :mod:`signal_server.client_address`): a trusted proxy has
+already read the whole request, so what a flood of half-open connections through it costs is
+the proxy's to bound.
+
 The server's adapter (``server.py``) calls :meth:`Admission.admit` from ``connection_made``,
 :meth:`Admission.upgraded` once the handshake is done, :meth:`Admission.closed` from
 ``connection_lost``, and aborts what :meth:`Admission.overdue` returns, once a second.
@@ -95,15 +102,16 @@ class Admission(Generic[Conn]):
     def count(self, address: str) -> int:
         return self._by_address[address]
 
-    def admit(self, conn: Conn, address: str, now: float) -> Admitted[Conn] | Refused:
-        """A connection was just accepted from ``address``."""
+    def admit(
+        self, conn: Conn, address: str, now: float, *, per_address: bool = True
+    ) -> Admitted[Conn] | Refused:
+        """A connection was just accepted from ``address``; ``per_address=False`` for a
+        trusted proxy's, whose client is not known yet (see :meth:`attribute`)."""
         evict: list[Conn] = []
-        if self.per_address and self._by_address[address] >= self.per_address:
-            oldest = self._oldest_half_open(address)
-            if oldest is None:
-                return Refused("too many connections from your address", 429)
-            evict.append(oldest)
-            self._forget(oldest)
+        if per_address:
+            refused = self._make_room_for(address, evict)
+            if refused is not None:
+                return refused
         if self.open >= self.capacity or self.half_open >= self.half_open_capacity:
             oldest = self._oldest_half_open(None)
             if oldest is None:
@@ -115,6 +123,41 @@ class Admission(Generic[Conn]):
         self._half_open_by_address.setdefault(address, {})[conn] = None
         self._by_address[address] += 1
         return Admitted(tuple(evict))
+
+    def attribute(self, conn: Conn, address: str) -> Admitted[Conn] | Refused:
+        """The connection (admitted from a trusted proxy) serves the client at ``address``:
+        from now on it counts against that address's share. Refused: close it; it is still
+        counted until :meth:`closed`, under its old address."""
+        entry = self._entries.get(conn)
+        if entry is None or entry.address == address:
+            return Admitted()
+        evict: list[Conn] = []
+        refused = self._make_room_for(address, evict)
+        if refused is not None:
+            return refused
+        self._by_address[entry.address] -= 1
+        if not self._by_address[entry.address]:
+            del self._by_address[entry.address]
+        if entry.half_open:  # the server attributes after upgraded(); kept correct anyway
+            pool = self._half_open_by_address[entry.address]
+            del pool[conn]
+            if not pool:
+                del self._half_open_by_address[entry.address]
+            self._half_open_by_address.setdefault(address, {})[conn] = None
+        entry.address = address
+        self._by_address[address] += 1
+        return Admitted(tuple(evict))
+
+    def _make_room_for(self, address: str, evict: list[Conn]) -> Refused | None:
+        """Apply the per-address limit to one more connection from ``address``: evict that
+        address's oldest half-open connection if it is full, or refuse."""
+        if self.per_address and self._by_address[address] >= self.per_address:
+            oldest = self._oldest_half_open(address)
+            if oldest is None:
+                return Refused("too many connections from your address", 429)
+            evict.append(oldest)
+            self._forget(oldest)
+        return None
 
     def upgraded(self, conn: Conn) -> None:
         """The connection completed its websocket handshake (or got its HTTP answer)."""

@@ -26,13 +26,22 @@ def turn_credentials(
 
 
 def ice_servers(
-    stun: Sequence[str], turn: Sequence[str], secret: str | None, ttl_s: int, now: float
+    stun: Sequence[str],
+    turn: Sequence[str],
+    secret: str | None,
+    ttl_s: int,
+    now: float,
+    label: str = TURN_LABEL,
 ) -> list[dict[str, Any]]:
-    """The RTCIceServer list a client gets: STUN as is, TURN with fresh credentials."""
+    """The RTCIceServer list a client gets: STUN as is, TURN with fresh credentials.
+
+    coturn counts ``user-quota`` per username: a ``label`` of its own per connection gives
+    each client its own allocation quota (with one fixed label, every client served in the
+    same second would share one)."""
     servers: list[dict[str, Any]] = []
     if stun:
         servers.append({"urls": list(stun)})
     if turn and secret:
-        username, credential = turn_credentials(secret, ttl_s, now)
+        username, credential = turn_credentials(secret, ttl_s, now, label)
         servers.append({"urls": list(turn), "username": username, "credential": credential})
     return servers

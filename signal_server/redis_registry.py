@@ -17,7 +17,8 @@ after its instance stops refreshing it.
 Keys (all under ``PREFIX``): ``rooms`` (sorted set: nameplate -> deadline in ms: the room's TTL
 while it waits, its idle deadline once paired), ``room:<np>`` (hash: ``a`` creator, ``b``
 joiner, ``messages``), ``pending:<np>`` (list of bodies sent before pairing), ``low`` (no free
-nameplate below it), ``joins:<ip>`` (sorted set of join times, the per-minute limit),
+nameplate below it), ``joins:<ip>`` (sorted set of join times, the per-minute limit;
+``join-seq`` numbers its members),
 ``members:<instance>`` (set of the nameplates it holds members of), ``instances`` (sorted set:
 instance -> last heartbeat). A member is ``<instance>/<connection id>``.
 
@@ -25,6 +26,9 @@ A crashed instance stops its heartbeat; within :data:`INSTANCE_TIMEOUT_MS` the s
 other instance drops its rooms, frees their nameplates and tells the peers on live instances
 that their partner left (``peer-left``, 4007). Rooms past their deadline are dropped the same
 way (``expired``, ``timeout``).
+
+``tests/test_rooms_model.py`` runs the same requests against this and the in-memory registry
+and compares what each answers.
 
 Not (yet) done here: Redis Cluster (the script touches keys it cannot declare), Redis
 Sentinel, and the load benchmark across instances. Deployment: docs/self-hosting.md.
@@ -106,7 +110,8 @@ local function joins_allowed(ip, limit, gid)
   local key = P .. "joins:" .. ip
   redis.call("ZREMRANGEBYSCORE", key, "-inf", now - 60000)
   if redis.call("ZCARD", key) >= limit then return false end
-  redis.call("ZADD", key, now, now .. ":" .. gid)
+  -- One member per join, even two of one connection in the same millisecond.
+  redis.call("ZADD", key, now, now .. ":" .. gid .. ":" .. redis.call("INCR", P .. "join-seq"))
   redis.call("PEXPIRE", key, 61000)
   return true
 end
@@ -161,6 +166,10 @@ elseif op == "claim" then
   for _, body in ipairs(redis.call("LRANGE", P .. "pending:" .. np, 0, -1)) do send(gid, body) end
   redis.call("DEL", P .. "pending:" .. np)
   return {"ok", np}
+elseif op == "join" then
+  -- gid, ip, join_limit: a join refused before it reaches a room counts all the same
+  if not joins_allowed(ARGV[7], tonumber(ARGV[8]), ARGV[6]) then return {"err", "rate-limited"} end
+  return {"ok"}
 elseif op == "relay" then
   -- gid, np, message, max_messages, idle_ms, limit msg/code/reason, peer msg/code/reason
   local gid, np, message, max, idle = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9]),
@@ -331,7 +340,7 @@ class RedisRooms:
         return len(set(self._room_of.values()))
 
     async def allocate(self, conn: ConnId, ip: str) -> None:
-        self._check_not_joined(conn)
+        await self._check_not_joined(conn, ip)
         template = protocol.encode(protocol.allocated_msg("NAMEPLATE"))
         reply = await self._call(
             "allocate",
@@ -345,7 +354,7 @@ class RedisRooms:
         self._room_of[conn] = self._accepted(reply)
 
     async def claim(self, conn: ConnId, ip: str, nameplate: str, create: bool) -> None:
-        self._check_not_joined(conn)
+        await self._check_not_joined(conn, ip)
         reply = await self._call(
             "claim",
             self._gid(conn),
@@ -447,8 +456,13 @@ class RedisRooms:
     def _gid(self, conn: ConnId) -> str:
         return f"{self.instance}/{conn}"
 
-    def _check_not_joined(self, conn: ConnId) -> None:
+    async def _check_not_joined(self, conn: ConnId, ip: str) -> None:
+        """Refuse a second room to ``conn``. As in server.py, the request counts against its
+        address first (and may be refused as rate-limited instead)."""
         if conn in self._room_of:
+            reply = await self._call("join", self._gid(conn), ip, self.joins_per_ip_per_minute)
+            if reply[0] == "err":
+                raise SignalError(*_REFUSALS[reply[1]])
             raise SignalError(protocol.BAD_REQUEST, "this connection already joined a room")
 
     def _accepted(self, reply: list[str]) -> str:

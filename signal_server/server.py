@@ -14,6 +14,7 @@ import http
 import itertools
 import logging
 import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,6 +29,7 @@ from websockets.typing import Subprotocol
 
 from signal_server import ice, protocol
 from signal_server.admission import Admission, Refused, connection_capacity
+from signal_server.client_address import TrustedProxies, normalize
 from signal_server.protocol import SignalError
 from signal_server.redis_registry import LOST_ROOM, RedisRooms, SendText
 from signal_server.rooms import Action, CloseConn, RoomRegistry, SendTo, SlidingWindowLimiter
@@ -69,6 +71,9 @@ class ServerSettings:
     pressure_handshake_timeout_s: float = 2.0
     redis_url: str | None = None
     """Share rooms with other instances through this Redis (None: rooms in this process)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Networks of reverse proxies whose ``X-Forwarded-For`` names the client (see
+    :mod:`signal_server.client_address`); from anyone else the header is ignored."""
     """The handshake window while half-open connections fill more than half their share."""
     """Folder of the browser page served at ``/``; None means the one in the package."""
 
@@ -121,6 +126,10 @@ class SignalServer:
                 settings.pressure_handshake_timeout_s, settings.handshake_timeout_s
             ),
         )
+        self.proxies = TrustedProxies.parse(settings.trusted_proxies)
+        self._addresses: dict[ServerConnection, str] = {}
+        """The client's address of each open connection: the peer's, or the one a trusted
+        proxy named once the request arrived. Every per-address limit and log line uses it."""
         self._ids = itertools.count(1)
         self.stats: Counter[str] = Counter()
         self._handler_exited = asyncio.Condition()
@@ -141,6 +150,9 @@ class SignalServer:
         # The request is complete: whatever comes next is quick (an answer or the upgrade),
         # so the connection is no longer one of the half-open a flood is made of.
         self.admission.upgraded(connection)
+        refusal = self._identify_client(connection, request)
+        if refusal is not None:
+            return refusal
         # A websocket upgrade on any path is the rendezvous protocol; a plain GET is the page.
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return None
@@ -159,7 +171,7 @@ class SignalServer:
 
     async def handler(self, ws: ServerConnection) -> None:
         conn = next(self._ids)
-        ip = str(ws.remote_address[0]) if ws.remote_address else "?"
+        ip = self.client_address(ws)
         client = _Client(ws)
         self._clients[conn] = client
         self.stats["connections"] += 1
@@ -204,6 +216,7 @@ class SignalServer:
             settings.turn_secret,
             settings.turn_ttl_s,
             time.time(),
+            f"{ice.TURN_LABEL}-{secrets.token_hex(4)}",
         )
         client.outbox.put_nowait(protocol.encode(protocol.welcome_msg(servers)))
         while True:
@@ -308,26 +321,55 @@ class SignalServer:
             else:
                 client.outbox.put_nowait(_CloseRequest(action.code, action.reason))
 
+    # -- client addresses (behind a trusted proxy: X-Forwarded-For) -------------------------
+
+    def client_address(self, connection: ServerConnection) -> str:
+        """The address this connection is counted and logged under."""
+        return self._addresses.get(connection, "?")
+
+    def _identify_client(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Charge a proxied connection to the client its proxy names; a refusal to send if
+        that client already holds its share of connections."""
+        peer = self._addresses.get(connection)
+        if peer is None or not self.proxies.trusts(peer):
+            return None
+        client = self.proxies.client_address(peer, request.headers.get_all("X-Forwarded-For"))
+        decision = self.admission.attribute(connection, client)
+        if isinstance(decision, Refused):
+            self.stats[f"refused:{decision.status}"] += 1
+            logger.debug("refused %s (via proxy %s): %s", client, peer, decision.reason)
+            return text_response(http.HTTPStatus(decision.status), f"{decision.reason}\n")
+        self._addresses[connection] = client
+        for old in decision.evict:
+            self.stats["evicted"] += 1
+            old.transport.abort()
+        return None
+
     # -- admission (every accepted socket, before any HTTP) ----------------------------------
 
     def connection_made(self, connection: ServerConnection, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if peer else "?"
-        decision = self.admission.admit(connection, address, self.clock())
+        address = normalize(str(peer[0])) if peer else "?"
+        decision = self.admission.admit(
+            connection, address, self.clock(), per_address=not self.proxies.trusts(address)
+        )
         if isinstance(decision, Refused):
             self.stats[f"refused:{decision.status}"] += 1
+            logger.debug("refused %s: %s", address, decision.reason)
             # Best effort: a client whose request is already on its way may see a reset
             # instead, as the socket closes with unread data. Either way the descriptor is
             # free at once.
             transport.write(_refusal(decision))
             transport.close()
             return
+        self._addresses[connection] = address
         for old in decision.evict:
             self.stats["evicted"] += 1
             old.transport.abort()
 
     def connection_lost(self, connection: ServerConnection) -> None:
         self.admission.closed(connection)
+        self._addresses.pop(connection, None)
 
     def _abort_overdue(self) -> None:
         overdue = self.admission.overdue(self.clock())

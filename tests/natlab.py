@@ -339,3 +339,22 @@ def delayed_link(workdir: Path, delay_s: float, loss_pct: float) -> Iterator[tup
             sh("ip", "addr", "add", f"10.9.0.{here}", "peer", f"10.9.0.{there}", "dev", dev, ns=ns)
             sh("ip", "link", "set", dev, "up", ns=ns)
         yield lab, host_a, host_b
+
+
+def public_network(lab: Lab) -> str:
+    """The "public" namespace with its bridge at 203.0.113.0/24 (no servers started)."""
+    return _build_public(lab)
+
+
+def home(lab: Lab, pub: str, index: int, nat: str, block_udp: bool = False) -> str:
+    """A host at 10.0.INDEX.2 behind a router (203.0.113.INDEX) doing ``nat``; returns the
+    host's namespace."""
+    return _build_home(lab, pub, index, nat, block_udp)
+
+
+def check_prerequisites(*tools: str) -> None:
+    """Root, the lab's usual tools and ``tools``, or a LabError naming what is missing."""
+    _check_prerequisites()
+    for tool in tools:
+        if sh("sh", "-c", f"command -v {tool}", check=False).returncode:
+            raise LabError(f"the lab needs {tool}: run scripts/install-system-deps")

@@ -127,3 +127,84 @@ def test_caps_hold_whatever_happens(steps: list[tuple[str, int, str]], cap: int,
         for addr in "abcd":
             assert adm.count(addr) == sum(1 for a in held.values() if a == addr)
             assert not per or adm.count(addr) <= per
+
+
+def test_a_proxied_connection_is_charged_to_its_client() -> None:
+    """Admitted from a trusted proxy without the per-address cap, a connection counts against
+    the client its request names; a client at its share is refused, others are not."""
+    adm = make(per_address=2)
+    for conn in range(4):  # a proxy holds more than one address's share
+        assert adm.admit(conn, "proxy", now=0, per_address=False) == Admitted()
+        adm.upgraded(conn)
+    assert adm.attribute(0, "a") == Admitted()
+    assert adm.attribute(1, "a") == Admitted()
+    decision = adm.attribute(2, "a")
+    assert isinstance(decision, Refused) and decision.status == 429
+    assert adm.attribute(3, "b") == Admitted()
+    assert (adm.count("a"), adm.count("b"), adm.count("proxy")) == (2, 1, 1)
+    adm.closed(2)
+    assert adm.count("proxy") == 0 and adm.open == 3
+
+
+def test_attributing_a_half_open_connection_evicts_the_clients_oldest_half_open() -> None:
+    """A client at its share through the proxy pushes out its own oldest half-open socket,
+    never the proxy's other clients."""
+    adm = make(per_address=2)
+    adm.admit(0, "a", now=0)
+    adm.admit(1, "a", now=1)
+    adm.admit(2, "proxy", now=2, per_address=False)
+    assert adm.attribute(2, "a") == Admitted((0,))
+    assert adm.count("a") == 2 and adm.half_open == 2
+    assert adm.overdue(now=100) == [1, 2]
+    assert adm.open == 0
+
+
+proxied_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["admit", "via-proxy", "attribute", "upgrade", "close", "tick"]),
+        st.integers(0, 30),
+        st.sampled_from(["a", "b", "c", "d"]),
+    ),
+    max_size=200,
+)
+
+
+@given(proxied_ops, st.integers(2, 12), st.integers(1, 5))
+def test_caps_hold_per_client_behind_a_proxy(
+    steps: list[tuple[str, int, str]], cap: int, per: int
+) -> None:
+    """Model check with a trusted proxy: each client's share holds whether it connects
+    directly or through the proxy, and the bookkeeping matches what the adapter holds."""
+    adm = make(capacity=cap, per_address=per, timeout=3.0)
+    held: dict[int, str] = {}
+    now = 0.0
+    for op, conn, address in steps:
+        if op in ("admit", "via-proxy") and conn not in held:
+            proxied = op == "via-proxy"
+            where = "proxy" if proxied else address
+            decision = adm.admit(conn, where, now, per_address=not proxied)
+            if isinstance(decision, Admitted):
+                for old in decision.evict:
+                    del held[old]
+                held[conn] = where
+        elif op == "attribute" and held.get(conn) == "proxy":
+            decision = adm.attribute(conn, address)
+            if isinstance(decision, Admitted):
+                for old in decision.evict:
+                    del held[old]
+                held[conn] = address
+        elif op == "upgrade":
+            adm.upgraded(conn)
+        elif op == "close":
+            adm.closed(conn)
+            held.pop(conn, None)
+        elif op == "tick":
+            now += 1
+            for old in adm.overdue(now):
+                del held[old]
+        assert adm.open == len(held) <= cap
+        assert adm.half_open <= adm.half_open_capacity
+        for addr in ("a", "b", "c", "d", "proxy"):
+            assert adm.count(addr) == sum(1 for a in held.values() if a == addr)
+        for addr in "abcd":
+            assert adm.count(addr) <= per

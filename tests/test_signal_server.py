@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -388,6 +389,11 @@ async def test_welcome_hands_out_turn_credentials(start_signal: Any) -> None:
         welcome = json.loads(await ws.recv())
         stun, turn = welcome["ice_servers"]
         assert stun == {"urls": ["stun:s:3478"]}
-        assert turn["urls"] == ["turn:t:3478"] and turn["username"].endswith(":p2pshare")
+        assert turn["urls"] == ["turn:t:3478"]
+        assert re.fullmatch(r"\d+:p2pshare-[0-9a-f]{8}", turn["username"])
         assert "sekrit" not in json.dumps(welcome)
+        # A username of its own per connection: coturn's user-quota is then per client.
+        other = await connect(signal.url, subprotocols=["p2pshare.v1"])  # type: ignore[list-item]
+        assert json.loads(await other.recv())["ice_servers"][1]["username"] != turn["username"]
+        await other.close()
         await ws.close()

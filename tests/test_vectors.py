@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any, get_args
 
 import pytest
 
-from p2pshare import codec
+from p2pshare import codec, transfer
 from p2pshare import messages as m
 from p2pshare.codes import VERIFY_WORDS, wordlist
-from p2pshare.errors import IntegrityError, ProtocolError, WrongCodeError
+from p2pshare.errors import (
+    ERRORS_BY_NAME,
+    PEER_ERRORS,
+    IntegrityError,
+    ProtocolError,
+    WrongCodeError,
+    error_from_peer,
+)
 from p2pshare.pake import PakeSession, Role
 from signal_server import protocol as rp
-from tests.vectors import generate
+from tests.vectors import generate, shared_tables, transcripts
 
 VECTORS = Path(generate.__file__).resolve().parent
 
@@ -28,6 +37,8 @@ def load(name: str) -> Any:
 PAKE = load("pake.json")
 FRAMES = load("frames.json")
 RENDEZVOUS = load("rendezvous.json")
+TRANSFER = load("transfer.json")
+DIALOGUES = TRANSFER["dialogues"]
 EXCHANGES = {e["name"]: e for e in PAKE["exchanges"]}
 SAME = EXCHANGES["same code"]
 ALL_FRAMES = [
@@ -67,7 +78,7 @@ def finished_pair() -> tuple[PakeSession, PakeSession]:
 # -- regeneration -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["pake.json", "frames.json", "rendezvous.json"])
+@pytest.mark.parametrize("name", ["pake.json", "frames.json", "rendezvous.json", "transfer.json"])
 def test_regenerating_gives_byte_identical_files(name: str) -> None:
     """The committed vectors are exactly what the code produces today (no silent drift)."""
     text = generate.build_all()[name]
@@ -317,3 +328,90 @@ def test_transcript_bodies_are_the_pake_and_sealed_bytes() -> None:
             assert rp.encode(json.loads(step["text"])) == step["text"]
         else:
             rp.parse_client_message(step["text"])
+
+
+# -- transfer.json ----------------------------------------------------------------------------
+
+OUTCOMES = ("events", "frames", "refused", "misuse", "state")
+
+
+@pytest.mark.parametrize("dialogue", DIALOGUES, ids=lambda d: d["name"])
+def test_dialogues_replay_step_by_step(dialogue: dict[str, Any]) -> None:
+    """Both sides of each dialogue, fed the recorded calls and frames on fresh protocol
+    objects, answer exactly as recorded: frames, events, refusals, state."""
+    sender, receiver = transcripts.new_sides(dialogue)
+    for number, step in enumerate(dialogue["steps"]):
+        side = sender if step["side"] == "sender" else receiver
+        expected = {k: v for k, v in step.items() if k in OUTCOMES}
+        assert transcripts.perform(side, step) == expected, f"step {number}: {step}"
+
+
+def _steps() -> list[dict[str, Any]]:
+    return [step for d in DIALOGUES for step in d["steps"]]
+
+
+def _raised(exception: str) -> set[str]:
+    """The literal messages transfer.py raises ``exception`` with."""
+    pattern = exception + r'\(\s*"([^"{}]+)"\s*\)'
+    return set(re.findall(pattern, inspect.getsource(transfer)))
+
+
+def test_every_refusal_and_mistake_of_transfer_py_has_a_dialogue() -> None:
+    """Each literal ProtocolError, IntegrityError and RuntimeError message in transfer.py
+    (a peer refused, a caller's mistake) is what some recorded step ends with."""
+    refused = {s["refused"]["message"] for s in _steps() if "refused" in s}
+    misuse = {s["misuse"] for s in _steps() if "misuse" in s}
+    assert _raised("ProtocolError") | _raised("IntegrityError") <= refused
+    assert _raised("RuntimeError") <= misuse
+    assert {"declined", "protocol", "integrity"} == {
+        s["refused"]["name"] for s in _steps() if "refused" in s
+    }
+
+
+def test_every_event_and_message_type_occurs() -> None:
+    """The dialogues produce every event class of transfer.py and carry every message type
+    of messages.py, so a replaying implementation meets each one."""
+    events = {e["type"] for s in _steps() for e in s.get("events", [])}
+    assert events == {cls.__name__ for cls in get_args(transfer.Event)}
+    frames = [s["receive"] for s in _steps() if "receive" in s]
+    frames += [f for s in _steps() for f in s.get("frames", [])]
+    assert {f["message"] for f in frames} >= {cls.__name__ for cls in get_args(m.Message)}
+
+
+def test_page_differences_name_a_side_and_a_reason() -> None:
+    """Where the page deliberately differs the file says which side or words, and why."""
+    for dialogue in DIALOGUES:
+        assert set(dialogue.get("page", {})) <= {"sender", "receiver"}
+        assert all(len(why) > 20 for why in dialogue.get("page", {}).values())
+        for step in dialogue["steps"]:
+            if "page" in step:
+                assert "refused" in step and set(step["page"]) == {"message", "why"}
+    window = TRANSFER["limits"][0]
+    assert window["python"].endswith(":DEFAULT_WINDOW_BYTES")
+    assert window["value"] == transfer.DEFAULT_WINDOW_BYTES != window["page"]["value"]
+    assert "ee550e0" in window["page"]["why"]
+
+
+@pytest.mark.parametrize("limit", TRANSFER["limits"], ids=lambda v: v["name"])
+def test_limits_are_the_code_s(limit: dict[str, Any]) -> None:
+    """Each shared limit is the value its Python source holds; the page's is the same (in
+    ms for times) unless the entry says why not."""
+    value = shared_tables.python_value(limit["python"])
+    assert value == limit["value"]
+    page = limit["page"]
+    if "why" not in page:
+        assert page["value"] == (round(value * 1000) if limit["unit"] == "s" else value)
+
+
+def test_error_table_is_errors_py() -> None:
+    """Every error of errors.py is in the table with its exit code, words and peer rules, and
+    error_from_peer maps each name as from_peer says."""
+    table = {e["name"]: e for e in TRANSFER["errors"]["errors"]}
+    assert set(table) == set(ERRORS_BY_NAME)
+    for name, cls in ERRORS_BY_NAME.items():
+        assert table[name]["exit_code"] == cls.exit_code
+        assert table[name]["text"][:1].lower() + table[name]["text"][1:] == cls.generic()
+        assert table[name]["peer_may_report"] == (name in PEER_ERRORS)
+    for case in TRANSFER["errors"]["from_peer"]:
+        error = error_from_peer(case["name"], case["message"])
+        assert {"name": error.name, "message": error.message} == case["becomes"]

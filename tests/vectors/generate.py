@@ -33,6 +33,7 @@ from p2pshare import messages as m
 from p2pshare.codes import words_from_key
 from p2pshare.pake import PROTOCOL_ID, PakeSession, Role
 from signal_server import protocol as rp
+from tests.vectors.transfer_vectors import build_transfer
 
 VECTORS_DIR = Path(__file__).resolve().parent
 ID_A = PROTOCOL_ID + b"/sender"
@@ -66,9 +67,11 @@ def fixed_entropy(data: bytes) -> Callable[[int], bytes]:
 
 COMPACT_KEYS = frozenset({"fields", "object"})
 """Values under these keys are written on one line (an offer's entries would take thousands)."""
+LINE_PER_ITEM_KEYS = frozenset({"steps", "from_peer", "limits", "errors"})
+"""Lists under these keys are written one item per line (a dialogue step, a mapping)."""
 
 
-def _dump(value: Any, indent: int, compact: bool) -> str:
+def _dump(value: Any, indent: int, compact: bool, line_per_item: bool = False) -> str:
     if compact or not isinstance(value, dict | list) or not value:
         return json.dumps(value, ensure_ascii=False)
     if all(
@@ -79,17 +82,19 @@ def _dump(value: Any, indent: int, compact: bool) -> str:
     pad = " " * (indent + 1)
     if isinstance(value, dict):
         items = [
-            f"{pad}{json.dumps(k)}: {_dump(v, indent + 1, k in COMPACT_KEYS)}"
+            f"{pad}{json.dumps(k)}: "
+            + _dump(v, indent + 1, k in COMPACT_KEYS, k in LINE_PER_ITEM_KEYS)
             for k, v in value.items()
         ]
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
-    items = [pad + _dump(v, indent + 1, False) for v in value]
+    items = [pad + _dump(v, indent + 1, line_per_item) for v in value]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
 
 
 def render(obj: Json) -> str:
-    """The exact text of a vector file: indented, except ``fields``/``object`` values and
-    lists of scalars, which stay on one line; stable key order; one trailing newline."""
+    """The exact text of a vector file: indented, except ``fields``/``object`` values, lists
+    of scalars and items of ``steps``/``from_peer``, which stay on one line; stable key
+    order; one trailing newline."""
     return _dump(obj, 0, False) + "\n"
 
 
@@ -892,6 +897,7 @@ def build_all() -> dict[str, str]:
         "pake.json": render(pake),
         "frames.json": render(build_frames()),
         "rendezvous.json": render(build_rendezvous(pake)),
+        "transfer.json": render(build_transfer()),
     }
 
 

@@ -13,12 +13,12 @@
 //     │<──────────────────────────────── FileAck(i) ──│
 //     │<──────────────────────────────────── Done ────│  after the last file
 //
-// Events are plain objects: {type: "offer", files, compression}, {type: "accepted", window,
+// Events are plain objects: {type: "offer", files, compression, hashes}, {type: "accepted", window,
 // have}, {type: "resumed", index, offset}, {type: "chunk", index, payload, rawLen},
 // {type: "file-ended", index, sha256}, {type: "file-acked", index}, {type: "finished"},
 // {type: "peer-aborted", error: Error}.
 
-import { decode, encode, IntegrityError, offerFrames, ProtocolError, totalBytes } from "./frames.js";
+import { decode, encode, HAVE_BATCH, IntegrityError, offerFrames, ProtocolError, totalBytes } from "./frames.js";
 import { printable } from "./names.js";
 import { PeerError } from "./seal.js";
 
@@ -43,6 +43,28 @@ const OFFERING = "offering";
 const TRANSFERRING = "transferring";
 const FINISHED = "finished";
 const ABORTED = "aborted";
+
+/** Message names as transfer.py says them ("unexpected Credit message" reaches the peer). */
+const MESSAGE_NAMES = {
+  offer: "OfferHead",
+  "offer-more": "OfferMore",
+  accept: "Accept",
+  have: "Have",
+  resume: "Resume",
+  abort: "Abort",
+  credit: "Credit",
+  "file-end": "FileEnd",
+  "file-ack": "FileAck",
+  done: "Done",
+  ping: "Ping",
+  data: "Data",
+  "data-z": "DataZ",
+  "data-end": "DataEnd",
+};
+
+function unexpected(msg) {
+  return new ProtocolError(`unexpected ${MESSAGE_NAMES[msg.type] ?? msg.type} message`);
+}
 
 function peerAbort(msg) {
   return { type: "peer-aborted", error: new PeerError(msg.error, "the other side: " + printable(msg.message)) };
@@ -174,7 +196,7 @@ export class SenderProtocol {
         return [{ type: "finished" }];
       }
     }
-    throw new ProtocolError(`unexpected ${msg.type} message`);
+    throw unexpected(msg);
   }
 
   #accepted() {
@@ -341,7 +363,7 @@ export class ReceiverProtocol {
       }
       if (msg.type === "file-end") return [this.#end(index, size, msg.index, msg.size, msg.sha256)];
     }
-    throw new ProtocolError(`unexpected ${msg.type} message`);
+    throw unexpected(msg);
   }
 
   #take(index, size, payload, rawLen = null) {
@@ -380,7 +402,7 @@ export class ReceiverProtocol {
     this.compressionOffered = this.head.compression;
     this.order = dataIndexes(this.files);
     this.entries = [];
-    return [{ type: "offer", files: this.files, compression: this.compressionOffered }];
+    return [{ type: "offer", files: this.files, compression: this.compressionOffered, hashes: this.head.hashes }];
   }
 
   /** Accept with `window` bytes of credit; `compression` one of the offered codecs or null. */
@@ -392,8 +414,8 @@ export class ReceiverProtocol {
     this.compression = compression !== null && this.compressionOffered.includes(compression) ? compression : null;
     this.haveList = [...have];
     const frames = [encode({ type: "accept", window, compression: this.compression, have: have.length })];
-    for (let start = 0; start < have.length; start += 512) {
-      frames.push(encode({ type: "have", prefixes: have.slice(start, start + 512) }));
+    for (let start = 0; start < have.length; start += HAVE_BATCH) {
+      frames.push(encode({ type: "have", prefixes: have.slice(start, start + HAVE_BATCH) }));
     }
     return frames;
   }

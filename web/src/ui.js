@@ -1,20 +1,25 @@
 // The page: renders state and forwards clicks. No protocol logic here; everything the peer
 // said is shown with textContent only (never as HTML).
 
-const MESSAGES = {
-  "wrong-code": "Wrong code: the two sides typed different codes (or someone tried to guess it). Nothing was sent. Ask for a new code.",
-  "no-such-code": "No such code: nobody is waiting on it. Check for typos; a code works only once.",
-  crowded: "That code is already in use by two other people.",
+/** What a user reads for each error name: errors.py's words (its docstrings), the same in the
+ * CLI and the page; test/transfer_vectors.test.js checks them against tests/vectors/transfer.json. */
+export const MESSAGES = {
+  error: "Something went wrong.",
   "bad-code": "That is not a p2pshare code: codes look like 7-guitar-ocean.",
+  "server-error": "Could not reach the rendezvous server, or it refused the request.",
+  "no-such-code": "No such code: nobody is waiting on it (check for typos; codes are single use).",
+  crowded: "Crowded: two other people are already using this code.",
+  "wrong-code": "Wrong code (or someone tried to guess it): key confirmation failed. Nothing was sent; ask for a new code.",
   "peer-lost": "The other side left or stopped answering.",
   "peer-stopped": "The other side stopped the transfer.",
+  "connect-failed": "Could not connect to the other side (no working network path was found).",
   declined: "The transfer was declined.",
-  "connect-failed": "Could not connect to the other side: no working network path was found.",
-  "unsafe-name": "Refused: the sender offered a file name that is not safe to save.",
-  integrity: "Integrity failure: the data received does not match what was sent. Nothing was saved.",
-  protocol: "The other side broke the p2pshare protocol. Nothing was saved.",
-  "server-error": "The rendezvous server could not be reached or refused the request.",
-  "file-error": "A file could not be read or kept.",
+  integrity: "Integrity failure: the data received does not match what was sent.",
+  protocol: "The other side broke the p2pshare protocol.",
+  "unsafe-name": "A file name that is not safe to write on the receiving side (rename it and send again).",
+  "file-error": "A local file could not be read or written.",
+  "disk-full": "Disk full: not enough free space to receive.",
+  interrupted: "Interrupted.",
 };
 
 export function formatBytes(n) {
