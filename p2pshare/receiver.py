@@ -15,10 +15,10 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, sinks, transfer
 from p2pshare import messages as m
-from p2pshare.channel import Channel
 from p2pshare.config import Settings, Tuning
 from p2pshare.errors import DeclinedError
 from p2pshare.events import (
@@ -36,6 +36,9 @@ from p2pshare.sinks import Sink, StreamSink
 from p2pshare.tree import Tree
 from p2pshare.wire import GOODBYE_WAIT_S, Wire
 from p2pshare.worker import Worker
+
+if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
+    from p2pshare.channel import Channel
 
 logger = logging.getLogger(__name__)
 

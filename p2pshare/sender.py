@@ -11,15 +11,18 @@ import asyncio
 import functools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, transfer
 from p2pshare import messages as m
-from p2pshare.channel import Channel
 from p2pshare.config import Settings
 from p2pshare.errors import PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
 from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
 from p2pshare.wire import Wire
+
+if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
+    from p2pshare.channel import Channel
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from p2pshare import transfer
-from p2pshare.channel import Channel
 from p2pshare.config import Settings
 from p2pshare.errors import InterruptedTransferError, P2PShareError, PeerLostError
+
+if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
+    from p2pshare.channel import Channel
 
 T = TypeVar("T")
 GOODBYE_WAIT_S = 3.0
