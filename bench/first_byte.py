@@ -9,6 +9,12 @@ The project's bytecode is compiled first, as `pip install` leaves it.
 
     python bench/first_byte.py --runs 7
     python bench/first_byte.py --runs 9 --against P2PSHARE_MEDIA_STAND_IN=0  # an A/B
+    python bench/first_byte.py --lan --runs 7 --against P2PSHARE_PUBLIC=0  # as root
+
+``--lan``: no rendezvous server and no --server, as on a real LAN without internet: the
+sender (embedded server, mDNS) and the receiver run in two network namespaces on one
+Ethernet segment (tests/natlab.py ``one_lan``), with nothing beyond it; the public defaults
+are on unless the environment says otherwise (the A/B above: with and without them).
 """
 
 from __future__ import annotations
@@ -33,18 +39,34 @@ from p2pshare_run import as_installed  # noqa: E402  (this script's own director
 MODES = {"json": ["--json"], "human": []}
 
 
-def first_byte(server: str, source: Path, out: Path, env: dict[str, str], mode: list[str]) -> float:
+def first_byte(
+    server: str | None,
+    source: Path,
+    out: Path,
+    env: dict[str, str],
+    mode: list[str],
+    hosts: tuple[list[str], list[str]] = ([], []),
+) -> float:
+    """``server`` None: no --server (the LAN); ``hosts``: a command prefix for each side
+    (``ip netns exec NAME``)."""
+    via = ["--server", server] if server else []
     sender = subprocess.Popen(
-        [BIN / "p2pshare", "send", str(source), "--server", server, "--json"],
+        [*hosts[0], BIN / "p2pshare", "send", str(source), *via, "--json"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert sender.stdout is not None
-    code = json.loads(sender.stdout.readline())["code"]
+    code = None
+    for line in sender.stdout:
+        event = json.loads(line)
+        if event["event"] == "code":
+            code = event["code"]
+            break
+    assert code is not None, "the sender printed no code"
     started = time.perf_counter()
     receiver = subprocess.Popen(
-        [BIN / "p2pshare", "receive", code, "--server", server, "--yes", *mode, "-o", str(out)],
+        [*hosts[1], BIN / "p2pshare", "receive", code, *via, "--yes", *mode, "-o", str(out)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -58,6 +80,7 @@ def first_byte(server: str, source: Path, out: Path, env: dict[str, str], mode: 
         else:
             time.sleep(0.0005)  # polling the disk: this is the measurement, not synchronisation
     receiver.wait()
+    sender.stdout.read()
     sender.wait()
     if elapsed is None:
         raise RuntimeError("no byte reached the disk")
@@ -73,10 +96,16 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="also time each mode with this environment variable set, alternating (an A/B)",
     )
+    parser.add_argument(
+        "--lan",
+        action="store_true",
+        help="two network namespaces on one segment, no server at all (needs root)",
+    )
     args = parser.parse_args()
     as_installed()
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
-    env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
+    if not args.lan:
+        env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
     modes = {mode: (flags, env) for mode, flags in MODES.items()}
     if args.against:
         name, _, value = args.against.partition("=")
@@ -85,6 +114,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="p2pshare-fb-"))
     source = work / "data.bin"
     source.write_bytes(os.urandom(args.mib << 20))
+    if args.lan:
+        try:
+            lan_runs(args.runs, modes, work, source)
+        finally:
+            shutil.rmtree(work)
+        return
     server_proc = subprocess.Popen(
         [
             BIN / "p2pshare-signal",
@@ -108,16 +143,38 @@ def main() -> None:
                 out.mkdir()
                 times[mode].append(first_byte(server, source, out, mode_env, flags))
                 shutil.rmtree(out)
-        for mode, samples in times.items():
-            print(
-                f"receive ({mode}) start to first byte on disk, {args.runs} runs: median "
-                f"{statistics.median(samples):.3f} s "
-                f"(min {min(samples):.3f}, max {max(samples):.3f})"
-            )
+        report(times, args.runs)
     finally:
         server_proc.terminate()
         server_proc.wait()
         shutil.rmtree(work)
+
+
+def report(times: dict[str, list[float]], runs: int) -> None:
+    for mode, samples in times.items():
+        print(
+            f"receive ({mode}) start to first byte on disk, {runs} runs: median "
+            f"{statistics.median(samples):.3f} s "
+            f"(min {min(samples):.3f}, max {max(samples):.3f})"
+        )
+
+
+def lan_runs(
+    runs: int, modes: dict[str, tuple[list[str], dict[str, str]]], work: Path, source: Path
+) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.natlab import one_lan
+
+    with one_lan(work) as (_, host_a, host_b):
+        hosts = (["ip", "netns", "exec", host_a], ["ip", "netns", "exec", host_b])
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
+        for run in range(runs):
+            for k, (mode, (flags, mode_env)) in enumerate(modes.items()):
+                out = work / f"out-{k}-{run}"
+                out.mkdir()
+                times[mode].append(first_byte(None, source, out, mode_env, flags, hosts))
+                shutil.rmtree(out)
+        report(times, runs)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from p2pshare.cli_options import (
     LocalAddressOpt,
     NoLargePacketsOpt,
     RelayOnlyOpt,
+    SendYesOpt,
     ServerOpt,
     StunOpt,
     TurnOpt,
@@ -37,10 +38,13 @@ from p2pshare.cli_options import (
 )
 from p2pshare.cli_outcome import exit_process, fail, run_command, run_many, setup_logging
 from p2pshare.cli_prompts import (
+    VERIFY_NEEDS_A_TERMINAL,
     ask_code,
     ask_line,
     check_words,
     complete_code_argument,
+    words_asker,
+    words_match,
 )
 from p2pshare.codes import (
     DEFAULT_WORDS,
@@ -209,6 +213,7 @@ def send(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
+    yes: SendYesOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Send files, directories, standard input (-) or --text.
@@ -237,6 +242,8 @@ def send(
         usage("--parallel and --timeout go with --many")
     if many is not None and "-" in (paths or []):
         usage("standard input can be read only once: send it without --many")
+    if verify and not yes and not sys.stdin.isatty():
+        usage(VERIFY_NEEDS_A_TERMINAL)
     chosen: Code | None = None
     if code:
         try:
@@ -258,6 +265,7 @@ def send(
     else:
         reporter = ManyHumanReporter(label, count=many or None, verify=verify, **human)
     reporter.verb = "Sent"
+    confirm = words_asker() if verify and not yes else None
     settings = settings_from_options(
         server,
         local_address,
@@ -285,10 +293,18 @@ def send(
             code=chosen,
             on_event=reporter,
             exclude=excluded,
+            confirm_words=confirm,
         )
         run_many(many_coro, reporter, many or None, verbose)
     coro = session.send(
-        files, settings, text=text, name=name, code=chosen, on_event=reporter, exclude=excluded
+        files,
+        settings,
+        text=text,
+        name=name,
+        code=chosen,
+        on_event=reporter,
+        exclude=excluded,
+        confirm_words=confirm,
     )
     run_command(coro, reporter, "Sent", verbose, resumable=text is None)
 
@@ -407,6 +423,8 @@ def receive(
     setup_logging(verbose)
     server = server_url(server)
     interactive = sys.stdin.isatty() and not json_output
+    if verify and not yes and not interactive:
+        usage(VERIFY_NEEDS_A_TERMINAL)
     if not code:
         if not sys.stdin.isatty():
             usage(f"no code given: pass it as an argument or in {ENV_CODE}")
@@ -435,9 +453,7 @@ def receive(
     )
     reporter.verb = "Received"
     if not server:
-        reporter.searching(
-            f"Looking for the sender of code {parsed.nameplate}-... on this network..."
-        )
+        reporter.searching(f"Looking for the sender of code {parsed.nameplate}-...")
     target: Path | None = None
     if output is not None and not to_stdout:
         try:
@@ -449,6 +465,12 @@ def receive(
         reporter.offer(offer)
         if offer.destination is not None:
             check_writable(offer.destination)
+        if (
+            verify
+            and not yes
+            and not await words_match("Does the sender show the same words? [y/N] ")
+        ):
+            raise DeclinedError("the security words were not confirmed: nothing was accepted")
         if yes:
             return True
         if not interactive:

@@ -17,13 +17,16 @@ import typer
 from p2pshare.config import (
     ENV_LARGE_PACKETS,
     ENV_LOCAL_ADDRESSES,
+    ENV_PUBLIC,
     ENV_SERVER,
     ENV_STUN,
     ENV_TURN,
     ENV_TURN_PASSWORD,
     ENV_TURN_USER,
+    PUBLIC_STUN,
     IceConfig,
     Settings,
+    public_servers_from_env,
     tuning_from_env,
 )
 from p2pshare.messages import MAX_TEXT_BYTES
@@ -36,9 +39,11 @@ ServerOpt = Annotated[
         envvar=ENV_SERVER,
         metavar="URL",
         show_envvar=True,
-        help="Rendezvous server (ws://HOST:PORT or wss://...). On send, without it the sender "
-        "runs one in its own process on this machine's network address and advertises it "
-        "on the local network (mDNS); on receive, without it the sender is looked for there.",
+        help="Rendezvous server (ws://HOST:PORT or wss://...): a p2pshare-signal or a "
+        "magic-wormhole mailbox server, told apart by its greeting. Without it the sender "
+        "runs one in its own process, advertised on the local network (mDNS), and opens its "
+        "code at the public mailbox (relay.magic-wormhole.io) too; the receiver looks on the "
+        f"local network first, then there. {ENV_PUBLIC}=0 keeps off every public server.",
     ),
 ]
 LocalAddressOpt = Annotated[
@@ -58,7 +63,8 @@ StunOpt = Annotated[
         metavar="URL",
         rich_help_panel="Network",
         help=f"STUN server, e.g. stun:stun.example.org:3478 (repeatable; also {ENV_STUN}, "
-        "comma-separated). Used before any the rendezvous server suggests.",
+        "comma-separated). Used before any the rendezvous server suggests. Through a "
+        f"mailbox server the default is {PUBLIC_STUN[0]} (not with {ENV_PUBLIC}=0).",
     ),
 ]
 TurnOpt = Annotated[
@@ -121,6 +127,15 @@ VerifyOpt = Annotated[
         "--verify",
         help="Show a few words derived from the session key on both sides: read them to "
         "each other; different words mean someone is in the middle (stop with Ctrl-C).",
+    ),
+]
+SendYesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="With --verify: show the security words without asking whether they match "
+        "(then nothing waits for them).",
     ),
 ]
 HideProgressOpt = Annotated[
@@ -204,10 +219,13 @@ def settings_from_options(
     ice = IceConfig(servers=tuple(servers), local_addresses=tuple(addresses) or None, policy=policy)
     try:
         tuning = tuning_from_env()
+        public = public_servers_from_env()
     except ValueError as exc:
         usage(str(exc))
     window = tuning.window_bytes
-    return Settings(server=server or None, ice=ice, window_bytes=window, tuning=tuning, **kw)
+    return Settings(
+        server=server or None, ice=ice, window_bytes=window, public=public, tuning=tuning, **kw
+    )
 
 
 def _check_ice_url(url: str) -> None:

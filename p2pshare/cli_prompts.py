@@ -14,6 +14,7 @@ import typer
 from p2pshare.codes import Code, closest_word, unknown_words
 from p2pshare.codes import complete as complete_code
 from p2pshare.errors import InterruptedTransferError
+from p2pshare.events import ConfirmWords, Verification
 
 
 def ask_code() -> str:
@@ -103,3 +104,28 @@ async def ask_line(prompt: str) -> str | None:
         sys.stderr.write("\n")
         return None
     return data.decode("utf-8", errors="replace")
+
+
+VERIFY_NEEDS_A_TERMINAL = (
+    "--verify asks whether the security words match, and there is no terminal to ask on "
+    "(add --yes to show the words without asking)"
+)
+
+
+async def words_match(question: str) -> bool:
+    """``--verify``: the person answers whether the other side shows the same words; only
+    an explicit yes goes on (Ctrl-D or anything else is a no)."""
+    answer = await ask_line(question)
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+def words_asker() -> ConfirmWords:
+    """The sender's ``--verify`` question, one at a time (``--many`` may ask about several
+    receivers at once)."""
+    asking = asyncio.Lock()
+
+    async def confirm(words: Verification, who: str) -> bool:
+        async with asking:
+            return await words_match(f"Does {who} show the words {' '.join(words.words)}? [y/N] ")
+
+    return confirm

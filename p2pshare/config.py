@@ -13,6 +13,7 @@ aiortc's objects when a connection is made).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -346,6 +347,53 @@ def ice_urls(server: dict[str, Any]) -> list[str]:
     return [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
 
 
+# -- Public defaults: the servers we lean on when the user names none --------------------------
+# One small table (docs/protocol.md, "Reaching beyond one network"; README, security). We run
+# no public server: these belong to others, and --server, --stun or P2PSHARE_PUBLIC=0 avoid them.
+
+PUBLIC_MAILBOXES: tuple[str, ...] = (
+    "wss://relay.magic-wormhole.io/v1",
+    "ws://relay.magic-wormhole.io:4000/v1",
+)
+"""magic-wormhole's public mailbox server (run by its author, Brian Warner), in preference
+order: behind TLS since 2026-05 (magic-wormhole's ``public_relay.py``); releases up to 0.24
+name the plain port 4000, still answered, tried when the first fails."""
+PUBLIC_STUN: tuple[str, ...] = ("stun:stun.cloudflare.com:3478",)
+"""Cloudflare documents it as free and unlimited. aiortc uses one STUN server (the first);
+Google's ``stun:stun.l.google.com:19302``, aiortc's own default, works as well (--stun)."""
+ENV_PUBLIC = "P2PSHARE_PUBLIC"
+"""``0``: never contact a public server (the local network only, or your own --server)."""
+
+
+@dataclass(frozen=True)
+class PublicServers:
+    """The public rendezvous and STUN servers used when the user names none."""
+
+    mailboxes: tuple[str, ...] = PUBLIC_MAILBOXES
+    stun: tuple[str, ...] = PUBLIC_STUN
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.mailboxes or self.stun)
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        return [{"urls": list(self.stun)}] if self.stun else []
+
+
+NO_PUBLIC_SERVERS = PublicServers(mailboxes=(), stun=())
+
+
+def public_servers_from_env() -> PublicServers:
+    """The defaults, or none when ``P2PSHARE_PUBLIC`` is ``0``/``no``/``off``/``false``
+    (ValueError for anything else but ``1``/``yes``/``on``/``true``)."""
+    raw = os.environ.get(ENV_PUBLIC, "1").strip().lower()
+    if raw in ("0", "no", "off", "false"):
+        return NO_PUBLIC_SERVERS
+    if raw in ("1", "yes", "on", "true", ""):
+        return PublicServers()
+    raise ValueError(f"{ENV_PUBLIC}={raw}: must be 0 (no public servers) or 1")
+
+
 @dataclass(frozen=True)
 class Settings:
     server: str | None = None
@@ -379,6 +427,16 @@ class Settings:
     """Sender with its embedded server: advertise it on the local network (mDNS)."""
     tuning: Tuning = field(default_factory=Tuning)
     """The knobs (:class:`Tuning`); the CLI reads them from the environment."""
+    public: PublicServers = field(default_factory=PublicServers)
+    """Without ``server``: the public mailbox beside the local network; with a mailbox
+    ``server``, the STUN server it lacks. :data:`NO_PUBLIC_SERVERS` keeps off them all."""
+
+    def public_route(self) -> bool:
+        """Try the public mailbox: no server named, public servers allowed, and not confined
+        to loopback addresses (nobody beyond this machine could reach us then)."""
+        local = self.ice.local_addresses
+        confined = local is not None and all(_is_loopback(a) for a in local)
+        return self.server is None and bool(self.public.mailboxes) and not confined
 
     def __post_init__(self) -> None:
         # Every knob is bounded: no setting may stall a transfer without a deadline firing.
@@ -404,6 +462,13 @@ class Settings:
 def tuning_from_env() -> Tuning:
     """:meth:`Tuning.from_env` of this process's environment (for the CLI)."""
     return Tuning.from_env(os.environ)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def window_bytes_from_env() -> int:

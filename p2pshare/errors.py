@@ -6,7 +6,8 @@
     ├── BadCodeError                   exit 2   the code is not of the form 7-word-word
     ├── SignallingError                exit 3   rendezvous server unreachable or refused us
     │   ├── NoSuchCodeError            exit 4
-    │   └── CrowdedError               exit 5
+    │   ├── CrowdedError               exit 5
+    │   └── ServerRefusedError         exit 3   the server's operator says no (its text)
     ├── WrongCodeError                 exit 6   key confirmation failed
     ├── PeerLostError                  exit 7   the peer left or stopped answering
     │   └── PeerStoppedError                    the peer stopped, for a reason of its own
@@ -99,6 +100,13 @@ class CrowdedError(SignallingError):
     exit_code = 5
 
 
+class ServerRefusedError(SignallingError):
+    """The rendezvous server refuses service; its operator's message says why. Try again
+    later, use another server (--server), or stay on the local network (P2PSHARE_PUBLIC=0)."""
+
+    name = "server-refused"
+
+
 class WrongCodeError(P2PShareError):
     """Wrong code (or someone tried to guess it): key confirmation failed. Nothing was sent;
     ask for a new code."""
@@ -185,6 +193,7 @@ ERRORS_BY_NAME: dict[str, type[P2PShareError]] = {
         SignallingError,
         NoSuchCodeError,
         CrowdedError,
+        ServerRefusedError,
         WrongCodeError,
         PeerLostError,
         PeerStoppedError,

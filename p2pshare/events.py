@@ -22,6 +22,14 @@ class CodeReady:
     advertised: bool = False
     """The embedded server is advertised on the local network (mDNS): a receiver there
     finds it with the code alone."""
+    public: str | None = None
+    """The public mailbox's host when the code is open there too: a receiver anywhere
+    finds the sender with the code alone."""
+    rendezvous: str | None = None
+    """Which rendezvous carries the code, for the user ("relay.magic-wormhole.io, public,
+    and this network")."""
+    mailbox: bool = False
+    """The rendezvous is a mailbox server, which serves no browser page."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,11 @@ SessionEvent = (
 )
 EventSink = Callable[[SessionEvent], None]
 Confirm = Callable[[OfferSummary], Awaitable[bool]]
+ConfirmWords = Callable[[Verification, str], Awaitable[bool]]
+"""Asked by a sender (``--verify``) once the key is agreed, before anything of the transfer
+leaves, not even the offer: given the security words and who they are shared with ("the
+receiver", or a receiver's label with ``--many``), True to go on. False stops the transfer
+(:class:`~p2pshare.errors.DeclinedError`)."""
 ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]
 """Asked when files of the offer already exist here (and nothing said --overwrite): given
 them and, for a single file, a free name to save it as instead, returns ``"overwrite"``,

@@ -16,6 +16,7 @@ from p2pshare import digests
 from p2pshare.config import Tuning
 from p2pshare.digests import Digest
 from p2pshare.errors import DiskFullError, LocalFileError
+from p2pshare.files import printable
 
 PREFIX_READ_BYTES = 1024 * 1024
 
@@ -35,12 +36,13 @@ UMASK = _read_umask()
 
 def describe(exc: OSError, path: Path | str) -> LocalFileError:
     """The user's error for ``exc`` while working on ``path`` (a full disk has its own)."""
+    shown = printable(str(path))  # its names are the sender's: blanks and controls escaped
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(
-            f"disk full while writing {path}", peer_message="disk full on the receiving side"
+            f"disk full while writing {shown}", peer_message="disk full on the receiving side"
         )
     reason = exc.strerror or type(exc).__name__
-    return LocalFileError(f"{path}: {reason.lower()}")
+    return LocalFileError(f"{shown}: {reason.lower()}")
 
 
 WRITEBACK_BYTES = 8 * 1024 * 1024

@@ -16,6 +16,11 @@ all 65,536 two-word codes offline). So two advertisements of the same nameplate 
 told apart by the code: :func:`choose` refuses to guess between them, because a PAKE run
 against the wrong sender fails and cancels that sender's code.
 
+An advert can name any address, and the receiver would send it a websocket upgrade: so only
+addresses on a network one of this host's interfaces is on are followed, never loopback
+(:func:`reachable`); a host on the LAN cannot point the receiver at its own local services
+(127.0.0.1) nor at machines beyond the LAN.
+
 Every embedded server would otherwise hand out nameplate 1, so the sender picks its nameplate
 at random (:func:`random_nameplate`): two senders on one network then collide once in
 :data:`LAN_NAMEPLATES`, and the receiver notices when they do.
@@ -29,7 +34,7 @@ import ipaddress
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -83,11 +88,54 @@ def ws_url(address: str, port: int) -> str:
     return f"ws://{shown}:{port}"
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def local_networks() -> list[Network]:
+    """The networks this host's interfaces are on (address and prefix), loopback excluded."""
+    import ifaddr  # zeroconf's own dependency for the same question
+
+    networks: list[Network] = []
+    try:
+        adapters = ifaddr.get_adapters()
+    except Exception as exc:  # an odd system: no advert is followed (the full command works)
+        logger.info("cannot list this host's networks: %s", exc)
+        return networks
+    for adapter in adapters:
+        for ip in adapter.ips:
+            address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            try:
+                network = ipaddress.ip_network(f"{address}/{ip.network_prefix}", strict=False)
+            except ValueError:
+                continue
+            if not network.network_address.is_loopback:
+                networks.append(network)
+    return networks
+
+
+def reachable(address: str, networks: Sequence[Network]) -> bool:
+    """Whether an advertised ``address`` may be followed: on one of ``networks`` (this
+    host's), and not loopback, unspecified or multicast (IPv4-mapped IPv6 checked as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
+        return False
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
 def parse_advert(
-    props: Mapping[bytes, bytes | None], addresses: list[str], port: int | None
+    props: Mapping[bytes, bytes | None],
+    addresses: list[str],
+    port: int | None,
+    networks: Sequence[Network],
 ) -> Advert | None:
     """An :class:`Advert` from what zeroconf resolved, or None if it is not one of ours
-    (another version, no address, garbage): anyone on the LAN may advertise anything."""
+    (another version, no address, garbage): anyone on the LAN may advertise anything.
+    Only addresses :func:`reachable` on ``networks`` (this host's) are kept."""
     try:
         decoded = {k.decode(): (v or b"").decode() for k, v in props.items()}
     except UnicodeDecodeError:
@@ -99,7 +147,8 @@ def parse_advert(
         return None
     # Prefer IPv4: the embedded server listens on one IPv4 address.
     usable = sorted(
-        (a for a in addresses if _is_ip(a)), key=lambda a: ipaddress.ip_address(a).version
+        (a for a in addresses if _is_ip(a) and reachable(a, networks)),
+        key=lambda a: ipaddress.ip_address(a).version,
     )
     if not usable:
         return None
@@ -212,13 +261,16 @@ async def browse(
     loop = asyncio.get_running_loop()
     found: dict[str, Advert] = {}
     first = asyncio.Event()
+    networks = local_networks()
     lookups: set[asyncio.Task[None]] = set()
 
     async def resolve(zeroconf: Zeroconf, name: str) -> None:
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         if not await info.async_request(zeroconf, 1500):
             return
-        advert = parse_advert(dict(info.properties), info.parsed_scoped_addresses(), info.port)
+        advert = parse_advert(
+            dict(info.properties), info.parsed_scoped_addresses(), info.port, networks
+        )
         logger.debug("mDNS: %s -> %s", printable(name), advert)
         if advert is not None and advert.nameplate == nameplate:
             found[name] = advert

@@ -30,9 +30,15 @@ from collections.abc import Callable
 from p2pshare import aiortc_patches
 from p2pshare.codes import Code
 from p2pshare.config import Settings
-from p2pshare.errors import InterruptedTransferError, P2PShareError, WrongCodeError
+from p2pshare.errors import (
+    InterruptedTransferError,
+    P2PShareError,
+    PeerLostError,
+    WrongCodeError,
+)
 from p2pshare.events import (
     CodeBurned,
+    ConfirmWords,
     Connected,
     EventSink,
     ForReceiver,
@@ -45,6 +51,7 @@ from p2pshare.events import (
 )
 from p2pshare.pairing import (
     CodeGuard,
+    WordsGate,
     authenticate_receiver,
     connect,
     tell_to_wait,
@@ -113,6 +120,7 @@ class ManySender:
         *,
         count: int | None = None,
         parallel: int = DEFAULT_PARALLEL,
+        confirm_words: ConfirmWords | None = None,
     ) -> None:
         self.room = room
         self.code = code
@@ -120,6 +128,8 @@ class ManySender:
         self.settings = settings
         self.on_event = on_event
         self.count = count
+        self.confirm_words = confirm_words
+        """``--verify``: asked for each receiver before anything is sent to it."""
         self.guard = CodeGuard()
         self.slots = asyncio.Semaphore(parallel)
         self.outcomes: list[ReceiverOutcome] = []
@@ -198,10 +208,16 @@ class ManySender:
         task = asyncio.current_task()
         assert task is not None
         self._pending[task] = relay
+        failure: P2PShareError | None
         try:
-            pake = await authenticate_receiver(relay, self.code, self.settings, self.guard)
+            # The whole key exchange, not each message, has the connect deadline: a receiver
+            # that trickles its messages cannot hold its place in the room any longer.
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                pake = await authenticate_receiver(relay, self.code, self.settings, self.guard)
+        except TimeoutError:
+            failure = PeerLostError("the receiver did not prove the code in time")
         except P2PShareError as exc:
-            failure: P2PShareError | None = exc
+            failure = exc
         else:
             failure = None
         finally:
@@ -217,9 +233,10 @@ class ManySender:
             await relay.kick()  # the code burned while this one proved (or not) its own
             return
         if failure is not None:
-            # Gone before proving anything: nobody to report.
-            logger.info("a receiver left during its PAKE: %s", failure.message)
-            await relay.close()
+            # Gone, or silent, before proving anything: nobody to report. Kicked, so that a
+            # receiver still connected frees its place in the room for the next.
+            logger.info("a receiver did not finish its PAKE: %s", failure.message)
+            await relay.kick()
             return
         if self.closed:
             await relay.kick()
@@ -251,11 +268,14 @@ class ManySender:
         try:
             async with self.slots:
                 receiver.started = time.monotonic()
-                async with connect(relay, pake, self.settings, receiver) as link:
+                words = WordsGate(receiver, self.confirm_words, receiver.label)
+                async with connect(relay, pake, self.settings, words) as link:
                     receiver.connected(link)
                     receiver(Connected(link.path()))
+                    words.who = receiver.label
                     async with telling_peer(link):
-                        result = await Sender(link, self.sources, self.settings, receiver).run()
+                        sender = Sender(link, self.sources, self.settings, receiver, words.gate())
+                        result = await sender.run()
             receiver.done_bytes = result.bytes
             self._end(receiver.outcome("done"))
         except P2PShareError as exc:
@@ -271,6 +291,7 @@ class ManySender:
     async def _burn(self) -> None:
         """The first wrong confirmation: nobody else gets in, those still proving the code
         are sent away, those already connected finish."""
+        self.guard.burned = True  # whichever step failed, the code ends with "burned"
         self.on_event(CodeBurned(self.served))
         await self._stop_admitting()
 

@@ -29,7 +29,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from p2pshare import media_stand_in
@@ -39,12 +39,22 @@ from p2pshare.errors import (
     ConnectError,
     NoSuchCodeError,
     P2PShareError,
+    PeerLostError,
     ProtocolError,
     WrongCodeError,
     error_from_peer,
 )
-from p2pshare.events import Connected, EventSink, Notice, Verification, ignore
+from p2pshare.events import (
+    ConfirmWords,
+    Connected,
+    EventSink,
+    Notice,
+    SessionEvent,
+    Verification,
+    ignore,
+)
 from p2pshare.files import printable
+from p2pshare.mailbox import MailboxClient, connect_any
 from p2pshare.pake import PakeSession, Role
 from p2pshare.rendezvous import Relay, RendezvousClient
 
@@ -72,13 +82,19 @@ def preload_webrtc() -> None:
 
 
 @contextlib.asynccontextmanager
-async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient, str | None]]:
-    """A client of the configured server, or of one started in this process (sender only):
-    then its URL, which the receiver must be told, comes with it."""
+async def rendezvous(
+    settings: Settings, on_notice: Callable[[str], None] = lambda text: None
+) -> AsyncIterator[tuple[RendezvousClient | MailboxClient, str | None]]:
+    """A client of the configured server (either kind: its greeting says which), or of one
+    started in this process (sender only): then its URL, which the receiver must be told,
+    comes with it. ``on_notice`` gets what the server's operator wants users to read."""
     if settings.server is not None:
-        client = await RendezvousClient.connect(settings.server)
+        client = await connect_any(settings.server, settings.public.ice_servers(), on_notice)
         try:
             yield client, None
+        except BaseException as exc:
+            tell_mood(client, exc)
+            raise
         finally:
             await client.close()
         return
@@ -99,6 +115,16 @@ async def rendezvous(settings: Settings) -> AsyncIterator[tuple[RendezvousClient
             await client.close()
 
 
+def mood_for(exc: BaseException) -> str:
+    """What a mailbox server is told of a pairing that ended with ``exc`` (it keeps moods
+    for its operator's statistics): ``scary`` for a wrong code, ``lonely`` for nobody."""
+    if isinstance(exc, WrongCodeError):
+        return "scary"
+    if isinstance(exc, NoSuchCodeError | PeerLostError):
+        return "lonely"
+    return "errory"
+
+
 @contextlib.asynccontextmanager
 async def pair(
     rv: Relay,
@@ -113,9 +139,20 @@ async def pair(
     ``rv`` has joined the room already (allocate or claim); :class:`Connected` goes to
     ``on_event`` once the data channel is open.
     """
-    pake = await authenticate(rv, role, code, settings)
+    try:
+        pake = await authenticate(rv, role, code, settings)
+    except BaseException as exc:
+        tell_mood(rv, exc)
+        raise
     async with connect(rv, pake, settings, on_event) as link:
         yield link
+
+
+def tell_mood(rv: Relay, exc: BaseException) -> None:
+    """Before a mailbox is closed after ``exc``: say how the pairing went (first word wins)."""
+    target = getattr(rv, "chosen", rv)  # routes.FirstOf: the route a peer spoke on
+    if isinstance(target, MailboxClient) and target.mood is None:
+        target.mood = mood_for(exc)
 
 
 @contextlib.asynccontextmanager
@@ -131,7 +168,11 @@ async def connect(
     on_event(Verification(pake.verification_words()))
     link = PeerLink(ice_config(settings, rv), settings.tuning)
     try:
-        await _connect(rv, pake, link, settings, on_event)
+        try:
+            await _connect(rv, pake, link, settings, on_event)
+        except BaseException as exc:
+            tell_mood(rv, exc)
+            raise
         await rv.close()
         path = link.path()
         if path is not None:
@@ -156,6 +197,18 @@ class CodeGuard:
     def __init__(self) -> None:
         self.burned = False
 
+    def exchange(self, pake: PakeSession, peer_message: bytes) -> None:
+        """:meth:`PakeSession.finish` on a receiver's PAKE message, through the guard: a
+        malformed message fails the key exchange like a wrong confirmation and burns the
+        code the same way (:class:`NoSuchCodeError` if it is burned already)."""
+        if self.burned:
+            raise NoSuchCodeError("the sender no longer admits receivers on this code")
+        try:
+            pake.finish(peer_message)
+        except WrongCodeError:
+            self.burned = True
+            raise
+
     def admit(self, pake: PakeSession, confirmation: bytes) -> None:
         """Check a receiver's confirmation; raise :class:`WrongCodeError` (and burn the
         code) if it is wrong, :class:`NoSuchCodeError` if the code is burned already (the
@@ -178,7 +231,7 @@ async def authenticate_receiver(
     its guess; a wrong one still gets ours, to stop with "wrong code" at once."""
     pake = PakeSession(Role.SENDER, code.password)
     await rv.send(pake.start())
-    pake.finish(await rv.receive(settings.connect_timeout_s))
+    guard.exchange(pake, await rv.receive(settings.connect_timeout_s))
     theirs = await rv.receive(settings.connect_timeout_s)
     try:
         guard.admit(pake, theirs)
@@ -188,6 +241,36 @@ async def authenticate_receiver(
         raise
     await rv.send(pake.confirmation())
     return pake
+
+
+class WordsGate:
+    """An event sink for :func:`connect` that passes every event on and keeps the security
+    words, for a sender whose user confirms them (``--verify``) before anything leaves."""
+
+    def __init__(self, on_event: EventSink, confirm: ConfirmWords | None, who: str) -> None:
+        self.on_event = on_event
+        self.confirm = confirm
+        self.who = who
+        """Who the words are shared with, as the question names it."""
+        self.words: Verification | None = None
+
+    def __call__(self, event: SessionEvent) -> None:
+        if isinstance(event, Verification):
+            self.words = event
+        self.on_event(event)
+
+    def gate(self) -> Callable[[], Awaitable[bool]] | None:
+        """What the sender awaits before its offer; None without ``confirm``."""
+        confirm = self.confirm
+        if confirm is None:
+            return None
+
+        async def confirmed() -> bool:
+            if self.words is None:
+                raise RuntimeError("no security words: the key exchange has not run")
+            return await confirm(self.words, self.who)
+
+        return confirmed
 
 
 async def tell_to_wait(rv: Relay, pake: PakeSession, message: str) -> None:
@@ -327,6 +410,13 @@ async def _connect(
         done, _ = await asyncio.wait({opened, aborted}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
+    except ProtocolError as exc:
+        # Tampering found while ICE runs (a sealed message replayed or altered): the peer,
+        # which cannot see it, is told at once rather than at its connect deadline.
+        if not exc.remote:
+            with contextlib.suppress(P2PShareError):
+                await rv.send(_seal_abort(pake, exc))
+        raise
     finally:
         opened.cancel()
         aborted.cancel()

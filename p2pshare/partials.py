@@ -19,7 +19,7 @@ from pathlib import Path
 
 from p2pshare import messages as m
 from p2pshare.digests import Digest
-from p2pshare.errors import LocalFileError
+from p2pshare.errors import IntegrityError, LocalFileError
 from p2pshare.files import printable
 from p2pshare.fs import NEW_FILE_FLAGS, hash_prefix, lstat_at
 
@@ -31,6 +31,17 @@ RECORD_SUFFIX = ".json"
 RESUME_MIN_BYTES = 1024 * 1024
 """Files this large keep their partial data when a receive is interrupted; smaller ones are
 simply sent again."""
+
+
+def worth_keeping(error: BaseException) -> bool:
+    """Whether the data of a receive that ended with ``error`` may be kept to resume from.
+
+    Yes when the sender is not suspect: the network or the peer went away, either side
+    stopped (Ctrl-C, an Abort with its reason), the disk here failed (full, unwritable).
+    No when this receiver caught the sender breaking the protocol (sizes, hashes, credit,
+    malformed or unexpected messages, names): its data is not worth a resend's trust, even
+    though a resend checks it again. docs/resume.md says the same."""
+    return not (isinstance(error, IntegrityError) and not error.remote)
 
 
 def partial_names(parts: tuple[str, ...], entry: m.FileEntry) -> tuple[str, str]:

@@ -101,14 +101,28 @@ def output_directory(output: str) -> Path:
     return path
 
 
+def _nearest_directory(destination: Path) -> Path:
+    """``destination`` if it is a directory, else the nearest existing directory above it.
+
+    A path the system cannot take whole (ENAMETOOLONG: longer than PATH_MAX) counts as not
+    there: the receiver writes below its output directory through directory descriptors,
+    one component at a time, so such a destination is received like any other (one entry or
+    many), and what must be writable is the deepest directory a path still reaches."""
+    for path in (destination, *destination.parents):
+        try:
+            if path.is_dir():
+                return path
+        except OSError:
+            continue
+    return Path(destination.anchor or ".")
+
+
 def check_writable(destination: Path) -> None:
     """Refuse an offer whose destination cannot be written, before accepting it.
 
     ``destination`` is a file to create (its directory must be writable) or a directory to
     create or fill (the nearest existing one must be writable).
     """
-    directory = destination if destination.is_dir() else destination.parent
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
+    directory = _nearest_directory(destination)
     if not os.access(directory, os.W_OK | os.X_OK):
         raise LocalFileError(f"cannot write into {printable(str(directory))}: permission denied")

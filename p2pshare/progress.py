@@ -38,7 +38,7 @@ from rich.text import Text
 
 from p2pshare import digests, events
 from p2pshare.errors import LocalFileError
-from p2pshare.files import printable, terminal_safe
+from p2pshare.files import MAX_PATH_BYTES, printable, terminal_safe
 
 JSON_PROGRESS_INTERVAL_S = 0.25
 MIN_RATE_SECONDS = 0.1
@@ -68,7 +68,8 @@ def describe_offer(offer: events.OfferSummary) -> str:
     if offer.dirs:
         counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
     names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
-    where = f" into {offer.destination}" if offer.destination else " to standard output"
+    shown = printable(str(offer.destination), MAX_PATH_BYTES) if offer.destination else None
+    where = f" into {shown}" if shown else " to standard output"
     found = (
         f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
         if offer.found_bytes
@@ -166,12 +167,16 @@ class HumanReporter:
         self._stop_status()
         if isinstance(event, events.CodeReady):
             self.say(f"Code: {event.code}")
-            if event.advertised:
+            if event.rendezvous:
+                self.say(f"Via {event.rendezvous}.")
+            if event.public:
+                self.say(f"On the other computer run: p2pshare receive {event.code}")
+            elif event.advertised:
                 self.say(f"On the other computer run: p2pshare receive {event.code}")
                 self.say(f"  (where multicast is blocked: {receive_command(event, self.server)})")
             else:
                 self.say(f"On the other computer run: {receive_command(event, self.server)}")
-            link = browser_link(event.code, event.server or self.server)
+            link = None if event.mailbox else browser_link(event.code, event.server or self.server)
             if link is not None:
                 self.say(f"Or open in a browser: {link}")
                 if self.qr:
@@ -180,8 +185,7 @@ class HumanReporter:
         elif isinstance(event, events.Verification):
             if self.verify:
                 self.say(
-                    f"Verify: {' '.join(event.words)} (the other side must show the same "
-                    "words; if not, stop with Ctrl-C)"
+                    f"Verify: {' '.join(event.words)} (the other side must show the same words)"
                 )
         elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
@@ -322,8 +326,14 @@ class JsonReporter:
                     "code": event.code,
                     "server": event.server,
                     "command": receive_command(event, self.server),
-                    "short_command": f"p2pshare receive {event.code}" if event.advertised else None,
-                    "link": browser_link(event.code, event.server or self.server),
+                    "short_command": f"p2pshare receive {event.code}"
+                    if event.advertised or event.public
+                    else None,
+                    "link": None
+                    if event.mailbox
+                    else browser_link(event.code, event.server or self.server),
+                    "public": event.public,
+                    "rendezvous": event.rendezvous,
                 }
             )
         elif isinstance(event, events.Verification):
@@ -552,7 +562,8 @@ def summary_line(result: events.TransferResult, verb: str, sent_text: bool = Fal
     """``Received 3 files, 2.9 MiB to /x in 1.2 s (2.4 MiB/s), BLAKE3 verified.``"""
     if sent_text:
         return f"{verb} the text message ({format_size(result.bytes)})."
-    where = f" to {result.path}" if verb == "Received" and result.path else ""
+    shown = printable(str(result.path), MAX_PATH_BYTES) if result.path else ""
+    where = f" to {shown}" if verb == "Received" and shown else ""
     what = f"{result.files} files, " if result.files != 1 else ""
     resumed = (
         f" (resumed: {format_size(result.resumed)} already there, {format_size(result.sent)} sent)"

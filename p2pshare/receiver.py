@@ -32,6 +32,7 @@ from p2pshare.events import (
 from p2pshare.files import check_offer, printable
 from p2pshare.fs import Writeback
 from p2pshare.layout import Layout, check_free_space, existing_files, free_name, plan
+from p2pshare.partials import worth_keeping
 from p2pshare.sinks import Sink, StreamSink
 from p2pshare.tree import Tree
 from p2pshare.wire import GOODBYE_WAIT_S, Wire
@@ -66,6 +67,7 @@ class Receiver:
         self.offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
         self.wire = Wire(link, settings, self._handle)
         self.writer: Worker[sinks.WriteJob, sinks.WriteReport] | None = None
+        self.sink: Sink | None = None
         self.begun = -1
         """The entry the writer was last told to begin."""
         self.written = 0
@@ -78,6 +80,9 @@ class Receiver:
     async def run(self) -> TransferResult:
         try:
             return await self.wire.run(self._main())
+        except BaseException as exc:
+            self._judge(exc)
+            raise
         finally:
             if self.writer is not None:
                 self.writer.stop()
@@ -86,9 +91,20 @@ class Receiver:
     def _progress(self) -> None:
         self.on_event(Progress(self.written + self.resumed, self.total))
 
+    def _judge(self, error: BaseException) -> None:
+        """Partial data stays only if ``error`` leaves the sender unsuspected; decided
+        before the writer is stopped, since it closes the sink then."""
+        if self.sink is not None and not worth_keeping(error):
+            self.sink.keep_partial = False
+
     def _handle(self, frame: bytes) -> None:
         """A frame from the sender; data goes to the writer thread, in order."""
-        for event in self.proto.receive(frame):
+        try:
+            events = self.proto.receive(frame)
+        except BaseException as exc:
+            self._judge(exc)
+            raise
+        for event in events:
             if isinstance(event, transfer.PeerAborted):
                 raise event.error
             if isinstance(event, transfer.OfferReceived):
@@ -142,6 +158,7 @@ class Receiver:
         if self.confirm is not None and not await self.confirm(summary):
             raise DeclinedError("declined", peer_message="declined by the receiver")
         sink, prefixes = await _open(prepared, offer, hash, self.settings.tuning)
+        self.sink = sink
         self.total = offer.total_bytes
         writer = self.writer = sinks.write_worker(sink)
         writer.start()

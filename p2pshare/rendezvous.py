@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.typing import Subprotocol
 
+from p2pshare import __version__
 from p2pshare.errors import (
     CrowdedError,
     NoSuchCodeError,
@@ -191,29 +192,29 @@ class RendezvousClient:
         self._joined_waiting_room = False
         """We claimed a room somebody waits in: the server owes us ``paired`` at once."""
 
+    kind = "p2pshare-signal"
+    """Which protocol the server speaks (the mailbox client says ``mailbox``)."""
+
     @classmethod
     async def connect(cls, url: str) -> RendezvousClient:
+        """A client of the ``p2pshare-signal`` at ``url`` (see also
+        :func:`p2pshare.mailbox.connect_any`, which accepts either kind of server)."""
+        ws, url = await open_websocket(url)
         try:
-            url = parse_server_url(url)
-        except ValueError as exc:
-            raise SignallingError(str(exc)) from None
-        try:
-            ws = await connect(
-                url,
-                subprotocols=[Subprotocol(SUBPROTOCOL)],
-                compression=None,
-                open_timeout=CONNECT_TIMEOUT_S,
-                max_size=MAX_FRAME_BYTES,
-            )
-        except InvalidURI:
-            raise SignallingError(f"not a rendezvous server address: {printable(url)}") from None
-        except (OSError, WebSocketException, TimeoutError, EOFError, ValueError) as exc:
-            # ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidMessage and a server
-            # out of descriptors all end here: we could not get a connection.
-            raise await _connect_error(url, exc) from None
+            welcome = await first_message(ws)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 2)
+            raise
+        return await cls.from_welcome(ws, url, welcome)
+
+    @classmethod
+    async def from_welcome(
+        cls, ws: ClientConnection, url: str, welcome: dict[str, Any]
+    ) -> RendezvousClient:
+        """The client for a connection whose first message, ``welcome``, has been read."""
         client = cls(ws, url, [])
         try:
-            welcome = await client._next(CONNECT_TIMEOUT_S)
             if welcome.get("type") != ServerType.WELCOME:
                 raise SignallingError(
                     "the rendezvous server did not greet us; is it p2pshare-signal?"
@@ -340,6 +341,57 @@ class RendezvousClient:
             await self._ws.send(json.dumps({"type": ClientType.BYE}))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._ws.close(), 2)
+
+
+USER_AGENT = f"p2pshare/{__version__} (+https://github.com/p2pshare/p2pshare)"
+"""Servers we do not run see which program connects (the mailbox's operator, for one)."""
+
+
+async def open_websocket(url: str) -> tuple[ClientConnection, str]:
+    """A websocket to the rendezvous server at ``url`` (as the user typed it), offering our
+    subprotocol (a mailbox server ignores it); returns the connection and the parsed URL."""
+    try:
+        url = parse_server_url(url)
+    except ValueError as exc:
+        raise SignallingError(str(exc)) from None
+    try:
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            compression=None,
+            open_timeout=CONNECT_TIMEOUT_S,
+            max_size=MAX_FRAME_BYTES,
+            user_agent_header=USER_AGENT,
+        )
+    except InvalidURI:
+        raise SignallingError(f"not a rendezvous server address: {printable(url)}") from None
+    except (OSError, WebSocketException, TimeoutError, EOFError, ValueError) as exc:
+        # ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidMessage and a server
+        # out of descriptors all end here: we could not get a connection.
+        raise await _connect_error(url, exc) from None
+    return ws, url
+
+
+async def first_message(ws: ClientConnection) -> dict[str, Any]:
+    """The server's greeting, which says which protocol it speaks: a JSON object."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            frame = await ws.recv()
+    except TimeoutError:
+        raise SignallingError("the rendezvous server did not answer in time") from None
+    except ConnectionClosed as exc:
+        reason = _server_text(exc.rcvd.reason) if exc.rcvd and exc.rcvd.reason else "closed"
+        raise SignallingError(f"the rendezvous server closed the connection: {reason}") from None
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise SignallingError("the rendezvous server did not greet us; is it a rendezvous server?")
+    if obj.get("type") == ServerType.ERROR and not isinstance(obj.get("welcome"), dict):
+        code, message = str(obj.get("code")), _server_text(obj.get("message", ""))
+        raise _ERRORS.get(code, SignallingError)(f"rendezvous server: {message}")
+    return obj
 
 
 def _check_mode(reply: dict[str, Any], many: bool) -> None:

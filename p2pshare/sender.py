@@ -11,12 +11,13 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, transfer
 from p2pshare import messages as m
 from p2pshare.config import Settings
-from p2pshare.errors import PeerLostError
+from p2pshare.errors import DeclinedError, PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
 from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
 from p2pshare.wire import Wire
@@ -31,9 +32,16 @@ class Sender:
     """Sends ``sources`` over ``link``; :meth:`run` once."""
 
     def __init__(
-        self, link: Channel, sources: list[Source], settings: Settings, on_event: EventSink
+        self,
+        link: Channel,
+        sources: list[Source],
+        settings: Settings,
+        on_event: EventSink,
+        words_confirmed: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.link = link
+        self.words_confirmed = words_confirmed
+        """``--verify``: awaited before the offer leaves (the keepalives run meanwhile)."""
         self.on_event = on_event
         entries = tuple(s.entry for s in sources)
         self.tuning = settings.tuning
@@ -67,6 +75,8 @@ class Sender:
 
     async def _main(self) -> TransferResult:
         link, proto = self.link, self.proto
+        if self.words_confirmed is not None and not await self.words_confirmed():
+            raise DeclinedError("the security words were not confirmed: nothing was sent")
         for frame in proto.start():
             link.send(frame)
             await link.drain()

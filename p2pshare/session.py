@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 
 from p2pshare import lan
@@ -39,6 +39,7 @@ from p2pshare.errors import (
 from p2pshare.events import (
     CodeReady,
     Confirm,
+    ConfirmWords,
     Connected,
     EventSink,
     ManyResult,
@@ -51,10 +52,12 @@ from p2pshare.events import (
     Verification,
     ignore,
 )
-from p2pshare.pairing import pair, preload_webrtc, rendezvous
+from p2pshare.mailbox import MailboxClient, server_label
+from p2pshare.pairing import WordsGate, pair, preload_webrtc, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
-from p2pshare.rendezvous import ManyRoom, RendezvousClient
+from p2pshare.rendezvous import ManyRoom, Relay, RendezvousClient
+from p2pshare.routes import AnyClient, find_sender, sender_routes
 from p2pshare.sender import Sender
 from p2pshare.sources import collect
 from p2pshare.wire import telling_peer
@@ -85,6 +88,7 @@ async def send(
     code: Code | str | None = None,
     on_event: EventSink = ignore,
     exclude: Collection[Path] = (),
+    confirm_words: ConfirmWords | None = None,
 ) -> TransferResult:
     """Send files and directories (``-``: standard input), or ``text``; returns once the
     receiver has verified everything.
@@ -93,7 +97,8 @@ async def send(
     must be hard to guess); by default the server allocates a nameplate and the words are
     drawn at random. ``exclude`` leaves out paths inside the directories sent (the CLI's
     ``--skip-unreadable``). The code, progress and notices are reported through
-    ``on_event``.
+    ``on_event``. ``confirm_words`` (``--verify``) is asked once the key is agreed; nothing
+    of the transfer leaves until it says yes.
 
     Without ``settings.server`` a rendezvous server runs in this process, under a random
     nameplate (every embedded server would otherwise use 1), advertised on the local
@@ -110,29 +115,55 @@ async def send(
         collect, paths, text=text, name=name, warn=warn, exclude=exclude
     )
     chosen_code = (parse_code(code) if isinstance(code, str) else code) if code else None
-    async with (
-        _room(settings, chosen_code) as (rv, embedded_url, _),
-        contextlib.AsyncExitStack() as mdns,
-    ):
-        if chosen_code is not None:
-            chosen = chosen_code
-        elif embedded_url is not None:
-            chosen = Code(lan.random_nameplate(), generate_words(settings.code_words))
-            await rv.claim(chosen.nameplate, create=True)
+    async with contextlib.AsyncExitStack() as stack:
+        public: str | None = None
+        if settings.server is None:
+            embedded = await stack.enter_async_context(rendezvous(settings))
+            assert embedded[1] is not None
+            route = await stack.enter_async_context(
+                sender_routes(settings, chosen_code, (embedded[0], embedded[1]), warn)
+            )
+            rv, chosen, embedded_url, public = (
+                route.relay,
+                route.code,
+                route.embedded_url,
+                route.public,
+            )
+            where = f"{public}, public, and this network" if public else "this network only"
         else:
-            chosen = Code(await rv.allocate(), generate_words(settings.code_words))
+            client, embedded_url, _ = await stack.enter_async_context(
+                _room(settings, chosen_code, warn)
+            )
+            rv, where = client, server_label(client.url)
+            if chosen_code is not None:
+                chosen = chosen_code
+            else:
+                chosen = Code(await client.allocate(), generate_words(settings.code_words))
+        mdns = contextlib.AsyncExitStack()
+        stack.push_async_callback(mdns.aclose)
         advertised = False
         if embedded_url is not None and settings.advertise:
             advertised = await mdns.enter_async_context(
                 lan.advertise_server(chosen.nameplate, embedded_url)
             )
-        on_event(CodeReady(str(chosen), embedded_url, advertised))
+        on_event(
+            CodeReady(
+                str(chosen),
+                embedded_url,
+                advertised,
+                public=public,
+                rendezvous=where,
+                mailbox=isinstance(rv, MailboxClient),
+            )
+        )
+        words = WordsGate(on_event, confirm_words, "the receiver")
         async with (
-            pair(rv, Role.SENDER, chosen, settings, on_event) as link,
+            pair(rv, Role.SENDER, chosen, settings, words) as link,
             telling_peer(link),
         ):
             await mdns.aclose()  # the code is used: nobody else should look for it
-            return await Sender(link, sources, settings, on_event).run()
+            return await Sender(link, sources, settings, on_event, words.gate()).run()
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
 
 
 async def send_many(
@@ -147,6 +178,7 @@ async def send_many(
     code: Code | str | None = None,
     on_event: EventSink = ignore,
     exclude: Collection[Path] = (),
+    confirm_words: ConfirmWords | None = None,
 ) -> ManyResult:
     """Like :func:`send`, to every receiver that proves the code, each over its own peer
     connection, until ``count`` of them finished (None: until cancelled or ``timeout_s``).
@@ -186,10 +218,18 @@ async def send_many(
                 lan.advertise_server(chosen.nameplate, embedded_url)
             )
         on_event(CodeReady(str(chosen), embedded_url, advertised))
+        assert isinstance(rv, RendezvousClient)  # a mailbox client refused many mode above
         room = ManyRoom(rv)
         stack.push_async_callback(room.close)
         sender = ManySender(
-            room, chosen, sources, settings, on_event, count=count, parallel=parallel
+            room,
+            chosen,
+            sources,
+            settings,
+            on_event,
+            count=count,
+            parallel=parallel,
+            confirm_words=confirm_words,
         )
         return await sender.run(timeout_s)
 
@@ -215,34 +255,51 @@ async def receive(
     preload_webrtc()
     settings = settings or Settings()
     parsed = parse_code(code) if isinstance(code, str) else code
-    if settings.server is None:
-        browse_s = max(settings.lan_browse_s, settings.wait_s)
-        url = await lan.find_server(parsed.nameplate, browse_s)
-        settings = dataclasses.replace(settings, server=url)
-    async with _room(settings, parsed if settings.wait_s > 0 else None) as (rv, _, opened):
-        if opened:
-            await _wait_for_sender(rv, parsed, settings.wait_s)
-        elif settings.wait_s == 0:
-            await rv.claim(parsed.nameplate)
+
+    def warn(message: str) -> None:
+        on_event(Notice(message))
+
+    async with contextlib.AsyncExitStack() as stack:
+        rv: Relay
+        if settings.server is None:
+            found = await find_sender(parsed, settings, warn)
+            if found.public is not None:
+                rv = found.public
+                stack.push_async_callback(found.public.close)
+            else:
+                assert found.lan_url is not None
+                settings = dataclasses.replace(settings, server=found.lan_url)
+        if settings.server is not None:
+            client, _, opened = await stack.enter_async_context(
+                _room(settings, parsed if settings.wait_s > 0 else None, warn)
+            )
+            if opened:
+                await _wait_for_sender(client, parsed, settings.wait_s)
+            elif settings.wait_s == 0:
+                await client.claim(parsed.nameplate)
+            rv = client
         async with (
             pair(rv, Role.RECEIVER, parsed, settings, on_event) as link,
             telling_peer(link),
         ):
             return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
 
 
 @contextlib.asynccontextmanager
 async def _room(
-    settings: Settings, chosen: Code | None
-) -> AsyncIterator[tuple[RendezvousClient, str | None, bool]]:
+    settings: Settings, chosen: Code | None, on_notice: Callable[[str], None] = lambda t: None
+) -> AsyncIterator[tuple[AnyClient, str | None, bool]]:
     """A rendezvous client; with a code ``chosen`` in advance, in its room: opened by us
     (third value True), or joined when the other side opened it first (a receiver that
     waits, ``receive --wait``, or the sender). The PAKE decides who really gets in.
 
     The server closes the connection after refusing a claim, so the join uses a new one.
+    (A mailbox server's claim joins or creates alike: it is "opened" either way, and
+    waiting for the peer's first message works in both orders.)
     """
     async with contextlib.AsyncExitStack() as stack:
-        rv, url = await stack.enter_async_context(rendezvous(settings))
+        rv, url = await stack.enter_async_context(rendezvous(settings, on_notice))
         if chosen is None:
             yield rv, url, False
             return
@@ -256,12 +313,12 @@ async def _room(
             opened = False
         if not opened:
             await stack.aclose()
-            rv, url = await stack.enter_async_context(rendezvous(settings))
+            rv, url = await stack.enter_async_context(rendezvous(settings, on_notice))
             await rv.claim(chosen.nameplate)
         yield rv, url, opened
 
 
-async def _wait_for_sender(rv: RendezvousClient, code: Code, wait_s: float) -> None:
+async def _wait_for_sender(rv: AnyClient, code: Code, wait_s: float) -> None:
     """In a room we opened, wait for a sender with the same chosen code to join it."""
     try:
         await rv.wait_paired(wait_s)

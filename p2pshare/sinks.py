@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from p2pshare import digests
+from p2pshare import digests, partials
 from p2pshare.codec import decompress
 from p2pshare.digests import SHA256
 from p2pshare.errors import IntegrityError, P2PShareError, ProtocolError
@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 class Sink(Protocol):
     """Receives the entries of an accepted offer, in order, from one thread at a time."""
+
+    keep_partial: bool
+    """Whether :meth:`close` may keep an unfinished entry to resume from."""
 
     def make_dirs(self) -> None:
         """Create the offer's directories (before any file)."""
@@ -58,6 +61,7 @@ class StreamSink:
         self.buffer = bytearray()
         self.hash = hash
         self._hash = digests.new(hash)
+        self.keep_partial = True  # nothing to keep: a stream is never resumed
 
     def begin(self, index: int) -> None:
         pass
@@ -196,7 +200,9 @@ def _write(sink: Sink, worker: Worker[WriteJob, WriteReport]) -> None:
                 case FinishDirs():
                     sink.finish_dirs()
                     worker.put(DirsFinished())
-    except P2PShareError:
+    except P2PShareError as exc:
+        if not partials.worth_keeping(exc):
+            sink.keep_partial = False
         raise
     except OSError as exc:
         raise describe(exc, "output") from None

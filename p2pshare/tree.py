@@ -97,6 +97,9 @@ class Tree:
         self.offer = offer
         self.hash = hash
         """The hash agreed with the sender (:mod:`p2pshare.digests`)."""
+        self.keep_partial = True
+        """Whether :meth:`close` keeps an unfinished file's data to resume from: not when
+        the sender broke the protocol (:func:`p2pshare.partials.worth_keeping`)."""
         if layout.create_root:
             try:
                 os.mkdir(layout.root, 0o755)
@@ -409,7 +412,7 @@ class Tree:
     def close(self) -> None:
         current = self._current
         if current is not None:
-            if current.record is not None and current.written:
+            if self.keep_partial and current.record is not None and current.written:
                 self._keep(current)
             else:
                 self._discard(current)

@@ -419,7 +419,9 @@ class PeerLink:
             if self.config.policy == "direct":
                 turn += " (not used: --direct-only)"
             advice = (
-                "the networks may block it; a TURN server would relay the data"
+                "the networks may block it (strict NATs on both sides, or UDP blocked): a "
+                "TURN server would relay the data; run p2pshare-signal with coturn and use "
+                "it with --server (docs/self-hosting.md)"
                 if not self.config.has_turn() or self.config.policy == "direct"
                 else "the TURN server may be unreachable or refused us"
             )

@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="receivers at once in a room opened by send --many (default: %(default)s)",
     )
     p.add_argument(
+        "--max-unproven-per-address",
+        type=_count,
+        default=d.max_unproven_per_address,
+        help="receivers one address may hold in a send --many room before the sender "
+        "answered their key confirmation (default: %(default)s)",
+    )
+    p.add_argument(
         "--many-room-ttl",
         type=_seconds,
         default=d.many_room_ttl_s,
@@ -241,6 +248,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         joins_per_ip_per_minute=args.joins_per_ip_per_minute,
         room_ttl_s=args.room_ttl,
         max_receivers_per_room=args.max_receivers_per_room,
+        max_unproven_per_address=args.max_unproven_per_address,
         many_room_ttl_s=args.many_room_ttl,
         idle_timeout_s=args.idle_timeout,
         handshake_timeout_s=args.handshake_timeout,

@@ -16,7 +16,10 @@ addresses every message to one side; a receiver's messages go to the creator onl
 its side, so receivers never see each other. A receiver leaving affects only itself; the
 creator leaving drops the room. The creator can ``lock`` the room (later claims are refused
 with ``closed``) and ``kick`` one receiver. Each receiver's exchange with the creator has its
-own message budget; the room lives at most ``many_room_ttl_s``.
+own message budget; the room lives at most ``many_room_ttl_s``. One address may hold at most
+``max_unproven_per_address`` receivers that have not proven the code yet (see
+:data:`PROVEN_AFTER_CREATOR_BODIES`), so silent connections from one place cannot keep the
+room crowded.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ from signal_server import protocol
 from signal_server.protocol import ErrorKind, SignalError
 
 ConnId = int
+
+PROVEN_AFTER_CREATOR_BODIES = 2
+"""Many mode: a receiver counts as *unproven* until the creator has sent it this many bodies.
+The sender's first body is its SPAKE2 message, the second its key confirmation, which it
+sends only after checking the receiver's (docs/protocol.md, "Many receivers, one guess"); the
+bodies stay opaque, only their number is used."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,10 @@ class Room:
     next_side: int = 1
     exchanged: dict[ConnId, int] = field(default_factory=dict)
     """Many mode: messages relayed between the creator and each receiver, both ways."""
+    from_creator: dict[ConnId, int] = field(default_factory=dict)
+    """Many mode: bodies the creator sent to each receiver."""
+    address_of: dict[ConnId, str] = field(default_factory=dict)
+    """Many mode: each receiver's address, when the server gave one."""
 
     @property
     def paired(self) -> bool:
@@ -99,6 +112,7 @@ class RoomRegistry:
         idle_timeout_s: float = 120.0,
         max_receivers_per_room: int = 16,
         many_room_ttl_s: float = 3600.0,
+        max_unproven_per_address: int = 4,
     ) -> None:
         self.max_rooms = max_rooms
         self.max_messages_per_room = max_messages_per_room
@@ -107,6 +121,8 @@ class RoomRegistry:
         self.idle_timeout_s = idle_timeout_s
         self.max_receivers_per_room = max_receivers_per_room
         self.many_room_ttl_s = many_room_ttl_s
+        self.max_unproven_per_address = max_unproven_per_address
+        """Many mode: receivers one address may hold in a room before proving the code."""
         self._rooms: dict[str, Room] = {}
         self._room_of: dict[ConnId, Room] = {}
         # Allocation hands out the smallest free number. Invariant: every free number below
@@ -144,10 +160,17 @@ class RoomRegistry:
         return [SendTo(conn, protocol.allocated_msg(nameplate, many))]
 
     def claim(
-        self, conn: ConnId, nameplate: str, create: bool, now: float, many: bool = False
+        self,
+        conn: ConnId,
+        nameplate: str,
+        create: bool,
+        now: float,
+        many: bool = False,
+        address: str | None = None,
     ) -> list[Action]:
         """Join the room ``nameplate``; with ``create``, open it (in many mode with ``many``)
-        if nobody holds it yet."""
+        if nobody holds it yet. ``address`` (the client's) bounds the unproven receivers one
+        address may hold in a many-mode room; None: not counted."""
         if conn in self._room_of:
             raise SignalError(protocol.BAD_REQUEST, "this connection already joined a room")
         room = self._rooms.get(nameplate)
@@ -162,7 +185,7 @@ class RoomRegistry:
         if create:
             raise SignalError(protocol.NAMEPLATE_TAKEN, "this nameplate is already in use")
         if room.many:
-            return self._join_many(room, conn, now)
+            return self._join_many(room, conn, now, address)
         if room.paired:
             raise SignalError(protocol.CROWDED, "crowded: two peers are already using this code")
         room.members.append(conn)
@@ -281,7 +304,7 @@ class RoomRegistry:
             )
         return room
 
-    def _join_many(self, room: Room, conn: ConnId, now: float) -> list[Action]:
+    def _join_many(self, room: Room, conn: ConnId, now: float, address: str | None) -> list[Action]:
         if room.locked:
             raise SignalError(
                 protocol.CLOSED,
@@ -293,12 +316,28 @@ class RoomRegistry:
                 f"crowded: {self.max_receivers_per_room} receivers already use this code; "
                 "try again when one has finished",
             )
+        limit = self.max_unproven_per_address
+        if address is not None and limit > 0:
+            unproven = sum(
+                1
+                for member, where in room.address_of.items()
+                if where == address and room.from_creator[member] < PROVEN_AFTER_CREATOR_BODIES
+            )
+            if unproven >= limit:
+                raise SignalError(
+                    protocol.CROWDED,
+                    f"crowded: {unproven} receivers from your address are still proving this "
+                    "code; try again in a moment",
+                )
         side = str(room.next_side)
         room.next_side += 1
         room.members.append(conn)
         room.side_of[conn] = side
         room.conn_of[side] = conn
         room.exchanged[conn] = 0
+        room.from_creator[conn] = 0
+        if address is not None:
+            room.address_of[conn] = address
         room.last_activity_s = now
         self._room_of[conn] = room
         return [
@@ -317,6 +356,7 @@ class RoomRegistry:
             if receiver is None:
                 return []  # it left; the creator has its peer-left or will have it next
             message = protocol.relayed_msg(body)
+            room.from_creator[receiver] += 1
         else:
             if to is not None:
                 raise SignalError(protocol.BAD_REQUEST, "a receiver's messages go to the sender")
@@ -342,6 +382,8 @@ class RoomRegistry:
         side = room.side_of.pop(conn)
         del room.conn_of[side]
         del room.exchanged[conn]
+        del room.from_creator[conn]
+        room.address_of.pop(conn, None)
         return side
 
     def _remove_receiver(self, room: Room, conn: ConnId) -> list[Action]:

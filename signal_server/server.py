@@ -25,6 +25,7 @@ from typing import Any, ClassVar, cast
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from signal_server import ice, protocol
@@ -57,6 +58,8 @@ class ServerSettings:
     """Many mode: receivers in one room at once."""
     many_room_ttl_s: float = 3600.0
     """Many mode: how long a room may live, however busy."""
+    max_unproven_per_address: int = 4
+    """Many mode: receivers one address may hold in a room before proving the code."""
     handshake_timeout_s: float = 10.0
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
@@ -115,6 +118,7 @@ class SignalServer:
             idle_timeout_s=settings.idle_timeout_s,
             max_receivers_per_room=settings.max_receivers_per_room,
             many_room_ttl_s=settings.many_room_ttl_s,
+            max_unproven_per_address=settings.max_unproven_per_address,
         )
         self.joins = SlidingWindowLimiter(settings.joins_per_ip_per_minute, 60.0)
         self._clients: dict[int, _Client] = {}
@@ -266,7 +270,7 @@ class SignalServer:
             actions = self.registry.allocate(conn, now, message.many)
         else:
             actions = self.registry.claim(
-                conn, message.nameplate, message.create, now, message.many
+                conn, message.nameplate, message.create, now, message.many, address=ip
             )
         self.stats["joins"] += 1
         logger.debug("join accepted (rooms open: %d)", len(self.registry))
@@ -412,10 +416,41 @@ class _AdmittedConnection(ServerConnection):
     ``signal``."""
 
     signal: ClassVar[SignalServer]
+    _head_tail = b""
+    """The last bytes of the request head received so far (its end may straddle reads)."""
+    _head_done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.signal.connection_made(self, cast(asyncio.Transport, transport))
+
+    def data_received(self, data: bytes) -> None:
+        """Pass on the first request; hold back nothing else until the handshake is over.
+
+        websockets parses whatever follows the request head as websocket frames at once,
+        while the response is still being prepared: a second request pipelined behind the
+        first (two GETs in one write) fails that parse, which ends the stream, and the
+        response then trips an assertion in ``send_response`` (no answer, a traceback in
+        the log). A client must wait for the 101 before it sends frames (RFC 6455, 4.1) and
+        every plain HTTP answer here closes the connection, so bytes that arrive after the
+        head and before the handshake is over are dropped: the first request is answered,
+        then the connection closes."""
+        if self.protocol.state is not State.CONNECTING:
+            super().data_received(data)
+            return
+        if self._head_done:
+            return
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end < 0:
+            self._head_tail = seen[-3:]
+        else:
+            self._head_done = True
+            keep = end + 4 - len(self._head_tail)
+            if keep < len(data):
+                self.signal.stats["pipelined"] += 1
+                data = data[:keep]
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

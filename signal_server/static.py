@@ -5,7 +5,8 @@ page needs no configuration and its Content-Security-Policy can say ``connect-sr
 
 Refuse, don't sanitise: a path is served only if every decoded segment is a plain name (no
 ``..``, no hidden files, no backslashes or NULs), the file's real path (symlinks resolved) is
-inside the static folder, it is a regular file of a known type and not too large. Anything else
+inside the static folder, it is a regular file (checked before it is opened, and opened without
+blocking: a FIFO would stall the event loop) of a known type and not too large. Anything else
 is a 404 that says nothing about why. There is no directory listing; ``/`` and ``/dir/`` mean
 their ``index.html``.
 """
@@ -137,8 +138,14 @@ class StaticSite:
         if path is None:
             return text_response(http.HTTPStatus.NOT_FOUND, NOT_FOUND)
         try:
-            # O_NOFOLLOW: the last component was resolved above and must not change under us.
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # Only a regular file is opened at all: opening a FIFO waits for a writer, and a
+            # device may act on open. O_NONBLOCK in case it was swapped for one since the
+            # stat (the fstat below refuses it then); O_NOFOLLOW: the last component was
+            # resolved above and must not change under us.
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return text_response(http.HTTPStatus.NOT_FOUND, NOT_FOUND)
+            flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(path, flags)
         except OSError:
             return text_response(http.HTTPStatus.NOT_FOUND, NOT_FOUND)
         with os.fdopen(fd, "rb") as f:

@@ -29,6 +29,7 @@ def peer_env(**extra: str) -> dict[str, str]:
     would change what the command does."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("P2PSHARE_")}
     env["P2PSHARE_LOCAL_ADDRESSES"] = "127.0.0.1"
+    env["P2PSHARE_PUBLIC"] = "0"  # tests never contact a public server
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -51,7 +51,12 @@ def zstd_frame(data: bytes) -> bytes:
 
 
 # Cases the receiver completes (exit 0): what is checked is what it did to the disk.
-COMPLETING = {"existing-dir-mode"}
+COMPLETING = {"existing-dir-mode", "beyond-path-max-one-entry", "beyond-path-max-two-entries"}
+
+DEEP_PARTS = tuple(chr(ord("a") + i) * 255 for i in range(16))
+"""16 components of 255 bytes: within the wire's 4,096-byte path, beyond PATH_MAX once under
+any output directory."""
+DEEP_PATH = "/".join(DEEP_PARTS)
 
 # name -> (frames sent before the receiver accepts, frames sent after it accepts)
 BAD_NAMES = {
@@ -136,12 +141,37 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                 ],
                 [m.encode(m.DataEnd(1, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
             ),
+            # One rule for a destination beyond PATH_MAX, one entry or several: received,
+            # through directory descriptors (the second entry is a small file beside it).
+            "beyond-path-max-one-entry": (
+                [offer(entry(DEEP_PATH, 3))],
+                [m.encode(m.DataEnd(0, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"))],
+            ),
+            "beyond-path-max-two-entries": (
+                [offer(entry(DEEP_PATH, 3), entry("z.txt", 3))],
+                [
+                    m.encode(m.DataEnd(0, 3, hashlib.sha256(b"abc").hexdigest(), b"abc")),
+                    m.encode(m.DataEnd(1, 3, hashlib.sha256(b"xyz").hexdigest(), b"xyz")),
+                ],
+            ),
             # Declares a million entries: declined on the first message, nothing collected.
             "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
             "empty-message": ([offer(entry("e.txt", 3))], [b""]),
             "home-ssh-key": (
                 [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],
                 [],
+            ),
+            # Resumable files (2 MiB): good data arrives and is written, then the sender
+            # breaks the protocol, on the receiver's loop (one byte too many) or in its
+            # writer (a wrong hash): what arrived is not kept to resume from.
+            "more-bytes-than-declared-resumable": (
+                [offer(entry("big.bin", 2 << 20))],
+                [m.encode(m.Data(b"x" * (32 << 10))) for _ in range(64)] + [m.encode(m.Data(b"!"))],
+            ),
+            "wrong-hash-resumable": (
+                [offer(entry("big.bin", 2 << 20))],
+                [m.encode(m.Data(b"x" * (32 << 10))) for _ in range(64)]
+                + [m.encode(m.FileEnd(0, 2 << 20, "0" * 64))],
             ),
             "wrong-hash": (
                 [offer(entry("bad.txt", 3))],

@@ -201,6 +201,142 @@ def _start_signal(lab: Lab, pub: str, *args: str) -> str:
     return line.split()[-1]
 
 
+PUBLIC_NAMES = ("relay.magic-wormhole.io", "stun.cloudflare.com")
+"""The host names of p2pshare's public defaults (p2pshare/config.py), which a lab points at
+its own servers (:func:`public_defaults`)."""
+MAILBOX_PORT = 4000
+"""Where magic-wormhole's public mailbox answers plain websockets (its older URL)."""
+
+
+def lab_ca(workdir: Path, names: Sequence[str]) -> tuple[Path, Path, Path]:
+    """A lab certificate authority and a server certificate for ``names`` signed by it;
+    returns the CA's PEM (for ``SSL_CERT_FILE``), the certificate and its key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p2pshare lab CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (workdir / "lab-ca.pem", workdir / "relay.pem", workdir / "relay.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def _start_mailbox(lab: Lab, pub: str, tls: bool, args: Sequence[str] = ()) -> None:
+    """The real magic-wormhole mailbox server: with ``tls``, reachable only through a TLS
+    front on PUBLIC_IP:443 (``wss://``, a certificate from :func:`lab_ca`); without, on
+    PUBLIC_IP:MAILBOX_PORT only (plain ``ws://``, the older URL), 443 closed."""
+    behind = "127.0.0.1" if tls else PUBLIC_IP
+    proc = lab.spawn(
+        pub,
+        [
+            str(Path(sys.executable).parent / "twist"),
+            "wormhole-mailbox",
+            f"--port=tcp:{MAILBOX_PORT}:interface={behind}",
+            f"--channel-db={lab.workdir / 'mailbox.sqlite'}",
+            *args,
+        ],
+        cwd=lab.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Site starting on" in line:
+            break
+    else:
+        raise LabError("the mailbox server did not start in the lab")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    _ca, cert, key = lab_ca(lab.workdir, PUBLIC_NAMES)
+    if not tls:
+        return
+    front = lab.spawn(
+        pub,
+        [
+            sys.executable,
+            "-m",
+            "tests.tls_front",
+            PUBLIC_IP,
+            "443",
+            str(cert),
+            str(key),
+            behind,
+            str(MAILBOX_PORT),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert front.stdout is not None
+    if front.stdout.readline().strip() != "ready":
+        raise LabError("the TLS front did not start in the lab")
+
+
+@contextmanager
+def public_names(namespaces: Sequence[str]) -> Iterator[None]:
+    """Point the public defaults' host names at the lab's public server inside
+    ``namespaces``: ``ip netns exec`` lays ``/etc/netns/NAME/hosts`` over ``/etc/hosts``."""
+    made: list[Path] = []
+    try:
+        for ns in namespaces:
+            directory = Path("/etc/netns") / ns
+            directory.mkdir(parents=True, exist_ok=True)
+            made.append(directory)
+            lines = ["127.0.0.1 localhost", f"{PUBLIC_IP} {' '.join(PUBLIC_NAMES)}", ""]
+            (directory / "hosts").write_text("\n".join(lines))
+        yield
+    finally:
+        for directory in made:
+            (directory / "hosts").unlink(missing_ok=True)
+            directory.rmdir()
+
+
 @dataclass(frozen=True)
 class Internet:
     """What a test needs: where the two hosts are and which server to use."""
@@ -231,8 +367,14 @@ def internet(
     *,
     block_udp: bool = False,
     server_args: Sequence[str] = (),
+    public_defaults: str | None = None,
+    mailbox_args: Sequence[str] = (),
 ) -> Iterator[Internet]:
-    """Two homes behind NATs, a public network with coturn and p2pshare-signal."""
+    """Two homes behind NATs, a public network with coturn and p2pshare-signal. With
+    ``public_defaults`` (``"tls"`` or ``"plain"``, see :func:`_start_mailbox`) the public
+    network also runs the real mailbox server (with ``mailbox_args``) and answers, for both
+    hosts, to the names of p2pshare's public defaults: the mailbox and STUN (coturn); the
+    hosts trust the lab CA through ``SSL_CERT_FILE`` (``workdir / "lab-ca.pem"``)."""
     _check_prerequisites()
     lab = Lab(prefix=f"p2p{os.getpid() % 100000}", workdir=workdir)
     with ExitStack() as stack:
@@ -242,6 +384,9 @@ def internet(
         host_b = _build_home(lab, pub, 2, nat_b, block_udp)
         _start_coturn(lab, pub)
         server = _start_signal(lab, pub, *server_args)
+        if public_defaults:
+            _start_mailbox(lab, pub, tls=public_defaults == "tls", args=mailbox_args)
+            stack.enter_context(public_names([host_a, host_b]))
         yield Internet(lab, host_a, host_b, server)
 
 

@@ -1,6 +1,8 @@
-"""A p2pshare-signal that flips one bit in the Nth relayed body: a malicious server for tests.
+"""A p2pshare-signal that flips one bit in the Nth relayed body, or (``dup:N``) relays the
+Nth body twice: a malicious server for tests.
 
-Run as ``python -m tests.tampering_signal N``; prints ``listening on URL`` like the real one.
+Run as ``python -m tests.tampering_signal N`` (or ``dup:N``); prints ``listening on URL`` like
+the real one.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from signal_server.server import ServerSettings, SignalServer, start_server
 
 
 class TamperingServer(SignalServer):
-    def __init__(self, settings: ServerSettings, victim: int) -> None:
+    def __init__(self, settings: ServerSettings, victim: int, duplicate: bool = False) -> None:
         super().__init__(settings)
         self.victim = victim
+        self.duplicate = duplicate
         self.relayed = 0
 
     def _dispatch(self, conn: int, ip: str, message: protocol.ClientMessage) -> list[Action]:
         if isinstance(message, protocol.Send):
             self.relayed += 1
+            if self.relayed == self.victim and self.duplicate:
+                once = super()._dispatch(conn, ip, message)
+                return once + super()._dispatch(conn, ip, message)
             if self.relayed == self.victim:
                 raw = bytearray(base64.urlsafe_b64decode(message.body))
                 raw[len(raw) // 2] ^= 0x01
@@ -30,12 +36,14 @@ class TamperingServer(SignalServer):
         return super()._dispatch(conn, ip, message)
 
 
-async def main(victim: int) -> None:
+async def main(mode: str) -> None:
     settings = ServerSettings(host="127.0.0.1", port=0)
-    async with start_server(settings, signal=TamperingServer(settings, victim)) as running:
+    duplicate = mode.startswith("dup:")
+    signal = TamperingServer(settings, int(mode.removeprefix("dup:")), duplicate)
+    async with start_server(settings, signal=signal) as running:
         print(f"listening on {running.url}", flush=True)
         await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    eventloop.run(main(int(sys.argv[1])))
+    eventloop.run(main(sys.argv[1]))

@@ -272,6 +272,23 @@ def test_tampering_server_is_detected(
     assert leftovers(out) == []
 
 
+@pytest.mark.parametrize("victim", [5, 6], ids=["offer-replayed", "answer-replayed"])
+def test_a_replayed_sealed_message_stops_both_sides(dirs: tuple[Path, Path], victim: int) -> None:
+    """A server that relays a sealed offer or answer twice: the side that finds the copy
+    refuses it (10) and tells the other with the sealed abort, which stops with the same
+    reason (10) instead of "could not connect" (8) at its connect deadline."""
+    src, out = dirs
+    (src / "a.txt").write_text("x")
+    with run_signal_server(f"dup:{victim}", module="tests.tampering_signal") as url:
+        sender, receiver = start_pair(url, src / "a.txt", out, "--yes")
+        codes = (sender.wait(), receiver.wait())
+    assert codes == (10, 10), (codes, sender.stderr, receiver.stderr)
+    detected, told = (receiver, sender) if victim == 5 else (sender, receiver)
+    assert "tampering" in detected.last("error")["message"]
+    assert told.last("error")["message"].startswith("the other side: ")
+    assert leftovers(out) == []
+
+
 def test_embedded_server(dirs: tuple[Path, Path]) -> None:
     """Without --server the sender serves the rendezvous itself and prints the full command."""
     src, out = dirs
@@ -450,3 +467,26 @@ def test_text_from_a_standard_input_that_is_not_there_is_a_usage_error(server: s
         "p2pshare: error: --text - reads standard input, and there is none "
         "(see: p2pshare send --help)\n"
     )
+
+
+@pytest.mark.parametrize("blank", ["\u00a0", "\u3000", "\u2007", "\u202f"])
+def test_blanks_in_the_destination_are_shown_escaped(
+    server: str, dirs: tuple[Path, Path], blank: str
+) -> None:
+    """A name with a no-break, ideographic or other non-space blank inside is shown escaped
+    in the "into <destination>" and "Received … to <path>" lines too, as in the names."""
+    src, out = dirs
+    name = f"a{blank}b.txt"
+    (src / name).write_text("x")
+    escaped = f"\\x{ord(blank):02x}" if ord(blank) < 0x100 else f"\\u{ord(blank):04x}"
+    sender = Peer(["send", str(src / name), "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    receiver = Peer(["receive", code, "--server", server, "--yes", "-o", str(out)], cwd=out)
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0
+    assert (out / name).read_text() == "x"
+    into = [line for line in receiver.stderr.splitlines() if " into " in line]
+    received = [line for line in receiver.stderr.splitlines() if line.startswith("Received")]
+    assert into and received, receiver.stderr
+    for line in (*into, *received):
+        assert blank not in line and f"a{escaped}b.txt" in line, line

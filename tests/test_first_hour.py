@@ -398,7 +398,13 @@ def test_verify_shows_the_same_words_on_both_sides(server: str, dirs: tuple[Path
     words = receiver.last("verify")["words"]
     assert len(words) == 4
     sender2, receiver2 = start_pair(
-        server, src / "a.txt", out, "--yes", "--verify", "--overwrite", send_args=("--verify",)
+        server,
+        src / "a.txt",
+        out,
+        "--yes",
+        "--verify",
+        "--overwrite",
+        send_args=("--verify", "--yes"),
     )
     assert receiver2.wait() == 0 and sender2.wait() == 0
     assert sender2.last("verify")["words"] == receiver2.last("verify")["words"] != words

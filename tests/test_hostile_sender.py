@@ -11,7 +11,7 @@ import pytest
 
 from p2pshare.errors import ERRORS_BY_NAME, UnsafeNameError
 from tests.cli_helpers import Peer, hostile_peer, peer_env, run_signal_server
-from tests.hostile_sender import BAD_NAMES, COMPLETING, cases
+from tests.hostile_sender import BAD_NAMES, COMPLETING, DEEP_PARTS, cases
 
 EXIT_BY_CASE = {
     "million-entries": 9,  # declined on the declared count, before any entry is collected
@@ -104,6 +104,34 @@ def test_every_bad_name_is_a_case() -> None:
         "trailing-dot",
         "trailing-space",
     } <= set(BAD_NAMES)
+
+
+def _read_deep(out: Path) -> bytes:
+    """The file at DEEP_PATH under ``out``, opened one component at a time (its full path is
+    too long for the system)."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in DEEP_PARTS[:-1]:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        leaf = os.open(DEEP_PARTS[-1], os.O_RDONLY, dir_fd=fd)
+        with os.fdopen(leaf, "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("case", ["beyond-path-max-one-entry", "beyond-path-max-two-entries"])
+def test_a_destination_beyond_path_max_follows_one_rule(
+    server: str, tmp_path: Path, case: str
+) -> None:
+    """A destination longer than PATH_MAX is received the same way whether the offer has one
+    entry or two (written through directory descriptors), never exit 1."""
+    receiver, out, _ = run_case(server, tmp_path, case, "--json")
+    assert receiver.proc.returncode == 0, (receiver.events, receiver.stderr)
+    assert _read_deep(out) == b"abc"
+    assert "Traceback" not in receiver.stderr
 
 
 def test_existing_directories_keep_their_mode_and_times(server: str, tmp_path: Path) -> None:

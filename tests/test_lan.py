@@ -4,6 +4,7 @@ on, default routes, nothing else configured)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -19,19 +20,48 @@ from p2pshare.errors import NoSuchCodeError, SignallingError
 from tests.cli_helpers import ROOT, Peer, lab_env
 from tests.natlab import Lab, LabError, sh
 
+NET = [ipaddress.ip_network("10.0.0.0/24")]
+"""The networks of the receiver in the pure tests."""
+
 
 def test_parse_advert_accepts_ours_only() -> None:
     """Only version-1 adverts with a numeric nameplate, a port and an IP address count."""
     good = {b"v": b"1", b"nameplate": b"42", b"host": b"alice"}
-    assert lan.parse_advert(good, ["10.0.0.2"], 4750) == lan.Advert(
+    assert lan.parse_advert(good, ["10.0.0.2"], 4750, NET) == lan.Advert(
         "42", "ws://10.0.0.2:4750", "alice"
     )
-    assert lan.parse_advert(good, ["fe80::1", "10.0.0.2"], 1).url == "ws://10.0.0.2:1"  # type: ignore[union-attr]
-    assert lan.parse_advert({**good, b"v": b"2"}, ["10.0.0.2"], 4750) is None
-    assert lan.parse_advert({**good, b"nameplate": b"x"}, ["10.0.0.2"], 4750) is None
-    assert lan.parse_advert(good, [], 4750) is None
-    assert lan.parse_advert(good, ["10.0.0.2"], None) is None
-    assert lan.parse_advert({**good, b"host": b"\x1b[31m"}, ["10.0.0.2"], 1).host == "\\x1b[31m"  # type: ignore[union-attr]
+    assert lan.parse_advert(good, ["fe80::1", "10.0.0.2"], 1, NET).url == "ws://10.0.0.2:1"  # type: ignore[union-attr]
+    assert lan.parse_advert({**good, b"v": b"2"}, ["10.0.0.2"], 4750, NET) is None
+    assert lan.parse_advert({**good, b"nameplate": b"x"}, ["10.0.0.2"], 4750, NET) is None
+    assert lan.parse_advert(good, [], 4750, NET) is None
+    assert lan.parse_advert(good, ["10.0.0.2"], None, NET) is None
+    shown = lan.parse_advert({**good, b"host": b"\x1b[31m"}, ["10.0.0.2"], 1, NET)
+    assert shown is not None and shown.host == "\\x1b[31m"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.5.5.5",
+        "::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "224.0.0.251",
+        "10.0.1.2",
+        "192.168.1.1",
+        "8.8.8.8",
+        "fd00::2",
+    ],
+)
+def test_adverts_for_loopback_or_other_networks_are_ignored(address: str) -> None:
+    """An advert naming loopback, an unspecified or multicast address, or an address on no
+    network of this host is not followed (a LAN host cannot point the receiver at its own
+    local services or beyond the LAN); the same advert's on-link address still is."""
+    advert = {b"v": b"1", b"nameplate": b"42", b"host": b"mallory"}
+    assert lan.parse_advert(advert, [address], 4750, NET) is None
+    found = lan.parse_advert(advert, [address, "10.0.0.9"], 4750, NET)
+    assert found is not None and found.url == "ws://10.0.0.9:4750"
 
 
 def test_choose_never_guesses() -> None:
@@ -181,3 +211,31 @@ def test_receiver_started_first_waits_on_the_lan(
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     assert (out / "notes.txt").read_text() == "agreed in advance"
+
+
+def test_an_advert_for_loopback_or_beyond_the_lan_is_not_followed(
+    two_hosts: tuple[str, str], tmp_path: Path
+) -> None:
+    """A host on the LAN advertising the receiver's nameplate at 127.0.0.1 (or at an address
+    on no network of the receiver's) is ignored: the receiver says no sender was found (4)
+    and never connects to its own local service on that port."""
+    a, b = two_hosts
+    listener = tool(b, "listen", "4790")
+    assert listener.stdout is not None and listener.stdout.readline().strip() == "listening"
+    hostile = []
+    for nameplate, address in (("55", "127.0.0.1"), ("56", "192.0.2.77")):
+        proc = tool(a, "advertise-at", nameplate, "10.77.0.1", address, "4790")
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "advertised"
+        hostile.append(proc)
+    try:
+        assert browse(b, "56") == []
+        receiver = Peer(
+            ["receive", "55-guitar-ocean", "--json"], cwd=tmp_path, env=lab_env(), netns=b
+        )
+        assert receiver.wait() == 4, receiver.stderr
+        assert "no sender" in receiver.last("error")["message"]
+    finally:
+        for proc in hostile:
+            stop(proc)
+        out, _ = listener.communicate(input="", timeout=10)
+    assert out.strip() == "nothing"

@@ -51,15 +51,17 @@ def test_port_zero_still_picks_a_free_port() -> None:
 
 
 def test_many_mode_limits_are_flags() -> None:
-    """send --many rooms: receivers per room and the room's lifetime come from the command
-    line (defaults: the ServerSettings defaults)."""
+    """send --many rooms: receivers per room, unproven receivers per address and the room's
+    lifetime come from the command line (defaults: the ServerSettings defaults)."""
     from signal_server.__main__ import build_parser, settings_from_args
     from signal_server.server import ServerSettings
 
-    parsed = settings_from_args(
-        build_parser().parse_args(["--max-receivers-per-room", "3", "--many-room-ttl", "90"])
-    )
+    flags = ["--max-receivers-per-room", "3", "--many-room-ttl", "90"]
+    flags += ["--max-unproven-per-address", "2"]
+    parsed = settings_from_args(build_parser().parse_args(flags))
     assert parsed.max_receivers_per_room == 3 and parsed.many_room_ttl_s == 90
+    assert parsed.max_unproven_per_address == 2
     default = settings_from_args(build_parser().parse_args([]))
     assert default.max_receivers_per_room == ServerSettings().max_receivers_per_room
     assert default.many_room_ttl_s == ServerSettings().many_room_ttl_s
+    assert default.max_unproven_per_address == ServerSettings().max_unproven_per_address

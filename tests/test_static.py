@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 
 from signal_server.server import RunningServer, ServerSettings, start_server
 from signal_server.static import CONTENT_SECURITY_POLICY
+from tests.cli_helpers import run_signal_server
 from tests.signal_helpers import (
     FakeClock,
     HttpReply,
@@ -167,3 +170,44 @@ async def test_page_and_pairing_share_one_port(served: RunningServer) -> None:
     assert await recv_json(b) == {"type": "message", "body": "x"}
     await a.close()
     await b.close()
+
+
+async def test_a_fifo_in_the_folder_does_not_stall_the_server(site: Path) -> None:
+    """A FIFO with a served extension in --static-dir is a 404 at once (it is never opened,
+    which would wait for a writer), and the real p2pshare-signal keeps answering."""
+    os.mkfifo(site / "fifo.txt")
+    os.mkfifo(site / "sub" / "index.html")
+    with run_signal_server("--host", "127.0.0.1", "--port", "0", "--static-dir", str(site)) as url:
+        for target in ("/fifo.txt", "/sub/"):
+            reply = await http_request(url, target)
+            assert reply.status == 404
+            assert_hardened(reply)
+        assert (await http_request(url, "/healthz")).body == b"ok\n"
+        assert (await http_request(url, "/app.js")).body == b"content of app.js"
+        await assert_server_pairs(url)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"\x81\x85garbage",
+    ],
+)
+async def test_pipelined_requests_get_the_first_answer_then_a_close(
+    served: RunningServer, second: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two requests in one TCP write (or a request and stray bytes): the first is answered,
+    then the connection closes; nothing is logged as an error (websockets used to trip an
+    assertion in send_response and answer nothing)."""
+    host, port = served.url.removeprefix("ws://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + second)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout=15)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\nok\n")
+    assert data.count(b"HTTP/1.1") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 STATIC = ROOT / "signal_server" / "static"
-BUILT = ("index.html", "app.css", "app.js", "sw.js")
+BUILT = ("index.html", "app.css", "app.js", "sw.js", "hash-worker.js")
 """What ``npm run build`` writes into signal_server/static/."""
 
 

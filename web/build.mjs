@@ -24,6 +24,9 @@ await build({
   outfile: join(out, "app.js"),
   loader: { ".txt": "text" },
 });
+// The hashing worker (web/src/hashing.js) is a classic script: module workers are newer than
+// the browsers this page targets.
+await build({ ...common, format: "iife", entryPoints: [join(here, "src", "hash-worker.js")], outfile: join(out, "hash-worker.js") });
 // The service worker is its own script, served at the root so that its scope is the site.
 await build({ ...common, entryPoints: [join(here, "src", "sw.js")], outfile: join(out, "sw.js") });
 for (const name of ["index.html", "app.css"]) copyFileSync(join(here, "page", name), join(out, name));

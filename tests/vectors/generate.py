@@ -29,8 +29,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import ed25519_basic
 from spake2.parameters.ed25519 import ParamsEd25519
 
+from p2pshare import __version__
 from p2pshare import messages as m
 from p2pshare.codes import words_from_key
+from p2pshare.mailbox import APPID, phase_name
 from p2pshare.pake import PROTOCOL_ID, PakeSession, Role
 from signal_server import protocol as rp
 from tests.vectors.transfer_vectors import build_transfer
@@ -884,6 +886,76 @@ def build_rendezvous(pake: Json) -> Json:
         "invalid_client_messages": [
             {"text": text, "reason": reason, "error": "bad-request"} for text, reason in invalid
         ],
+        "mailbox": _mailbox(bodies),
+    }
+
+
+def _mailbox(bodies: dict[str, str]) -> Json:
+    """The same pairing carried by a magic-wormhole mailbox server (docs/protocol.md,
+    "Pairing through a mailbox server"): our n-th message in phase phase_name(n), its bytes
+    in hex."""
+
+    def hexed(name: str) -> str:
+        return base64.urlsafe_b64decode(bodies[name]).hex()
+
+    def add(index: int, name: str) -> Json:
+        return {"type": "add", "phase": phase_name(index), "body": hexed(name)}
+
+    s, r = "sender", "receiver"
+    sender_side, receiver_side = "0a1b2c3d4e", "5f6a7b8c9d"
+    transcript: list[tuple[str, Json]] = [
+        (
+            s,
+            {
+                "type": "bind",
+                "appid": APPID,
+                "side": sender_side,
+                "client_version": ["p2pshare", __version__],
+            },
+        ),
+        (s, {"type": "allocate"}),
+        (s, {"type": "claim", "nameplate": "7"}),
+        (s, {"type": "open", "mailbox": "mailbox-id-from-claimed"}),
+        (s, add(0, "pake_a")),
+        (
+            r,
+            {
+                "type": "bind",
+                "appid": APPID,
+                "side": receiver_side,
+                "client_version": ["p2pshare", __version__],
+            },
+        ),
+        (r, {"type": "claim", "nameplate": "7"}),
+        (r, {"type": "open", "mailbox": "mailbox-id-from-claimed"}),
+        (r, {"type": "ping", "ping": 1}),
+        (r, {"type": "release"}),
+        (r, add(0, "pake_b")),
+        (s, {"type": "release"}),
+        (s, add(1, "confirm_a")),
+        (r, add(1, "confirm_b")),
+        (s, add(2, "offer")),
+        (r, add(2, "answer")),
+        (s, {"type": "close", "mood": "happy"}),
+        (r, {"type": "close", "mood": "happy"}),
+    ]
+    return {
+        "description": (
+            "The pairing above through a mailbox server: the client messages each side sends "
+            "(json.dumps defaults), in order. The server answers allocate with allocated, "
+            "claim with claimed {mailbox}, ping with pong, close with closed, and delivers "
+            "every add as message {side, phase, body} to both sides (the echo is ignored). "
+            "A receiver's ping after open: the mailbox's backlog arrives before the pong, so "
+            "no message from another side by then means nobody holds the nameplate."
+        ),
+        "appid": APPID,
+        "phases": [
+            {"index": i, "phase": phase_name(i), "carries": what}
+            for i, what in enumerate(
+                ["SPAKE2 message", "key confirmation", "sealed 0 (offer or answer)", "sealed 1"]
+            )
+        ],
+        "transcript": [{"from": f, "text": json.dumps(obj)} for f, obj in transcript],
     }
 
 

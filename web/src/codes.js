@@ -55,3 +55,61 @@ export function verificationWords(keyMaterial, wordlist, count = VERIFY_WORDS) {
   if (keyMaterial.length < count) throw new Error(`${count} words need ${count} bytes of key material`);
   return Array.from(keyMaterial.subarray(0, count), (b) => wordlist[b]);
 }
+
+/** The words of `code` (parseCode's result) that are not in `wordlist`: typos, or a code
+ * chosen with `send --code`. Worth a question before connecting: a wrong code burns the
+ * sender's (p2pshare/codes.py's unknown_words). */
+export function unknownWords(code, wordlist) {
+  const known = new Set(wordlist);
+  return code.words.filter((w) => !known.has(w));
+}
+
+/** Characters `a` and `b` have in common, as Python's difflib.SequenceMatcher counts them
+ * (longest common block first, leftmost on ties, then both sides of it; no junk heuristic,
+ * which difflib applies only to sequences of 200 or more). */
+function matchingCharacters(a, b) {
+  let total = 0;
+  const stack = [[0, a.length, 0, b.length]];
+  while (stack.length) {
+    const [alo, ahi, blo, bhi] = stack.pop();
+    let besti = alo;
+    let bestj = blo;
+    let best = 0;
+    let lengths = new Map();
+    for (let i = alo; i < ahi; i++) {
+      const next = new Map();
+      for (let j = blo; j < bhi; j++) {
+        if (a[i] !== b[j]) continue;
+        const k = (lengths.get(j - 1) ?? 0) + 1;
+        next.set(j, k);
+        if (k > best) {
+          besti = i - k + 1;
+          bestj = j - k + 1;
+          best = k;
+        }
+      }
+      lengths = next;
+    }
+    if (!best) continue;
+    total += best;
+    if (alo < besti && blo < bestj) stack.push([alo, besti, blo, bestj]);
+    if (besti + best < ahi && bestj + best < bhi) stack.push([besti + best, ahi, bestj + best, bhi]);
+  }
+  return total;
+}
+
+/** The wordlist's nearest spelling of `word`, or null when none is close: the choice of
+ * p2pshare/codes.py's closest_word (difflib.get_close_matches, n=1, cutoff 0.6; on a tie
+ * the word that sorts last, as get_close_matches' heap does). */
+export function closestWord(word, wordlist) {
+  let best = null;
+  let bestScore = 0.6;
+  for (const candidate of wordlist) {
+    const score = (2 * matchingCharacters(candidate, word)) / (candidate.length + word.length);
+    if (score > bestScore || (score === bestScore && (best === null || candidate > best))) {
+      best = candidate;
+      bestScore = score;
+    }
+  }
+  return best;
+}

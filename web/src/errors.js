@@ -4,7 +4,8 @@
 
 /** The names this side may send in an Abort (anything else goes out as "error"). */
 export const KNOWN_NAMES = new Set([
-  "bad-code", "server-error", "no-such-code", "crowded", "wrong-code", "peer-lost",
+  "bad-code", "server-error", "no-such-code", "crowded", "server-refused", "wrong-code",
+  "peer-lost",
   "connect-failed", "declined", "integrity", "protocol", "unsafe-name", "file-error",
   "interrupted", "disk-full",
 ]);

@@ -1,17 +1,22 @@
 // Wires the page to the session: reads the code from the URL fragment (it never reaches the
 // server: browsers do not send fragments), runs a send or a receive, renders through ui.js.
 
+import encodeQR from "@paulmillr/qr";
+
 import wordlistText from "../../p2pshare/wordlist.txt";
 
-import { verificationWords, wordsFrom } from "./codes.js";
+import { closestWord, parseCode, unknownWords, verificationWords, wordsFrom } from "./codes.js";
 import { setUpStreaming } from "./download.js";
+import { startHashing } from "./hashing.js";
 import { serverUrlFor } from "./rendezvous.js";
+import { checkOwnOffer, entriesFor } from "./sender.js";
 import { abortFrame } from "./transfer.js";
 import { receiveFiles, sendFiles } from "./session.js";
-import { formatBytes, Ui } from "./ui.js";
+import { describeError, formatBytes, receiveCommand, Ui } from "./ui.js";
 import { PATH_WORDS } from "./webrtc.js";
 
 const WORDLIST = wordsFrom(wordlistText);
+const NOTICE_KEY = "p2pshare-notice";
 const ui = new Ui(document);
 const server = serverUrlFor(location);
 let chosen = [];
@@ -26,14 +31,19 @@ function summaryText(s) {
 
 async function run(title, body) {
   if (running) return;
-  const abort = { link: null };
+  const abort = { link: null, cancelled: false };
   running = abort;
   ui.start(title);
   try {
     await body(abort);
   } catch (error) {
-    ui.failed(error);
-    console.warn("p2pshare:", error);
+    if (abort.cancelled) return; // the page is reloading; Cancel said what happened
+    if (error?.name === "declined" && !error.remote) {
+      ui.ended("You declined: nothing was received, and the sender was told.");
+    } else {
+      ui.failed(error);
+      console.warn("p2pshare:", error);
+    }
   } finally {
     running = null;
   }
@@ -73,7 +83,7 @@ function send(files) {
       wordlist: WORDLIST,
       abort,
       onEvent(e) {
-        if (e.type === "code") ui.showCode(e.code, `${location.origin}/#${e.code}`);
+        if (e.type === "code") showCode(e.code);
         else if (e.type === "verify") ui.verify(verificationWords(e.keyMaterial, WORDLIST));
         else if (e.type === "connected") {
           ui.connected(e.path, PATH_WORDS);
@@ -88,18 +98,84 @@ function send(files) {
   });
 }
 
+function showCode(code) {
+  const link = `${location.origin}/#${code}`;
+  ui.showCode(code, link, receiveCommand(server, code), encodeQR(link, "raw", { ecc: "medium", border: 2 }));
+  // The system share sheet (phones, some desktops); it needs a secure context.
+  if (typeof navigator.share === "function" && navigator.canShare?.({ url: link }) !== false) {
+    ui.offerShare(() => navigator.share({ title: "p2pshare", text: `p2pshare code ${code}`, url: link }).catch(() => {}));
+  }
+}
+
+// -- the forms: mistakes are said next to the field, before anything is spent ---------------
+
 const el = ui.el;
+let questioned = null; // the code text whose unknown words the user was asked about
+
+/** Check a typed code as the CLI does: a word not in the list is questioned before the code
+ * is used (a wrong code burns the sender's), with the nearest word offered. */
+function checkedCode(text) {
+  let code;
+  try {
+    code = parseCode(text);
+  } catch (error) {
+    ui.codeProblem(describeError(error));
+    return null;
+  }
+  const unknown = unknownWords(code, WORDLIST);
+  if (unknown.length && questioned !== code.text) {
+    questioned = code.text;
+    const fixes = new Map(unknown.map((w) => [w, closestWord(w, WORDLIST)]));
+    const fixed = unknown.every((w) => fixes.get(w))
+      ? [code.nameplate, ...code.words.map((w) => fixes.get(w) ?? w)].join("-")
+      : null;
+    const w = unknown[0];
+    const said =
+      unknown.length === 1
+        ? `"${w}" is not one of the code words${fixes.get(w) ? `: did you mean "${fixes.get(w)}"?` : "."}`
+        : `${unknown.map((u) => (fixes.get(u) ? `"${u}" (did you mean "${fixes.get(u)}"?)` : `"${u}"`)).join(", ")} are not code words.`;
+    ui.codeProblem(
+      `${said} A wrong code cancels the sender's, so check it before connecting.`,
+      fixed,
+    );
+    return null;
+  }
+  ui.codeProblem("");
+  return code.text;
+}
+
+function startReceive(text) {
+  const code = checkedCode(text);
+  if (code) receive(code);
+}
+
 el["receive-form"].addEventListener("submit", (e) => {
   e.preventDefault();
-  receive(el.code.value);
+  startReceive(el.code.value);
 });
+el["code-fix"].addEventListener("click", () => {
+  el.code.value = el["code-fix"].textContent.replace(/^Use /, "");
+  startReceive(el.code.value);
+});
+el["code-anyway"].addEventListener("click", () => {
+  questioned = parseCode(el.code.value).text;
+  startReceive(el.code.value);
+});
+el.code.addEventListener("input", () => ui.codeProblem(""));
+
 el["send-form"].addEventListener("submit", (e) => {
   e.preventDefault();
   if (!chosen.length) {
-    ui.start("Sending");
-    ui.failed(new Error("Choose files (or a folder) to send first."));
+    ui.sendProblem("Choose files (or a folder) to send first.");
     return;
   }
+  try {
+    checkOwnOffer(entriesFor(chosen).map((s) => s.entry));
+  } catch (error) {
+    ui.sendProblem(describeError(error));
+    return;
+  }
+  ui.sendProblem("");
   send(chosen);
 });
 for (const id of ["files", "folder"]) {
@@ -109,6 +185,11 @@ for (const id of ["files", "folder"]) {
     ui.chosen(chosen);
   });
 }
+// No folder picker where the browser has none that works, and no "drop here" where there is
+// nothing to drag with (phones, tablets: no hover, a coarse pointer). app.css says the same.
+const touchOnly = matchMedia("(hover: none) and (pointer: coarse)").matches;
+if (touchOnly || !("webkitdirectory" in el.folder)) el["folder-label"].hidden = true;
+if (touchOnly) el["drop-hint"].hidden = true;
 const drop = el.drop;
 drop.addEventListener("dragover", (e) => {
   e.preventDefault();
@@ -145,10 +226,17 @@ async function filesFromEntries(entries) {
   for (const entry of entries) await walk(entry);
   return files;
 }
-el.cancel.addEventListener("click", () => {
-  // Tell the peer (it reports "the other side cancelled the transfer"), give the message a
-  // moment to leave, then start afresh.
-  const link = running?.link;
+
+for (const button of document.querySelectorAll("button.copy")) {
+  button.addEventListener("click", () => ui.copy(button.dataset.copy, button));
+}
+
+/** Stop what is running: tell the peer (it reports "the other side cancelled the transfer"),
+ * give the message a moment to leave, then start afresh with `notice` shown on top. */
+function stopAndReload(notice) {
+  const current = running;
+  const link = current?.link;
+  if (current) current.cancelled = true;
   if (link && !link.lost) {
     try {
       link.send(abortFrame("interrupted", "cancelled in the browser"));
@@ -156,9 +244,35 @@ el.cancel.addEventListener("click", () => {
       // gone already
     }
   }
+  if (notice) sessionStorage.setItem(NOTICE_KEY, notice);
   setTimeout(() => location.reload(), link ? 500 : 0);
+}
+
+el.cancel.addEventListener("click", () => {
+  const sending = el["status-title"].textContent === "Sending";
+  const connected = Boolean(running?.link);
+  stopAndReload(
+    sending
+      ? connected
+        ? "Cancelled: sending stopped and the receiver was told; what they got so far is discarded. The code no longer works."
+        : "Cancelled: nothing was sent, and the code no longer works."
+      : connected
+        ? "Cancelled: receiving stopped and the sender was told; nothing partial was kept."
+        : "Cancelled before the two sides connected: nothing was received.",
+  );
 });
 el.again.addEventListener("click", () => ui.reset());
+
+// A second link opened in the same tab (pasted into the address bar) starts a new receive.
+window.addEventListener("hashchange", () => {
+  if (location.hash.length > 1) stopAndReload(running ? "The transfer in progress was cancelled for the new link." : "");
+});
+
+const previous = sessionStorage.getItem(NOTICE_KEY);
+if (previous) {
+  sessionStorage.removeItem(NOTICE_KEY);
+  ui.notice(previous);
+}
 
 // A link like http://host:port/#7-guitar-ocean starts receiving at once. The fragment is
 // removed from the address bar (and history): the code is single use and secret.
@@ -168,6 +282,7 @@ if (fragment) {
   el.code.value = fragment;
 }
 // Streamed downloads need the service worker (secure contexts only); without it, Blobs.
-setUpStreaming().finally(() => {
-  if (fragment) receive(fragment);
+// Hashing runs in its worker once that answered; in this thread otherwise.
+Promise.allSettled([setUpStreaming(), startHashing()]).finally(() => {
+  if (fragment) startReceive(fragment);
 });

@@ -2,7 +2,6 @@
 // answer, then every entry hashed into its sink and acknowledged only once verified and kept;
 // several entries become one ZIP. Browser APIs only.
 
-import { toHex } from "./bytes.js";
 import { parseCode } from "./codes.js";
 import { StreamedDownload, streamingAvailable } from "./download.js";
 import { DeclinedError } from "./errors.js";
@@ -31,14 +30,30 @@ export function summarise(files) {
   const dirs = files.filter((e) => e.kind === "dir").length;
   let total = 0;
   for (const e of files) total = e.size === null || total === null ? null : total + e.size;
+  const isText = files[0].kind === "text";
+  // Several entries (or a folder) arrive as one ZIP: the offer says so, and names it.
+  const asZip = !isText && (files.length > 1 || files[0].kind === "dir");
   return {
     files: files.length - dirs,
     dirs,
     totalBytes: total,
-    names: tops.slice(0, 10),
-    more: Math.max(0, tops.length - 10),
-    isText: files[0].kind === "text",
+    // A text message is shown as text: its carrier name (message.txt) is nobody's business.
+    names: isText ? [] : tops.slice(0, 10),
+    more: isText ? 0 : Math.max(0, tops.length - 10),
+    isText,
+    asZip,
+    zipName: asZip ? zipNameFor(files) : null,
   };
+}
+
+/** `photos.zip` for one folder; `report-and-2-more.zip` for loose files and folders. The
+ * names were checked (checkOffer) before this is called. */
+export function zipNameFor(files) {
+  const top = files[0].path.split("/")[0];
+  if (files.every((e) => e.path === top || e.path.startsWith(top + "/"))) return `${top}.zip`;
+  const tops = new Set(files.map((e) => e.path.split("/")[0]));
+  const stem = top.replace(/(.)\.[^.]{1,8}$/, "$1");
+  return `${stem}-and-${tops.size - 1}-more.zip`;
 }
 
 function baseName(path) {
@@ -99,7 +114,7 @@ async function receiveEntries(link, confirm, onEvent) {
         progress(received, total);
       } else if (event.type === "file-ended") {
         const sink = sinks.get(event.index);
-        const digest = toHex(sink.hasher.digest());
+        const digest = await sink.hasher.digest();
         if (digest !== event.sha256) {
           throw new IntegrityError(`integrity failure: ${printable(offer[event.index].path)} does not match its SHA-256`);
         }
@@ -148,9 +163,8 @@ async function receiveEntries(link, confirm, onEvent) {
     onEvent({ type: "offer", summary });
     if (!(await confirm(summary))) throw new DeclinedError();
     const dataEntries = offer.filter((e) => e.kind !== "dir");
-    asZip = !summary.isText && (offer.length > 1 || dataEntries.length !== 1);
-    const top = offer[0].path.split("/")[0];
-    const zipName = offer.every((e) => e.path === top || e.path.startsWith(top + "/")) ? `${top}.zip` : "p2pshare.zip";
+    asZip = summary.asZip;
+    const zipName = summary.zipName;
     // In a secure context the result streams to a download as it arrives (download.js);
     // elsewhere it is kept as Blobs and handed over at the end.
     if (!summary.isText && streamingAvailable()) {

@@ -2,11 +2,9 @@
 // check of its names, then the offer, the receiver's prefixes answered, and every file read in
 // slices within the receiver's credit, hashed as it goes. Browser APIs only.
 
-import { sha256 } from "@noble/hashes/sha2.js";
-
-import { toHex } from "./bytes.js";
 import { generateWords, parseCode } from "./codes.js";
 import { DATA_END_OVERHEAD } from "./frames.js";
+import { createHash } from "./hashing.js";
 import { checkOffer, printable } from "./names.js";
 import { randomBytes, SENDER } from "./pake.js";
 import { pairAndConnect } from "./pairing.js";
@@ -118,30 +116,33 @@ async function sendEntries(link, sources, onEvent) {
     for (const index of order) {
       const prefix = proto.have.get(index);
       if (!prefix) continue;
-      const hasher = sha256.create();
+      const hasher = createHash();
       await hashPrefix(sources[index].file, prefix.offset, hasher);
-      const matched = toHex(hasher.clone().digest()) === prefix.sha256;
+      const matched = (await hasher.peek()) === prefix.sha256;
       if (matched) kept.set(index, hasher);
+      else await hasher.digest(); // let the worker forget it
       link.send(proto.resume(index, matched ? prefix.offset : 0));
       if (matched) done += prefix.offset;
     }
     progress(done, total, true);
     for (const index of order) {
       const { file, entry } = sources[index];
-      const hasher = kept.get(index) ?? sha256.create();
+      const hasher = kept.get(index) ?? createHash();
       let pos = kept.has(index) ? proto.have.get(index).offset : 0;
       if (pos === entry.size) {
-        link.send(proto.dataEnd(new Uint8Array(0), toHex(hasher.digest())));
+        link.send(proto.dataEnd(new Uint8Array(0), await hasher.digest()));
         continue;
       }
       while (pos < entry.size) {
         const block = await readSlice(file, pos, Math.min(entry.size, pos + READ_BLOCK_BYTES));
         if (block.length === 0) throw Object.assign(new Error(`${file.name} changed while it was sent`), { name: "file-error" });
+        // The whole block goes to the hashing worker at once, which hashes it while its
+        // pieces are sent; only the last piece waits for the digest.
+        hasher.update(block);
         for (let at = 0; at < block.length; at += chunk) {
           const piece = block.subarray(at, Math.min(block.length, at + chunk));
-          hasher.update(piece);
           await wire.until(() => proto.canSend(piece.length));
-          if (pos + at + piece.length === entry.size) link.send(proto.dataEnd(piece, toHex(hasher.digest())));
+          if (pos + at + piece.length === entry.size) link.send(proto.dataEnd(piece, await hasher.digest()));
           else link.send(proto.data(piece));
           done += piece.length;
           progress(done, total);
@@ -149,7 +150,7 @@ async function sendEntries(link, sources, onEvent) {
         }
         pos += block.length;
       }
-      if (entry.size === 0) link.send(proto.dataEnd(new Uint8Array(0), toHex(hasher.digest())));
+      if (entry.size === 0) link.send(proto.dataEnd(new Uint8Array(0), await hasher.digest()));
     }
     progress(done, total, true);
     await wire.until(() => state.finished);

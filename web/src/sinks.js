@@ -1,10 +1,9 @@
 // Where received bytes go, as p2pshare/sinks.py: Blob parts (everywhere), a streamed download
 // (download.js, secure contexts), or one entry of a ZIP streamed to a download. Each hashes
-// what it is given; the receiver compares with the sender's SHA-256 before anything is final.
-
-import { sha256 } from "@noble/hashes/sha2.js";
+// what it is given (in a Worker, hashing.js); the receiver compares with the sender's SHA-256 before anything is final.
 
 import { StorageError } from "./errors.js";
+import { createHash } from "./hashing.js";
 import { printable } from "./names.js";
 import { Crc32 } from "./zip.js";
 
@@ -17,7 +16,7 @@ export class BlobFile {
     this.batchBytes = 0;
     this.blobs = [];
     this.size = 0;
-    this.hasher = sha256.create();
+    this.hasher = createHash(); // in a Worker where possible (hashing.js)
     this.crc = new Crc32();
   }
 
@@ -64,7 +63,7 @@ export class StreamFile {
   constructor(download) {
     this.download = download;
     this.size = 0;
-    this.hasher = sha256.create();
+    this.hasher = createHash(); // in a Worker where possible (hashing.js)
   }
 
   async write(payload) {
@@ -86,7 +85,7 @@ export class ZipStreamFile {
     this.zip = zip;
     this.entry = entry;
     this.size = 0;
-    this.hasher = sha256.create();
+    this.hasher = createHash(); // in a Worker where possible (hashing.js)
     this.crc = new Crc32();
     this.begun = false;
   }

@@ -9,6 +9,8 @@ export const MESSAGES = {
   "server-error": "Could not reach the rendezvous server, or it refused the request.",
   "no-such-code": "No such code: nobody is waiting on it (check for typos; codes are single use).",
   crowded: "Crowded: two other people are already using this code.",
+  "server-refused":
+    "The rendezvous server refuses service; its operator's message says why. Try again later, use another server (--server), or stay on the local network (P2PSHARE_PUBLIC=0).",
   "wrong-code": "Wrong code (or someone tried to guess it): key confirmation failed. Nothing was sent; ask for a new code.",
   "peer-lost": "The other side left or stopped answering.",
   "peer-stopped": "The other side stopped the transfer.",
@@ -22,16 +24,32 @@ export const MESSAGES = {
   interrupted: "Interrupted.",
 };
 
+const IEC_UNITS = ["KiB", "MiB", "GiB", "TiB"];
+
+/** `512 bytes`, `1.0 KiB`, `38.1 MiB`: IEC units, one decimal, as the CLI's format_size. */
 export function formatBytes(n) {
-  if (n === null || n === undefined) return "unknown size";
-  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  if (n === null || n === undefined) return "size unknown";
+  if (n < 1024) return `${Math.floor(n)} ${Math.floor(n) === 1 ? "byte" : "bytes"}`;
   let v = n;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
+  for (const unit of IEC_UNITS) {
+    v /= 1024;
+    if (v < 1024 || unit === IEC_UNITS[IEC_UNITS.length - 1]) return `${v.toFixed(1)} ${unit}`;
   }
-  return u === 0 ? `${n} ${n === 1 ? "byte" : "bytes"}` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+  return `${n} bytes`;
+}
+
+/** `3.2 MiB/s`, as the CLI's format_rate. */
+export function formatRate(bytesPerSecond) {
+  return formatBytes(bytesPerSecond).replace("bytes", "B").replace("byte", "B") + "/s";
+}
+
+/** `45 s`, `2 min 10 s`, `1 h 5 min`: a time left, rounded up. */
+export function formatDuration(seconds) {
+  const s = Math.max(1, Math.ceil(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+  const m = Math.round(s / 60);
+  return `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ""}`;
 }
 
 /** A sentence for an error: our words for known names, then the detail. */
@@ -39,10 +57,27 @@ export function describeError(error) {
   const base = MESSAGES[error?.name];
   const detail = String(error?.message ?? error);
   if (error?.local) return detail.charAt(0).toUpperCase() + detail.slice(1) + ".";
+  if (error?.name === "server-error" && /^cannot reach|did not answer/.test(detail)) return unreachable(detail);
   if (!base) return detail;
   return (error.remote && error.name !== "peer-lost") || ["unsafe-name", "integrity", "protocol", "file-error"].includes(error.name)
     ? `${base} (${detail})`
     : base;
+}
+
+/** The rendezvous server is gone: in a link from `p2pshare send` it is the sender's own. */
+function unreachable(detail) {
+  const at = detail.match(/ at (\S+)$/);
+  return (
+    `Could not reach the rendezvous server${at ? ` at ${at[1]}` : ""}. If the link came from ` +
+    "someone's p2pshare command, their computer has stopped sharing (the command ended, or " +
+    "the computer went to sleep or changed network): ask them to send again and use the new " +
+    "link. Otherwise check this device's network connection."
+  );
+}
+
+/** The command a p2pshare user runs to receive from this page. */
+export function receiveCommand(server, code) {
+  return `p2pshare receive --server ${server.replace(/\/$/, "")} ${code}`;
 }
 
 export class Ui {
@@ -62,14 +97,16 @@ export class Ui {
     el.status.hidden = false;
     el.receive.hidden = true;
     el.send.hidden = true;
+    el.notice.hidden = true;
     this.#set("status-title", title);
-    for (const id of ["share", "offer", "progress-box", "text", "again", "verify"]) el[id].hidden = true;
+    for (const id of ["share", "offer", "progress-box", "text-box", "again", "verify", "offer-zip"]) el[id].hidden = true;
     el.cancel.hidden = false;
-    for (const id of ["path", "message", "error", "offer-summary", "progress-text", "verify-words"]) this.#set(id, "");
+    for (const id of ["path", "message", "error", "offer-summary", "progress-text", "verify-words", "offer-zip"]) this.#set(id, "");
     el["offer-names"].replaceChildren();
     el.downloads.replaceChildren();
     el["receive-button"].disabled = true;
     el["send-button"].disabled = true;
+    el.message.className = "";
     this.speed = { at: performance.now(), bytes: 0, rate: 0 };
   }
 
@@ -77,12 +114,105 @@ export class Ui {
     this.#set("message", text);
   }
 
-  showCode(code, link) {
-    this.el.share.hidden = false;
+  /** A line at the top of the start page (what happened before a reload). */
+  notice(text) {
+    this.el.notice.hidden = !text;
+    this.#set("notice", text);
+  }
+
+  /** A mistake in the code field, said next to it; `fix` offers a corrected code. */
+  codeProblem(text, fix = null) {
+    const el = this.el;
+    el["code-problem"].hidden = !text;
+    this.#set("code-problem-text", text);
+    el.code.setAttribute("aria-invalid", text ? "true" : "false");
+    el["code-choices"].hidden = !fix;
+    if (fix) this.#set("code-fix", `Use ${fix}`);
+    if (text) el.code.focus();
+  }
+
+  /** A mistake in the send form (nothing chosen, a name receivers refuse), next to Send. */
+  sendProblem(text) {
+    this.el["send-problem"].hidden = !text;
+    this.#set("send-problem", text);
+  }
+
+  /** The code, the link (wrapping after its host, never inside the code), its QR code and
+   * the command for a p2pshare user. `qr`: rows of booleans with their border. */
+  showCode(code, link, command, qr) {
+    const el = this.el;
+    el.share.hidden = false;
     this.#set("code-text", code);
-    this.el["share-link"].href = link;
-    this.#set("share-link", link);
+    const a = el["share-link"];
+    a.href = link;
+    const split = link.lastIndexOf("#");
+    const tail = this.doc.createElement("span");
+    tail.className = "nowrap";
+    tail.textContent = link.slice(split);
+    a.replaceChildren(link.slice(0, split), this.doc.createElement("wbr"), tail);
+    // The command breaks between its words and inside the long address, never in the code.
+    const words = command.split(" ");
+    const codeSpan = this.doc.createElement("span");
+    codeSpan.className = "nowrap";
+    codeSpan.textContent = words.pop();
+    this.el["cli-command"].replaceChildren(`${words.join(" ")} `, codeSpan);
+    this.#drawQr(qr);
     this.message("Waiting for the receiver…");
+  }
+
+  #drawQr(rows) {
+    const svg = this.el["qr-image"];
+    svg.setAttribute("viewBox", `0 0 ${rows.length} ${rows.length}`);
+    svg.setAttribute("shape-rendering", "crispEdges");
+    let d = "";
+    rows.forEach((row, y) => {
+      row.forEach((dark, x) => {
+        if (dark) d += `M${x} ${y}h1v1h-1z`;
+      });
+    });
+    const path = this.doc.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("d", d);
+    svg.replaceChildren(path);
+  }
+
+  /** The system share sheet's button, where the browser has one. */
+  offerShare(onShare) {
+    const button = this.el["share-button"];
+    button.hidden = false;
+    button.onclick = onShare;
+  }
+
+  /** Copy the text of element `id`; say so on the button and to screen readers. */
+  async copy(id, button) {
+    const text = this.el[id].textContent;
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      ok = true;
+    } catch {
+      ok = this.#copyBySelection(id);
+    }
+    const before = button.dataset.label ?? button.textContent;
+    button.dataset.label = before;
+    button.textContent = ok ? "Copied" : "Select and copy";
+    this.#set("copied", ok ? "Copied to the clipboard." : "Copying was refused: select the text and copy it.");
+    setTimeout(() => {
+      button.textContent = before;
+    }, 2000);
+  }
+
+  /** Plain-http pages (a LAN address) have no clipboard API: select and copy. */
+  #copyBySelection(id) {
+    const range = this.doc.createRange();
+    range.selectNodeContents(this.el[id]);
+    const selection = this.doc.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    try {
+      return this.doc.execCommand("copy");
+    } catch {
+      return false;
+    }
   }
 
   /** The words both people may compare aloud (the CLI shows them with --verify). */
@@ -113,6 +243,9 @@ export class Ui {
       li.textContent = `and ${summary.more} more`;
       el["offer-names"].append(li);
     }
+    el["offer-zip"].hidden = !summary.asZip;
+    const kept = summary.dirs ? ", folders and all" : "";
+    this.#set("offer-zip", summary.asZip ? `They arrive as one ZIP file, ${summary.zipName}${kept}.` : "");
     this.message("");
     el.accept.focus();
     return new Promise((resolve) => {
@@ -136,8 +269,12 @@ export class Ui {
       this.speed = { at: now, bytes: done, rate: this.speed.rate ? 0.5 * this.speed.rate + 0.5 * rate : rate };
     }
     if (total) el.progress.value = done / total;
-    const speed = this.speed.rate > 0 ? `, ${formatBytes(this.speed.rate)}/s` : "";
-    this.#set("progress-text", `${formatBytes(done)} of ${formatBytes(total)} ${verb}${speed}`);
+    const parts = [`${formatBytes(done)} of ${formatBytes(total)} ${verb}`];
+    if (this.speed.rate > 0) {
+      parts.push(formatRate(this.speed.rate));
+      if (total && done < total) parts.push(`${formatDuration((total - done) / this.speed.rate)} left`);
+    }
+    this.#set("progress-text", parts.join(", "));
   }
 
   download(name, blob, note) {
@@ -159,7 +296,7 @@ export class Ui {
   }
 
   text(text) {
-    this.el.text.hidden = false;
+    this.el["text-box"].hidden = false;
     this.#set("text", text);
   }
 
@@ -169,6 +306,16 @@ export class Ui {
     this.el.progress.value = 1;
     this.message(text);
     this.el.message.className = "ok";
+  }
+
+  /** The end of a transfer that is nobody's failure (this side declined): said plainly. */
+  ended(text) {
+    const el = this.el;
+    el.cancel.hidden = true;
+    el.offer.hidden = true;
+    el.share.hidden = true;
+    el.again.hidden = false;
+    this.message(text);
   }
 
   failed(error) {
@@ -192,6 +339,10 @@ export class Ui {
 
   chosen(files) {
     const total = files.reduce((n, f) => n + f.size, 0);
-    this.#set("chosen", files.length ? `${files.length} file${files.length === 1 ? "" : "s"}, ${formatBytes(total)}` : "");
+    let text = "";
+    if (files.length === 1) text = `${files[0].p2psharePath ?? (files[0].webkitRelativePath || files[0].name)}, ${formatBytes(total)}`;
+    else if (files.length) text = `${files.length} files, ${formatBytes(total)}`;
+    this.#set("chosen", text);
+    if (files.length) this.sendProblem("");
   }
 }

@@ -1,11 +1,12 @@
 // One RTCPeerConnection with one reliable, ordered data channel labelled "p2pshare", as
 // p2pshare/webrtc.py: the whole SDP with its candidates (no trickle), messages at most the
-// peer's a=max-message-size and never above 64 KiB, back-pressure on bufferedAmount, and the
+// peer's a=max-message-size and never above 256 KiB, back-pressure on bufferedAmount, and the
 // path ICE chose read from getStats. Browser APIs only; no DOM.
 
 export const CHANNEL_LABEL = "p2pshare";
 export const PREFERRED_MESSAGE_BYTES = 64 * 1024;
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+export const LARGEST_MESSAGE_BYTES = 256 * 1024;
 const BUFFER_HIGH_BYTES = 1024 * 1024;
 const BUFFER_LOW_BYTES = 256 * 1024;
 const GATHER_TIMEOUT_MS = 10_000;
@@ -34,7 +35,8 @@ function protocolError(message) {
 /**
  * Check a peer's description before the browser parses it (webrtc.py's check_remote_sdp);
  * returns the largest message we may send: its a=max-message-size (RFC 8841: 64 KiB when
- * absent, 0 means any size), never above 64 KiB, and refused below 64 KiB.
+ * absent; 0 means any size, and we send 64 KiB), at most 256 KiB (what Chromium and the CLI
+ * advertise: fewer, larger messages cost the page less per byte), and refused below 64 KiB.
  */
 export function checkRemoteSdp(sdp, kind) {
   const missing = SDP_REQUIRED.find((field) => !sdp.includes(field));
@@ -50,7 +52,7 @@ export function checkRemoteSdp(sdp, kind) {
       `the other side's ${kind} allows messages of only ${n} bytes (p2pshare needs ${MIN_PEER_MESSAGE_BYTES})`,
     );
   }
-  return Math.min(n, PREFERRED_MESSAGE_BYTES);
+  return Math.min(n, LARGEST_MESSAGE_BYTES);
 }
 
 /** "lan", "nat" or "relay" from the candidate types of the selected pair. */

@@ -1,0 +1,134 @@
+"""The logic of routes and public defaults, without a network: which relay carries a code
+open on two routes, and when the public servers are used at all (one CLI check on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pshare.config import (
+    NO_PUBLIC_SERVERS,
+    PUBLIC_MAILBOXES,
+    IceConfig,
+    PublicServers,
+    Settings,
+    public_servers_from_env,
+)
+from p2pshare.errors import PeerLostError, SignallingError
+from p2pshare.routes import FirstOf
+from tests.cli_helpers import Peer, peer_env
+
+
+class MemoryRelay:
+    """An in-memory relay (a Relay): paired when the test says so."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ice_servers: list[dict[str, Any]] = [{"urls": [f"stun:{name}.invalid:3478"]}]
+        self.sent: list[bytes] = []
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.paired = asyncio.Event()
+        self.failure: Exception | None = None
+        self.closed = False
+
+    async def send(self, body: bytes) -> None:
+        self.sent.append(body)
+
+    async def receive(self, timeout_s: float | None) -> bytes:
+        async with asyncio.timeout(timeout_s):
+            return await self.inbox.get()
+
+    async def wait_paired(self, timeout_s: float | None = None) -> None:
+        await self.paired.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def peer_speaks(self, body: bytes) -> None:
+        self.inbox.put_nowait(body)
+        self.paired.set()
+
+
+async def test_first_route_a_peer_speaks_on_wins() -> None:
+    """Bodies go to every route until a peer speaks on one; that one is kept (its ICE
+    servers too), the other closed, and later bodies go to it alone."""
+    lan, public = MemoryRelay("lan"), MemoryRelay("public")
+    relay = FirstOf([lan, public])
+    await relay.send(b"pake")
+    assert lan.sent == public.sent == [b"pake"]
+    public.peer_speaks(b"their pake")
+    assert await relay.receive(5) == b"their pake"
+    assert relay.chosen is public and public.closed is False and lan.closed is True
+    assert relay.ice_servers == public.ice_servers
+    await relay.send(b"confirm")
+    assert lan.sent == [b"pake"] and public.sent == [b"pake", b"confirm"]
+
+
+async def test_a_failed_route_is_dropped() -> None:
+    """A route that fails before anyone spoke on it (a dropped connection) leaves the race;
+    the other can still win."""
+    lan, public = MemoryRelay("lan"), MemoryRelay("public")
+    relay = FirstOf([lan, public])
+    public.failure = SignallingError("the rendezvous server closed the connection")
+    public.paired.set()
+    waiting = asyncio.ensure_future(relay.wait_paired(None))
+    await asyncio.sleep(0)
+    lan.peer_speaks(b"pake")
+    await asyncio.wait_for(waiting, 5)
+    assert relay.chosen is lan
+
+
+async def test_every_route_failing_raises() -> None:
+    """When every route fails, the last failure is the pairing's."""
+    lan, public = MemoryRelay("lan"), MemoryRelay("public")
+    for route in (lan, public):
+        route.failure = PeerLostError("gone")
+        route.paired.set()
+    with pytest.raises(PeerLostError):
+        await FirstOf([lan, public]).wait_paired(None)
+
+
+def test_public_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """P2PSHARE_PUBLIC=0 (or no/off/false) turns every public server off; 1 or unset keeps
+    the table; anything else is refused."""
+    monkeypatch.delenv("P2PSHARE_PUBLIC", raising=False)
+    assert public_servers_from_env().mailboxes == PUBLIC_MAILBOXES
+    for off in ("0", "no", "OFF", "false"):
+        monkeypatch.setenv("P2PSHARE_PUBLIC", off)
+        assert public_servers_from_env() == NO_PUBLIC_SERVERS
+    monkeypatch.setenv("P2PSHARE_PUBLIC", "maybe")
+    with pytest.raises(ValueError, match="P2PSHARE_PUBLIC"):
+        public_servers_from_env()
+
+
+def test_when_the_public_route_is_tried() -> None:
+    """Only with no server named, public servers allowed, and addresses beyond loopback."""
+    assert Settings().public_route()
+    assert not Settings(server="ws://127.0.0.1:1").public_route()
+    assert not Settings(public=NO_PUBLIC_SERVERS).public_route()
+    loopback = IceConfig(local_addresses=("127.0.0.1",))
+    assert not Settings(ice=loopback).public_route()
+    lan = IceConfig(local_addresses=("127.0.0.1", "192.168.1.20"))
+    assert Settings(ice=lan).public_route()
+    assert PublicServers().ice_servers() == [{"urls": ["stun:stun.cloudflare.com:3478"]}]
+
+
+def test_a_sender_on_loopback_never_tries_public_servers(tmp_path: Path) -> None:
+    """With no --server and no P2PSHARE_PUBLIC, a sender confined to 127.0.0.1 (as every
+    loopback test is) does not contact the public mailbox: its code is for this machine's
+    network only and no attempt was made (no "out of reach" warning)."""
+    (tmp_path / "a.txt").write_text("x")
+    env = peer_env()
+    del env["P2PSHARE_PUBLIC"]
+    sender = Peer(["send", str(tmp_path / "a.txt"), "--json"], cwd=tmp_path, env=env)
+    try:
+        code = sender.event("code")
+        assert code["rendezvous"] == "this network only" and code["public"] is None
+        assert [e for e in sender.events if e["event"] == "warning"] == []
+    finally:
+        sender.kill()
