@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -43,7 +43,6 @@ from p2pshare.cli_prompts import (
     ask_line,
     check_words,
     complete_code_argument,
-    describe_offer,
     words_asker,
     words_match,
 )
@@ -55,6 +54,7 @@ from p2pshare.codes import (
 )
 from p2pshare.config import (
     ENV_CODE,
+    tuning_from_env,
 )
 from p2pshare.errors import (
     DeclinedError,
@@ -254,20 +254,16 @@ def send(
     if text is not None:
         text = read_text(text)
     label = "text" if text is not None else (name or ", ".join(p.name or str(p) for p in files))
+    human: dict[str, Any] = dict(
+        hide_progress=hide_progress, server=server, qr=qr, sending_text=text is not None
+    )
     reporter: Reporter
     if json_output:
         reporter = JsonReporter(server=server, verify=verify)
+    elif many is None:
+        reporter = HumanReporter(label, verify=verify, **human)
     else:
-        reporter = (HumanReporter if many is None else ManyHumanReporter)(
-            label,
-            hide_progress=hide_progress,
-            server=server,
-            qr=qr,
-            sending_text=text is not None,
-            verify=verify,
-        )
-        if isinstance(reporter, ManyHumanReporter):
-            reporter.count = many or None
+        reporter = ManyHumanReporter(label, count=many or None, verify=verify, **human)
     reporter.verb = "Sent"
     confirm = words_asker() if verify and not yes else None
     settings = settings_from_options(
@@ -466,21 +462,7 @@ def receive(
             fail(reporter, exc, verbose)
 
     async def confirm(offer: session.OfferSummary) -> bool:
-        if isinstance(reporter, HumanReporter):
-            reporter.label = "text message" if offer.is_text else ", ".join(offer.names)
-        reporter.say("Offer: " + describe_offer(offer))
-        if isinstance(reporter, JsonReporter):
-            reporter.emit(
-                {
-                    "event": "offer",
-                    "files": offer.files,
-                    "dirs": offer.dirs,
-                    "bytes": offer.total_bytes,
-                    "names": list(offer.names),
-                    "found": offer.found_bytes,
-                    "text": offer.is_text,
-                }
-            )
+        reporter.offer(offer)
         if offer.destination is not None:
             check_writable(offer.destination)
         if (
@@ -502,9 +484,7 @@ def receive(
         return answer.strip().lower() in ("", "y", "yes")
 
     async def resolve_existing(existing: tuple[Path, ...], other: Path | None) -> str:
-        shown = ", ".join(printable(str(p)) for p in existing[:3])
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        reporter.say(f"Already here: {shown}{more}.")
+        reporter.already_here(existing)
         if other is not None:
             question = f"[o]verwrite, [r]ename to {printable(other.name)}, or [c]ancel? [o/r/C] "
         else:
@@ -596,7 +576,13 @@ def _many_without_count(args: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    media_stand_in.install()  # before anything imports aiortc
+    # Before anything imports aiortc. A bad knob is reported as a usage error once the
+    # command's options are read (settings_from_options); until then the default holds.
+    try:
+        stand_in = tuning_from_env().media_stand_in
+    except ValueError:
+        stand_in = True
+    media_stand_in.install(stand_in)
     args = _many_without_count(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(app)
     usage_error = _usage_error_class()

@@ -27,7 +27,7 @@ from p2pshare.config import (
     IceConfig,
     Settings,
     public_servers_from_env,
-    window_bytes_from_env,
+    tuning_from_env,
 )
 from p2pshare.messages import MAX_TEXT_BYTES
 from p2pshare.rendezvous import parse_server_url
@@ -145,7 +145,7 @@ HideProgressOpt = Annotated[
 
 def _no_large_packets(value: bool) -> bool:
     if value:
-        os.environ[ENV_LARGE_PACKETS] = "0"  # read by webrtc.py for every connection
+        os.environ[ENV_LARGE_PACKETS] = "0"  # read with the other knobs (tuning_from_env)
     return value
 
 
@@ -218,11 +218,14 @@ def settings_from_options(
     policy = "relay" if relay_only else "direct" if direct_only else "all"
     ice = IceConfig(servers=tuple(servers), local_addresses=tuple(addresses) or None, policy=policy)
     try:
-        window = window_bytes_from_env()
+        tuning = tuning_from_env()
         public = public_servers_from_env()
     except ValueError as exc:
         usage(str(exc))
-    return Settings(server=server or None, ice=ice, window_bytes=window, public=public, **kw)
+    window = tuning.window_bytes
+    return Settings(
+        server=server or None, ice=ice, window_bytes=window, public=public, tuning=tuning, **kw
+    )
 
 
 def _check_ice_url(url: str) -> None:

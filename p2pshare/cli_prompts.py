@@ -14,9 +14,7 @@ import typer
 from p2pshare.codes import Code, closest_word, unknown_words
 from p2pshare.codes import complete as complete_code
 from p2pshare.errors import InterruptedTransferError
-from p2pshare.events import ConfirmWords, OfferSummary, Verification
-from p2pshare.files import MAX_PATH_BYTES, printable
-from p2pshare.progress import format_size
+from p2pshare.events import ConfirmWords, Verification
 
 
 def ask_code() -> str:
@@ -131,21 +129,3 @@ def words_asker() -> ConfirmWords:
             return await words_match(f"Does {who} show the words {' '.join(words.words)}? [y/N] ")
 
     return confirm
-
-
-def describe_offer(offer: OfferSummary) -> str:
-    """One line for the receiver: what, how much, where. Names are already printable."""
-    if offer.is_text:
-        return f"a text message ({format_size(offer.total_bytes)})"
-    counts = [f"{offer.files} file{'s' if offer.files != 1 else ''}"]
-    if offer.dirs:
-        counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
-    names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
-    shown = printable(str(offer.destination), MAX_PATH_BYTES) if offer.destination else None
-    where = f" into {shown}" if shown else " to standard output"
-    found = (
-        f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
-        if offer.found_bytes
-        else ""
-    )
-    return f"{names} ({', '.join(counts)}, {format_size(offer.total_bytes)}){where}{found}"

@@ -1,4 +1,11 @@
-"""One settings object for a transfer; the CLI fills it from flags and environment variables.
+"""One settings object for a transfer, and every tuning knob the library has, read once.
+
+:class:`Settings` is what a transfer is asked to do (server, ICE, timeouts, where to write);
+the CLI fills it from flags. :class:`Tuning` is how it is done: the ``P2PSHARE_*`` variables
+that trade speed, memory and compatibility, read from the environment once
+(:meth:`Tuning.from_env`, called by the CLI) and carried by ``Settings.tuning`` down to the
+modules that use them. No other module of the library reads the environment; every knob, its
+default and its bounds are in :data:`KNOBS` (rendered as the table in docs/tuning.md).
 
 Pure data: importing this module loads no aiortc (``webrtc.py`` turns :class:`IceConfig` into
 aiortc's objects when a connection is made).
@@ -8,11 +15,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from p2pshare.transfer import (
+    COMPRESS_WHEN_AHEAD,
     DEFAULT_MAX_OFFER_BYTES,
     DEFAULT_MAX_OFFER_ENTRIES,
     DEFAULT_WINDOW_BYTES,
@@ -34,6 +43,286 @@ MIN_WINDOW_BYTES = 1024 * 1024
 would make the sender wait for credit that can never come."""
 MAX_WINDOW_BYTES = 1024 * 1024 * 1024
 """The credit is what the receiver may have to buffer in memory."""
+
+
+# -- tuning ----------------------------------------------------------------------------------
+
+MIN_MESSAGE_BYTES = 16 * 1024
+MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_LARGE_MESSAGE_CHUNKS = 64
+MAX_CREDIT_STALL_S = 3600.0
+MAX_COMPRESS_WHEN_AHEAD = 999
+HASHES = ("blake3", "sha256")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How a transfer is done: knobs that trade speed, memory and compatibility. The defaults
+    are what was measured best (docs/performance.md); each field names its variable in
+    :data:`KNOBS`. Frozen: built once, passed down."""
+
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+    """The credit a receiver grants; the CLI copies it into ``Settings.window_bytes``."""
+    message_bytes: int | None = None
+    """Largest data message sent (the peer's limit permitting); None: 64 KiB, or whole large
+    chunks once large packets are agreed."""
+    large_message_chunks: int = 0
+    """With large packets, chunks per data message; 0: as many as the peer's limit allows."""
+    large_packets: bool = True
+    udp_segments: bool = True
+    send_without_gil: bool = True
+    stock_sctp: bool = False
+    sctp_rto_min_s: float | None = None
+    """The minimum retransmission timeout for every association; None: 1 s (RFC 4960), 0.2 s
+    between two p2pshare peers that agreed on large packets."""
+    credit_stall_s: float = 120.0
+    compress_when_ahead: int = COMPRESS_WHEN_AHEAD
+    compress_groups: bool = True
+    drop_behind: bool = True
+    linux_calls: bool = True
+    """False: behave as on a system without Linux's calls (sync_file_range, posix_fadvise, UDP
+    GSO/GRO, forced socket buffers): the fallbacks macOS and others take."""
+    hash: str = "blake3"
+    """The file hash offered and preferred (``sha256``: BLAKE3 neither offered nor chosen)."""
+    media_stand_in: bool = True
+    link_report: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Tuning:
+        """The knobs set in ``environ`` (the rest at their defaults). A value out of bounds
+        raises ValueError naming the variable and what it accepts."""
+        values: dict[str, Any] = {}
+        for knob in KNOBS:
+            raw = environ.get(knob.env)
+            if raw is not None:
+                values[knob.field] = knob.parse(knob.env, raw)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One row of the tuning table: a variable, the field it sets, and what it trades."""
+
+    env: str
+    field: str
+    default: str
+    accepts: str
+    trades: str
+    parse: Callable[[str, str], Any]
+
+
+def _flag(env: str, raw: str) -> bool:
+    if raw not in ("0", "1"):
+        raise ValueError(f"{env}={raw}: must be 0 or 1")
+    return raw == "1"
+
+
+def _whole(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(env: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise ValueError(f"{env}={raw}: must be a whole number from {low:,} to {high:,}")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(env: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low < value <= high:  # NaN fails too
+            raise ValueError(
+                f"{env}={raw}: must be a number of seconds above {low:g}, up to {high:g}"
+            )
+        return value
+
+    return parse
+
+
+def _hash(env: str, raw: str) -> str:
+    if raw not in HASHES:
+        raise ValueError(f"{env}={raw}: must be one of {', '.join(HASHES)}")
+    return raw
+
+
+def _path(env: str, raw: str) -> str | None:
+    return raw or None
+
+
+ENV_CREDIT_STALL_S = "P2PSHARE_CREDIT_STALL_S"
+ENV_DROP_BEHIND = "P2PSHARE_DROP_BEHIND"
+ENV_LINUX_CALLS = "P2PSHARE_LINUX_CALLS"
+ENV_LINK_REPORT = "P2PSHARE_LINK_REPORT"
+ENV_MEDIA_STAND_IN = "P2PSHARE_MEDIA_STAND_IN"
+ENV_SEND_WITHOUT_GIL = "P2PSHARE_SEND_WITHOUT_GIL"
+ENV_STOCK_SCTP = "P2PSHARE_STOCK_SCTP"
+ENV_UDP_SEGMENTS = "P2PSHARE_UDP_SEGMENTS"
+
+KNOBS: tuple[Knob, ...] = (
+    Knob(
+        ENV_WINDOW_BYTES,
+        "window_bytes",
+        f"{DEFAULT_WINDOW_BYTES:,}",
+        f"{MIN_WINDOW_BYTES:,} to {MAX_WINDOW_BYTES:,}",
+        "Receiver: credit granted to the sender. More keeps a long or lossy path full; it is "
+        "also what the receiver may have to buffer in memory.",
+        _whole(MIN_WINDOW_BYTES, MAX_WINDOW_BYTES),
+    ),
+    Knob(
+        "P2PSHARE_MESSAGE_BYTES",
+        "message_bytes",
+        "65,536 (whole large chunks with large packets)",
+        f"{MIN_MESSAGE_BYTES:,} to {MAX_MESSAGE_BYTES:,}",
+        "Sender: largest data message (the peer's limit permitting). Setting it also stops "
+        "messages growing to whole large chunks. A benchmark sweep's knob.",
+        _whole(MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
+    ),
+    Knob(
+        "P2PSHARE_LARGE_MESSAGE_CHUNKS",
+        "large_message_chunks",
+        "0 (as many as fit)",
+        f"0 to {MAX_LARGE_MESSAGE_CHUNKS}",
+        "With large packets: chunks per data message. Fewer: smaller messages, more "
+        "per-message work.",
+        _whole(0, MAX_LARGE_MESSAGE_CHUNKS),
+    ),
+    Knob(
+        ENV_LARGE_PACKETS,
+        "large_packets",
+        "1",
+        "0 or 1",
+        "0: keep to 1,200-byte SCTP packets even between two p2pshare peers on one network "
+        "(also --no-large-packets). Large packets cut per-packet work; they are probed and "
+        "dropped by themselves where the path does not carry them.",
+        _flag,
+    ),
+    Knob(
+        ENV_UDP_SEGMENTS,
+        "udp_segments",
+        "1",
+        "0 or 1",
+        "0: a large packet's datagram travels as IP fragments instead of UDP segments "
+        "(GSO/GRO, Linux). Segments cost the kernels less and survive paths that drop "
+        "fragments.",
+        _flag,
+    ),
+    Knob(
+        ENV_SEND_WITHOUT_GIL,
+        "send_without_gil",
+        "1",
+        "0 or 1",
+        "0: datagrams sent through uvloop (holding the GIL) instead of socket.sendto (which "
+        "releases it): the reader and writer threads then wait on every send. Also turns UDP "
+        "segments off.",
+        _flag,
+    ),
+    Knob(
+        ENV_STOCK_SCTP,
+        "stock_sctp",
+        "0",
+        "0 or 1",
+        "1: aiortc's SCTP as shipped (no delayed SACKs, fast paths, large packets): slower, "
+        "for comparisons.",
+        _flag,
+    ),
+    Knob(
+        "P2PSHARE_SCTP_RTO_MIN_S",
+        "sctp_rto_min_s",
+        "1 (0.2 with large packets)",
+        "above 0, up to 60",
+        "Minimum SCTP retransmission timeout for every association. Lower recovers from "
+        "loss sooner; too low retransmits what was only late.",
+        _seconds(0.0, 60.0),
+    ),
+    Knob(
+        ENV_CREDIT_STALL_S,
+        "credit_stall_s",
+        "120",
+        f"above 0, up to {MAX_CREDIT_STALL_S:g}",
+        "Sender: a receiver that answers pings but grants no credit for this long is "
+        "stuck; the transfer fails instead of hanging.",
+        _seconds(0.0, MAX_CREDIT_STALL_S),
+    ),
+    Knob(
+        "P2PSHARE_COMPRESS_WHEN_AHEAD",
+        "compress_when_ahead",
+        str(COMPRESS_WHEN_AHEAD),
+        f"0 to {MAX_COMPRESS_WHEN_AHEAD}",
+        "Sender: a chunk is compressed (when agreed) only with this many read-ahead pieces "
+        "waiting for the channel. 0: every chunk (CPU-bound on fast paths); 999: never.",
+        _whole(0, MAX_COMPRESS_WHEN_AHEAD),
+    ),
+    Knob(
+        "P2PSHARE_COMPRESS_GROUPS",
+        "compress_groups",
+        "1",
+        "0 or 1",
+        "0: compress read by read instead of up to four reads as one frame (worse ratio, "
+        "frames a fraction of a message).",
+        _flag,
+    ),
+    Knob(
+        ENV_DROP_BEHIND,
+        "drop_behind",
+        "1",
+        "0 or 1",
+        "Receiver: 0 keeps received files in the page cache instead of waiting for each "
+        "written range and dropping it (sync_file_range + posix_fadvise, Linux). The final "
+        "fsync still makes the data safe.",
+        _flag,
+    ),
+    Knob(
+        ENV_LINUX_CALLS,
+        "linux_calls",
+        "1",
+        "0 or 1",
+        "0: take every fallback a system without Linux's calls takes (no sync_file_range or "
+        "posix_fadvise: the final fsync does the work; no UDP GSO/GRO: IP fragments; no "
+        "forced socket buffers). For the portability test.",
+        _flag,
+    ),
+    Knob(
+        "P2PSHARE_HASH",
+        "hash",
+        "blake3",
+        " or ".join(HASHES),
+        "sha256: BLAKE3 neither offered nor chosen (SHA-256 is five times slower here; the "
+        "page and older peers use it anyway).",
+        _hash,
+    ),
+    Knob(
+        ENV_MEDIA_STAND_IN,
+        "media_stand_in",
+        "1",
+        "0 or 1",
+        "CLI: 0 loads the real PyAV with aiortc (slower start, ~16 MiB more per side).",
+        _flag,
+    ),
+    Knob(
+        ENV_LINK_REPORT,
+        "link_report",
+        "unset",
+        "a file path",
+        "Each closed connection appends one JSON line about its packets (tests and "
+        "benchmarks read it).",
+        _path,
+    ),
+)
+"""Every tuning knob, in the order of the table in docs/tuning.md."""
+
+
+def tuning_table() -> str:
+    """:data:`KNOBS` as the Markdown table of docs/tuning.md (a test keeps the two equal)."""
+    rows = ["| Variable | Default | Accepts | What it trades |", "|---|---|---|---|"]
+    for k in KNOBS:
+        rows.append(f"| `{k.env}` | {k.default} | {k.accepts} | {k.trades} |")
+    return "\n".join(rows) + "\n"
 
 
 @dataclass(frozen=True)
@@ -136,6 +425,8 @@ class Settings:
     """Receiver without a server: how long to look for the sender on the local network."""
     advertise: bool = True
     """Sender with its embedded server: advertise it on the local network (mDNS)."""
+    tuning: Tuning = field(default_factory=Tuning)
+    """The knobs (:class:`Tuning`); the CLI reads them from the environment."""
     public: PublicServers = field(default_factory=PublicServers)
     """Without ``server``: the public mailbox beside the local network; with a mailbox
     ``server``, the STUN server it lacks. :data:`NO_PUBLIC_SERVERS` keeps off them all."""
@@ -168,6 +459,11 @@ class Settings:
             raise ValueError("code_words must be 1 to 16")
 
 
+def tuning_from_env() -> Tuning:
+    """:meth:`Tuning.from_env` of this process's environment (for the CLI)."""
+    return Tuning.from_env(os.environ)
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -179,15 +475,4 @@ def window_bytes_from_env() -> int:
     """P2PSHARE_WINDOW_BYTES, checked against the bounds of :class:`Settings` (ValueError
     names the variable and the range), or the default."""
     raw = os.environ.get(ENV_WINDOW_BYTES)
-    if raw is None:
-        return DEFAULT_WINDOW_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not MIN_WINDOW_BYTES <= value <= MAX_WINDOW_BYTES:
-        raise ValueError(
-            f"{ENV_WINDOW_BYTES}={raw}: must be a number of bytes from "
-            f"{MIN_WINDOW_BYTES:,} to {MAX_WINDOW_BYTES:,}"
-        )
-    return value
+    return DEFAULT_WINDOW_BYTES if raw is None else KNOBS[0].parse(ENV_WINDOW_BYTES, raw)

@@ -12,7 +12,6 @@ that is also reading or writing, and over a saturated path SHA-256 took 18% of b
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Protocol
 
 SHA256 = "sha256"
@@ -29,10 +28,10 @@ class Digest(Protocol):
     def copy(self) -> Digest: ...
 
 
-def supported() -> tuple[str, ...]:
-    """The optional hashes this side offers or accepts, best first.
-    ``P2PSHARE_HASH=sha256`` turns BLAKE3 off (a benchmarking knob)."""
-    if os.environ.get("P2PSHARE_HASH") == SHA256:
+def supported(preferred: str = BLAKE3) -> tuple[str, ...]:
+    """The optional hashes this side offers or accepts, best first. ``preferred`` is
+    ``Tuning.hash``: ``sha256`` turns BLAKE3 off (``P2PSHARE_HASH``, a benchmarking knob)."""
+    if preferred == SHA256:
         return ()
     try:
         import blake3  # noqa: F401
@@ -41,9 +40,9 @@ def supported() -> tuple[str, ...]:
     return (BLAKE3,)
 
 
-def choose(offered: tuple[str, ...]) -> str:
+def choose(offered: tuple[str, ...], preferred: str = BLAKE3) -> str:
     """The hash a receiver picks from what the sender offered."""
-    return next((name for name in supported() if name in offered), SHA256)
+    return next((name for name in supported(preferred) if name in offered), SHA256)
 
 
 def label(name: str) -> str:

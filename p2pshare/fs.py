@@ -8,10 +8,12 @@ import errno
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from p2pshare import digests
+from p2pshare.config import Tuning
 from p2pshare.digests import Digest
 from p2pshare.errors import DiskFullError, LocalFileError
 from p2pshare.files import printable
@@ -65,10 +67,31 @@ _SYNC_FILE_RANGE = _sync_file_range()
 _SYNC_FILE_RANGE_WAIT_BEFORE = 1
 _SYNC_FILE_RANGE_WRITE = 2
 _SYNC_FILE_RANGE_WAIT_AFTER = 4
-_DROP_BEHIND = os.environ.get("P2PSHARE_DROP_BEHIND", "1") != "0" and hasattr(os, "posix_fadvise")
 
 
-def start_writeback(fd: int, offset: int, length: int) -> bool:
+@dataclass(frozen=True)
+class Writeback:
+    """Which of Linux's page-cache calls a received file's writer makes. Each is there only
+    where the system has it; :class:`~p2pshare.config.Tuning` may turn them off. Without
+    them nothing is lost: the fsync before a file gets its final name does all the work."""
+
+    start: bool
+    """``sync_file_range`` starts each range's writeback (:func:`start_writeback`)."""
+    drop_behind: bool
+    """Each range is then waited for and dropped from the page cache (:func:`release_written`)."""
+
+    @classmethod
+    def choose(cls, tuning: Tuning) -> Writeback:
+        start = _SYNC_FILE_RANGE is not None and tuning.linux_calls
+        fadvise = hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
+        return cls(start, start and fadvise and tuning.drop_behind)
+
+
+AVAILABLE = Writeback.choose(Tuning())
+"""Every call this system has."""
+
+
+def start_writeback(fd: int, offset: int, length: int, using: Writeback = AVAILABLE) -> bool:
     """Start writing ``length`` bytes of ``fd`` from ``offset`` to the disk, without waiting.
 
     A received file is fsynced before it gets its final name; written back as it arrives,
@@ -76,12 +99,12 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
     the very end of the transfer). Where it is not available this does nothing, and the
     fsync does all the work, as before; an error here is left for that fsync to report.
     Returns whether the writeback was started."""
-    if _SYNC_FILE_RANGE is None:
+    if _SYNC_FILE_RANGE is None or not using.start:
         return False
     return _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0  # without the GIL
 
 
-def release_written(fd: int, offset: int, length: int) -> None:
+def release_written(fd: int, offset: int, length: int, using: Writeback = AVAILABLE) -> None:
     """Wait until ``length`` bytes of ``fd`` from ``offset`` (whose writeback was started) are
     on the disk, then drop them from the page cache: a received file streams through a few
     MiB of cache instead of filling it.
@@ -97,7 +120,7 @@ def release_written(fd: int, offset: int, length: int) -> None:
     consumes it, so the final fsync would not see it. Does nothing where
     ``sync_file_range`` is missing or with ``P2PSHARE_DROP_BEHIND=0``, and in effect nothing
     on tmpfs (no disk) or overlayfs (whose inode has no pages to write back)."""
-    if _SYNC_FILE_RANGE is None or not _DROP_BEHIND:
+    if _SYNC_FILE_RANGE is None or not using.drop_behind:
         return
     flags = _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE | _SYNC_FILE_RANGE_WAIT_AFTER
     if _SYNC_FILE_RANGE(fd, offset, length, flags) != 0:  # without the GIL

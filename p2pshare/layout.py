@@ -3,7 +3,8 @@
 :func:`plan` maps the offer's entries under the output directory, walks what already exists
 there without following links, refuses conflicts and existing files (unless ``--overwrite``)
 and, when resuming, notes the data already on disk; :func:`check_free_space` refuses an offer
-the disk cannot hold. Nothing here writes.
+the disk cannot hold; :func:`existing_files` and :func:`free_name` say what a person at a
+terminal is asked about when files are already there. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ class Layout:
     @property
     def found_bytes(self) -> int:
         return sum(f.length for f in self.found.values())
+
+    def destination(self, entries: int) -> Path:
+        """What the user is told the offer goes to: the file itself for a single entry, else
+        the directory."""
+        return self.shown(0) if entries == 1 else self.root
+
+    def space_needed_in(self) -> Path:
+        """The existing directory whose file system must hold the data."""
+        return self.root.parent if self.create_root else self.root
 
 
 MTIME_SLACK_S = 0.001
@@ -181,3 +191,29 @@ def check_free_space(directory: Path, nbytes: int) -> None:
             peer_message=f"disk full: the receiving side has {free:,} bytes free, "
             f"{nbytes:,} needed",
         )
+
+
+def existing_files(layout: Layout, offer: m.Offer) -> tuple[Path, ...]:
+    """The files of the offer that exist where they would go, except those that look
+    received before (the sender checks those and skips them)."""
+    found = []
+    for index, entry in enumerate(offer.files):
+        if entry.kind == "dir":
+            continue
+        held = layout.found.get(index)
+        if held is not None and held.complete:
+            continue
+        shown = layout.shown(index)
+        if os.path.lexists(shown):
+            found.append(shown)
+    return tuple(found)
+
+
+def free_name(path: Path) -> Path:
+    """``report (1).txt``, ``report (2).txt``...: the first that does not exist."""
+    stem, suffix = path.stem, path.suffix
+    for n in range(1, 10_000):
+        candidate = path.with_name(f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+    raise DeclinedError(f"{printable(path.name)} exists, and so do 9,999 renamed copies")

@@ -11,7 +11,7 @@ Only the CLI installs it: its process holds nothing but p2pshare, whereas a prog
 p2pshare as a library may also use aiortc's media. It is installed only when PyAV is not
 loaded yet and the installed aiortc is one whose import was tested with it
 (:data:`TESTED_AIORTC`), read from its ``dist-info`` directory without importing it.
-``P2PSHARE_MEDIA_STAND_IN=0`` leaves it out.
+``P2PSHARE_MEDIA_STAND_IN=0`` (``Tuning.media_stand_in``) leaves it out.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
@@ -94,12 +93,12 @@ def _aiortc_version() -> str | None:
     return None
 
 
-def install() -> bool:
-    """Put the stand-in in place if it is safe to (see the module's docstring); whether it
-    is in place."""
+def install(wanted: bool = True) -> bool:
+    """Put the stand-in in place if ``wanted`` and it is safe to (see the module's
+    docstring); whether it is in place."""
     if any(isinstance(finder, _Finder) for finder in sys.meta_path):
         return True
-    if os.environ.get("P2PSHARE_MEDIA_STAND_IN") == "0" or _ROOT in sys.modules:
+    if not wanted or _ROOT in sys.modules:
         return False
     if "aiortc" in sys.modules or _aiortc_version() is None:
         return False

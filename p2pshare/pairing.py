@@ -166,7 +166,7 @@ async def connect(
     if media_stand_in.installed():
         logger.debug("aiortc loaded without PyAV (data channels only)")
     on_event(Verification(pake.verification_words()))
-    link = PeerLink(ice_config(settings, rv))
+    link = PeerLink(ice_config(settings, rv), settings.tuning)
     try:
         try:
             await _connect(rv, pake, link, settings, on_event)

@@ -20,6 +20,7 @@ import errno
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -57,6 +58,24 @@ def format_size(nbytes: int | float | None) -> str:
         if value < 1024 or unit == _UNITS[-1]:
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def describe_offer(offer: events.OfferSummary) -> str:
+    """One line for the receiver: what, how much, where. Names are already printable."""
+    if offer.is_text:
+        return f"a text message ({format_size(offer.total_bytes)})"
+    counts = [f"{offer.files} file{'s' if offer.files != 1 else ''}"]
+    if offer.dirs:
+        counts.append(f"{offer.dirs} director{'ies' if offer.dirs != 1 else 'y'}")
+    names = ", ".join(offer.names) + (", ..." if len(offer.names) == 10 else "")
+    shown = printable(str(offer.destination), MAX_PATH_BYTES) if offer.destination else None
+    where = f" into {shown}" if shown else " to standard output"
+    found = (
+        f"; {format_size(offer.found_bytes)} already here from an earlier attempt, to be checked"
+        if offer.found_bytes
+        else ""
+    )
+    return f"{names} ({', '.join(counts)}, {format_size(offer.total_bytes)}){where}{found}"
 
 
 def format_rate(nbytes: int, seconds: float) -> str | None:
@@ -132,6 +151,17 @@ class HumanReporter:
 
     def warn(self, message: str) -> None:
         self.say(f"warning: {message}")
+
+    def offer(self, offer: events.OfferSummary) -> None:
+        """What the sender offers, before the question; the bar is then labelled with it."""
+        self.label = "text message" if offer.is_text else ", ".join(offer.names)
+        self.say("Offer: " + describe_offer(offer))
+
+    def already_here(self, existing: tuple[Path, ...]) -> None:
+        """Files of the offer that exist where they would go (before asking what to do)."""
+        shown = ", ".join(printable(str(p)) for p in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        self.say(f"Already here: {shown}{more}.")
 
     def __call__(self, event: events.SessionEvent) -> None:
         self._stop_status()
@@ -256,6 +286,22 @@ class JsonReporter:
 
     def searching(self, text: str) -> None:
         pass
+
+    def offer(self, offer: events.OfferSummary) -> None:
+        self.emit(
+            {
+                "event": "offer",
+                "files": offer.files,
+                "dirs": offer.dirs,
+                "bytes": offer.total_bytes,
+                "names": list(offer.names),
+                "found": offer.found_bytes,
+                "text": offer.is_text,
+            }
+        )
+
+    def already_here(self, existing: tuple[Path, ...]) -> None:
+        pass  # a program passes --overwrite or not: it is never asked
 
     def __call__(self, event: events.SessionEvent) -> None:
         if isinstance(event, events.ForReceiver):

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, sinks, transfer
 from p2pshare import messages as m
-from p2pshare.config import Settings
+from p2pshare.config import Settings, Tuning
 from p2pshare.errors import DeclinedError
 from p2pshare.events import (
     Confirm,
@@ -31,15 +30,16 @@ from p2pshare.events import (
     TransferResult,
 )
 from p2pshare.files import check_offer, printable
-from p2pshare.layout import Layout, check_free_space, plan
+from p2pshare.fs import Writeback
+from p2pshare.layout import Layout, check_free_space, existing_files, free_name, plan
 from p2pshare.partials import worth_keeping
 from p2pshare.sinks import Sink, StreamSink
 from p2pshare.tree import Tree
 from p2pshare.wire import GOODBYE_WAIT_S, Wire
 from p2pshare.worker import Worker
 
-if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
-    from p2pshare.webrtc import PeerLink
+if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
+    from p2pshare.channel import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Receiver:
 
     def __init__(
         self,
-        link: PeerLink,
+        link: Channel,
         settings: Settings,
         on_event: EventSink,
         confirm: Confirm | None,
@@ -151,11 +151,13 @@ class Receiver:
 
     async def _main(self) -> TransferResult:
         offer = await self.offers
-        hash = digests.choose(offer.hashes)  # once: the sink, the tree and Accept all use it
+        hash = digests.choose(
+            offer.hashes, self.settings.tuning.hash
+        )  # once: the sink, the tree and Accept all use it
         prepared, summary = await prepare(offer, self.settings, self.resolve_existing, hash=hash)
         if self.confirm is not None and not await self.confirm(summary):
             raise DeclinedError("declined", peer_message="declined by the receiver")
-        sink, prefixes = await _open(prepared, offer, hash)
+        sink, prefixes = await _open(prepared, offer, hash, self.settings.tuning)
         self.sink = sink
         self.total = offer.total_bytes
         writer = self.writer = sinks.write_worker(sink)
@@ -195,13 +197,16 @@ class Receiver:
 
 
 async def _open(
-    prepared: StreamSink | Layout, offer: m.Offer, hash: str
+    prepared: StreamSink | Layout, offer: m.Offer, hash: str, tuning: Tuning
 ) -> tuple[Sink, list[m.Prefix]]:
     """The sink to write to, and the prefixes already on disk (hashed with ``hash``) to
     offer the sender."""
     if not isinstance(prepared, Layout):
         return prepared, []
-    tree = await asyncio.to_thread(Tree, prepared, offer, hash)
+    writeback = Writeback.choose(tuning)
+    logger.debug("early writeback %s", "on" if writeback.start else "off")
+    logger.debug("drop-behind %s", "on" if writeback.drop_behind else "off")
+    tree = await asyncio.to_thread(Tree, prepared, offer, hash, writeback)
     prefixes: list[m.Prefix] = []
     if prepared.found:
         try:
@@ -260,11 +265,9 @@ async def prepare(
             plan, settings.output, offer, parts, settings.overwrite, settings.resume
         )
     if offer.total_bytes is not None:
-        space_in = layout.root.parent if layout.create_root else layout.root
         needed = offer.total_bytes - layout.found_bytes
-        await asyncio.to_thread(check_free_space, space_in, needed)
-    where = layout.shown(0) if len(offer.files) == 1 else layout.root
-    summary = summarize(offer, layout.parts, where)
+        await asyncio.to_thread(check_free_space, layout.space_needed_in(), needed)
+    summary = summarize(offer, layout.parts, layout.destination(len(offer.files)))
     return layout, dataclasses.replace(summary, found_bytes=layout.found_bytes)
 
 
@@ -277,11 +280,11 @@ async def _plan_asking(
     """:func:`plan` refuses existing files; so plan with overwrite, find what would really
     be replaced, and ask about it (without existing files: plan as usual)."""
     layout = await asyncio.to_thread(plan, settings.output, offer, parts, True, settings.resume)
-    existing = await asyncio.to_thread(_existing, layout, offer)
+    existing = await asyncio.to_thread(existing_files, layout, offer)
     if not existing:
         return await asyncio.to_thread(plan, settings.output, offer, parts, False, settings.resume)
     other = (
-        await asyncio.to_thread(_free_name, existing[0])
+        await asyncio.to_thread(free_name, existing[0])
         if len(offer.files) == 1 and offer.files[0].carries_data
         else None
     )
@@ -292,29 +295,3 @@ async def _plan_asking(
         return await asyncio.to_thread(plan, other, offer, parts, False, settings.resume)
     names = ", ".join(printable(p.name) for p in existing[:3])
     raise DeclinedError(f"declined: {names} already exist{'s' if len(existing) == 1 else ''}")
-
-
-def _existing(layout: Layout, offer: m.Offer) -> tuple[Path, ...]:
-    """The files of the offer that exist where they would go, except those that look
-    received before (the sender checks those and skips them)."""
-    found = []
-    for index, entry in enumerate(offer.files):
-        if entry.kind == "dir":
-            continue
-        held = layout.found.get(index)
-        if held is not None and held.complete:
-            continue
-        shown = layout.shown(index)
-        if os.path.lexists(shown):
-            found.append(shown)
-    return tuple(found)
-
-
-def _free_name(path: Path) -> Path:
-    """``report (1).txt``, ``report (2).txt``...: the first that does not exist."""
-    stem, suffix = path.stem, path.suffix
-    for n in range(1, 10_000):
-        candidate = path.with_name(f"{stem} ({n}){suffix}")
-        if not os.path.lexists(candidate):
-            return candidate
-    raise DeclinedError(f"{printable(path.name)} exists, and so do 9,999 renamed copies")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -23,23 +22,8 @@ from p2pshare.events import EventSink, Progress, TransferResult
 from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
 from p2pshare.wire import Wire
 
-if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
-    from p2pshare.webrtc import PeerLink
-
-
-def _credit_stall_s() -> float:
-    try:
-        value = float(os.environ.get("P2PSHARE_CREDIT_STALL_S", "120"))
-    except ValueError:
-        return 120.0
-    return value if 0 < value <= 3600 else 120.0
-
-
-CREDIT_STALL_S = _credit_stall_s()
-"""A receiver that keeps answering pings but grants no credit for this long is stuck (or
-stalling on purpose): the ping deadline alone would let the transfer hang forever. A real
-receiver returns credit every quarter window written (4 MiB by default).
-``P2PSHARE_CREDIT_STALL_S`` shortens it for the test of that case."""
+if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
+    from p2pshare.channel import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +33,7 @@ class Sender:
 
     def __init__(
         self,
-        link: PeerLink,
+        link: Channel,
         sources: list[Source],
         settings: Settings,
         on_event: EventSink,
@@ -60,7 +44,9 @@ class Sender:
         """``--verify``: awaited before the offer leaves (the keepalives run meanwhile)."""
         self.on_event = on_event
         entries = tuple(s.entry for s in sources)
-        self.offer = m.Offer(entries, compression=codec.supported(), hashes=digests.supported())
+        self.tuning = settings.tuning
+        hashes = digests.supported(self.tuning.hash)
+        self.offer = m.Offer(entries, compression=codec.supported(), hashes=hashes)
         self.proto = transfer.SenderProtocol(self.offer)
         self.data_sources = [s for s in sources if s.entry.carries_data]
         self.reader = Reader(self.data_sources, link.max_message_bytes - m.DATA_END_OVERHEAD)
@@ -103,7 +89,13 @@ class Sender:
             compress=proto.compression == "zstd",
             group_bytes=proto.window // 2,  # credit comes back in quarter windows
             hash=proto.hash,
+            when_ahead=self.tuning.compress_when_ahead,
+            grouping=self.tuning.compress_groups,
         )
+        # A receiver that keeps answering pings but grants no credit for this long is stuck
+        # (or stalling on purpose): the ping deadline alone would let the transfer hang
+        # forever. A real receiver returns credit every quarter window written.
+        stall_s = self.tuning.credit_stall_s
         try:
             async for piece in pieces:
                 if isinstance(piece, ResumeAt):
@@ -112,11 +104,11 @@ class Sender:
                     self._progress()
                     continue
                 try:
-                    async with asyncio.timeout(CREDIT_STALL_S):
+                    async with asyncio.timeout(stall_s):
                         await self.wire.until(functools.partial(proto.can_send, piece.size))
                 except TimeoutError:
                     raise PeerLostError(
-                        f"the other side granted no credit for {CREDIT_STALL_S:g} s while "
+                        f"the other side granted no credit for {stall_s:g} s while "
                         "answering pings: it is stuck, or stalling on purpose"
                     ) from None
                 for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest):

@@ -30,13 +30,9 @@ from p2pshare.worker import Worker
 STDIN_NAME = "stdin"
 TEXT_NAME = "message.txt"
 READ_AHEAD_PIECES = 16
-_WHEN_AHEAD = int(os.environ.get("P2PSHARE_COMPRESS_WHEN_AHEAD", COMPRESS_WHEN_AHEAD))
-"""A benchmarking knob (0: compress every chunk, as before issue 12)."""
 MAX_GROUP_READS = 4
 """At most this many reads are compressed together: with 64 KiB messages (a browser, or small
 packets) 1 MiB would have to shrink 16-fold to fit one message."""
-_GROUPING = os.environ.get("P2PSHARE_COMPRESS_GROUPS", "1") != "0"
-"""A benchmarking knob (0: compress read by read, each frame a fraction of a message)."""
 
 
 @dataclass(frozen=True)
@@ -239,13 +235,16 @@ def read_ahead(
     depth: int = READ_AHEAD_PIECES,
     group_bytes: int = m.MAX_DATAZ_RAW_BYTES,
     hash: str = SHA256,
+    *,
+    when_ahead: int = COMPRESS_WHEN_AHEAD,
+    grouping: bool = True,
 ) -> Worker[None, Piece]:
     """A started worker whose results are every source's chunks in order, read and hashed
     (with ``hash``) at most ``depth`` pieces ahead of the data channel; with ``compress``, a
-    chunk is compressed when the channel lags (:data:`~p2pshare.transfer.COMPRESS_WHEN_AHEAD`
-    pieces waiting), several reads together up to ``group_bytes`` (the sender passes half
-    the receiver's window: a piece must never need more credit than the receiver can have
-    returned).
+    chunk is compressed when the channel lags (``when_ahead`` pieces waiting,
+    ``Tuning.compress_when_ahead``), several reads together up to ``group_bytes`` (the sender
+    passes half the receiver's window: a piece must never need more credit than the receiver
+    can have returned) unless ``grouping`` is off (``Tuning.compress_groups``).
 
     ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
     here first and answered with a :class:`ResumeAt`; the hash state is kept, so that the
@@ -253,8 +252,8 @@ def read_ahead(
     """
     compressor = Compressor() if compress else None
     reads = min(group_bytes, m.MAX_DATAZ_RAW_BYTES) // reader.chunk_bytes
-    group_reads = max(1, min(reads, MAX_GROUP_READS)) if _GROUPING else 1
-    work = functools.partial(_produce, reader, prefixes, hash, compressor, group_reads)
+    group_reads = max(1, min(reads, MAX_GROUP_READS)) if grouping else 1
+    work = functools.partial(_produce, reader, prefixes, hash, compressor, group_reads, when_ahead)
     worker: Worker[None, Piece] = Worker("p2pshare-reader", work, depth=depth)
     worker.start()
     return worker
@@ -266,6 +265,7 @@ def _produce(
     hash: str,
     compressor: Compressor | None,
     group_reads: int,
+    when_ahead: int,
     worker: Worker[None, Piece],
 ) -> None:
     kept: dict[int, tuple[Digest, int]] = {}
@@ -291,8 +291,8 @@ def _produce(
             digest = running.hexdigest() if last else None
             # A stream is not held back for more reads: its data may be trickling in.
             alone = compressor is None or group_reads == 1 or source.stdin
-            if not group and (alone or not _compressing(data, trial, worker)):
-                if not worker.put(_chunk(data, trial, compressor, worker, digest)):
+            if not group and (alone or not _compressing(data, trial, worker, when_ahead)):
+                if not worker.put(_chunk(data, trial, compressor, worker, when_ahead, digest)):
                     return
                 continue
             group.append(data)
@@ -317,8 +317,10 @@ def _last_marked(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
     yield held or b"", True
 
 
-def _compressing(data: bytes, trial: CompressionTrial, worker: Worker[None, Piece]) -> bool:
-    return trial.worth_trying(len(data), worker.backlog, _WHEN_AHEAD)
+def _compressing(
+    data: bytes, trial: CompressionTrial, worker: Worker[None, Piece], when_ahead: int
+) -> bool:
+    return trial.worth_trying(len(data), worker.backlog, when_ahead)
 
 
 def _chunk(
@@ -326,9 +328,10 @@ def _chunk(
     trial: CompressionTrial,
     compressor: Compressor | None,
     worker: Worker[None, Piece],
+    when_ahead: int,
     digest: str | None = None,
 ) -> Chunk:
-    if compressor is not None and _compressing(data, trial, worker):
+    if compressor is not None and _compressing(data, trial, worker, when_ahead):
         return _compressed_or_raw(data, trial, compressor, digest)
     return Chunk(data, None, digest)
 

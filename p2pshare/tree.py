@@ -39,10 +39,12 @@ from p2pshare.digests import SHA256, Digest
 from p2pshare.errors import DeclinedError, IntegrityError, LocalFileError, P2PShareError
 from p2pshare.files import UnsafeNameError, printable
 from p2pshare.fs import (
+    AVAILABLE,
     DIR_FLAGS,
     NEW_FILE_FLAGS,
     UMASK,
     WRITEBACK_BYTES,
+    Writeback,
     describe,
     lstat_at,
     release_written,
@@ -131,8 +133,11 @@ class _ShownName:
 class Tree:
     """Writes received entries under a layout's root. Used from one thread at a time."""
 
-    def __init__(self, layout: Layout, offer: m.Offer, hash: str = SHA256) -> None:
+    def __init__(
+        self, layout: Layout, offer: m.Offer, hash: str = SHA256, writeback: Writeback = AVAILABLE
+    ) -> None:
         self.layout = layout
+        self.writeback = writeback
         self.offer = offer
         self.hash = hash
         """The hash agreed with the sender (:mod:`p2pshare.digests`)."""
@@ -326,12 +331,14 @@ class Tree:
         current.written += len(data)
         if current.written - current.handed_to_disk >= WRITEBACK_BYTES:
             started = current.handed_to_disk
-            start_writeback(current.fd, started, current.written - started)
+            start_writeback(current.fd, started, current.written - started, self.writeback)
             current.handed_to_disk = current.written
             # The range started last time has had a while to reach the disk.
             if started > current.released:
                 try:
-                    release_written(current.fd, current.released, started - current.released)
+                    release_written(
+                        current.fd, current.released, started - current.released, self.writeback
+                    )
                 except OSError as exc:
                     self._keep_only_released(current)
                     raise describe(exc, self.layout.shown(current.index)) from None

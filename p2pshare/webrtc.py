@@ -32,7 +32,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +47,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from p2pshare import aiortc_patches
-from p2pshare.config import ENV_LARGE_PACKETS, IceConfig, ice_urls
+from p2pshare.config import IceConfig, Tuning, ice_urls
 from p2pshare.errors import ConnectError, P2PShareError, PeerLostError, ProtocolError
 
 __all__ = ["IceConfig", "NetworkPath", "PeerLink", "check_ice_url", "lan_addresses"]
@@ -60,24 +59,17 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 MIN_PEER_MESSAGE_BYTES = 64 * 1024
 """A peer must accept messages this large: offer batches and Have lists are sized for it."""
 _SDP_REQUIRED = ("m=application ", "a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:")
-PREFERRED_MESSAGE_BYTES = int(os.environ.get("P2PSHARE_MESSAGE_BYTES", 64 * 1024))
-"""Largest data-channel message we send (the peer's limit permitting). The environment
-variable exists for the benchmark's message-size sweep (docs/performance.md)."""
+PREFERRED_MESSAGE_BYTES = 64 * 1024
+"""Largest data-channel message we send (the peer's limit permitting), unless large packets
+make it whole large chunks or ``Tuning.message_bytes`` says otherwise (the benchmark's
+message-size sweep, docs/performance.md)."""
 BUFFER_HIGH_BYTES = 1024 * 1024
 BUFFER_LOW_BYTES = 256 * 1024
 CHANNEL_LABEL = "p2pshare"
-ENV_LINK_REPORT = "P2PSHARE_LINK_REPORT"
-"""A file to which each closed connection appends one JSON line about its packets (tests and
-benchmarks read it)."""
 LARGE_PACKET_ATTRIBUTE = "x-p2pshare-sctp-mtu"
 SEGMENTS_ATTRIBUTE = "x-p2pshare-udp-segments"
 MIN_LARGE_PACKET_BYTES = 4096
 """A peer offering less than this gains nothing over the base size: we stay small."""
-LARGE_MESSAGE_CHUNKS = int(os.environ.get("P2PSHARE_LARGE_MESSAGE_CHUNKS", 0))
-"""With large packets, data messages are whole chunks, as many as the peer's limit allows
-(4 x 64,816 = 259,264 bytes, or 16 x 16,204 with a peer of the previous version, within the
-256 KiB aiortc and browsers advertise: whole packets, no sliver at the end). The environment
-variable, a number of chunks, is a benchmark knob (docs/performance.md)."""
 
 _MEDIA_RE = re.compile(r"^m=(\S+) ", re.MULTILINE)
 _MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
@@ -85,14 +77,14 @@ _LARGE_RE = re.compile(rf"^a={LARGE_PACKET_ATTRIBUTE}:(\d{{1,9}})\s*$", re.MULTI
 _SEGMENTS_RE = re.compile(rf"^a={SEGMENTS_ATTRIBUTE}\s*$", re.MULTILINE)
 
 
-def large_packets_wanted() -> bool:
+def large_packets_wanted(tuning: Tuning) -> bool:
     """Whether this side offers large packets: not switched off, and possible on this aiortc."""
-    return os.environ.get(ENV_LARGE_PACKETS, "1") != "0" and aiortc_patches.large_packets_possible()
+    return tuning.large_packets and aiortc_patches.large_packets_possible()
 
 
-def segments_wanted() -> bool:
+def segments_wanted(tuning: Tuning) -> bool:
     """Whether this side offers large packets' datagrams in UDP segments."""
-    return large_packets_wanted() and aiortc_patches.datagram_segments_possible()
+    return large_packets_wanted(tuning) and aiortc_patches.datagram_segments_possible()
 
 
 def with_segments(sdp: str) -> str:
@@ -206,12 +198,12 @@ def _is_local_network(address: str) -> bool:
     return ip.is_private or ip.is_link_local or ip.is_loopback
 
 
-def check_remote_sdp(sdp: str, kind: str) -> int:
+def check_remote_sdp(sdp: str, kind: str, preferred: int = PREFERRED_MESSAGE_BYTES) -> int:
     """Check a peer's description before aiortc parses it; returns the largest message we may
     send it. Raises ProtocolError at once for what could only fail later (the connect
     deadline): no data channel section, no DTLS fingerprint or ICE credentials, or a
     max-message-size too small for our messages; and for audio or video sections, which a
-    data channel never needs."""
+    data channel never needs. ``preferred``: the largest message we want to send."""
     missing = [field for field in _SDP_REQUIRED if field not in sdp]
     if missing:
         raise ProtocolError(
@@ -227,13 +219,13 @@ def check_remote_sdp(sdp: str, kind: str) -> int:
         return DEFAULT_MAX_MESSAGE_BYTES
     advertised = int(match.group(1)[:12])
     if advertised == 0:  # "any size": we still keep to our preferred size
-        return PREFERRED_MESSAGE_BYTES
+        return preferred
     if advertised < MIN_PEER_MESSAGE_BYTES:
         raise ProtocolError(
             f"the other side's {kind} allows messages of only {advertised} bytes "
             f"(p2pshare needs {MIN_PEER_MESSAGE_BYTES})"
         )
-    return min(advertised, PREFERRED_MESSAGE_BYTES)
+    return min(advertised, preferred)
 
 
 def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
@@ -253,9 +245,11 @@ def _ice_servers(config: IceConfig) -> list[RTCIceServer]:
 
 @dataclass
 class PeerLink:
-    """One RTCPeerConnection and its data channel, with incoming frames on a queue."""
+    """One RTCPeerConnection and its data channel, with incoming frames on a queue: the
+    :class:`~p2pshare.channel.Channel` a transfer runs over."""
 
     config: IceConfig
+    tuning: Tuning = field(default_factory=Tuning)
     pc: RTCPeerConnection = field(init=False)
     channel: RTCDataChannel | None = field(init=False, default=None)
     incoming: asyncio.Queue[bytes] = field(init=False, default_factory=asyncio.Queue)
@@ -273,7 +267,7 @@ class PeerLink:
     _peer_message_limit: int = field(init=False, default=DEFAULT_MAX_MESSAGE_BYTES)
 
     def __post_init__(self) -> None:
-        aiortc_patches.apply()
+        aiortc_patches.apply(self.tuning)
         policy = (
             RTCIceTransportPolicy.RELAY
             if self.config.policy == "relay"
@@ -293,15 +287,15 @@ class PeerLink:
             await self.pc.setLocalDescription(await self.pc.createOffer())
         self._enlarge_buffers()
         sdp = str(self.pc.localDescription.sdp)
-        if large_packets_wanted():
+        if large_packets_wanted(self.tuning):
             sdp = with_large_packets(sdp, aiortc_patches.LARGE_PACKET_BYTES)
-        if segments_wanted():
+        if segments_wanted(self.tuning):
             sdp = with_segments(sdp)
         return sdp
 
     async def accept_offer(self, sdp: str) -> str:
         await self._set_remote(sdp, "offer")
-        ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted() else None
+        ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted(self.tuning) else None
         self._agree_large_packets(negotiate_large_packets(ours, sdp))
         with aiortc_patches.offering(self.config.local_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -309,15 +303,19 @@ class PeerLink:
         answer = str(self.pc.localDescription.sdp)
         if self.large_packet_bytes is not None:
             answer = with_large_packets(answer, self.large_packet_bytes)
-            if segments_wanted() and segments_offered(sdp) and self._use_segments():
+            if segments_wanted(self.tuning) and segments_offered(sdp) and self._use_segments():
                 answer = with_segments(answer)
         return answer
 
     async def accept_answer(self, sdp: str) -> None:
         await self._set_remote(sdp, "answer")
-        ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted() else None
+        ours = aiortc_patches.LARGE_PACKET_BYTES if large_packets_wanted(self.tuning) else None
         self._agree_large_packets(negotiate_large_packets(ours, sdp))
-        if self.large_packet_bytes is not None and segments_wanted() and segments_offered(sdp):
+        if (
+            self.large_packet_bytes is not None
+            and segments_wanted(self.tuning)
+            and segments_offered(sdp)
+        ):
             self._use_segments()
 
     def _use_segments(self) -> bool:
@@ -336,8 +334,11 @@ class PeerLink:
         self.large_packet_bytes = packet_bytes
         large = aiortc_patches.allow_large_packets(sctp, packet_bytes)
         user_bytes = (large.packet_bytes - aiortc_patches.SCTP_OVERHEAD_BYTES) // 4 * 4
-        if "P2PSHARE_MESSAGE_BYTES" not in os.environ:
-            chunks = LARGE_MESSAGE_CHUNKS or self._peer_message_limit // user_bytes
+        # Data messages are whole chunks, as many as the peer's limit allows (4 x 64,816 =
+        # 259,264 bytes, or 16 x 16,204 with a peer of the previous version, within the 256 KiB
+        # aiortc and browsers advertise: whole packets, no sliver at the end).
+        if self.tuning.message_bytes is None:
+            chunks = self.tuning.large_message_chunks or self._peer_message_limit // user_bytes
             self.max_message_bytes = min(self._peer_message_limit, max(1, chunks) * user_bytes)
 
     def _enlarge_buffers(self) -> None:
@@ -347,7 +348,8 @@ class PeerLink:
             self.receive_buffer_bytes = aiortc_patches.enlarge_socket_buffers(gatherer)
 
     async def _set_remote(self, sdp: str, kind: str) -> None:
-        self.max_message_bytes = check_remote_sdp(sdp, kind)
+        preferred = self.tuning.message_bytes or PREFERRED_MESSAGE_BYTES
+        self.max_message_bytes = check_remote_sdp(sdp, kind, preferred)
         match = _MAX_MESSAGE_RE.search(sdp)
         advertised = int(match.group(1)[:12]) if match else DEFAULT_MAX_MESSAGE_BYTES
         self._peer_message_limit = advertised or aiortc_patches.LARGE_MESSAGE_LIMIT_BYTES
@@ -483,6 +485,10 @@ class PeerLink:
     async def wait_lost(self) -> None:
         await self._lost.wait()
 
+    async def receive(self) -> bytes:
+        """The next message from the peer; ``b""`` once the connection is lost."""
+        return await self.incoming.get()
+
     def send(self, frame: bytes) -> None:
         if self.channel is None or self.channel.readyState != "open":
             raise PeerLostError("the connection to the other side was lost")
@@ -508,7 +514,7 @@ class PeerLink:
         sctp = self.pc.sctp
         large = aiortc_patches.large_packets(sctp) if sctp is not None else None
         return {
-            "offered": large_packets_wanted(),
+            "offered": large_packets_wanted(self.tuning),
             "agreed_bytes": self.large_packet_bytes,
             "receive_buffer_bytes": self.receive_buffer_bytes,
             **({"large": large.report()} if large is not None else {}),
@@ -527,7 +533,7 @@ class PeerLink:
             sctp = self.pc.sctp
             if sctp is not None:
                 aiortc_patches.stop_large_packets(sctp)
-            report_path = os.environ.get(ENV_LINK_REPORT)
+            report_path = self.tuning.link_report
             if report_path:
                 _append_line(report_path, json.dumps(self.packet_report()))
             await self.pc.close()

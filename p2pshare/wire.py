@@ -12,8 +12,8 @@ from p2pshare import transfer
 from p2pshare.config import Settings
 from p2pshare.errors import InterruptedTransferError, P2PShareError, PeerLostError
 
-if TYPE_CHECKING:  # aiortc loads in the background (session.py), not here
-    from p2pshare.webrtc import PeerLink
+if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
+    from p2pshare.channel import Channel
 
 T = TypeVar("T")
 GOODBYE_WAIT_S = 3.0
@@ -24,7 +24,7 @@ Closing at once would send an SCTP ABORT that can overtake that message (DESIGN.
 class Wire:
     """Feeds incoming frames to ``handle``, sends keepalives, and notices a silent peer."""
 
-    def __init__(self, link: PeerLink, settings: Settings, handle: Callable[[bytes], None]):
+    def __init__(self, link: Channel, settings: Settings, handle: Callable[[bytes], None]):
         self.link = link
         self.settings = settings
         self.handle = handle
@@ -42,7 +42,7 @@ class Wire:
         while True:
             try:
                 async with asyncio.timeout(timeout):
-                    frame = await self.link.incoming.get()
+                    frame = await self.link.receive()
             except TimeoutError:
                 raise PeerLostError(
                     f"the other side stopped answering (nothing for {timeout:g} s)"
@@ -82,7 +82,7 @@ class Wire:
             await asyncio.gather(main_task, *helpers, return_exceptions=True)
 
 
-async def stop_with(link: PeerLink, error: P2PShareError) -> None:
+async def stop_with(link: Channel, error: P2PShareError) -> None:
     """Tell the peer why we stop (unless it told us, or is gone) and give it time to read it."""
     if error.remote or isinstance(error, PeerLostError) or link.lost:
         return
@@ -93,7 +93,7 @@ async def stop_with(link: PeerLink, error: P2PShareError) -> None:
 
 
 @contextlib.asynccontextmanager
-async def telling_peer(link: PeerLink) -> AsyncIterator[None]:
+async def telling_peer(link: Channel) -> AsyncIterator[None]:
     """On an error (or cancellation) inside, tell the peer why we stop before raising."""
     try:
         yield

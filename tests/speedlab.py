@@ -19,9 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from p2pshare.aiortc_patches.sockets import ENV_SEGMENTS
-from p2pshare.config import ENV_LARGE_PACKETS
-from p2pshare.webrtc import ENV_LINK_REPORT
+from p2pshare.config import ENV_LARGE_PACKETS, ENV_LINK_REPORT, ENV_UDP_SEGMENTS
 from tests.cli_helpers import Peer, lab_env
 from tests.natlab import Lab, _check_prerequisites, sh
 
@@ -135,7 +133,7 @@ def link_env(
     if not large:
         env[ENV_LARGE_PACKETS] = "0"
     if not segments:  # a large packet's datagram in IP fragments, as before segments
-        env[ENV_SEGMENTS] = "0"
+        env[ENV_UDP_SEGMENTS] = "0"
     return env
 
 

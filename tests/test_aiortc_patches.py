@@ -159,8 +159,10 @@ def test_stock_switch_keeps_the_sctp_path_stock() -> None:
             "-c",
             "from aiortc.rtcsctptransport import RTCSctpTransport as T\n"
             "stock = T._handle_data\n"
-            "from p2pshare import aiortc_patches\n"
-            "print(aiortc_patches.apply(), aiortc_patches.enabled(), T._handle_data is stock)",
+            "import os\n"
+            "from p2pshare import aiortc_patches, config\n"
+            "patched = aiortc_patches.apply(config.Tuning.from_env(os.environ))\n"
+            "print(patched, aiortc_patches.enabled(), T._handle_data is stock)",
         ],
         capture_output=True,
         text=True,

@@ -32,15 +32,14 @@ def test_each_name_gives_its_hash() -> None:
         digests.new("md5")
 
 
-def test_blake3_is_offered_and_chosen_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("P2PSHARE_HASH", raising=False)
+def test_blake3_is_offered_and_chosen_unless_turned_off() -> None:
+    """BLAKE3 is offered and picked when both sides have it, SHA-256 otherwise or when tuned."""
     assert digests.supported() == ("blake3",)
     assert digests.choose(("blake3",)) == "blake3"
     assert digests.choose(()) == "sha256"  # the page, or a p2pshare before BLAKE3
     assert digests.choose(("xxh3",)) == "sha256"  # unknown names are not picked
-    monkeypatch.setenv("P2PSHARE_HASH", "sha256")
-    assert digests.supported() == ()
-    assert digests.choose(("blake3",)) == "sha256"
+    assert digests.supported("sha256") == ()  # Tuning.hash, P2PSHARE_HASH=sha256
+    assert digests.choose(("blake3",), "sha256") == "sha256"
 
 
 def _offered(hashes: tuple[str, ...]) -> tuple[transfer.SenderProtocol, transfer.ReceiverProtocol]:

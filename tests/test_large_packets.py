@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from p2pshare import aiortc_patches, webrtc
-from p2pshare.config import ENV_LARGE_PACKETS, IceConfig
+from p2pshare.aiortc_patches import constants
+from p2pshare.config import IceConfig, Tuning
 from p2pshare.webrtc import (
     LARGE_PACKET_ATTRIBUTE,
     PeerLink,
@@ -95,18 +96,16 @@ def test_both_sides_must_offer_and_the_smaller_size_wins(
 
 
 async def _negotiate(
-    monkeypatch: pytest.MonkeyPatch, offerer_on: bool, answerer_on: bool, strip: str = ""
+    offerer_on: bool, answerer_on: bool, strip: str = ""
 ) -> tuple[PeerLink, PeerLink, str]:
-    offerer, answerer = PeerLink(LOOPBACK), PeerLink(LOOPBACK)
-    monkeypatch.setenv(ENV_LARGE_PACKETS, "1" if offerer_on else "0")
+    offerer = PeerLink(LOOPBACK, Tuning(large_packets=offerer_on))
+    answerer = PeerLink(LOOPBACK, Tuning(large_packets=answerer_on))
     offer = await offerer.create_offer()
     if strip == "offer":
         offer = _strip(offer)
-    monkeypatch.setenv(ENV_LARGE_PACKETS, "1" if answerer_on else "0")
     answer = await answerer.accept_offer(offer)
     if strip == "answer":
         answer = _strip(answer)
-    monkeypatch.setenv(ENV_LARGE_PACKETS, "1" if offerer_on else "0")
     await offerer.accept_answer(answer)
     return offerer, answerer, answer
 
@@ -130,7 +129,7 @@ async def test_peer_links_agree_on_large_packets_only_when_both_offer(
 ) -> None:
     """The answer echoes the attribute only when both want large packets; both links then agree,
     and their data messages become whole multiples of the large chunk."""
-    offerer, answerer, answer = await _negotiate(monkeypatch, offerer_on, answerer_on, strip)
+    offerer, answerer, answer = await _negotiate(offerer_on, answerer_on, strip)
     try:
         expected = LARGE if agreed else None
         assert offerer.large_packet_bytes == expected
@@ -194,7 +193,7 @@ def test_a_path_that_carries_16_kb_but_not_64_kb_uses_16_kb(tmp_path: Path) -> N
     assert report["agreed_bytes"] == LARGE, report
     large = report["large"]
     assert large["state"] == "on" and large["packet_bytes"] == 16_232, report
-    assert large["probes_sent"] == aiortc_patches.PROBE_ATTEMPTS + 1, report
+    assert large["probes_sent"] == constants.PROBE_ATTEMPTS + 1, report
     assert large["large_cut"] > 0 and large["fallbacks"] == 0, report
 
 
@@ -427,7 +426,7 @@ def test_a_path_too_lossy_for_16_kb_goes_straight_to_the_base_size() -> None:
 
     asyncio.run(fall_back())
     assert (large.state, large.step_downs, large.fallbacks) == ("fallback", 0, 1)
-    base = aiortc_patches.BASE_USERDATA_BYTES
+    base = constants.BASE_USERDATA_BYTES
     assert transport._p2p_chunk_bytes == base
     assert max(len(c.user_data) for c in transport._outbound_queue) == base
     assert b"".join(c.user_data for c in transport._outbound_queue) == message
@@ -478,7 +477,7 @@ def test_the_loss_budget_counts_the_fragments_left_behind(packet_bytes: int, bud
     asyncio.run(lose([first] * 5 + [chunk(tsn) for tsn in range(1, budget - 1)]))
     assert (large.state, len(large.losses)) == ("on", budget - 1)
     segments = len(aiortc_patches.segment_packet(bytes(packet_bytes), 0))
-    assert len(sent) == (budget + 3) * aiortc_patches.RESEND_COPIES * segments
+    assert len(sent) == (budget + 3) * constants.RESEND_COPIES * segments
 
     async def lose_one_more() -> None:
         await _resend(transport, chunk(budget))
@@ -554,8 +553,10 @@ def test_stock_sctp_offers_no_large_packets() -> None:
         [
             sys.executable,
             "-c",
-            "from p2pshare import aiortc_patches, webrtc\n"
-            "print(aiortc_patches.apply(), webrtc.large_packets_wanted())",
+            "import os\n"
+            "from p2pshare import aiortc_patches, config, webrtc\n"
+            "tuning = config.Tuning.from_env(os.environ)\n"
+            "print(aiortc_patches.apply(tuning), webrtc.large_packets_wanted(tuning))",
         ],
         capture_output=True,
         text=True,

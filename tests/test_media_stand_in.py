@@ -46,7 +46,10 @@ def test_aiortc_imports_with_the_stand_in_and_media_fails_loudly() -> None:
 
 def test_the_stand_in_stays_out_when_switched_off_or_too_late() -> None:
     real = "import av\nassert not s.installed() and isinstance(av.__version__, str)\n"
-    switched_off = "from p2pshare import media_stand_in as s\nassert not s.install()\n" + real
+    switched_off = (
+        "import os\nfrom p2pshare import config, media_stand_in as s\n"
+        "assert not s.install(config.Tuning.from_env(os.environ).media_stand_in)\n" + real
+    )
     done = _python(switched_off, P2PSHARE_MEDIA_STAND_IN="0")
     assert done.returncode == 0, done.stderr
     too_late = "import av\nfrom p2pshare import media_stand_in as s\nassert not s.install()\n"

@@ -56,9 +56,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[int, int]
     calls: list[tuple[int, int]] = []
     real = getattr(fs, name)
 
-    def record(fd: int, offset: int, length: int) -> object:
+    def record(fd: int, offset: int, length: int, using: fs.Writeback = fs.AVAILABLE) -> object:
         calls.append((offset, length))
-        return real(fd, offset, length)
+        return real(fd, offset, length, using)
 
     monkeypatch.setattr(tree_module, name, record)
     return calls
@@ -262,11 +262,11 @@ def test_a_failed_writeback_keeps_only_what_was_confirmed(
     calls: list[int] = []
     real = fs.release_written
 
-    def fail_second(fd: int, offset: int, length: int) -> None:
+    def fail_second(fd: int, offset: int, length: int, using: fs.Writeback) -> None:
         calls.append(offset)
         if len(calls) == 2:
             raise OSError(errno.EIO, "Input/output error")
-        real(fd, offset, length)
+        real(fd, offset, length, using)
 
     monkeypatch.setattr(tree_module, "release_written", fail_second)
     data = os.urandom(MIB) * 40
@@ -296,10 +296,7 @@ def test_a_partial_file_that_cannot_be_made_durable_is_not_kept(
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
-def test_released_data_is_on_the_disk_and_out_of_the_page_cache(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(fs, "_DROP_BEHIND", True)  # whatever the environment says
+def test_released_data_is_on_the_disk_and_out_of_the_page_cache() -> None:
     with disk_directory() as directory:
         path = directory / "f"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -307,7 +304,7 @@ def test_released_data_is_on_the_disk_and_out_of_the_page_cache(
             os.write(fd, os.urandom(16 * MIB))
             assert resident_bytes(path) == 16 * MIB  # the kernel's answer is read, not assumed
             assert fs.start_writeback(fd, 0, 16 * MIB)
-            fs.release_written(fd, 0, 12 * MIB)
+            fs.release_written(fd, 0, 12 * MIB, fs.Writeback(start=True, drop_behind=True))
             # Only the released range is asserted gone (memory pressure may evict the rest).
             assert resident_bytes(path, 0, 12 * MIB) == 0
             with pytest.raises(OSError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from p2pshare import aiortc_patches
+from p2pshare.aiortc_patches import constants
 from tests.speedlab import (
     dropped_fragments,
     lab_transfer,
@@ -34,7 +34,7 @@ def _datagram(size: int) -> bytes:
 def test_a_datagram_in_segments_comes_back_whole_in_any_order() -> None:
     from p2pshare.aiortc_patches.sockets import DatagramSegments, segment_datagram
 
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    stride = constants.DATAGRAM_SEGMENT_BYTES
     datagram = _datagram(65_000)
     buffer = segment_datagram(datagram, 7)
     assert len(buffer) > len(datagram) and len(buffer) // stride == len(datagram) // (stride - 8)
@@ -76,7 +76,7 @@ def test_reads_merged_by_udp_gro_split_into_the_peer_s_datagrams() -> None:
         split_gro_read,
     )
 
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    stride = constants.DATAGRAM_SEGMENT_BYTES
     sacks, stun = [_dtls(80) for _ in range(5)], _stun(60)
     assert split_gro_read(b"".join([*sacks, stun])) == [*sacks, stun]
     # The tail of one segmented datagram, a whole one, and a smaller ordinary datagram.
@@ -111,7 +111,7 @@ def test_crafted_segments_cannot_hoard_memory_or_claim_other_shapes() -> None:
     is kept stays bounded, counts Linux never sends are ignored, and DTLS judges the rest."""
     from p2pshare.aiortc_patches import sockets
 
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    stride = constants.DATAGRAM_SEGMENT_BYTES
     header = sockets._HEADER
     segments = sockets.DatagramSegments()
     for datagram_id in range(1_000):  # one first segment each of many never-finished datagrams
@@ -140,7 +140,7 @@ def test_the_kernel_cuts_and_merges_segments_as_we_expect(gro: bool) -> None:
         segment_datagram,
     )
 
-    stride = aiortc_patches.DATAGRAM_SEGMENT_BYTES
+    stride = constants.DATAGRAM_SEGMENT_BYTES
     datagram = _datagram(65_000)
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,

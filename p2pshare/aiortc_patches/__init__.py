@@ -3,7 +3,8 @@
 This package: the gate, :func:`apply`, host addresses and the nominated pair (here);
 ``sctp_changes`` (the SCTP throughput changes), ``large`` (large packets between p2pshare peers
 and the DTLS records they need), ``sockets`` (socket buffers, sending without the GIL, and
-large datagrams as UDP segments).
+large datagrams as UDP segments). The numbers they share are in ``constants``, what ``apply``
+installed in ``state``: the parts import those two, never this package.
 
 Nothing here runs on import: :func:`apply` is called by ``webrtc.PeerLink`` when the first peer
 connection is made, and installs every change at once, or none of them, on the aiortc versions
@@ -72,8 +73,8 @@ datagram leaves as UDP segments in one ``sendmsg`` (``UDP_SEGMENT``, GSO) and ar
 (:class:`~p2pshare.aiortc_patches.sockets.DatagramSegments`): no IP fragments
 (``P2PSHARE_UDP_SEGMENTS=0`` keeps them).
 
-``P2PSHARE_STOCK_SCTP=1`` leaves items 1-5 and large packets out, for comparisons (the host
-addresses and the nominated pair below stay).
+``P2PSHARE_STOCK_SCTP=1`` (``Tuning.stock_sctp``) leaves items 1-5 and large packets out, for
+comparisons (the host addresses and the nominated pair below stay).
 
 **Host addresses** (``aioice.ice.get_host_addresses``). aioice never offers 127.0.0.1 and
 offers every address of the machine; a connection made with ``local_addresses`` must offer
@@ -89,7 +90,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -97,98 +97,41 @@ from typing import Any
 import aioice
 import aioice.ice
 import aiortc
-from aiortc import rtcsctptransport as sctp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcsctptransport import RTCSctpTransport
+
+from p2pshare.aiortc_patches import large, sctp_changes
+from p2pshare.aiortc_patches.constants import (
+    LARGE_MESSAGE_LIMIT_BYTES,
+    LARGE_PACKET_BYTES,
+    SCTP_OVERHEAD_BYTES,
+)
+from p2pshare.aiortc_patches.large import (
+    LargePackets,
+    allow_large_packets,
+    datagram_segments,
+    large_packets,
+    large_packets_possible,
+    probe_large_packets,
+    reassemble_segment,
+    rechunk_unsent,
+    segment_packet,
+    skip_large_packets,
+    stop_large_packets,
+)
+from p2pshare.aiortc_patches.sockets import (
+    datagram_segments_possible,
+    enlarge_socket_buffers,
+    use_datagram_segments,
+)
+from p2pshare.aiortc_patches.state import INSTALLED
+from p2pshare.config import Tuning
 
 logger = logging.getLogger(__name__)
 
 TESTED_VERSIONS = ("1.16.0",)
 """aiortc versions these changes were written and tested against."""
 TESTED_AIOICE_VERSIONS = ("0.13.0",)
-SACK_EVERY_PACKETS = 2
-SACK_DELAY_S = 0.020
-ENV_STOCK = "P2PSHARE_STOCK_SCTP"
-
-BASE_USERDATA_BYTES: int = sctp.USERDATA_MAX_LENGTH
-"""User data per DATA chunk at the 1,200-byte base every WebRTC stack accepts (1,160)."""
-SCTP_OVERHEAD_BYTES = sctp.SCTP_COMMON_HEADER_LENGTH + sctp.SCTP_DATA_CHUNK_HEADER_LENGTH
-LARGE_PACKET_BYTES = 64_844
-"""The large SCTP packet: 64,816 bytes of user data plus 28 of headers, carried in one UDP
-datagram as four DTLS records (a record holds at most 16,384 bytes of plaintext; RFC 6347
-allows several records per datagram): 64,844 + 4 x 37 (AES-GCM) + 8 (UDP) = 65,000 bytes, under
-the 65,507 a UDP datagram can carry; 44 IP fragments on a 1,500-byte MTU. Four such chunks are
-one 259,264-byte message (within the 256 KiB aiortc and browsers advertise). A peer of the
-previous version offers 16,232 (one record per datagram), and the smaller offer is used."""
-DTLS_PLAINTEXT_BYTES = 16_384
-"""The most plaintext one DTLS record carries (RFC 6347, 2^14)."""
-DTLS_DATAGRAM_READ_BYTES = 66 * 1024
-"""Buffer for the records of one large datagram, read from OpenSSL's memory BIO at once."""
-LARGE_MESSAGE_LIMIT_BYTES = 256 * 1024
-"""What we send a peer that advertises messages of any size (max-message-size 0)."""
-DTLS_RECORD_READ_BYTES = 17 * 1024
-"""Buffer for one large DTLS record (plaintext at most 16,384 bytes, plus header and tag)."""
-PROBE_ATTEMPTS = 3
-PROBE_TIMEOUT_S = 0.3
-SMALLER_PROBE_BYTES = 16_232
-"""Probed next when three probes of the agreed size were lost (RFC 8899's search, one step):
-one DTLS record per datagram, 11 fragments on a 1,500-byte MTU. At 1% loss per IP packet a
-64 KB probe is lost 36% of the time (three in a row: 5%), a 16 KB one 11%."""
-BLACK_HOLE_T3_STRIKES = 2
-"""Consecutive retransmission timeouts, with no acknowledgement between them, while a large
-chunk is the oldest outstanding one: the path has stopped carrying large packets."""
-LOST_LARGE_BUDGET = 12
-LOST_LARGE_WINDOW_S = 30.0
-"""Fall back once this many 64 KB packets were lost within the window, or as many IP fragments'
-worth of smaller ones (48 of 16 KB). A receiver holds the fragments of every incomplete
-datagram until it gives up on it (Linux: 30 s), within a budget (Linux:
-net.ipv4.ipfrag_high_thresh, 4 MiB); beyond it the kernel drops every new fragment, which is a
-black hole for large packets. 12 incomplete datagrams of 44 fragments hold about 1.3 MiB (with
-the kernel's per-fragment overhead), well inside that budget."""
-LOST_LARGE_RATIO = 0.03
-LOST_LARGE_MIN_LOSSES = 4
-"""Also fall back once more than 3% of the large packets sent were lost (after at least 4
-losses): on a 1,500-byte MTU a large packet is 44 IP fragments, so 1% loss per IP packet is
-~36% per large packet, and each lost one leaves fragments in the receiver's memory."""
-REPROBE_AFTER_S = 30.0
-"""After a fall-back, probe again this much later (RFC 8899's raise timer, shortened to the
-time a Linux receiver keeps incomplete datagrams: by then their memory is free again)."""
-SEGMENT_PAYLOAD_BYTES = 1100
-"""A large chunk sent again goes as segments of this size, each in its own DTLS record and
-datagram, which never depend on IP fragments (see :func:`_resend`)."""
-RESEND_COPIES = 2
-"""Each segment of a resent large packet is sent twice (all of them, then all again). SCTP
-fast-retransmits a chunk once; if that copy is lost too, only the retransmission timeout
-recovers it, a stall of at least LARGE_RTO_MIN_S with the window back at one packet. A 64 KB
-packet is 59 segments: at 1% loss per IP packet one copy of them all arrives 55% of the time,
-two copies 99.4%, better than a base-size packet's 99%. The cost is one more large packet's
-bytes per large packet lost."""
-_SEGMENT_MAGIC = b"\xffp2s"
-"""Opens a segment's plaintext; an SCTP packet opens with its source port (5000 in WebRTC)."""
-_SEGMENTS_KEPT = 256
-DATAGRAM_SEGMENT_BYTES = 1_372
-"""A large packet's datagram in segments (UDP GSO, see ``sockets.py``): each segment, its
-8-byte header included, is a UDP datagram of this size (1,400 bytes of IPv4 packet: within a
-1,500-byte Ethernet MTU, PPPoE's 1,492 and WireGuard's 1,420). A 64 KB packet's 65,000-byte
-datagram is 48 of them, within the 64 segments Linux accepts in one send."""
-_DATAGRAM_SEGMENT_MARKER = 0x3E
-"""Opens every segment: within 20-63, which RFC 7983 gives to DTLS (so ICE hands it on), but
-no DTLS content type (20-26)."""
-SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
-LARGE_RTO_MIN_S = 0.2
-"""Minimum retransmission timeout on associations between two p2pshare peers that agreed on
-large packets (upstream and RFC 4960: 1 s, kept for everyone else; Linux TCP uses 0.2 s).
-At 1% loss a timeout otherwise stalls a transfer for a whole second."""
-ENV_RTO_MIN = "P2PSHARE_SCTP_RTO_MIN_S"
-"""Benchmark knob: the minimum retransmission timeout, for every association."""
-_rto_min_s: float = sctp.SCTP_RTO_MIN
-_rto_min_forced = False
-_PROBE_MAGIC = b"p2pshare-pmtu-probe"
-_PAD_CHUNK_TYPE = 0x84  # RFC 4820; receivers that do not know it skip it
-_HEARTBEAT_INFO = 1
-_SEGMENTS_MERGED_PARAM = 0x7E01
-"""In a HEARTBEAT ACK to a probe: the probe's UDP segments arrived merged (UDP GRO)."""
-
 UPSTREAM_TOUCHED = (
     # replaced
     "aiortc.rtcsctptransport:RTCSctpTransport._handle_data",
@@ -237,10 +180,6 @@ UPSTREAM_TOUCHED = (
 """Every upstream function these changes replace or depend on, as ``module:qualname``; the
 test suite fingerprints each one's source for every version in ``TESTED_VERSIONS``."""
 
-_applied: bool | None = None
-"""None: :func:`apply` not called yet; then whether the touches are installed."""
-_sctp_applied = False
-
 
 def tested() -> bool:
     """Whether the installed aiortc is one these changes were written and tested against."""
@@ -249,14 +188,15 @@ def tested() -> bool:
 
 def enabled() -> bool:
     """Whether the SCTP throughput changes are active."""
-    return _sctp_applied
+    return INSTALLED.sctp
 
 
-def apply() -> bool:
-    """Install every touch once (idempotent); returns whether they are installed."""
-    global _applied, _sctp_applied, _rto_min_s, _rto_min_forced
-    if _applied is not None:
-        return _applied
+def apply(tuning: Tuning | None = None) -> bool:
+    """Install every touch once (idempotent: the first call's ``tuning`` holds for the
+    process); returns whether they are installed."""
+    if INSTALLED.applied is not None:
+        return INSTALLED.applied
+    tuning = tuning or Tuning()
     if not tested():
         logger.warning(
             "aiortc %s / aioice %s are not versions p2pshare was tested with (%s / %s): "
@@ -266,14 +206,15 @@ def apply() -> bool:
             ", ".join(TESTED_VERSIONS),
             ", ".join(TESTED_AIOICE_VERSIONS),
         )
-        _applied = False
+        INSTALLED.applied = False
         return False
-    from p2pshare.aiortc_patches import large, sctp_changes
-
     aioice.ice.get_host_addresses = _get_host_addresses
-    _applied = True
-    if os.environ.get(ENV_STOCK) == "1":
-        logger.info("stock aiortc SCTP (%s=1)", ENV_STOCK)
+    INSTALLED.applied = True
+    INSTALLED.send_without_gil = tuning.send_without_gil
+    INSTALLED.udp_segments = tuning.udp_segments
+    INSTALLED.linux_calls = tuning.linux_calls
+    if tuning.stock_sctp:
+        logger.info("stock aiortc SCTP (P2PSHARE_STOCK_SCTP=1)")
         return True
     RTCSctpTransport._handle_data = sctp_changes._handle_data  # type: ignore[method-assign]
     RTCSctpTransport._mark_received = sctp_changes._mark_received  # type: ignore[method-assign]
@@ -282,13 +223,14 @@ def apply() -> bool:
     RTCSctpTransport._t3_expired = sctp_changes._t3_expired  # type: ignore[method-assign]
     RTCSctpTransport._transmit = sctp_changes._transmit  # type: ignore[method-assign]
     RTCSctpTransport._send = sctp_changes._send  # type: ignore[method-assign]
-    _rto_min_forced = ENV_RTO_MIN in os.environ
-    _rto_min_s = float(os.environ.get(ENV_RTO_MIN, sctp.SCTP_RTO_MIN))
+    if tuning.sctp_rto_min_s is not None:
+        INSTALLED.rto_min_forced = True
+        INSTALLED.rto_min_s = tuning.sctp_rto_min_s
     RTCSctpTransport._update_rto = sctp_changes._update_rto  # type: ignore[method-assign]
     RTCDtlsTransport._recv_next = large._recv_next  # type: ignore[method-assign]
     RTCDtlsTransport._write_ssl = large._write_ssl  # type: ignore[method-assign]
     RTCDtlsTransport._send_data = large._send_data  # type: ignore[method-assign]
-    _sctp_applied = True
+    INSTALLED.sctp = True
     return True
 
 
@@ -318,7 +260,7 @@ def host_addresses() -> list[str]:
 def offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
     """Within this block, candidates are gathered on exactly ``addresses`` (None: aioice's
     choice). Without :func:`apply` in force the choice cannot be honoured and is ignored."""
-    if addresses is not None and not _applied:
+    if addresses is not None and not INSTALLED.applied:
         logger.warning("cannot restrict local addresses on this aiortc version; using all")
     token = _local_addresses.set(addresses)
     try:
@@ -333,7 +275,7 @@ def offering(addresses: tuple[str, ...] | None) -> Iterator[None]:
 def nominated_pair(ice_transport: Any) -> tuple[Any, Any] | None:
     """(local, remote) candidates of the pair ICE nominated for component 1, or None when
     aioice's internals are not as tested or nothing is nominated yet."""
-    if not _applied:
+    if not INSTALLED.applied:
         return None
     try:
         pair: Any = ice_transport._connection._nominated.get(1)
@@ -341,26 +283,6 @@ def nominated_pair(ice_transport: Any) -> tuple[Any, Any] | None:
     except AttributeError:
         return None
 
-
-# The parts, after everything they read from here is defined (they import this package).
-from p2pshare.aiortc_patches.large import (  # noqa: E402
-    LargePackets,
-    allow_large_packets,
-    datagram_segments,
-    large_packets,
-    large_packets_possible,
-    probe_large_packets,
-    reassemble_segment,
-    rechunk_unsent,
-    segment_packet,
-    skip_large_packets,
-    stop_large_packets,
-)
-from p2pshare.aiortc_patches.sockets import (  # noqa: E402
-    datagram_segments_possible,
-    enlarge_socket_buffers,
-    use_datagram_segments,
-)
 
 __all__ = [
     "LARGE_MESSAGE_LIMIT_BYTES",

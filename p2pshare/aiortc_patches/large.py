@@ -22,34 +22,34 @@ from aiortc.rtcsctptransport import RTCSctpTransport
 from google_crc32c import value as crc32c
 from OpenSSL import SSL
 
-from p2pshare import aiortc_patches as patches
-from p2pshare.aiortc_patches import (
-    _DATAGRAM_SEGMENT_MARKER,
-    _HEARTBEAT_INFO,
-    _PAD_CHUNK_TYPE,
-    _PROBE_MAGIC,
-    _SEGMENT_MAGIC,
-    _SEGMENTS_KEPT,
-    _SEGMENTS_MERGED_PARAM,
+from p2pshare.aiortc_patches.constants import (
     BASE_USERDATA_BYTES,
+    DATAGRAM_SEGMENT_MARKER,
     DTLS_DATAGRAM_READ_BYTES,
     DTLS_PLAINTEXT_BYTES,
     DTLS_RECORD_READ_BYTES,
+    HEARTBEAT_INFO,
     LARGE_PACKET_BYTES,
     LARGE_RTO_MIN_S,
     LOST_LARGE_BUDGET,
     LOST_LARGE_MIN_LOSSES,
     LOST_LARGE_RATIO,
     LOST_LARGE_WINDOW_S,
+    PAD_CHUNK_TYPE,
     PROBE_ATTEMPTS,
+    PROBE_MAGIC,
     PROBE_TIMEOUT_S,
     REPROBE_AFTER_S,
     RESEND_COPIES,
     SCTP_OVERHEAD_BYTES,
+    SEGMENT_MAGIC,
     SEGMENT_PAYLOAD_BYTES,
+    SEGMENTS_KEPT,
+    SEGMENTS_MERGED_PARAM,
     SMALLER_PROBE_BYTES,
 )
 from p2pshare.aiortc_patches.sockets import DatagramSegments
+from p2pshare.aiortc_patches.state import INSTALLED
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class LargePackets:
 
 def large_packets_possible() -> bool:
     """Whether this process can send and receive large packets (the changes are installed)."""
-    return patches._sctp_applied
+    return INSTALLED.sctp
 
 
 def allow_large_packets(sctp_transport: Any, packet_bytes: int) -> LargePackets:
@@ -129,7 +129,7 @@ def allow_large_packets(sctp_transport: Any, packet_bytes: int) -> LargePackets:
     size = min(packet_bytes, LARGE_PACKET_BYTES)
     large = LargePackets(packet_bytes=size, agreed_bytes=size)
     sctp_transport._p2p_large = large
-    if not patches._rto_min_forced:
+    if not INSTALLED.rto_min_forced:
         sctp_transport._p2p_rto_min = LARGE_RTO_MIN_S
     sctp_transport.transport._p2p_large_records = True
     return large
@@ -208,12 +208,12 @@ async def _probe(transport: Any, large: LargePackets) -> None:
 
 
 def _probe_packet(transport: Any, large: LargePackets) -> bytes:
-    info = _PROBE_MAGIC + large.probe_nonce
+    info = PROBE_MAGIC + large.probe_nonce
     heartbeat = sctp.HeartbeatChunk()
-    heartbeat.params.append((_HEARTBEAT_INFO, info))
+    heartbeat.params.append((HEARTBEAT_INFO, info))
     body = bytes(heartbeat)
     pad_length = large.packet_bytes - sctp.SCTP_COMMON_HEADER_LENGTH - len(body)
-    pad = struct.pack("!BBH", _PAD_CHUNK_TYPE, 0, pad_length) + bytes(pad_length - 4)
+    pad = struct.pack("!BBH", PAD_CHUNK_TYPE, 0, pad_length) + bytes(pad_length - 4)
     header = struct.pack(
         "!HHL", transport._local_port, transport._remote_port, transport._remote_verification_tag
     )
@@ -224,7 +224,7 @@ def _probe_packet(transport: Any, large: LargePackets) -> bytes:
 
 def _is_probe(chunk: Any) -> bool:
     return any(
-        kind == _HEARTBEAT_INFO and value.startswith(_PROBE_MAGIC) for kind, value in chunk.params
+        kind == HEARTBEAT_INFO and value.startswith(PROBE_MAGIC) for kind, value in chunk.params
     )
 
 
@@ -236,7 +236,7 @@ def _probe_answer(self: Any, chunk: Any) -> Any:
     ack.params = list(chunk.params)
     segments = getattr(self.transport, "_p2p_datagram_segments", None)
     if segments is not None and segments.merged:
-        ack.params.append((_SEGMENTS_MERGED_PARAM, b""))
+        ack.params.append((SEGMENTS_MERGED_PARAM, b""))
     return ack
 
 
@@ -244,11 +244,11 @@ def _heartbeat_acked(self: Any, chunk: Any) -> None:
     large = large_packets(self)
     if large is None or large.state != "probing":
         return
-    if (_HEARTBEAT_INFO, _PROBE_MAGIC + large.probe_nonce) not in chunk.params:
+    if (HEARTBEAT_INFO, PROBE_MAGIC + large.probe_nonce) not in chunk.params:
         return
     segmenting = [state for state in getattr(self, "_p2p_segmenting", ()) if state.on]
     together = any(state.last_together for state in segmenting)  # else it proves nothing
-    if together and (_SEGMENTS_MERGED_PARAM, b"") not in chunk.params:
+    if together and (SEGMENTS_MERGED_PARAM, b"") not in chunk.params:
         # Our probe went in segments and the peer's kernel handed them over one by one (no
         # UDP GRO on its path): IP fragments, which its kernel puts together, are cheaper
         # there. The next probe goes as fragments, at once.
@@ -410,7 +410,7 @@ def segment_packet(packet: bytes, packet_id: int) -> list[bytes]:
     """An SCTP packet cut into segments for :func:`reassemble_segment` (at most 255)."""
     count = math.ceil(len(packet) / SEGMENT_PAYLOAD_BYTES)
     return [
-        _SEGMENT_MAGIC
+        SEGMENT_MAGIC
         + struct.pack("!LBB", packet_id, index, count)
         + packet[index * SEGMENT_PAYLOAD_BYTES : (index + 1) * SEGMENT_PAYLOAD_BYTES]
         for index in range(count)
@@ -431,7 +431,7 @@ def reassemble_segment(dtls: Any, plain: bytes) -> bytes | None:
         return None  # delivered already: a later copy of its segments (RESEND_COPIES)
     if parts is None or len(parts) != count:
         parts = pending[packet_id] = [None] * count
-        while len(pending) > _SEGMENTS_KEPT:
+        while len(pending) > SEGMENTS_KEPT:
             del pending[next(iter(pending))]
     parts[index] = plain[10:]
     if any(part is None for part in parts):
@@ -508,7 +508,7 @@ async def _recv_next(self: Any) -> None:
         data = await self.transport._recv()
     self._RTCDtlsTransport__rx_bytes += len(data)
     self._RTCDtlsTransport__rx_packets += 1
-    if data[0] == _DATAGRAM_SEGMENT_MARKER:
+    if data[0] == DATAGRAM_SEGMENT_MARKER:
         datagrams = datagram_segments(self).add(data)
     elif 19 < data[0] < 64:
         datagrams = [data]
@@ -537,7 +537,7 @@ async def _receive_datagram(self: Any, data: bytes) -> None:
     if closed:
         raise ConnectionError
     plain = b"".join(records)
-    if plain[:4] == _SEGMENT_MAGIC:
+    if plain[:4] == SEGMENT_MAGIC:
         plain = reassemble_segment(self, plain) or b""
     if plain and self._data_receiver:
         await self._data_receiver._handle_data(plain)

@@ -14,8 +14,7 @@ from aiortc import rtcsctptransport as sctp
 from aiortc.rtcsctptransport import RTCSctpTransport
 from aiortc.utils import uint16_add, uint32_gt, uint32_gte
 
-from p2pshare import aiortc_patches as patches
-from p2pshare.aiortc_patches import (
+from p2pshare.aiortc_patches.constants import (
     BASE_USERDATA_BYTES,
     BLACK_HOLE_T3_STRIKES,
     SACK_DELAY_S,
@@ -30,6 +29,7 @@ from p2pshare.aiortc_patches.large import (
     _probe_answer,
     _resend,
 )
+from p2pshare.aiortc_patches.state import INSTALLED
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ def _update_rto(self: Any, R: float) -> None:
             self._srtt - R
         )
         self._srtt = (1 - sctp.SCTP_RTO_ALPHA) * self._srtt + sctp.SCTP_RTO_ALPHA * R
-    rto_min = getattr(self, "_p2p_rto_min", patches._rto_min_s)
+    rto_min = getattr(self, "_p2p_rto_min", INSTALLED.rto_min_s)
     self._rto = max(rto_min, min(self._srtt + 4 * self._rttvar, sctp.SCTP_RTO_MAX))
 
 

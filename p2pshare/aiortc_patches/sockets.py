@@ -15,12 +15,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2pshare import aiortc_patches as patches
-from p2pshare.aiortc_patches import (
-    _DATAGRAM_SEGMENT_MARKER,
+from p2pshare.aiortc_patches.constants import (
     DATAGRAM_SEGMENT_BYTES,
+    DATAGRAM_SEGMENT_MARKER,
     SOCKET_BUFFER_BYTES,
 )
+from p2pshare.aiortc_patches.state import INSTALLED
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def enlarge_socket_buffers(ice_gatherer: Any, want: int = SOCKET_BUFFER_BYTES) -
     with SO_RCVBUFFORCE where allowed (root), else as far as net.core.rmem_max lets
     SO_RCVBUF go. aiortc's default (the kernel's, ~208 KiB) overflows at these rates. Returns
     the smallest receive buffer obtained (as the kernel reports it, doubled)."""
-    if not patches._applied:
+    if not INSTALLED.applied:
         return None
     got: list[int] = []
     for protocol in _ice_protocols(ice_gatherer):
@@ -41,10 +41,11 @@ def enlarge_socket_buffers(ice_gatherer: Any, want: int = SOCKET_BUFFER_BYTES) -
         if sock is None:
             continue
         # A duplicate descriptor: uvloop hands out a pseudo-socket without setsockopt.
+        linux = INSTALLED.linux_calls
         with socket.socket(fileno=os.dup(sock.fileno())) as dup:
             for force, plain in (
-                (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-                (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+                (getattr(socket, "SO_RCVBUFFORCE", None) if linux else None, socket.SO_RCVBUF),
+                (getattr(socket, "SO_SNDBUFFORCE", None) if linux else None, socket.SO_SNDBUF),
             ):
                 try:
                     if force is None:
@@ -54,7 +55,7 @@ def enlarge_socket_buffers(ice_gatherer: Any, want: int = SOCKET_BUFFER_BYTES) -
                     with suppress(OSError):
                         dup.setsockopt(socket.SOL_SOCKET, plain, want)
             got.append(dup.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-        if os.environ.get(ENV_GIL_SEND, "1") != "0":
+        if INSTALLED.send_without_gil:
             send_without_gil(protocol, sock)
     return min(got) if got else None
 
@@ -65,9 +66,6 @@ def _ice_protocols(ice_gatherer: Any) -> list[Any]:
         return list(ice_gatherer._connection._protocols)
     except AttributeError:
         return []
-
-
-ENV_GIL_SEND = "P2PSHARE_SEND_WITHOUT_GIL"
 
 
 def send_without_gil(protocol: Any, sock: Any) -> None:
@@ -83,7 +81,7 @@ def send_without_gil(protocol: Any, sock: Any) -> None:
         type(protocol) is not StunProtocol
         or sock.family != socket.AF_INET
         or hasattr(protocol, "_p2p_fast_socket")
-        or not patches._sctp_applied  # P2PSHARE_STOCK_SCTP=1: stock for comparisons
+        or not INSTALLED.sctp  # P2PSHARE_STOCK_SCTP=1: stock for comparisons
     ):
         return
     target: Any = protocol  # its methods are replaced on this instance only
@@ -166,7 +164,6 @@ one by one, each is a Python datagram callback, slower than IP fragments which t
 puts together. 8 a read on average (6 reads for a 64 KB datagram, 2 for any smaller one)
 counts as merged."""
 _NO_SEGMENTS_ERRNOS = {errno.EINVAL, errno.EIO, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
-ENV_SEGMENTS = "P2PSHARE_UDP_SEGMENTS"
 
 
 @dataclass
@@ -203,7 +200,7 @@ def segment_datagram(datagram: bytes, datagram_id: int) -> bytes:
     view = memoryview(datagram)
     parts: list[bytes | memoryview] = []
     for index in range(count):
-        parts.append(_HEADER.pack(_DATAGRAM_SEGMENT_MARKER, index, count, datagram_id))
+        parts.append(_HEADER.pack(DATAGRAM_SEGMENT_MARKER, index, count, datagram_id))
         parts.append(view[index * _SEGMENT_PAYLOAD : (index + 1) * _SEGMENT_PAYLOAD])
     return b"".join(parts)
 
@@ -246,7 +243,7 @@ class DatagramSegments:
         seen: set[int] = set()
         for at in range(0, size, stride):
             segment = buffer[at : at + stride]
-            if segment[0] != _DATAGRAM_SEGMENT_MARKER:
+            if segment[0] != DATAGRAM_SEGMENT_MARKER:
                 # A datagram of the peer's that UDP GRO merged after segments (it can only
                 # be the last): passed on as it is.
                 done.append(buffer[at:])
@@ -282,7 +279,8 @@ class DatagramSegments:
 
 def datagram_segments_possible() -> bool:
     """Whether this side can receive segments (UDP GRO) and send them (UDP GSO): Linux 5.0 or
-    later, our changes installed, and not switched off (``P2PSHARE_UDP_SEGMENTS=0``)."""
+    later, our changes installed, and not switched off (``Tuning.udp_segments``,
+    ``send_without_gil``, ``linux_calls``)."""
     global _possible
     if _possible is None:
         _possible = False
@@ -293,9 +291,10 @@ def datagram_segments_possible() -> bool:
                 _possible = True
     return (
         _possible
-        and patches._sctp_applied
-        and os.environ.get(ENV_SEGMENTS, "1") != "0"
-        and os.environ.get(ENV_GIL_SEND, "1") != "0"
+        and INSTALLED.sctp
+        and INSTALLED.udp_segments
+        and INSTALLED.send_without_gil
+        and INSTALLED.linux_calls
     )
 
 
@@ -338,7 +337,7 @@ def _stated_length(buffer: bytes, at: int) -> int | None:
     (a plausible header), a STUN message (its magic cookie) or a one-record DTLS 1.x datagram;
     None if none begins there."""
     first = buffer[at]
-    if first == _DATAGRAM_SEGMENT_MARKER:
+    if first == DATAGRAM_SEGMENT_MARKER:
         if len(buffer) - at <= _HEADER.size:
             return None
         _, index, count, _ = _HEADER.unpack_from(buffer, at)
@@ -380,7 +379,7 @@ def split_gro_read(buffer: bytes) -> list[bytes]:
     pieces: list[bytes] = []
     run = -1  # where the current run of segments began
     for at in range(0, size, piece):
-        if buffer[at] == _DATAGRAM_SEGMENT_MARKER:
+        if buffer[at] == DATAGRAM_SEGMENT_MARKER:
             run = at if run < 0 else run
             continue
         if run >= 0:
