@@ -20,6 +20,7 @@ from p2pshare.cli_options import (
     JsonOpt,
     LocalAddressOpt,
     NoLargePacketsOpt,
+    ReconnectOpt,
     RelayOnlyOpt,
     SendYesOpt,
     ServerOpt,
@@ -213,6 +214,7 @@ def send(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
+    reconnect_s: ReconnectOpt = 120.0,
     yes: SendYesOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -276,6 +278,7 @@ def send(
         relay_only,
         direct_only,
         code_words=code_length,
+        reconnect_s=reconnect_s,
     )
     try:
         files, excluded = check_readable(files, skip=skip_unreadable, warn=reporter.warn)
@@ -403,6 +406,7 @@ def receive(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
+    reconnect_s: ReconnectOpt = 120.0,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Receive what the sender offers under CODE.
@@ -513,6 +517,7 @@ def receive(
         wait_s=wait,
         max_offer_entries=max_entries,
         max_offer_bytes=max_offer_bytes,
+        reconnect_s=reconnect_s,
     )
     run_command(
         session.receive(

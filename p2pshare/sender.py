@@ -107,10 +107,12 @@ class Sender:
                     async with asyncio.timeout(stall_s):
                         await self.wire.until(functools.partial(proto.can_send, piece.size))
                 except TimeoutError:
-                    raise PeerLostError(
+                    stalled = PeerLostError(
                         f"the other side granted no credit for {stall_s:g} s while "
                         "answering pings: it is stuck, or stalling on purpose"
-                    ) from None
+                    )
+                    stalled.path_died = False  # the path works: a reconnect cannot help
+                    raise stalled from None
                 for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest):
                     link.send(frame)
                 if piece.digest is not None:
