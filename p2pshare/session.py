@@ -177,7 +177,12 @@ async def send(
 
             async def send_once(channel: Channel, run: int) -> TransferResult:
                 gate = words.gate() if run == 0 else None  # the words were confirmed
-                return runs.add(await Sender(channel, sources, settings, on_event, gate).run())
+                sender = Sender(channel, sources, settings, on_event, gate)
+                try:
+                    return runs.add(await sender.run())
+                except BaseException:
+                    runs.lost += sender.sent
+                    raise
 
             return await reconnector.run(link, send_once)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
@@ -312,7 +317,11 @@ async def receive(
                 existing = again.first_existing if run == 0 else again.same_existing
                 resolve = existing if resolve_existing is not None else None
                 receiver = Receiver(channel, settings, on_event, ask, resolve)
-                return runs.add(await receiver.run())
+                try:
+                    return runs.add(await receiver.run())
+                except BaseException:
+                    runs.lost += receiver.written
+                    raise
 
             return await reconnector.run(link, receive_once)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
@@ -341,12 +350,13 @@ class _Runs:
     adds up, and the time counts from the first run's start."""
 
     def __init__(self) -> None:
-        self.sent = 0
+        self.lost = 0
+        """What crossed in the runs that failed (their connection died)."""
         self.started = time.monotonic()
 
     def add(self, result: TransferResult) -> TransferResult:
-        self.sent += result.sent
-        return dataclasses.replace(result, sent=self.sent, seconds=time.monotonic() - self.started)
+        sent = self.lost + result.sent
+        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
 
 
 class _SameOffer:

@@ -4,6 +4,7 @@ real peers in network namespaces whose path is cut, then restored or not."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -193,5 +194,50 @@ def test_a_path_that_never_returns_ends_with_exit_7_and_the_partial_kept(
         error = peer.last("error")
         assert error["error"] == "peer-lost"
         assert "partial data kept; send again to resume" in error["message"]
+    assert payload.name not in leftovers(out)
+    assert leftovers(out), "the partial data is kept for a resend"
+
+
+@pytest.mark.timeout(180)
+def test_the_receivers_address_changes_and_the_transfer_goes_on(
+    tmp_path: Path, payload: Path
+) -> None:
+    """The receiver gets a new address mid-transfer and loses the old one for good (a new
+    network): both sides find each other again through the server and finish, exit 0."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_a, "10.8.0.1") as url:
+        sender, receiver = peers(url, payload, out, host_a, host_b)
+        receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
+        # Old address first (deleting a primary address also deletes the secondaries of its
+        # subnet): a moment without any address, as when a laptop changes networks.
+        sh("ip", "addr", "del", "10.8.0.2/24", "dev", "eth0", ns=host_b)
+        sh("ip", "addr", "add", "10.8.0.3/24", "dev", "eth0", ns=host_b)
+        assert receiver.wait(120) == 0, receiver.stderr
+        assert sender.wait(60) == 0, sender.stderr
+    again = receiver.last("reconnected")
+    assert again["path"] == "lan"
+    size = payload.stat().st_size
+    assert sender.last("done")["sent"] <= size + DEFAULT_WINDOW_BYTES
+    assert (out / payload.name).read_bytes() == payload.read_bytes()
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_while_reconnecting_ends_at_once(tmp_path: Path, payload: Path) -> None:
+    """Ctrl-C during a reconnect ends the receiver at once with 130, well within the
+    2-minute budget, its partial data kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_a, "10.8.0.1") as url:
+        sender, receiver = peers(url, payload, out, host_a, host_b)
+        try:
+            receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
+            cut((host_a, host_b))
+            receiver.event("reconnecting")
+            receiver.send_signal(signal.SIGINT)
+            assert receiver.wait(20) == 130, receiver.stderr
+        finally:
+            sender.kill()
+    assert receiver.last("error")["error"] == "interrupted"
     assert payload.name not in leftovers(out)
     assert leftovers(out), "the partial data is kept for a resend"
