@@ -50,6 +50,9 @@ RECEIVER_PUBLIC_WAIT_S = 8.0
 answers would otherwise hold a "no such code" for every URL's connect timeout)."""
 RETRY_DELAYS_S = (1.0,)
 """Between rounds over the public mailbox URLs: bounded, growing (a good guest)."""
+SETTLE_S = 5.0
+"""At exit, how long losing routes' closes may still take (a mailbox close is bounded at
+about 4 s: its ``closed`` reply, then the websocket's closing handshake)."""
 
 AnyClient = RendezvousClient | MailboxClient
 
@@ -74,13 +77,28 @@ async def connect_public(settings: Settings, on_motd: Callable[[str], None]) -> 
 
 class FirstOf:
     """Several relays whose rooms hold the same code, as one :class:`Relay`: what is sent
-    goes to all of them until a peer speaks on one; that one is kept, the others closed."""
+    goes to all of them until a peer speaks on one; that one is kept, the others closed.
 
-    def __init__(self, relays: Sequence[Relay]) -> None:
+    ``required`` is the route whose failure ends the wait on every route: the sender's
+    embedded room, which expires at its server's room TTL (10 min). That is the sender's one
+    deadline: the public mailbox has none of ours, and a code left open there would be open
+    to guesses for as long as the process runs.
+    """
+
+    def __init__(self, relays: Sequence[Relay], required: Relay | None = None) -> None:
         self._relays = list(relays)
+        self._required = required
         self.chosen: Relay | None = None
         self.ice_servers: list[dict[str, Any]] = []
         """The chosen relay's, once a peer spoke."""
+        self._closing: set[asyncio.Task[None]] = set()
+        """Losing routes being closed in the background (a slow server must not delay the
+        winner); awaited, bounded, by :meth:`settle`."""
+
+    def _close_later(self, relay: Relay) -> None:
+        task = asyncio.ensure_future(relay.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def send(self, body: bytes) -> None:
         if self.chosen is not None:
@@ -90,10 +108,10 @@ class FirstOf:
             try:
                 await relay.send(body)
             except P2PShareError:
-                if len(self._relays) == 1:
+                if len(self._relays) == 1 or relay is self._required:
                     raise
                 self._relays.remove(relay)
-                await relay.close()
+                self._close_later(relay)
 
     async def wait_paired(self, timeout_s: float | None = None) -> None:
         if self.chosen is not None:
@@ -102,15 +120,20 @@ class FirstOf:
         failure: BaseException | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                while waits and self.chosen is None:
+                while waits and self.chosen is None and failure is None:
                     done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         relay = waits.pop(task)
-                        if task.exception() is None and self.chosen is None:
+                        error = task.exception()
+                        if error is None and self.chosen is None:
                             self.chosen = relay
-                        elif task.exception() is not None:
-                            failure = task.exception()
-                            logger.info("a rendezvous route failed: %s", failure)
+                        elif error is not None:
+                            logger.info("a rendezvous route failed: %s", error)
+                            if relay is self._required or not waits:
+                                failure = error
+                            else:
+                                self._relays.remove(relay)
+                                self._close_later(relay)
         finally:
             for task in waits:
                 task.cancel()
@@ -121,7 +144,7 @@ class FirstOf:
         self.ice_servers = self.chosen.ice_servers
         for relay in self._relays:
             if relay is not self.chosen:
-                await relay.close()
+                self._close_later(relay)
         self._relays = [self.chosen]
 
     async def receive(self, timeout_s: float | None) -> bytes:
@@ -132,6 +155,22 @@ class FirstOf:
     async def close(self) -> None:
         for relay in self._relays:
             await relay.close()
+        await self.settle()
+
+    async def settle(self, bound_s: float = SETTLE_S) -> None:
+        """Wait for the losing routes' closes, at most ``bound_s``; cancel what is left."""
+        await settle(self._closing, bound_s)
+
+
+async def settle(tasks: set[asyncio.Task[None]], bound_s: float = SETTLE_S) -> None:
+    """Let background closes finish within ``bound_s``, then cancel the rest."""
+    pending = set(tasks)
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=bound_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 @dataclass
@@ -170,7 +209,9 @@ async def sender_routes(
         if public is None:
             yield SenderRoute(local, code, url, None)
             return
-        yield SenderRoute(FirstOf([local, public]), code, url, server_label(public.url))
+        both = FirstOf([local, public], required=local)
+        stack.push_async_callback(both.settle)
+        yield SenderRoute(both, code, url, server_label(public.url))
 
 
 async def _public_room(

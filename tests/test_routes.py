@@ -1,14 +1,18 @@
-"""The logic of routes and public defaults, without a network: which relay carries a code
-open on two routes, and when the public servers are used at all (one CLI check on loopback)."""
+"""Routes and public defaults: which relay carries a code open on two routes (its logic with
+in-memory relays; its deadline and chosen codes with a real embedded server and a real
+mailbox server on 127.0.0.1), and when the public servers are used at all."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from p2pshare.codes import Code
 from p2pshare.config import (
     NO_PUBLIC_SERVERS,
     PUBLIC_MAILBOXES,
@@ -17,9 +21,15 @@ from p2pshare.config import (
     Settings,
     public_servers_from_env,
 )
-from p2pshare.errors import PeerLostError, SignallingError
-from p2pshare.routes import FirstOf
+from p2pshare.errors import NoSuchCodeError, PeerLostError, SignallingError
+from p2pshare.rendezvous import RendezvousClient
+from p2pshare.routes import FirstOf, SenderRoute, sender_routes
+from signal_server.server import ServerSettings, start_server
 from tests.cli_helpers import Peer, peer_env
+from tests.mailbox_helpers import mailbox_server
+
+LAN_AND_PUBLIC = IceConfig(local_addresses=("127.0.0.1", "192.0.2.1"))
+"""Addresses beyond loopback, so that the public route is tried (at the test's mailbox)."""
 
 
 class MemoryRelay:
@@ -63,6 +73,7 @@ async def test_first_route_a_peer_speaks_on_wins() -> None:
     assert lan.sent == public.sent == [b"pake"]
     public.peer_speaks(b"their pake")
     assert await relay.receive(5) == b"their pake"
+    await relay.settle()
     assert relay.chosen is public and public.closed is False and lan.closed is True
     assert relay.ice_servers == public.ice_servers
     await relay.send(b"confirm")
@@ -132,3 +143,37 @@ def test_a_sender_on_loopback_never_tries_public_servers(tmp_path: Path) -> None
         assert [e for e in sender.events if e["event"] == "warning"] == []
     finally:
         sender.kill()
+
+
+@contextlib.asynccontextmanager
+async def two_routes(
+    tmp_path: Path, chosen: Code | None, notices: list[str], room_ttl_s: float = 600.0
+) -> AsyncIterator[tuple[SenderRoute, str]]:
+    """A sender's routes as ``send`` opens them: a real embedded server (its room TTL
+    ``room_ttl_s``) and a real mailbox server as the public one; yields the mailbox URL too."""
+    with mailbox_server(tmp_path) as url:
+        settings = Settings(public=PublicServers(mailboxes=(url,), stun=()), ice=LAN_AND_PUBLIC)
+        server = ServerSettings(
+            host="127.0.0.1", port=0, room_ttl_s=room_ttl_s, sweep_interval_s=0.05
+        )
+        async with start_server(server) as running:
+            local = await RendezvousClient.connect(running.url)
+            try:
+                async with sender_routes(
+                    settings, chosen, (local, running.url), notices.append
+                ) as route:
+                    yield route, url
+            finally:
+                await local.close()
+
+
+async def test_the_sender_stops_waiting_when_its_embedded_room_expires(tmp_path: Path) -> None:
+    """A sender open on both routes waits no longer than its embedded room lives (the room
+    TTL): its expiry ends the wait on the public mailbox too, so the sender exits (its mDNS
+    advert with it) instead of leaving its code open to guesses forever."""
+    notices: list[str] = []
+    async with two_routes(tmp_path, None, notices, room_ttl_s=0.3) as (route, _):
+        assert route.public is not None, notices
+        with pytest.raises(NoSuchCodeError, match="expired"):
+            async with asyncio.timeout(20):  # a bound for a broken build, not a measure
+                await route.relay.wait_paired(None)
