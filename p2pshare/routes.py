@@ -57,6 +57,10 @@ about 4 s: its ``closed`` reply, then the websocket's closing handshake)."""
 AnyClient = RendezvousClient | MailboxClient
 
 
+class NameplateInUseError(SignallingError):
+    """A chosen code's nameplate holds another side's messages at the public mailbox."""
+
+
 async def connect_public(settings: Settings, on_motd: Callable[[str], None]) -> AnyClient:
     """A client of the first public mailbox that answers, in the table's order; each URL
     once per round, a bounded number of rounds with a pause between them."""
@@ -223,10 +227,16 @@ async def _public_room(
     async def open_room() -> tuple[AnyClient, str]:
         client = await connect_public(settings, on_notice)
         try:
-            if chosen is not None:
-                await client.claim(chosen.nameplate, create=True)
-                return client, chosen.nameplate
-            return client, await client.allocate()
+            if chosen is None:
+                return client, await client.allocate()
+            await client.claim(chosen.nameplate, create=True)
+            if isinstance(client, MailboxClient) and await client.others_posted():
+                client.mood = "lonely"  # we leave without a word: their pairing goes on
+                raise NameplateInUseError(
+                    "this code works on this network only: the nameplate is in use on the "
+                    f"public server {server_label(client.url)}"
+                )
+            return client, chosen.nameplate
         except BaseException:
             await client.close()
             raise
@@ -241,6 +251,9 @@ async def _public_room(
         with contextlib.suppress(BaseException):
             client, _ = await task
             await client.close()
+        if isinstance(exc, NameplateInUseError):
+            on_notice(exc.message)
+            return None
         reason = exc.message if isinstance(exc, P2PShareError) else "no answer in time"
         on_notice(
             f"the public rendezvous is out of reach ({reason}): this code works on this "
