@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from p2pshare import lan
@@ -270,6 +270,8 @@ class ReceiverRoute:
     lan_url: str | None = None
     public: AnyClient | None = None
     """In the sender's room already (claimed, the sender heard)."""
+    closing: set[asyncio.Task[None]] = field(default_factory=set)
+    """The losing route's close, in the background: the caller :func:`settle`-s it at exit."""
 
 
 async def find_sender(
@@ -285,10 +287,11 @@ async def find_sender(
     loop = asyncio.get_running_loop()
     lan_first_until = loop.time() + LAN_FIRST_S
     pending: set[asyncio.Future[Any]] = {lan_task, public_task}
+    closing: set[asyncio.Task[None]] = set()
     try:
         while True:
             if lan_task.done() and lan_task.exception() is None:
-                return ReceiverRoute(lan_url=lan_task.result())
+                return ReceiverRoute(lan_url=lan_task.result(), closing=closing)
             public_ok = public_task.done() and public_task.exception() is None
             lan_over = lan_task.done() or loop.time() >= lan_first_until
             if public_ok and lan_over:
@@ -305,7 +308,10 @@ async def find_sender(
             public_task.cancel()
             await asyncio.gather(public_task, return_exceptions=True)
         elif lan_task.done() and not lan_task.cancelled() and lan_task.exception() is None:
-            await public_task.result().close()  # the LAN route won
+            # The LAN route won: a slow public server must not delay it (it did, ~4 s).
+            task = asyncio.ensure_future(public_task.result().close())
+            closing.add(task)
+            task.add_done_callback(closing.discard)
 
 
 async def _public_claim(

@@ -81,6 +81,43 @@ async def test_first_route_a_peer_speaks_on_wins() -> None:
     assert lan.sent == [b"pake"] and public.sent == [b"pake", b"confirm"]
 
 
+class SlowToClose(MemoryRelay):
+    """A relay whose close hangs until the test lets it finish (a black-holed server)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.may_close = asyncio.Event()
+
+    async def close(self) -> None:
+        await self.may_close.wait()
+        self.closed = True
+
+
+async def test_a_losing_route_closes_in_the_background() -> None:
+    """The winner goes on while the loser's close is still waiting on its server (a
+    black-holed public mailbox took ~4 s per side); that close is awaited at exit."""
+    lan, public = MemoryRelay("lan"), SlowToClose("public")
+    relay = FirstOf([lan, public], required=lan)
+    lan.peer_speaks(b"their pake")
+    async with asyncio.timeout(20):  # a bound for a broken build, not a measure
+        assert await relay.receive(5) == b"their pake"
+    assert relay.chosen is lan and public.closed is False
+    public.may_close.set()
+    await relay.settle()
+    assert public.closed is True
+
+
+async def test_a_close_that_never_ends_is_cancelled_at_exit() -> None:
+    """At exit a loser's close gets a bounded time, then is cancelled: it never holds the
+    process."""
+    lan, public = MemoryRelay("lan"), SlowToClose("public")
+    relay = FirstOf([lan, public], required=lan)
+    lan.peer_speaks(b"their pake")
+    await relay.wait_paired(None)
+    await relay.settle(bound_s=0.01)
+    assert public.closed is False and not relay._closing
+
+
 async def test_a_failed_route_is_dropped() -> None:
     """A route that fails before anyone spoke on it (a dropped connection) leaves the race;
     the other can still win."""
