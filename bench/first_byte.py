@@ -82,10 +82,12 @@ def first_byte(
         else:
             time.sleep(0.0005)  # polling the disk: this is the measurement, not synchronisation
     receiver.wait()
+    if elapsed is None:
+        sender.kill()  # it would wait for a receiver for the room's whole lifetime
     sender.stdout.read()
     sender.wait()
     if elapsed is None:
-        raise RuntimeError("no byte reached the disk")
+        raise RuntimeError(f"no byte reached the disk (receive exited {receiver.returncode})")
     return elapsed
 
 
