@@ -23,6 +23,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures used by name)
     browser,
     cli_receiver,
     cli_sender,
+    confirm_words,
     finished,
     http_url,
     new_page,
@@ -110,6 +111,7 @@ def test_the_sending_page_hands_off_to_the_command_line(
     args = shlex.split(command)
     assert args[0] == "p2pshare"
     receiver = Peer([*args[1:], "--json", "--yes", "-o", str(out)], cwd=out)
+    confirm_words(page)
     assert receiver.wait() == 0, receiver.stderr
     assert (out / "report.pdf").read_bytes() == data
     finished(page)
@@ -323,6 +325,7 @@ def test_without_its_hashing_worker_the_page_hashes_in_its_own_thread(
         page.get_by_role("button", name="Send", exact=True).click()
         page.locator("#code-text").wait_for()
         receiver = cli_receiver(srv, page.locator("#code-text").inner_text(), out)
+        confirm_words(page)
         assert receiver.wait() == 0, receiver.stderr
         assert (out / "fallback.bin").read_bytes() == data
         finished(page)

@@ -3,7 +3,9 @@
 // transfer.js's decisions, sinks.js and download.js hold what arrives. Progress goes out
 // through onEvent:
 //   {type: "code", code}                     the sender's code is ready
+//   {type: "verify", keyMaterial}            the four security words can be shown
 //   {type: "connected", path}                the data channel is open (path may be null)
+// A sender awaits its confirmWords() after "connected", before anything is sent on the channel.
 //   {type: "offer", summary}                 (receiver) what the sender offers
 //   {type: "progress", done, total}
 //   {type: "file", name, blob, size}         (receiver) a verified download is ready
