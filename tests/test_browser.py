@@ -301,6 +301,27 @@ def test_words_that_differ_stop_both_sides_as_declined(
     assert [t for t in page.evaluate("window.sentTypes") if t != PING] == [ABORT]
 
 
+def test_words_that_differ_between_two_pages_stop_the_receiving_page(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """Page to page, "They differ — stop": the receiving page never sees an offer and says
+    the transfer was declined because the words differ; no download starts."""
+    random_file(tmp_path / "never.bin", 1000)
+    sending = new_page()
+    code = send_in_page(sending, server, [tmp_path / "never.bin"])
+    receiving = new_page()
+    downloads: list[Any] = []
+    receiving.on("download", lambda d: downloads.append(d))
+    receiving.goto(http_url(server) + "#" + code)
+    sending.get_by_role("button", name=WORDS_DIFFER, exact=True).click()
+    alert = receiving.get_by_role("alert").get_by_text("The transfer was declined")
+    alert.wait_for()
+    assert "security words differ" in alert.inner_text()
+    assert receiving.get_by_role("button", name="Accept", exact=True).is_hidden()
+    sending.get_by_text("You stopped because the words differ").wait_for()
+    assert not downloads
+
+
 def test_a_cli_verify_sender_to_a_page_shows_the_words_before_accept(
     server: str, new_page: Any, tmp_path: Path
 ) -> None:

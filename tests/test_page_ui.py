@@ -20,6 +20,7 @@ import pytest
 
 from tests.cli_helpers import ROOT, Peer, run_signal_server
 from tests.test_browser import (  # noqa: F401  (fixtures used by name)
+    SAME_WORDS,
     browser,
     cli_receiver,
     cli_sender,
@@ -244,6 +245,29 @@ def test_cancel_says_what_happened(server: str, new_page: Any, tmp_path: Path) -
     out.mkdir()
     receiver = cli_receiver(server, code, out)
     assert receiver.wait() == 4, receiver.stderr  # no such code
+
+
+def test_cancel_while_the_words_are_asked_sends_nothing(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """Cancel on a sending page still asking about the words: the fresh page says nothing
+    was sent; the CLI receiver is told (the other side cancelled) and keeps nothing."""
+    random_file(tmp_path / "w.bin", 100)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page(**DESKTOP)
+    page.goto(http_url(server))
+    page.get_by_label("Choose files", exact=True).set_input_files(str(tmp_path / "w.bin"))
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.locator("#code-text").wait_for()
+    receiver = cli_receiver(server, page.locator("#code-text").inner_text(), out)
+    page.get_by_role("button", name=SAME_WORDS, exact=True).wait_for()
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    page.get_by_text("Cancelled before the words were confirmed: nothing was sent").wait_for()
+    assert receiver.wait() != 0
+    assert "cancelled" in receiver.last("error")["message"]
+    assert "offer" not in [e["event"] for e in receiver.events]
+    assert not list(out.iterdir())
 
 
 def test_a_second_link_in_the_same_tab_starts_a_new_receive(

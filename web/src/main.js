@@ -252,19 +252,24 @@ function stopAndReload(notice) {
   setTimeout(() => location.reload(), link ? 500 : 0);
 }
 
-el.cancel.addEventListener("click", () => {
-  const sending = el["status-title"].textContent === "Sending";
+/** What Cancel did, said on the fresh page. */
+function cancelledText() {
   const connected = Boolean(running?.link);
-  stopAndReload(
-    sending
-      ? connected
-        ? "Cancelled: sending stopped and the receiver was told; what they got so far is discarded. The code no longer works."
-        : "Cancelled: nothing was sent, and the code no longer works."
-      : connected
-        ? "Cancelled: receiving stopped and the sender was told; nothing partial was kept."
-        : "Cancelled before the two sides connected: nothing was received.",
-  );
-});
+  if (el["status-title"].textContent !== "Sending") {
+    return connected
+      ? "Cancelled: receiving stopped and the sender was told; nothing partial was kept."
+      : "Cancelled before the two sides connected: nothing was received.";
+  }
+  // Still asking about the words: nothing has left (sender.js sends nothing before the answer).
+  if (!el["words-check"].hidden) {
+    return "Cancelled before the words were confirmed: nothing was sent, and the receiver was told. The code no longer works.";
+  }
+  return connected
+    ? "Cancelled: sending stopped and the receiver was told; what they got so far is discarded. The code no longer works."
+    : "Cancelled: nothing was sent, and the code no longer works.";
+}
+
+el.cancel.addEventListener("click", () => stopAndReload(cancelledText()));
 el.again.addEventListener("click", () => ui.reset());
 
 // A second link opened in the same tab (pasted into the address bar) starts a new receive.
