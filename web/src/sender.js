@@ -92,7 +92,7 @@ export async function sendFiles(files, { server, wordlist, confirmWords, onEvent
   }
 }
 
-export const WORDS_DIFFER = "the security words differ: nothing was sent";
+const WORDS_DIFFER = "the security words differ: nothing was sent";
 
 async function sendEntries(link, sources, onEvent, confirmWords) {
   const proto = new SenderProtocol(sources.map((s) => s.entry));
