@@ -12,8 +12,11 @@ sender's embedded server, found by mDNS) and the public mailbox, under one code.
       │ other is closed: one code pairs once                │
 
 The sender runs one :class:`~p2pshare.pake.PakeSession` whichever route wins, so a wrong
-guess on either burns the code on both. Nothing here waits on a public server longer than
-its bound: on a network without internet the LAN route is as fast as before.
+guess on either burns the code on both. It waits on both as long as its embedded room lives
+(the room TTL), never longer; the losing route is closed in the background. A chosen code
+whose nameplate holds a stranger's messages at the public mailbox stays on this network.
+Nothing here waits on a public server longer than its bound: on a network without internet
+the LAN route is as fast as before.
 """
 
 from __future__ import annotations
