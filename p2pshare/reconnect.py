@@ -233,11 +233,15 @@ class Reconnector:
             hello, mine = self.keys.hello(generation)
             await rv.send(hello)
             await rv.wait_paired(left)
-            while True:
-                theirs = self.keys.open_hello(await rv.receive(None), generation)
-                if theirs is not None:
-                    break
-                logger.info("ignored a reconnect hello that does not prove the session key")
+            # Paired, the peer's hello is already on its way: a room whose other side sends
+            # nothing that opens (a stranger's room under the same number) ends this attempt
+            # at the connect timeout, not at the end of the budget.
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                while True:
+                    theirs = self.keys.open_hello(await rv.receive(None), generation)
+                    if theirs is not None:
+                        break
+                    logger.info("ignored a reconnect hello that does not prove the session key")
             sealer = self.keys.attempt(generation, mine, theirs)
             return await connect_again(rv, sealer, self.settings)
         finally:
