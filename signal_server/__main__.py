@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from signal_server import __version__, eventloop
@@ -271,12 +272,23 @@ async def serve_until_signalled(settings: ServerSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with start_server(settings) as running:
         print(f"listening on {running.url}", flush=True)
+        page = page_url(running.url, running.signal.site.root)
+        if page is not None:
+            print(f"the page: {page} (https:// when behind a TLS proxy)", flush=True)
         if settings.trusted_proxies:
             logger.info(
                 "client addresses from X-Forwarded-For of %s", ", ".join(settings.trusted_proxies)
             )
         await stop.wait()
         logger.info("shutting down (%d rooms open)", len(running.signal.registry))
+
+
+def page_url(ws_url: str, root: Path) -> str | None:
+    """Where a browser opens the page this server serves (None when it serves none): the
+    same host and port as ``ws_url``, over HTTP."""
+    if not (root / "index.html").is_file():
+        return None
+    return "http" + ws_url.removeprefix("ws").rstrip("/") + "/"
 
 
 def raise_open_file_limit() -> None:
@@ -312,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             import redis  # noqa: F401
         except ImportError:
-            parser.error("--redis needs the redis package: pip install 'p2pshare[redis]'")
+            parser.error("--redis needs the redis package: in the clone, pip install '.[redis]'")
     if args.turn and not args.turn_secret:
         parser.error(f"--turn needs --turn-secret (or {ENV_TURN_SECRET}) to mint credentials")
     for url in (*args.stun, *args.turn):

@@ -44,6 +44,24 @@ def test_listening_is_printed_once() -> None:
     assert "listening" not in out + err
 
 
+def test_the_page_url_follows_the_listening_line() -> None:
+    """After the ws:// line a person sees where a browser opens the page (same port, http)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signal_server", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    second = proc.stdout.readline()
+    proc.terminate()
+    proc.communicate(timeout=10)
+    port = first.strip().rsplit(":", 1)[1]
+    assert second.startswith(f"the page: http://127.0.0.1:{port}/ "), second
+
+
 def test_port_zero_still_picks_a_free_port() -> None:
     """0 is a valid port: the server picks one and says which."""
     with run_signal_server("--port", "0") as url:
