@@ -73,8 +73,25 @@ from p2pshare.progress import (
 )
 from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 
+
+class _Group(typer.core.TyperGroup):
+    """Completes the hidden aliases too (``recv``, ``rx``, ``tx``): they are kept out of
+    --help, not out of the way of someone who types them."""
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        # click's class, wherever this typer takes click from (vendored since 0.28).
+        item = vars(typer.core)["CompletionItem"]
+        results = super().shell_complete(ctx, incomplete)
+        shown = {getattr(item, "value", None) for item in results}
+        for name, command in self.commands.items():
+            if command.hidden and name.startswith(incomplete) and name not in shown:
+                results.append(item(name, help=command.get_short_help_str()))
+        return results
+
+
 app = typer.Typer(
     name="p2pshare",
+    cls=_Group,
     help="Send files peer to peer over WebRTC, paired by a short code.\n\n"
     "\b\n"
     "  p2pshare send FILE        prints a code; read it to the receiver\n"

@@ -145,7 +145,7 @@ def fail(
     message = exc.message
     interrupted = isinstance(exc, InterruptedTransferError | PeerLostError | ConnectError)
     if resumable and interrupted and reporter.progressed:
-        message += f"; {RESUME_HINT[reporter.verb]}"
+        message = f"{message.rstrip('.')}; {RESUME_HINT[reporter.verb]}"
     try:
         reporter.error(exc.name, message)
     except P2PShareError:  # stdout could not take the JSON line: stderr still tells

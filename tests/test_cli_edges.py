@@ -1,0 +1,120 @@
+"""The command line's rough edges (issue 29 items 6-10): what is printed, in a log and at a
+terminal, and how the command ends in the cases a newcomer runs into."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+import typer
+from rich.console import Console
+
+from p2pshare import events
+from p2pshare.cli_outcome import fail
+from p2pshare.errors import InterruptedTransferError
+from p2pshare.progress import HumanReporter, ManyHumanReporter
+from p2pshare.webrtc import NetworkPath
+from tests.cli_helpers import Peer, peer_env
+from tests.test_first_hour import run
+
+
+def captured(reporter: HumanReporter, terminal: bool = False) -> io.StringIO:
+    """Point ``reporter`` at a buffer (a terminal of 200 columns when ``terminal``)."""
+    out = io.StringIO()
+    reporter.console = Console(
+        file=out, force_terminal=terminal, width=200, highlight=False, markup=False, emoji=False
+    )
+    return out
+
+
+def test_interrupted_hint_is_one_sentence() -> None:
+    """The resume hint follows "interrupted" without a stray full stop before the ";"."""
+    reporter = HumanReporter("x")
+    out = captured(reporter)
+    reporter.verb = "Sent"
+    reporter.progressed = True
+    with pytest.raises(typer.Exit) as stopped:
+        fail(reporter, InterruptedTransferError(), 0, resumable=True)
+    assert stopped.value.exit_code == 130
+    line = out.getvalue().strip()
+    assert line.startswith("p2pshare: error: interrupted; the receiver keeps"), line
+    assert ".;" not in line
+
+
+def test_many_connected_line_says_the_path_once() -> None:
+    """send --many: "receiver 2, ADDRESS: connected, direct, on the local network."."""
+    reporter = ManyHumanReporter("a.bin", count=2)
+    out = captured(reporter)
+    path = NetworkPath("lan", "host", "host")
+    reporter(events.ForReceiver(2, events.Connected(path), "receiver 2, 127.0.0.1, direct"))
+    assert out.getvalue() == "receiver 2, 127.0.0.1: connected, direct, on the local network.\n"
+
+
+def test_many_total_knows_its_size_with_n() -> None:
+    """send --many N: the total bar's size is N times the offer, never "5.7 MiB/?"."""
+    reporter = ManyHumanReporter("a.bin", count=3)
+    out = captured(reporter, terminal=True)
+    reporter(events.ForReceiver(1, events.Progress(1024 * 1024, 2 * 1024 * 1024), "receiver 1"))
+    reporter.close()
+    shown = out.getvalue()
+    assert "1.0 MiB/6.0 MiB" in shown, shown
+    assert "/?" not in shown
+
+
+def test_many_total_without_n_shows_only_what_was_sent() -> None:
+    """send --many (no N): the total bar shows the bytes sent, with no unknown "/?"."""
+    reporter = ManyHumanReporter("a.bin", count=None)
+    out = captured(reporter, terminal=True)
+    reporter(events.ForReceiver(1, events.Progress(1024 * 1024, 2 * 1024 * 1024), "receiver 1"))
+    reporter.close()
+    assert "total" in out.getvalue() and "/?" not in out.getvalue()
+
+
+def test_no_bars_in_a_log() -> None:
+    """Progress written to something other than a terminal draws no bar (it would be
+    rendered as text at the end, wrapped at 80 columns)."""
+    reporter = HumanReporter("a.bin")
+    out = captured(reporter, terminal=False)
+    reporter(events.Progress(0, 1000))
+    reporter(events.Progress(1000, 1000))
+    reporter.close()
+    assert out.getvalue() == "" and reporter.progressed
+
+
+def test_bars_at_a_terminal() -> None:
+    """At a terminal the bar is drawn (the log rule does not hide it there)."""
+    reporter = HumanReporter("a.bin")
+    out = captured(reporter, terminal=True)
+    reporter(events.Progress(500, 1000))
+    reporter.close()
+    assert "a.bin" in out.getvalue() and "500 bytes/1000 bytes" in out.getvalue()
+
+
+def test_sender_says_it_waits_for_acceptance(server: str, dirs: tuple[Path, Path]) -> None:
+    """Once connected, the sender says it waits for the receiver to accept; the log holds
+    no progress bar and the summary line ends it."""
+    src, out = dirs
+    (src / "a.bin").write_bytes(os.urandom(300_000))
+    sender = Peer(["send", str(src / "a.bin"), "--server", server], cwd=src)
+    code = sender.stderr_line("Code:").split(": ", 1)[1].strip()
+    receiver = Peer(["receive", code, "--server", server, "--yes", "-o", str(out)], cwd=out)
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    lines = sender.stderr.splitlines()
+    connected = next(i for i, x in enumerate(lines) if x.startswith("Connected:"))
+    assert lines[connected + 1] == "Waiting for the receiver to accept..."
+    assert lines[-1].startswith("Sent 293.0 KiB")
+    assert "━" not in sender.stderr + receiver.stderr
+
+
+@pytest.mark.parametrize(("typed", "alias"), [("r", "recv"), ("r", "rx"), ("t", "tx")])
+def test_completion_offers_the_aliases(typed: str, alias: str) -> None:
+    """Tab completes recv, rx and tx too, though --help leaves them out."""
+    env = peer_env(_P2PSHARE_COMPLETE="complete_bash", COMP_WORDS=f"p2pshare {typed}")
+    env["COMP_CWORD"] = "1"
+    status, out, _ = run(env=env)
+    assert status == 0 and alias in out.split(), out
+    _, help_text, _ = run("--help")
+    assert f"  {alias} " not in help_text
