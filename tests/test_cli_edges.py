@@ -4,8 +4,10 @@ terminal, and how the command ends in the cases a newcomer runs into."""
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -15,8 +17,8 @@ from p2pshare import events
 from p2pshare.cli_outcome import fail
 from p2pshare.errors import InterruptedTransferError
 from p2pshare.progress import HumanReporter, ManyHumanReporter
-from p2pshare.webrtc import NetworkPath
-from tests.cli_helpers import Peer, peer_env
+from p2pshare.webrtc import NetworkPath, path_kind
+from tests.cli_helpers import ROOT, Peer, peer_env
 from tests.test_first_hour import run
 
 
@@ -118,3 +120,14 @@ def test_completion_offers_the_aliases(typed: str, alias: str) -> None:
     assert status == 0 and alias in out.split(), out
     _, help_text, _ = run("--help")
     assert f"  {alias} " not in help_text
+
+
+PATH_CASES = json.loads((ROOT / "web" / "testlib" / "paths.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", PATH_CASES, ids=lambda c: f"{c['local']}-{c['remote']}")
+def test_path_kind_matches_the_page(case: dict[str, Any]) -> None:
+    """A peer-reflexive candidate on a local or loopback address is the local network (a
+    browser on this machine), on other addresses it is NAT: the same cases as the page's."""
+    (local_type, local_host), (remote_type, remote_host) = case["local"], case["remote"]
+    assert path_kind(local_type, local_host, remote_type, remote_host) == case["kind"]
