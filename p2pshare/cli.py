@@ -219,6 +219,19 @@ def send(
         ),
     ] = None,
     server: ServerOpt = None,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            min=0,
+            max=65535,
+            metavar="PORT",
+            rich_help_panel="Network",
+            help="Without --server: the TCP port of the rendezvous server this command runs "
+            "(default: any free port), so that a firewall can be opened for it in advance. "
+            "The data itself then takes UDP ports ICE picks.",
+        ),
+    ] = 0,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
     turn: TurnOpt = None,
@@ -257,6 +270,8 @@ def send(
         usage("give files or directories to send, or --text, but not both")
     if many is None and (timeout is not None or parallel != 2):
         usage("--parallel and --timeout go with --many")
+    if port and server:
+        usage("--port is for the rendezvous server send runs itself: not with --server")
     if many is not None and "-" in (paths or []):
         usage("standard input can be read only once: send it without --many")
     if verify and not yes and not sys.stdin.isatty():
@@ -293,6 +308,7 @@ def send(
         relay_only,
         direct_only,
         code_words=code_length,
+        server_port=port,
     )
     try:
         files, excluded = check_readable(files, skip=skip_unreadable, warn=reporter.warn)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from p2pshare.cli_outcome import fail
 from p2pshare.errors import InterruptedTransferError
 from p2pshare.progress import HumanReporter, ManyHumanReporter
 from p2pshare.webrtc import NetworkPath, path_kind
-from tests.cli_helpers import ROOT, Peer, peer_env
+from tests.cli_helpers import P2PSHARE, ROOT, Peer, peer_env
 from tests.test_first_hour import run
 
 
@@ -131,3 +133,87 @@ def test_path_kind_matches_the_page(case: dict[str, Any]) -> None:
     browser on this machine), on other addresses it is NAT: the same cases as the page's."""
     (local_type, local_host), (remote_type, remote_host) = case["local"], case["remote"]
     assert path_kind(local_type, local_host, remote_type, remote_host) == case["kind"]
+
+
+# -- item 9: a machine without network, a port for the firewall --------------------------------
+
+
+def in_new_netns(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``script`` (sh) in a network namespace of its own holding only ``lo``, with the
+    test peer's environment minus its loopback address (the command's own defaults)."""
+    assert os.geteuid() == 0, "network namespaces need root (as tests/natlab.py)"
+    environ = peer_env(**env)
+    del environ["P2PSHARE_LOCAL_ADDRESSES"]
+    return subprocess.run(
+        ["unshare", "--net", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+def test_send_without_network_is_an_expected_failure(tmp_path: Path) -> None:
+    """On a machine with only loopback, send says there is no network and exits 8 (could not
+    connect), not 1 (a bug), and says how to send on this machine."""
+    (tmp_path / "a.txt").write_text("hi")
+    done = in_new_netns(f"ip link set lo up; exec {P2PSHARE} send {tmp_path / 'a.txt'}")
+    assert done.returncode == 8, done.stderr
+    assert done.stderr.startswith("p2pshare: error: no network:"), done.stderr
+    assert "--local-address 127.0.0.1" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_firewalled_server_port_is_named(tmp_path: Path) -> None:
+    """A server whose port drops connections (a firewall) gives an error that says so."""
+    drop = "iptables -A INPUT -p tcp --dport 4999 -j DROP"
+    done = in_new_netns(
+        f"ip link set lo up && {drop} && "
+        f"exec {P2PSHARE} receive --yes --server ws://127.0.0.1:4999 7-guitar-ocean"
+    )
+    assert done.returncode == 3, done.stderr
+    assert "no answer in time" in done.stderr and "firewall" in done.stderr, done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_port_option_fixes_the_embedded_server_port(dirs: tuple[Path, Path]) -> None:
+    """send --port P: the receiver's command and the transfer use that port."""
+    src, out = dirs
+    data = os.urandom(100_000)
+    (src / "a.bin").write_bytes(data)
+    port = free_port()
+    sender = Peer(["send", str(src / "a.bin"), "--port", str(port), "--json"], cwd=src)
+    code = sender.event("code")
+    assert code["server"] == f"ws://127.0.0.1:{port}"
+    receiver = Peer(["receive", code["code"], "--server", code["server"], "--yes"], cwd=out)
+    assert receiver.wait() == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert (out / "a.bin").read_bytes() == data
+
+
+def test_port_taken_is_one_line(tmp_path: Path) -> None:
+    """--port on a port another program listens on: one line, exit 3."""
+    (tmp_path / "a.txt").write_text("hi")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, err = run("send", str(tmp_path / "a.txt"), "--port", str(port))
+    assert status == 3, err
+    assert err == (
+        f"p2pshare: error: cannot run the rendezvous server on 127.0.0.1 port {port}: "
+        "address already in use\n"
+    )
+
+
+def test_port_with_server_is_a_usage_error(tmp_path: Path) -> None:
+    """--port names the port of send's own server: with --server it is a mistake."""
+    (tmp_path / "a.txt").write_text("hi")
+    status, _, err = run("send", "a.txt", "--port", "4000", "--server", "ws://127.0.0.1:1")
+    assert status == 2 and "--port" in err and err.count("\n") == 1
