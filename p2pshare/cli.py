@@ -444,7 +444,8 @@ def receive(
     process list); omit it to be asked for it, with Tab completing the words.
 
     Shows what is offered (number of files, total size, names) and asks before accepting
-    (--yes to skip; without a terminal, --yes is required). Names the sender chose are checked
+    (--yes to skip; without a terminal, --yes is required for files, and a text message is
+    printed without asking). Names the sender chose are checked
     and the whole offer is refused if any is unsafe. Each file lands in a temporary file that
     gets its final name only once its hash matches the sender's. A text message is printed on
     stdout.
@@ -504,7 +505,9 @@ def receive(
             and not await words_match("Does the sender show the same words? [y/N] ")
         ):
             raise DeclinedError("the security words were not confirmed: nothing was accepted")
-        if yes:
+        if yes or (offer.is_text and not interactive):
+            # With nobody to ask, a text message is printed all the same: it only goes to
+            # stdout, escaped and bounded, and refusing it would spend the code for nothing.
             return True
         if not interactive:
             raise DeclinedError(

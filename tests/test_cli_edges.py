@@ -217,3 +217,37 @@ def test_port_with_server_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hi")
     status, _, err = run("send", "a.txt", "--port", "4000", "--server", "ws://127.0.0.1:1")
     assert status == 2 and "--port" in err and err.count("\n") == 1
+
+
+def test_text_message_needs_no_yes_without_a_terminal(server: str, dirs: tuple[Path, Path]) -> None:
+    """A receiver with nobody at a terminal (a script) prints a text message without --yes:
+    it only goes to stdout, escaped; the code is not spent on a refusal."""
+    src, out = dirs
+    sender = Peer(["send", "--text", "hello \x1b[31mthere", "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    receiver = subprocess.run(
+        [P2PSHARE, "receive", code, "--server", server],
+        cwd=out,
+        env=peer_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert receiver.returncode == 0, receiver.stderr
+    assert sender.wait() == 0, sender.stderr
+    assert receiver.stdout == "hello \\x1b[31mthere\n"
+    assert "Offer: a text message" in receiver.stderr
+
+
+def test_files_still_need_yes_without_a_terminal(server: str, dirs: tuple[Path, Path]) -> None:
+    """Files are written to disk: without a terminal and without --yes they are declined."""
+    src, out = dirs
+    (src / "a.txt").write_text("hi")
+    sender = Peer(["send", str(src / "a.txt"), "--server", server, "--json"], cwd=src)
+    code = sender.event("code")["code"]
+    receiver = Peer(["receive", code, "--server", server], cwd=out)
+    assert receiver.wait() == 9
+    assert "--yes" in receiver.stderr
+    assert sender.wait() == 9
+    assert not (out / "a.txt").exists()
