@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -20,7 +21,15 @@ from p2pshare.cli_outcome import fail
 from p2pshare.errors import InterruptedTransferError
 from p2pshare.progress import HumanReporter, ManyHumanReporter
 from p2pshare.webrtc import NetworkPath, path_kind
-from tests.cli_helpers import P2PSHARE, ROOT, Peer, peer_env
+from tests.cli_helpers import (
+    P2PSHARE,
+    ROOT,
+    Peer,
+    interruptible_env,
+    leftovers,
+    peer_env,
+    start_pair,
+)
 from tests.test_first_hour import run
 
 
@@ -251,3 +260,38 @@ def test_files_still_need_yes_without_a_terminal(server: str, dirs: tuple[Path, 
     assert "--yes" in receiver.stderr
     assert sender.wait() == 9
     assert not (out / "a.txt").exists()
+
+
+# -- item 7: SIGTERM and SIGHUP end a transfer as Ctrl-C does ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Large enough that a transfer is still running when the test stops it."""
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    with open(path, "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(1024 * 1024))
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize("who", ["receiver", "sender"])
+def test_stop_signals_end_like_ctrl_c(
+    server: str, dirs: tuple[Path, Path], big_file: Path, who: str, signum: int
+) -> None:
+    """kill (SIGTERM) or a closed terminal (SIGHUP) on either side: the other side is told at
+    once (exit 7, "cancelled", not its 20 s silence deadline), the stopped side exits 130, and
+    the partial data is kept for a resend."""
+    _, out = dirs
+    sender, receiver = start_pair(server, big_file, out, "--yes", env=interruptible_env())
+    victim, other = (receiver, sender) if who == "receiver" else (sender, receiver)
+    victim.event("progress", where=lambda e: 0 < e["done"] < e["total"])
+    victim.send_signal(signum)
+    assert victim.wait() == 130, victim.stderr
+    assert other.wait() == 7, other.stderr
+    assert victim.last("error")["error"] == "interrupted"
+    assert "cancelled" in other.last("error")["message"]
+    assert "resumes" in receiver.last("error")["message"]
+    left = leftovers(out)
+    assert [name.rsplit(".", 1)[1] for name in left] == ["json", "part"], left
