@@ -495,8 +495,14 @@ def receive(
         except P2PShareError as exc:
             fail(reporter, exc, verbose)
 
+    answered: list[session.OfferSummary] = []
+    """The offer as shown with the existing-files question, whose answer accepted it."""
+
     async def confirm(offer: session.OfferSummary) -> bool:
-        reporter.offer(offer)
+        if not answered:
+            reporter.offer(offer)
+        elif offer.destination is not None and offer.destination != answered[0].destination:
+            reporter.say(f"Saving as {printable(str(offer.destination))}.")
         if offer.destination is not None:
             check_writable(offer.destination)
         if (
@@ -505,7 +511,7 @@ def receive(
             and not await words_match("Does the sender show the same words? [y/N] ")
         ):
             raise DeclinedError("the security words were not confirmed: nothing was accepted")
-        if yes or (offer.is_text and not interactive):
+        if yes or answered or (offer.is_text and not interactive):
             # With nobody to ask, a text message is printed all the same: it only goes to
             # stdout, escaped and bounded, and refusing it would spend the code for nothing.
             return True
@@ -519,7 +525,11 @@ def receive(
             raise DeclinedError("declined (end of input at the prompt)")
         return answer.strip().lower() in ("", "y", "yes")
 
-    async def resolve_existing(existing: tuple[Path, ...], other: Path | None) -> str:
+    async def resolve_existing(
+        existing: tuple[Path, ...], other: Path | None, offer: session.OfferSummary
+    ) -> str:
+        # The offer first, then one question: overwriting or renaming accepts it.
+        reporter.offer(offer)
         reporter.already_here(existing)
         if other is not None:
             question = f"[o]verwrite, [r]ename to {printable(other.name)}, or [c]ancel? [o/r/C] "
@@ -528,8 +538,10 @@ def receive(
         answer = await ask_line(question)
         choice = (answer or "").strip().lower()
         if choice in ("o", "overwrite"):
+            answered.append(offer)
             return "overwrite"
         if choice in ("r", "rename") and other is not None:
+            answered.append(offer)
             return "rename"
         return "cancel"
 
