@@ -20,6 +20,7 @@ from p2pshare.cli_options import (
     JsonOpt,
     LocalAddressOpt,
     NoLargePacketsOpt,
+    PortOpt,
     RelayOnlyOpt,
     SendYesOpt,
     ServerOpt,
@@ -31,14 +32,17 @@ from p2pshare.cli_options import (
     VerboseOpt,
     VerifyOpt,
     check_paths,
+    many_without_count,
     read_text,
     server_url,
     settings_from_options,
     usage,
+    usage_error_class,
 )
 from p2pshare.cli_outcome import exit_process, fail, run_command, run_many, setup_logging
 from p2pshare.cli_prompts import (
     VERIFY_NEEDS_A_TERMINAL,
+    AliasCompletingGroup,
     ask_code,
     ask_line,
     check_words,
@@ -73,25 +77,9 @@ from p2pshare.progress import (
 )
 from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 
-
-class _Group(typer.core.TyperGroup):
-    """Completes the hidden aliases too (``recv``, ``rx``, ``tx``): they are kept out of
-    --help, not out of the way of someone who types them."""
-
-    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
-        # click's class, wherever this typer takes click from (vendored since 0.28).
-        item = vars(typer.core)["CompletionItem"]
-        results = super().shell_complete(ctx, incomplete)
-        shown = {getattr(item, "value", None) for item in results}
-        for name, command in self.commands.items():
-            if command.hidden and name.startswith(incomplete) and name not in shown:
-                results.append(item(name, help=command.get_short_help_str()))
-        return results
-
-
 app = typer.Typer(
     name="p2pshare",
-    cls=_Group,
+    cls=AliasCompletingGroup,
     help="Send files peer to peer over WebRTC, paired by a short code.\n\n"
     "\b\n"
     "  p2pshare send FILE        prints a code; read it to the receiver\n"
@@ -219,19 +207,7 @@ def send(
         ),
     ] = None,
     server: ServerOpt = None,
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port",
-            min=0,
-            max=65535,
-            metavar="PORT",
-            rich_help_panel="Network",
-            help="Without --server: the TCP port of the rendezvous server this command runs "
-            "(default: any free port), so that a firewall can be opened for it in advance. "
-            "The data itself then takes UDP ports ICE picks.",
-        ),
-    ] = 0,
+    port: PortOpt = 0,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
     turn: TurnOpt = None,
@@ -588,14 +564,6 @@ app.command("tx", hidden=True)(send)
 _COMMANDS = {"send": "send", "tx": "send", "receive": "receive", "recv": "receive", "rx": "receive"}
 
 
-def _usage_error_class() -> type[Exception]:
-    """typer's (vendored) click UsageError, reached through a public name."""
-    for cls in typer.BadParameter.__mro__:
-        if cls.__name__ == "UsageError":
-            return cls
-    raise AssertionError("typer.BadParameter is no longer a UsageError")
-
-
 def _report_usage(message: str, args: list[str]) -> NoReturn:
     """Every usage error, typer's or ours, the same way: one line on stderr (and an ``error``
     event with ``--json``), exit 2."""
@@ -608,21 +576,6 @@ def _report_usage(message: str, args: list[str]) -> NoReturn:
     sys.exit(2)
 
 
-def _many_without_count(args: list[str]) -> list[str]:
-    """``--many`` takes an optional N: a bare ``--many`` (not followed by a number) means
-    ``--many=0``, until Ctrl-C. click has no optional option values, so it is spelled out
-    here, before parsing."""
-    out: list[str] = []
-    for i, arg in enumerate(args):
-        if arg == "--":
-            return out + args[i:]
-        if arg == "--many" and not (i + 1 < len(args) and args[i + 1].isdecimal()):
-            out.append("--many=0")
-        else:
-            out.append(arg)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     # Before anything imports aiortc. A bad knob is reported as a usage error once the
     # command's options are read (settings_from_options); until then the default holds.
@@ -631,9 +584,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         stand_in = True
     media_stand_in.install(stand_in)
-    args = _many_without_count(sys.argv[1:] if argv is None else list(argv))
+    args = many_without_count(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(app)
-    usage_error = _usage_error_class()
+    usage_error = usage_error_class()
     try:
         status = command.main(args=args, prog_name="p2pshare", standalone_mode=False)
     except UsageProblem as exc:
