@@ -222,7 +222,11 @@ class ManySender:
             failure = None
         finally:
             self._pending.pop(task, None)
-        if isinstance(failure, WrongCodeError):
+        # The guard may have burned while the deadline fired (a wrong confirmation, then the
+        # time ran out sending ours): the code is burned all the same.
+        if isinstance(failure, WrongCodeError) or (
+            failure is not None and self.guard.burned and not self.closed
+        ):
             self._numbers += 1
             receiver = _Receiver(self._numbers, self.on_event)
             self._end(receiver.outcome("wrong-code", "key confirmation failed"))

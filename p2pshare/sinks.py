@@ -208,6 +208,8 @@ def _write(sink: Sink, worker: Worker[WriteJob, WriteReport]) -> None:
         raise describe(exc, "output") from None
     except Exception as exc:  # a bug: still end the transfer cleanly
         logger.exception("writer failed")
-        raise ProtocolError(f"internal error while writing: {exc}") from None
+        # Our own fault, not the sender's: the root error (exit 1, "a bug"), so that the
+        # partial data stays to resume from (worth_keeping drops it after an IntegrityError).
+        raise P2PShareError(f"internal error while writing: {exc}") from None
     finally:
         sink.close()

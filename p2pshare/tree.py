@@ -250,9 +250,11 @@ class Tree:
                 index, dir_fd, parts[-1], part, fd, entry, self._digest(), record=record
             )
             return
-        # Created with its final mode (the umask applies): no chmod later. Not readable
+        # Created with its final mode (the umask applies), less any write bit for group or
+        # others: nobody else may change the bytes between the hash and the rename (with
+        # umask 002 a group member could). Such bits, rare, are set at finish. Not readable
         # under its final name before the hash matched, whatever the mode.
-        mode = entry.mode & 0o777
+        mode = entry.mode & 0o777 & ~0o022
         while True:
             temp = f"{self._temp_stem}{next(self._temp_serial)}{TEMP_SUFFIX}"
             try:
@@ -383,7 +385,8 @@ class Tree:
             try:
                 if current.written >= FSYNC_MIN_BYTES:
                     os.fsync(current.fd)
-                if current.record is not None:  # a partial file, made owner-only
+                if current.record is not None or current.entry.mode & 0o022 & ~UMASK:
+                    # A partial file, made owner-only, or write bits held back above.
                     os.fchmod(current.fd, current.entry.mode & 0o777 & ~UMASK)
                 if current.entry.mtime is not None:
                     os.utime(current.fd, (current.entry.mtime, current.entry.mtime))
@@ -424,7 +427,8 @@ class Tree:
             code = ctypes.get_errno()
             if code == errno.EEXIST:
                 raise DeclinedError(f"{shown} appeared while receiving; not replacing it")
-            if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            # EPERM: seccomp sandboxes (some container runtimes) refuse the call itself.
+            if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
                 raise describe(OSError(code, os.strerror(code)), str(shown))
             self._noreplace = False  # this file system cannot: link and unlink instead
         try:

@@ -129,7 +129,13 @@ class Admission(Generic[Conn]):
         from now on it counts against that address's share. Refused: close it; it is still
         counted until :meth:`closed`, under its old address."""
         entry = self._entries.get(conn)
-        if entry is None or entry.address == address:
+        if entry is None:
+            return Admitted()
+        if entry.address == address:
+            # A trusted proxy's connection that names no usable client stays charged to the
+            # proxy: under the per-address limit then, like anyone's (it counts itself).
+            if self.per_address and self._by_address[address] > self.per_address:
+                return Refused("too many connections from your address", 429)
             return Admitted()
         evict: list[Conn] = []
         refused = self._make_room_for(address, evict)

@@ -146,6 +146,20 @@ def test_a_proxied_connection_is_charged_to_its_client() -> None:
     assert adm.count("proxy") == 0 and adm.open == 3
 
 
+def test_a_proxied_connection_naming_no_client_is_held_to_the_proxys_share() -> None:
+    """A trusted proxy's connection that names no usable client stays on the proxy's
+    address and under the per-address limit there, instead of escaping every limit."""
+    adm = make(per_address=2)
+    for conn in range(4):
+        assert adm.admit(conn, "proxy", now=0, per_address=False) == Admitted()
+        adm.upgraded(conn)
+    assert adm.attribute(0, "a") == Admitted()  # named a client: charged to it
+    decision = adm.attribute(1, "proxy")  # the proxy holds 3, over its share of 2
+    assert isinstance(decision, Refused) and decision.status == 429
+    adm.closed(1)
+    assert adm.attribute(2, "proxy") == Admitted()  # 2 now: within its share
+
+
 def test_attributing_a_half_open_connection_evicts_the_clients_oldest_half_open() -> None:
     """A client at its share through the proxy pushes out its own oldest half-open socket,
     never the proxy's other clients."""

@@ -127,9 +127,21 @@ def cli_sender(server: str, *paths: Path, verify: bool = False) -> tuple[Peer, s
     return sender, event["code"]
 
 
-def receive_in_page(page: Any, server: str, code: str) -> Any:
-    """Open the share link (the code in the fragment), accept, return the download."""
+SAME_WORDS = "The other side shows the same words — send"
+WORDS_DIFFER = "They differ — stop"
+
+
+def confirm_words(page: Any) -> None:
+    """A sending page's question, once its channel is open: the words match, send."""
+    page.get_by_role("button", name=SAME_WORDS, exact=True).click()
+
+
+def receive_in_page(page: Any, server: str, code: str, sending: Any = None) -> Any:
+    """Open the share link (the code in the fragment), accept, return the download;
+    ``sending``: the sending page, whose person confirms the words first."""
     page.goto(http_url(server) + "#" + code)
+    if sending is not None:
+        confirm_words(sending)
     accept = page.get_by_role("button", name="Accept", exact=True)
     accept.wait_for()
     # Listen before clicking: a small file can be downloaded before click() returns.
@@ -213,6 +225,127 @@ def test_cli_to_chromium(server: str, new_page: Any, tmp_path: Path) -> None:
         for x in lines
     ), lines
     RATES["CLI -> Chromium"] = round(len(data) / done["seconds"] / 1e6, 1)
+
+
+SENT_TYPES = (
+    "(() => { window.sentTypes = [];"
+    " const send = RTCDataChannel.prototype.send;"
+    " RTCDataChannel.prototype.send = function (data) {"
+    "   const bytes = typeof data === 'string' ? [] : ArrayBuffer.isView(data)"
+    "     ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);"
+    "   window.sentTypes.push(bytes.length ? bytes[0] : -1);"
+    "   if (window.sentTypes.filter((t) => t === 8).length >= 2)"
+    "     document.documentElement.dataset.pingedTwice = '';"
+    "   return send.call(this, data); }; })();"
+)
+"""An init script: the type byte of every frame the page sends on a data channel (and the
+<html data-pinged-twice> after two pings, for a locator to wait on: the page's CSP forbids eval)."""
+PING, OFFER, ABORT = 0x08, 0x01, 0x03
+
+
+def test_a_page_sender_sends_nothing_before_the_words_are_confirmed(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """A sending page asks whether the other side shows the same words once the channel is
+    open, the question focused (not a button) and both answers labelled; until the click it
+    sends nothing but pings (while the CLI receiver keeps waiting for the offer), then the
+    offer and the file."""
+    data = random_file(tmp_path / "gated.bin", 100_000)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page()
+    page.add_init_script(SENT_TYPES)
+    code = send_in_page(page, server, [tmp_path / "gated.bin"])
+    receiver = cli_receiver(server, code, out, "--verify")
+    assert receiver.event("connected")
+    same = page.get_by_role("button", name=SAME_WORDS, exact=True)
+    same.wait_for()
+    assert page.get_by_role("button", name=WORDS_DIFFER, exact=True).is_visible()
+    playwright_sync.expect(page.locator("#words-question")).to_be_focused()
+    # Two pings (4 s of an open channel, condition not sleep): the page waits, sends no offer.
+    page.locator("html[data-pinged-twice]").wait_for(state="attached")
+    assert set(page.evaluate("window.sentTypes")) == {PING}
+    assert receiver.proc.poll() is None  # still waiting for the offer
+    assert page_verification_words(page) == receiver.last("verify")["words"]
+    same.click()
+    receiver.event("offer")
+    assert receiver.wait() == 0, receiver.stderr
+    assert (out / "gated.bin").read_bytes() == data
+    finished(page)
+    sent = [t for t in page.evaluate("window.sentTypes") if t != PING]
+    assert sent[0] == OFFER
+
+
+def test_words_that_differ_stop_both_sides_as_declined(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """ "They differ — stop" on a sending page: no offer leaves, the CLI receiver is told
+    (Abort "declined") and exits 9 as with `send --verify` answered no, keeping nothing;
+    the page says so in a sentence, not an error."""
+    random_file(tmp_path / "never.bin", 1000)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page()
+    page.add_init_script(SENT_TYPES)
+    code = send_in_page(page, server, [tmp_path / "never.bin"])
+    receiver = cli_receiver(server, code, out)
+    page.get_by_role("button", name=WORDS_DIFFER, exact=True).click()
+    assert receiver.wait() == 9, receiver.stderr
+    error = receiver.last("error")
+    assert error["error"] == "declined"
+    assert "security words differ" in error["message"]
+    assert "offer" not in [e["event"] for e in receiver.events]
+    assert leftovers(out) == []
+    page.get_by_text("You stopped because the words differ: nothing was sent").wait_for()
+    assert page.locator("#error").inner_text() == ""
+    assert [t for t in page.evaluate("window.sentTypes") if t != PING] == [ABORT]
+
+
+def test_words_that_differ_between_two_pages_stop_the_receiving_page(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """Page to page, "They differ — stop": the receiving page never sees an offer and says
+    the transfer was declined because the words differ; no download starts."""
+    random_file(tmp_path / "never.bin", 1000)
+    sending = new_page()
+    code = send_in_page(sending, server, [tmp_path / "never.bin"])
+    receiving = new_page()
+    downloads: list[Any] = []
+    receiving.on("download", lambda d: downloads.append(d))
+    receiving.goto(http_url(server) + "#" + code)
+    sending.get_by_role("button", name=WORDS_DIFFER, exact=True).click()
+    alert = receiving.get_by_role("alert").get_by_text("The transfer was declined")
+    alert.wait_for()
+    assert "security words differ" in alert.inner_text()
+    assert receiving.get_by_role("button", name="Accept", exact=True).is_hidden()
+    sending.get_by_text("You stopped because the words differ").wait_for()
+    assert not downloads
+
+
+def test_a_cli_verify_sender_to_a_page_shows_the_words_before_accept(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """`send --verify --yes` to a page: the receiving page shows the sender's words above
+    its Accept button before it appears (the receiver's own check), and the file arrives."""
+    data = random_file(tmp_path / "checked.bin", 5000)
+    sender, code = cli_sender(server, tmp_path / "checked.bin", verify=True)
+    page = new_page()
+    page.goto(http_url(server) + "#" + code)
+    accept = page.get_by_role("button", name="Accept", exact=True)
+    accept.wait_for()
+    assert page.locator("#verify-words").is_visible()
+    assert page_verification_words(page) == sender.event("verify")["words"]
+    # Read (and laid out) before the offer: #verify precedes #accept in the document.
+    assert page.evaluate(
+        "document.getElementById('verify').compareDocumentPosition("
+        "document.getElementById('accept')) & Node.DOCUMENT_POSITION_FOLLOWING"
+    )
+    # A receiving page never asks the sender's question.
+    assert page.get_by_role("button", name=SAME_WORDS, exact=True).is_hidden()
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        accept.click()
+    assert Path(download.value.path()).read_bytes() == data
+    assert sender.wait() == 0, sender.stderr
 
 
 @contextlib.contextmanager
@@ -303,6 +436,7 @@ def test_chromium_to_cli(server: str, new_page: Any, tmp_path: Path) -> None:
     page = new_page()
     code = send_in_page(page, server, [src / n for n in sizes])
     receiver = cli_receiver(server, code, out, "--verify")
+    confirm_words(page)
     assert receiver.wait(180) == 0, receiver.stderr
     assert page_verification_words(page) == receiver.last("verify")["words"]
     for name, content in data.items():
@@ -328,6 +462,7 @@ def test_a_folder_chosen_in_the_page_arrives_as_a_tree(
     page.goto(http_url(server))
     page.get_by_label("Choose a folder", exact=True).set_input_files(str(album))
     receiver = cli_receiver(server, click_send(page), out)
+    confirm_words(page)
     assert receiver.wait() == 0, receiver.stderr
     for name, content in files.items():
         assert (out / "album" / name).read_bytes() == content
@@ -351,6 +486,7 @@ def test_files_dropped_on_the_page(server: str, new_page: Any, tmp_path: Path) -
     page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
     page.get_by_text("2 files").wait_for()
     receiver = cli_receiver(server, click_send(page), out)
+    confirm_words(page)
     assert receiver.wait() == 0, receiver.stderr
     assert (out / "dropped.txt").read_bytes() == b"dropped\n"
     assert (out / "empty.bin").read_bytes() == b""
@@ -362,7 +498,7 @@ def test_chromium_to_chromium(server: str, new_page: Any, tmp_path: Path) -> Non
     sending = new_page()
     code = send_in_page(sending, server, [tmp_path / "between-browsers.bin"])
     receiving = new_page()
-    download = receive_in_page(receiving, server, code)
+    download = receive_in_page(receiving, server, code, sending)
     assert download.suggested_filename == "between-browsers.bin"
     assert sha(Path(download.path()).read_bytes()) == sha(data)
     seconds = finished(receiving)
@@ -557,6 +693,7 @@ def test_one_percent_loss_between_the_cli_and_chromium(
             else:
                 code = send_in_page(page, server, [src])
                 receiver = cli_receiver(server, code, out, env=lab_env(), netns=host_a)
+                confirm_words(page)
                 assert receiver.wait(200) == 0, receiver.stderr
                 assert (out / "lossy.bin").read_bytes() == data
             finished(page)
@@ -633,11 +770,13 @@ def test_a_resend_from_the_page_resumes_a_killed_cli_receiver(
     page = new_page()
     code = send_in_page(page, server, [tmp_path / "resumed.bin"])
     receiver = cli_receiver(server, code, out)
+    confirm_words(page)
     had = receiver.event("progress", where=lambda e: e["done"] >= e["total"] // 2)["done"]
     receiver.kill()
     page.get_by_role("alert").wait_for()
     page.get_by_role("button", name="Start over", exact=True).click()
     again = cli_receiver(server, click_send(page), out)
+    confirm_words(page)
     assert again.event("offer")["found"] >= had
     assert again.wait() == 0, again.stderr
     done = again.last("done")

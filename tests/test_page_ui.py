@@ -20,9 +20,11 @@ import pytest
 
 from tests.cli_helpers import ROOT, Peer, run_signal_server
 from tests.test_browser import (  # noqa: F401  (fixtures used by name)
+    SAME_WORDS,
     browser,
     cli_receiver,
     cli_sender,
+    confirm_words,
     finished,
     http_url,
     new_page,
@@ -110,6 +112,7 @@ def test_the_sending_page_hands_off_to_the_command_line(
     args = shlex.split(command)
     assert args[0] == "p2pshare"
     receiver = Peer([*args[1:], "--json", "--yes", "-o", str(out)], cwd=out)
+    confirm_words(page)
     assert receiver.wait() == 0, receiver.stderr
     assert (out / "report.pdf").read_bytes() == data
     finished(page)
@@ -244,6 +247,29 @@ def test_cancel_says_what_happened(server: str, new_page: Any, tmp_path: Path) -
     assert receiver.wait() == 4, receiver.stderr  # no such code
 
 
+def test_cancel_while_the_words_are_asked_sends_nothing(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """Cancel on a sending page still asking about the words: the fresh page says nothing
+    was sent; the CLI receiver is told (the other side cancelled) and keeps nothing."""
+    random_file(tmp_path / "w.bin", 100)
+    out = tmp_path / "out"
+    out.mkdir()
+    page = new_page(**DESKTOP)
+    page.goto(http_url(server))
+    page.get_by_label("Choose files", exact=True).set_input_files(str(tmp_path / "w.bin"))
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.locator("#code-text").wait_for()
+    receiver = cli_receiver(server, page.locator("#code-text").inner_text(), out)
+    page.get_by_role("button", name=SAME_WORDS, exact=True).wait_for()
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    page.get_by_text("Cancelled before the words were confirmed: nothing was sent").wait_for()
+    assert receiver.wait() != 0
+    assert "cancelled" in receiver.last("error")["message"]
+    assert "offer" not in [e["event"] for e in receiver.events]
+    assert not list(out.iterdir())
+
+
 def test_a_second_link_in_the_same_tab_starts_a_new_receive(
     server: str, new_page: Any, tmp_path: Path
 ) -> None:
@@ -323,6 +349,7 @@ def test_without_its_hashing_worker_the_page_hashes_in_its_own_thread(
         page.get_by_role("button", name="Send", exact=True).click()
         page.locator("#code-text").wait_for()
         receiver = cli_receiver(srv, page.locator("#code-text").inner_text(), out)
+        confirm_words(page)
         assert receiver.wait() == 0, receiver.stderr
         assert (out / "fallback.bin").read_bytes() == data
         finished(page)

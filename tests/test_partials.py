@@ -322,3 +322,58 @@ def test_writeback_is_started_by_the_kernel(tmp_path: Path) -> None:
         assert not fs.start_writeback(-1, 0, MIB)  # the kernel's answer is read, not assumed
     finally:
         os.close(fd)
+
+
+def test_a_file_is_not_writable_by_others_until_it_is_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With umask 002 and the sender's mode 0o664, the temporary file has no group write bit
+    while data arrives (nobody else can change bytes already hashed); in place it is 0o664."""
+    data = b"x" * 1000
+    entry = m.FileEntry("small.txt", len(data), 0o664, None)
+    offer = m.Offer((entry,))
+    old = os.umask(0o002)
+    monkeypatch.setattr(tree_module, "UMASK", 0o002)
+    try:
+        tree = Tree(plan(tmp_path, offer, [("small.txt",)], False, True), offer)
+        tree.begin(0)
+        tree.write(data)
+        (temp,) = tmp_path.iterdir()
+        assert temp.name != "small.txt" and temp.stat().st_mode & 0o777 == 0o644
+        tree.finish(0, hashlib.sha256(data).hexdigest())
+        tree.close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "small.txt").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "small.txt").read_bytes() == data
+
+
+async def test_a_bug_in_the_writer_keeps_the_partial_data(tmp_path: Path) -> None:
+    """An unexpected exception in the writer thread (our bug, not the sender's) ends the
+    receive as the root error, which keeps the partial data to resume from, not as a
+    protocol error, which would delete it."""
+    from p2pshare import sinks
+    from p2pshare.errors import P2PShareError
+    from p2pshare.partials import worth_keeping
+
+    class Broken:
+        keep_partial = True
+        closed = False
+
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("a bug")
+
+        def close(self) -> None:
+            self.closed = True
+
+    sink = Broken()
+    worker = sinks.write_worker(sink)  # type: ignore[arg-type]
+    worker.start()
+    worker.submit(sinks.Write(b"data"))
+    worker.stop()
+    with pytest.raises(P2PShareError) as failure:
+        async for _ in worker:
+            pass
+    assert not isinstance(failure.value, IntegrityError)
+    assert "internal error while writing" in failure.value.message
+    assert worth_keeping(failure.value) and sink.keep_partial and sink.closed

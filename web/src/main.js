@@ -29,7 +29,7 @@ function summaryText(s) {
   return `The sender offers ${parts.join(" and ")}, ${formatBytes(s.totalBytes)} in total:`;
 }
 
-async function run(title, body) {
+async function run(title, body, declined = "You declined: nothing was received, and the sender was told.") {
   if (running) return;
   const abort = { link: null, cancelled: false };
   running = abort;
@@ -39,7 +39,7 @@ async function run(title, body) {
   } catch (error) {
     if (abort.cancelled) return; // the page is reloading; Cancel said what happened
     if (error?.name === "declined" && !error.remote) {
-      ui.ended("You declined: nothing was received, and the sender was told.");
+      ui.ended(declined);
     } else {
       ui.failed(error);
       console.warn("p2pshare:", error);
@@ -82,20 +82,24 @@ function send(files) {
       server,
       wordlist: WORDLIST,
       abort,
+      // The page always shows the words, so it always asks before anything is sent.
+      async confirmWords() {
+        const same = await ui.askWords();
+        if (same) ui.message("Waiting for the receiver to accept…");
+        return same;
+      },
       onEvent(e) {
         if (e.type === "code") showCode(e.code);
         else if (e.type === "verify") ui.verify(verificationWords(e.keyMaterial, WORDLIST));
-        else if (e.type === "connected") {
-          ui.connected(e.path, PATH_WORDS);
-          ui.message("Waiting for the receiver to accept…");
-        } else if (e.type === "progress") {
+        else if (e.type === "connected") ui.connected(e.path, PATH_WORDS);
+        else if (e.type === "progress") {
           ui.progress(e.done, e.total, "sent");
           ui.message("");
         }
       },
     });
     ui.finished(`Done: ${formatBytes(result.bytes)} sent; the receiver verified every file.`);
-  });
+  }, "You stopped because the words differ: nothing was sent, and the receiver was told. Someone may be in the middle: send again with a new code, and compare the words again.");
 }
 
 function showCode(code) {
@@ -248,19 +252,24 @@ function stopAndReload(notice) {
   setTimeout(() => location.reload(), link ? 500 : 0);
 }
 
-el.cancel.addEventListener("click", () => {
-  const sending = el["status-title"].textContent === "Sending";
+/** What Cancel did, said on the fresh page. */
+function cancelledText() {
   const connected = Boolean(running?.link);
-  stopAndReload(
-    sending
-      ? connected
-        ? "Cancelled: sending stopped and the receiver was told; what they got so far is discarded. The code no longer works."
-        : "Cancelled: nothing was sent, and the code no longer works."
-      : connected
-        ? "Cancelled: receiving stopped and the sender was told; nothing partial was kept."
-        : "Cancelled before the two sides connected: nothing was received.",
-  );
-});
+  if (el["status-title"].textContent !== "Sending") {
+    return connected
+      ? "Cancelled: receiving stopped and the sender was told; nothing partial was kept."
+      : "Cancelled before the two sides connected: nothing was received.";
+  }
+  // Still asking about the words: nothing has left (sender.js sends nothing before the answer).
+  if (!el["words-check"].hidden) {
+    return "Cancelled before the words were confirmed: nothing was sent, and the receiver was told. The code no longer works.";
+  }
+  return connected
+    ? "Cancelled: sending stopped and the receiver was told; what they got so far is discarded. The code no longer works."
+    : "Cancelled: nothing was sent, and the code no longer works.";
+}
+
+el.cancel.addEventListener("click", () => stopAndReload(cancelledText()));
 el.again.addEventListener("click", () => ui.reset());
 
 // A second link opened in the same tab (pasted into the address bar) starts a new receive.

@@ -3,6 +3,7 @@
 // slices within the receiver's credit, hashed as it goes. Browser APIs only.
 
 import { generateWords, parseCode } from "./codes.js";
+import { DeclinedError } from "./errors.js";
 import { DATA_END_OVERHEAD } from "./frames.js";
 import { createHash } from "./hashing.js";
 import { checkOffer, printable } from "./names.js";
@@ -67,9 +68,14 @@ async function hashPrefix(file, length, hasher) {
 
 /**
  * Send `files` (File objects). Resolves once the receiver verified everything.
- * `server`: the rendezvous URL; `wordlist`: the 256 code words.
+ * `server`: the rendezvous URL; `wordlist`: the 256 code words; `confirmWords`: resolves
+ * true once the person confirmed that the other side shows the same security words, false
+ * if they differ. The page always asks (it always shows the words): it is awaited once the
+ * data channel is open, before anything is sent on it (the Offer included), pings running
+ * meanwhile, as the CLI's `send --verify` does; false stops both sides with Abort "declined".
  */
-export async function sendFiles(files, { server, wordlist, onEvent = () => {}, abort = null }) {
+export async function sendFiles(files, { server, wordlist, confirmWords, onEvent = () => {}, abort = null }) {
+  if (typeof confirmWords !== "function") throw new TypeError("sendFiles needs confirmWords: a page sender always asks");
   const sources = entriesFor(files);
   if (!sources.some((s) => s.file !== null)) throw new Error("choose at least one file");
   checkOwnOffer(sources.map((s) => s.entry));
@@ -80,13 +86,15 @@ export async function sendFiles(files, { server, wordlist, onEvent = () => {}, a
     onEvent({ type: "code", code: code.text });
     const link = await pairAndConnect(rv, SENDER, code, onEvent);
     if (abort) abort.link = link;
-    return await withPeer(link, () => sendEntries(link, sources, onEvent));
+    return await withPeer(link, () => sendEntries(link, sources, onEvent, confirmWords));
   } finally {
     rv.close();
   }
 }
 
-async function sendEntries(link, sources, onEvent) {
+const WORDS_DIFFER = "the security words differ: nothing was sent";
+
+async function sendEntries(link, sources, onEvent, confirmWords) {
   const proto = new SenderProtocol(sources.map((s) => s.entry));
   const state = { accepted: false, finished: false, acked: 0 };
   const wire = new Wire(link, (frame) => {
@@ -103,6 +111,8 @@ async function sendEntries(link, sources, onEvent) {
   const progress = throttled(onEvent);
 
   return wire.run(async () => {
+    // Nothing leaves before the person confirmed the words (sender.py does the same).
+    if (!(await confirmWords())) throw new DeclinedError(WORDS_DIFFER);
     for (const frame of proto.start()) {
       link.send(frame);
       await link.drain();

@@ -99,7 +99,7 @@ export class Ui {
     el.send.hidden = true;
     el.notice.hidden = true;
     this.#set("status-title", title);
-    for (const id of ["share", "offer", "progress-box", "text-box", "again", "verify", "offer-zip"]) el[id].hidden = true;
+    for (const id of ["share", "offer", "progress-box", "text-box", "again", "verify", "words-check", "offer-zip"]) el[id].hidden = true;
     el.cancel.hidden = false;
     for (const id of ["path", "message", "error", "offer-summary", "progress-text", "verify-words", "offer-zip"]) this.#set(id, "");
     el["offer-names"].replaceChildren();
@@ -221,6 +221,25 @@ export class Ui {
     this.#set("verify-words", words.join(" "));
   }
 
+  /** The sender's question once the channel is open: does the other side show the same
+   * words? Resolves true (send) or false (stop). The focus goes to the question, not to a
+   * button: a stray Enter never confirms (as the CLI's [y/N] defaults to no). */
+  askWords() {
+    const el = this.el;
+    el["words-check"].hidden = false;
+    this.message("");
+    el["words-question"].focus();
+    return new Promise((resolve) => {
+      const answer = (same) => {
+        el["words-same"].onclick = el["words-differ"].onclick = null;
+        el["words-check"].hidden = true;
+        resolve(same);
+      };
+      el["words-same"].onclick = () => answer(true);
+      el["words-differ"].onclick = () => answer(false);
+    });
+  }
+
   connected(path, words) {
     this.el.share.hidden = true;
     this.#set("path", path ? `Connected: ${words[path.kind]}.` : "Connected.");
@@ -313,6 +332,7 @@ export class Ui {
     const el = this.el;
     el.cancel.hidden = true;
     el.offer.hidden = true;
+    el["words-check"].hidden = true;
     el.share.hidden = true;
     el.again.hidden = false;
     this.message(text);
@@ -321,6 +341,7 @@ export class Ui {
   failed(error) {
     this.el.cancel.hidden = true;
     this.el.offer.hidden = true;
+    this.el["words-check"].hidden = true;
     this.el.again.hidden = false;
     this.el.share.hidden = true;
     this.message("");
