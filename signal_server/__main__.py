@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -285,10 +286,15 @@ async def serve_until_signalled(settings: ServerSettings) -> None:
 
 def page_url(ws_url: str, root: Path) -> str | None:
     """Where a browser opens the page this server serves (None when it serves none): the
-    same host and port as ``ws_url``, over HTTP."""
+    same host and port as ``ws_url``, over HTTP. Listening on every address (0.0.0.0, ::),
+    no one address is the right one to open: the line says which part to fill in."""
     if not (root / "index.html").is_file():
         return None
-    return "http" + ws_url.removeprefix("ws").rstrip("/") + "/"
+    host, _, port = ws_url.removeprefix("ws://").rstrip("/").rpartition(":")
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host.strip("[]")).is_unspecified:
+            host = "<this machine's address>"
+    return f"http://{host}:{port}/"
 
 
 def raise_open_file_limit() -> None:
