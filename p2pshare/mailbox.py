@@ -305,6 +305,18 @@ class MailboxClient:
                 "(check the code; codes are single use)"
             )
 
+    async def others_posted(self) -> bool:
+        """Whether another side has posted in our mailbox already, after a ping round trip
+        (the server replays a mailbox's messages when it is opened, before the ``pong``).
+
+        A sender that chose its code asks this after its claim: the public server creates
+        nameplates on demand and hands out small numbers first, so a chosen one may be a
+        stranger's live send (whose ``pake`` would then meet ours, and both codes burn). A
+        receiver waiting for its sender (``receive --wait``) never posts first.
+        """
+        await self._request({"type": "ping", "ping": 1}, "pong")
+        return self.heard_peer
+
     async def _claim_and_open(self, nameplate: str) -> None:
         self.nameplate = nameplate
         reply = await self._request({"type": "claim", "nameplate": nameplate}, "claimed")

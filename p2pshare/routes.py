@@ -12,8 +12,11 @@ sender's embedded server, found by mDNS) and the public mailbox, under one code.
       │ other is closed: one code pairs once                │
 
 The sender runs one :class:`~p2pshare.pake.PakeSession` whichever route wins, so a wrong
-guess on either burns the code on both. Nothing here waits on a public server longer than
-its bound: on a network without internet the LAN route is as fast as before.
+guess on either burns the code on both. It waits on both as long as its embedded room lives
+(the room TTL), never longer; the losing route is closed in the background. A chosen code
+whose nameplate holds a stranger's messages at the public mailbox stays on this network.
+Nothing here waits on a public server longer than its bound: on a network without internet
+the LAN route is as fast as before.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from p2pshare import lan
@@ -50,8 +53,15 @@ RECEIVER_PUBLIC_WAIT_S = 8.0
 answers would otherwise hold a "no such code" for every URL's connect timeout)."""
 RETRY_DELAYS_S = (1.0,)
 """Between rounds over the public mailbox URLs: bounded, growing (a good guest)."""
+SETTLE_S = 5.0
+"""At exit, how long losing routes' closes may still take (a mailbox close is bounded at
+about 4 s: its ``closed`` reply, then the websocket's closing handshake)."""
 
 AnyClient = RendezvousClient | MailboxClient
+
+
+class NameplateInUseError(SignallingError):
+    """A chosen code's nameplate holds another side's messages at the public mailbox."""
 
 
 async def connect_public(settings: Settings, on_motd: Callable[[str], None]) -> AnyClient:
@@ -74,13 +84,28 @@ async def connect_public(settings: Settings, on_motd: Callable[[str], None]) -> 
 
 class FirstOf:
     """Several relays whose rooms hold the same code, as one :class:`Relay`: what is sent
-    goes to all of them until a peer speaks on one; that one is kept, the others closed."""
+    goes to all of them until a peer speaks on one; that one is kept, the others closed.
 
-    def __init__(self, relays: Sequence[Relay]) -> None:
+    ``required`` is the route whose failure ends the wait on every route: the sender's
+    embedded room, which expires at its server's room TTL (10 min). That is the sender's one
+    deadline: the public mailbox has none of ours, and a code left open there would be open
+    to guesses for as long as the process runs.
+    """
+
+    def __init__(self, relays: Sequence[Relay], required: Relay | None = None) -> None:
         self._relays = list(relays)
+        self._required = required
         self.chosen: Relay | None = None
         self.ice_servers: list[dict[str, Any]] = []
         """The chosen relay's, once a peer spoke."""
+        self._closing: set[asyncio.Task[None]] = set()
+        """Losing routes being closed in the background (a slow server must not delay the
+        winner); awaited, bounded, by :meth:`settle`."""
+
+    def _close_later(self, relay: Relay) -> None:
+        task = asyncio.ensure_future(relay.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def send(self, body: bytes) -> None:
         if self.chosen is not None:
@@ -90,10 +115,10 @@ class FirstOf:
             try:
                 await relay.send(body)
             except P2PShareError:
-                if len(self._relays) == 1:
+                if len(self._relays) == 1 or relay is self._required:
                     raise
                 self._relays.remove(relay)
-                await relay.close()
+                self._close_later(relay)
 
     async def wait_paired(self, timeout_s: float | None = None) -> None:
         if self.chosen is not None:
@@ -102,15 +127,20 @@ class FirstOf:
         failure: BaseException | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                while waits and self.chosen is None:
+                while waits and self.chosen is None and failure is None:
                     done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         relay = waits.pop(task)
-                        if task.exception() is None and self.chosen is None:
+                        error = task.exception()
+                        if error is None and self.chosen is None:
                             self.chosen = relay
-                        elif task.exception() is not None:
-                            failure = task.exception()
-                            logger.info("a rendezvous route failed: %s", failure)
+                        elif error is not None:
+                            logger.info("a rendezvous route failed: %s", error)
+                            if relay is self._required or not waits:
+                                failure = error
+                            else:
+                                self._relays.remove(relay)
+                                self._close_later(relay)
         finally:
             for task in waits:
                 task.cancel()
@@ -121,7 +151,7 @@ class FirstOf:
         self.ice_servers = self.chosen.ice_servers
         for relay in self._relays:
             if relay is not self.chosen:
-                await relay.close()
+                self._close_later(relay)
         self._relays = [self.chosen]
 
     async def receive(self, timeout_s: float | None) -> bytes:
@@ -132,6 +162,22 @@ class FirstOf:
     async def close(self) -> None:
         for relay in self._relays:
             await relay.close()
+        await self.settle()
+
+    async def settle(self, bound_s: float = SETTLE_S) -> None:
+        """Wait for the losing routes' closes, at most ``bound_s``; cancel what is left."""
+        await settle(self._closing, bound_s)
+
+
+async def settle(tasks: set[asyncio.Task[None]], bound_s: float = SETTLE_S) -> None:
+    """Let background closes finish within ``bound_s``, then cancel the rest."""
+    pending = set(tasks)
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=bound_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 @dataclass
@@ -170,7 +216,9 @@ async def sender_routes(
         if public is None:
             yield SenderRoute(local, code, url, None)
             return
-        yield SenderRoute(FirstOf([local, public]), code, url, server_label(public.url))
+        both = FirstOf([local, public], required=local)
+        stack.push_async_callback(both.settle)
+        yield SenderRoute(both, code, url, server_label(public.url))
 
 
 async def _public_room(
@@ -182,10 +230,16 @@ async def _public_room(
     async def open_room() -> tuple[AnyClient, str]:
         client = await connect_public(settings, on_notice)
         try:
-            if chosen is not None:
-                await client.claim(chosen.nameplate, create=True)
-                return client, chosen.nameplate
-            return client, await client.allocate()
+            if chosen is None:
+                return client, await client.allocate()
+            await client.claim(chosen.nameplate, create=True)
+            if isinstance(client, MailboxClient) and await client.others_posted():
+                client.mood = "lonely"  # we leave without a word: their pairing goes on
+                raise NameplateInUseError(
+                    "this code works on this network only: the nameplate is in use on the "
+                    f"public server {server_label(client.url)}"
+                )
+            return client, chosen.nameplate
         except BaseException:
             await client.close()
             raise
@@ -200,6 +254,9 @@ async def _public_room(
         with contextlib.suppress(BaseException):
             client, _ = await task
             await client.close()
+        if isinstance(exc, NameplateInUseError):
+            on_notice(exc.message)
+            return None
         reason = exc.message if isinstance(exc, P2PShareError) else "no answer in time"
         on_notice(
             f"the public rendezvous is out of reach ({reason}): this code works on this "
@@ -216,6 +273,8 @@ class ReceiverRoute:
     lan_url: str | None = None
     public: AnyClient | None = None
     """In the sender's room already (claimed, the sender heard)."""
+    closing: set[asyncio.Task[None]] = field(default_factory=set)
+    """The losing route's close, in the background: the caller :func:`settle`-s it at exit."""
 
 
 async def find_sender(
@@ -231,10 +290,11 @@ async def find_sender(
     loop = asyncio.get_running_loop()
     lan_first_until = loop.time() + LAN_FIRST_S
     pending: set[asyncio.Future[Any]] = {lan_task, public_task}
+    closing: set[asyncio.Task[None]] = set()
     try:
         while True:
             if lan_task.done() and lan_task.exception() is None:
-                return ReceiverRoute(lan_url=lan_task.result())
+                return ReceiverRoute(lan_url=lan_task.result(), closing=closing)
             public_ok = public_task.done() and public_task.exception() is None
             lan_over = lan_task.done() or loop.time() >= lan_first_until
             if public_ok and lan_over:
@@ -251,7 +311,10 @@ async def find_sender(
             public_task.cancel()
             await asyncio.gather(public_task, return_exceptions=True)
         elif lan_task.done() and not lan_task.cancelled() and lan_task.exception() is None:
-            await public_task.result().close()  # the LAN route won
+            # The LAN route won: a slow public server must not delay it (it did, ~4 s).
+            task = asyncio.ensure_future(public_task.result().close())
+            closing.add(task)
+            task.add_done_callback(closing.discard)
 
 
 async def _public_claim(

@@ -57,7 +57,7 @@ from p2pshare.pairing import WordsGate, pair, preload_webrtc, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
 from p2pshare.rendezvous import ManyRoom, Relay, RendezvousClient
-from p2pshare.routes import AnyClient, find_sender, sender_routes
+from p2pshare.routes import AnyClient, find_sender, sender_routes, settle
 from p2pshare.sender import Sender
 from p2pshare.sources import collect
 from p2pshare.wire import telling_peer
@@ -263,6 +263,7 @@ async def receive(
         rv: Relay
         if settings.server is None:
             found = await find_sender(parsed, settings, warn)
+            stack.push_async_callback(settle, found.closing)
             if found.public is not None:
                 rv = found.public
                 stack.push_async_callback(found.public.close)

@@ -1,14 +1,18 @@
-"""The logic of routes and public defaults, without a network: which relay carries a code
-open on two routes, and when the public servers are used at all (one CLI check on loopback)."""
+"""Routes and public defaults: which relay carries a code open on two routes (its logic with
+in-memory relays; its deadline and chosen codes with a real embedded server and a real
+mailbox server on 127.0.0.1), and when the public servers are used at all."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from p2pshare.codes import Code
 from p2pshare.config import (
     NO_PUBLIC_SERVERS,
     PUBLIC_MAILBOXES,
@@ -17,9 +21,16 @@ from p2pshare.config import (
     Settings,
     public_servers_from_env,
 )
-from p2pshare.errors import PeerLostError, SignallingError
-from p2pshare.routes import FirstOf
+from p2pshare.errors import NoSuchCodeError, PeerLostError, SignallingError
+from p2pshare.mailbox import MailboxClient, connect_any
+from p2pshare.rendezvous import RendezvousClient
+from p2pshare.routes import FirstOf, SenderRoute, sender_routes
+from signal_server.server import ServerSettings, start_server
 from tests.cli_helpers import Peer, peer_env
+from tests.mailbox_helpers import mailbox_server
+
+LAN_AND_PUBLIC = IceConfig(local_addresses=("127.0.0.1", "192.0.2.1"))
+"""Addresses beyond loopback, so that the public route is tried (at the test's mailbox)."""
 
 
 class MemoryRelay:
@@ -63,10 +74,48 @@ async def test_first_route_a_peer_speaks_on_wins() -> None:
     assert lan.sent == public.sent == [b"pake"]
     public.peer_speaks(b"their pake")
     assert await relay.receive(5) == b"their pake"
+    await relay.settle()
     assert relay.chosen is public and public.closed is False and lan.closed is True
     assert relay.ice_servers == public.ice_servers
     await relay.send(b"confirm")
     assert lan.sent == [b"pake"] and public.sent == [b"pake", b"confirm"]
+
+
+class SlowToClose(MemoryRelay):
+    """A relay whose close hangs until the test lets it finish (a black-holed server)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.may_close = asyncio.Event()
+
+    async def close(self) -> None:
+        await self.may_close.wait()
+        self.closed = True
+
+
+async def test_a_losing_route_closes_in_the_background() -> None:
+    """The winner goes on while the loser's close is still waiting on its server (a
+    black-holed public mailbox took ~4 s per side); that close is awaited at exit."""
+    lan, public = MemoryRelay("lan"), SlowToClose("public")
+    relay = FirstOf([lan, public], required=lan)
+    lan.peer_speaks(b"their pake")
+    async with asyncio.timeout(20):  # a bound for a broken build, not a measure
+        assert await relay.receive(5) == b"their pake"
+    assert relay.chosen is lan and public.closed is False
+    public.may_close.set()
+    await relay.settle()
+    assert public.closed is True
+
+
+async def test_a_close_that_never_ends_is_cancelled_at_exit() -> None:
+    """At exit a loser's close gets a bounded time, then is cancelled: it never holds the
+    process."""
+    lan, public = MemoryRelay("lan"), SlowToClose("public")
+    relay = FirstOf([lan, public], required=lan)
+    lan.peer_speaks(b"their pake")
+    await relay.wait_paired(None)
+    await relay.settle(bound_s=0.01)
+    assert public.closed is False and not relay._closing
 
 
 async def test_a_failed_route_is_dropped() -> None:
@@ -132,3 +181,88 @@ def test_a_sender_on_loopback_never_tries_public_servers(tmp_path: Path) -> None
         assert [e for e in sender.events if e["event"] == "warning"] == []
     finally:
         sender.kill()
+
+
+@contextlib.asynccontextmanager
+async def two_routes(
+    mailbox: str, chosen: Code | None, notices: list[str], room_ttl_s: float = 600.0
+) -> AsyncIterator[SenderRoute]:
+    """A sender's routes as ``send`` opens them: a real embedded server (its room TTL
+    ``room_ttl_s``) and the real mailbox server at ``mailbox`` as the public one."""
+    settings = Settings(public=PublicServers(mailboxes=(mailbox,), stun=()), ice=LAN_AND_PUBLIC)
+    server = ServerSettings(host="127.0.0.1", port=0, room_ttl_s=room_ttl_s, sweep_interval_s=0.05)
+    async with start_server(server) as running:
+        local = await RendezvousClient.connect(running.url)
+        try:
+            async with sender_routes(
+                settings, chosen, (local, running.url), notices.append
+            ) as route:
+                yield route
+        finally:
+            await local.close()
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path) -> Iterator[str]:
+    with mailbox_server(tmp_path) as url:
+        yield url
+
+
+async def mailbox_side(url: str, nameplate: str) -> MailboxClient:
+    """Another client in ``nameplate``'s mailbox (a stranger's send, or a waiting receiver)."""
+    client = await connect_any(url)
+    assert isinstance(client, MailboxClient)
+    await client.claim(nameplate, create=True)
+    return client
+
+
+async def test_the_sender_stops_waiting_when_its_embedded_room_expires(mailbox: str) -> None:
+    """A sender open on both routes waits no longer than its embedded room lives (the room
+    TTL): its expiry ends the wait on the public mailbox too, so the sender exits (its mDNS
+    advert with it) instead of leaving its code open to guesses forever."""
+    notices: list[str] = []
+    async with two_routes(mailbox, None, notices, room_ttl_s=0.3) as route:
+        assert route.public is not None, notices
+        with pytest.raises(NoSuchCodeError, match="expired"):
+            async with asyncio.timeout(20):  # a bound for a broken build, not a measure
+                await route.relay.wait_paired(None)
+
+
+async def test_a_chosen_code_in_use_at_the_public_mailbox_stays_on_this_network(
+    mailbox: str,
+) -> None:
+    """A chosen code whose nameplate holds a stranger's live send at the public mailbox (its
+    pake posted) drops the public route with a notice; the stranger hears nothing of ours,
+    so neither code is burned."""
+    stranger = await mailbox_side(mailbox, "3")
+    try:
+        await stranger.send(b"the stranger's pake")
+        notices: list[str] = []
+        async with two_routes(mailbox, Code("3", ("apple", "zebra")), notices) as route:
+            assert route.public is None
+            assert notices == [
+                "this code works on this network only: the nameplate is in use on the "
+                "public server 127.0.0.1"
+            ]
+            await route.relay.send(b"our pake")
+            assert not await stranger.others_posted()
+    finally:
+        await stranger.close()
+
+
+async def test_a_chosen_code_meets_its_waiting_receiver_at_the_public_mailbox(
+    mailbox: str,
+) -> None:
+    """A receiver that waits for its sender (``receive --wait``) is in the mailbox first but
+    has posted nothing: the sender's chosen code keeps the public route, and the receiver
+    gets the sender's first message there."""
+    receiver = await mailbox_side(mailbox, "4")
+    try:
+        notices: list[str] = []
+        async with two_routes(mailbox, Code("4", ("apple", "zebra")), notices) as route:
+            assert route.public == "127.0.0.1", notices
+            await route.relay.send(b"the sender's pake")
+            await receiver.wait_paired(20)
+            assert await receiver.receive(20) == b"the sender's pake"
+    finally:
+        await receiver.close()
