@@ -425,6 +425,9 @@ class Settings:
     """Receiver without a server: how long to look for the sender on the local network."""
     advertise: bool = True
     """Sender with its embedded server: advertise it on the local network (mDNS)."""
+    server_port: int = 0
+    """Sender without ``server``: the TCP port its embedded rendezvous server listens on (a
+    firewall can then be opened for it in advance); 0: any free port."""
     tuning: Tuning = field(default_factory=Tuning)
     """The knobs (:class:`Tuning`); the CLI reads them from the environment."""
     public: PublicServers = field(default_factory=PublicServers)
@@ -457,6 +460,8 @@ class Settings:
             raise ValueError("lan_browse_s must be more than 0 and at most 60")
         if not 1 <= self.code_words <= 16:
             raise ValueError("code_words must be 1 to 16")
+        if not 0 <= self.server_port <= 65535:
+            raise ValueError("server_port must be 0 to 65535")
 
 
 def tuning_from_env() -> Tuning:
