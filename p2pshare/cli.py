@@ -20,6 +20,7 @@ from p2pshare.cli_options import (
     JsonOpt,
     LocalAddressOpt,
     NoLargePacketsOpt,
+    PortOpt,
     ReconnectOpt,
     RelayOnlyOpt,
     SendYesOpt,
@@ -32,14 +33,17 @@ from p2pshare.cli_options import (
     VerboseOpt,
     VerifyOpt,
     check_paths,
+    many_without_count,
     read_text,
     server_url,
     settings_from_options,
     usage,
+    usage_error_class,
 )
 from p2pshare.cli_outcome import exit_process, fail, run_command, run_many, setup_logging
 from p2pshare.cli_prompts import (
     VERIFY_NEEDS_A_TERMINAL,
+    AliasCompletingGroup,
     ask_code,
     ask_line,
     check_words,
@@ -76,6 +80,7 @@ from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 
 app = typer.Typer(
     name="p2pshare",
+    cls=AliasCompletingGroup,
     help="Send files peer to peer over WebRTC, paired by a short code.\n\n"
     "\b\n"
     "  p2pshare send FILE        prints a code; read it to the receiver\n"
@@ -203,6 +208,7 @@ def send(
         ),
     ] = None,
     server: ServerOpt = None,
+    port: PortOpt = 0,
     local_address: LocalAddressOpt = None,
     stun: StunOpt = None,
     turn: TurnOpt = None,
@@ -242,6 +248,8 @@ def send(
         usage("give files or directories to send, or --text, but not both")
     if many is None and (timeout is not None or parallel != 2):
         usage("--parallel and --timeout go with --many")
+    if port and server:
+        usage("--port is for the rendezvous server send runs itself: not with --server")
     if many is not None and "-" in (paths or []):
         usage("standard input can be read only once: send it without --many")
     if verify and not yes and not sys.stdin.isatty():
@@ -279,6 +287,7 @@ def send(
         direct_only,
         code_words=code_length,
         reconnect_s=reconnect_s,
+        server_port=port,
     )
     try:
         files, excluded = check_readable(files, skip=skip_unreadable, warn=reporter.warn)
@@ -415,7 +424,8 @@ def receive(
     process list); omit it to be asked for it, with Tab completing the words.
 
     Shows what is offered (number of files, total size, names) and asks before accepting
-    (--yes to skip; without a terminal, --yes is required). Names the sender chose are checked
+    (--yes to skip; without a terminal, --yes is required for files, and a text message is
+    printed without asking). Names the sender chose are checked
     and the whole offer is refused if any is unsafe. Each file lands in a temporary file that
     gets its final name only once its hash matches the sender's. A text message is printed on
     stdout.
@@ -465,8 +475,14 @@ def receive(
         except P2PShareError as exc:
             fail(reporter, exc, verbose)
 
+    answered: list[session.OfferSummary] = []
+    """The offer as shown with the existing-files question, whose answer accepted it."""
+
     async def confirm(offer: session.OfferSummary) -> bool:
-        reporter.offer(offer)
+        if not answered:
+            reporter.offer(offer)
+        elif offer.destination is not None and offer.destination != answered[0].destination:
+            reporter.say(f"Saving as {printable(str(offer.destination))}.")
         if offer.destination is not None:
             check_writable(offer.destination)
         if (
@@ -475,7 +491,9 @@ def receive(
             and not await words_match("Does the sender show the same words? [y/N] ")
         ):
             raise DeclinedError("the security words were not confirmed: nothing was accepted")
-        if yes:
+        if yes or answered or (offer.is_text and not interactive):
+            # With nobody to ask, a text message is printed all the same: it only goes to
+            # stdout, escaped and bounded, and refusing it would spend the code for nothing.
             return True
         if not interactive:
             raise DeclinedError(
@@ -487,7 +505,11 @@ def receive(
             raise DeclinedError("declined (end of input at the prompt)")
         return answer.strip().lower() in ("", "y", "yes")
 
-    async def resolve_existing(existing: tuple[Path, ...], other: Path | None) -> str:
+    async def resolve_existing(
+        existing: tuple[Path, ...], other: Path | None, offer: session.OfferSummary
+    ) -> str:
+        # The offer first, then one question: overwriting or renaming accepts it.
+        reporter.offer(offer)
         reporter.already_here(existing)
         if other is not None:
             question = f"[o]verwrite, [r]ename to {printable(other.name)}, or [c]ancel? [o/r/C] "
@@ -496,8 +518,10 @@ def receive(
         answer = await ask_line(question)
         choice = (answer or "").strip().lower()
         if choice in ("o", "overwrite"):
+            answered.append(offer)
             return "overwrite"
         if choice in ("r", "rename") and other is not None:
+            answered.append(offer)
             return "rename"
         return "cancel"
 
@@ -545,14 +569,6 @@ app.command("tx", hidden=True)(send)
 _COMMANDS = {"send": "send", "tx": "send", "receive": "receive", "recv": "receive", "rx": "receive"}
 
 
-def _usage_error_class() -> type[Exception]:
-    """typer's (vendored) click UsageError, reached through a public name."""
-    for cls in typer.BadParameter.__mro__:
-        if cls.__name__ == "UsageError":
-            return cls
-    raise AssertionError("typer.BadParameter is no longer a UsageError")
-
-
 def _report_usage(message: str, args: list[str]) -> NoReturn:
     """Every usage error, typer's or ours, the same way: one line on stderr (and an ``error``
     event with ``--json``), exit 2."""
@@ -565,21 +581,6 @@ def _report_usage(message: str, args: list[str]) -> NoReturn:
     sys.exit(2)
 
 
-def _many_without_count(args: list[str]) -> list[str]:
-    """``--many`` takes an optional N: a bare ``--many`` (not followed by a number) means
-    ``--many=0``, until Ctrl-C. click has no optional option values, so it is spelled out
-    here, before parsing."""
-    out: list[str] = []
-    for i, arg in enumerate(args):
-        if arg == "--":
-            return out + args[i:]
-        if arg == "--many" and not (i + 1 < len(args) and args[i + 1].isdecimal()):
-            out.append("--many=0")
-        else:
-            out.append(arg)
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     # Before anything imports aiortc. A bad knob is reported as a usage error once the
     # command's options are read (settings_from_options); until then the default holds.
@@ -588,9 +589,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         stand_in = True
     media_stand_in.install(stand_in)
-    args = _many_without_count(sys.argv[1:] if argv is None else list(argv))
+    args = many_without_count(sys.argv[1:] if argv is None else list(argv))
     command = typer.main.get_command(app)
-    usage_error = _usage_error_class()
+    usage_error = usage_error_class()
     try:
         status = command.main(args=args, prog_name="p2pshare", standalone_mode=False)
     except UsageProblem as exc:

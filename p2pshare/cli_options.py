@@ -1,8 +1,9 @@
 """The options ``send`` and ``receive`` share, turning them into :class:`Settings`, and the
 checks of what the command line says (paths, ``--text -``, server URLs).
 
-A bad option is a usage error: :class:`UsageProblem`, printed by ``cli.main`` like every other
-(one line, exit 2).
+Also the spelling out of what click cannot parse by itself (``--many`` without N) before
+parsing. A bad option is a usage error: :class:`UsageProblem`, printed by ``cli.main`` like
+every other (one line, exit 2).
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ ServerOpt = Annotated[
         "runs one in its own process, advertised on the local network (mDNS), and opens its "
         "code at the public mailbox (relay.magic-wormhole.io) too; the receiver looks on the "
         f"local network first, then there. {ENV_PUBLIC}=0 keeps off every public server.",
+    ),
+]
+PortOpt = Annotated[
+    int,
+    typer.Option(
+        "--port",
+        min=0,
+        max=65535,
+        metavar="PORT",
+        rich_help_panel="Network",
+        help="Without --server: the TCP port of the rendezvous server this command runs "
+        "(default: any free port), so that a firewall can be opened for it in advance. "
+        "The data itself then takes UDP ports ICE picks.",
     ),
 ]
 LocalAddressOpt = Annotated[
@@ -270,3 +284,26 @@ def read_text(text: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         usage("--text - needs UTF-8 text on standard input; send binary data as a file: send -")
+
+
+def usage_error_class() -> type[Exception]:
+    """typer's (vendored) click UsageError, reached through a public name."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == "UsageError":
+            return cls
+    raise AssertionError("typer.BadParameter is no longer a UsageError")
+
+
+def many_without_count(args: list[str]) -> list[str]:
+    """``--many`` takes an optional N: a bare ``--many`` (not followed by a number) means
+    ``--many=0``, until Ctrl-C. click has no optional option values, so it is spelled out
+    here, before parsing."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        if arg == "--many" and not (i + 1 < len(args) and args[i + 1].isdecimal()):
+            out.append("--many=0")
+        else:
+            out.append(arg)
+    return out

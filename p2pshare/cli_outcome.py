@@ -8,10 +8,11 @@ import atexit
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Coroutine
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -27,6 +28,35 @@ from p2pshare.errors import (
 from p2pshare.events import ManyResult, ReceiverOutcome, TransferResult
 from p2pshare.progress import JsonReporter, ManyHumanReporter, Reporter, unwritable_output
 from signal_server import eventloop
+
+T = TypeVar("T")
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""Stop requests other than Ctrl-C: ``kill``, a service manager, a closed terminal or SSH
+session. Each ends the command as Ctrl-C does (see :func:`like_ctrl_c`)."""
+
+
+async def like_ctrl_c(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``, cancelled by SIGTERM or SIGHUP the way asyncio's runner cancels it on
+    Ctrl-C: the peer is told at once that we stopped (instead of waiting out its silence
+    deadline), an interrupted receive keeps its partial data, and the command exits 130. A
+    second signal cancels the goodbye too, as a second Ctrl-C does."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in STOP_SIGNALS:
+        if task is None:
+            break
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, task.cancel)
+            installed.append(signum)
+    try:
+        return await coro
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def setup_logging(verbose: int) -> None:
@@ -52,7 +82,7 @@ def run_command(
     resumable: bool = False,
 ) -> NoReturn:
     try:
-        result = eventloop.run(coro)
+        result = eventloop.run(like_ctrl_c(coro))
     except P2PShareError as exc:
         fail(reporter, exc, verbose, resumable)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -84,7 +114,7 @@ def run_many(
     """``send --many``: the summary of every receiver, then an exit code saying how it
     ended (see the send command's help)."""
     try:
-        result = eventloop.run(coro)
+        result = eventloop.run(like_ctrl_c(coro))
     except P2PShareError as exc:
         fail(reporter, exc, verbose)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -145,12 +175,14 @@ def fail(
     message = exc.message
     interrupted = isinstance(exc, InterruptedTransferError | PeerLostError | ConnectError)
     if resumable and interrupted and reporter.progressed:
-        message += f"; {RESUME_HINT[reporter.verb]}"
+        message = f"{message.rstrip('.')}; {RESUME_HINT[reporter.verb]}"
     try:
         reporter.error(exc.name, message)
     except P2PShareError:  # stdout could not take the JSON line: stderr still tells
         with contextlib.suppress(OSError):
             sys.stderr.write(f"p2pshare: error: {message}\n")
+    except OSError:
+        pass  # the terminal is gone (SIGHUP): nobody is left to read it
     raise typer.Exit(exc.exit_code)
 
 

@@ -1,6 +1,7 @@
 """What the receiver is asked at the terminal: the code (Tab completes its words; unknown
 words are questioned before connecting), and lines read through the event loop so that Ctrl-C
-or the sender cancelling ends a prompt at once; and the one-line description of an offer."""
+or the sender cancelling ends a prompt at once; and shell completion of the command names,
+the hidden aliases included."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -129,3 +131,18 @@ def words_asker() -> ConfirmWords:
             return await words_match(f"Does {who} show the words {' '.join(words.words)}? [y/N] ")
 
     return confirm
+
+
+class AliasCompletingGroup(typer.core.TyperGroup):
+    """Completes the hidden aliases too (``recv``, ``rx``, ``tx``): they are kept out of
+    --help, not out of the way of someone who types them."""
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        # click's class, wherever this typer takes click from (vendored since 0.28).
+        item = vars(typer.core)["CompletionItem"]
+        results = super().shell_complete(ctx, incomplete)
+        shown = {getattr(item, "value", None) for item in results}
+        for name, command in self.commands.items():
+            if command.hidden and name.startswith(incomplete) and name not in shown:
+                results.append(item(name, help=command.get_short_help_str()))
+        return results

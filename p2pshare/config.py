@@ -453,6 +453,9 @@ class Settings:
     reconnect_s: float = 120.0
     """When the path dies mid-transfer: how long to try to reach the same peer again (all
     attempts of one outage together; 0: never, fail at once). docs/protocol.md, Reconnecting."""
+    server_port: int = 0
+    """Sender without ``server``: the TCP port its embedded rendezvous server listens on (a
+    firewall can then be opened for it in advance); 0: any free port."""
     tuning: Tuning = field(default_factory=Tuning)
     """The knobs (:class:`Tuning`); the CLI reads them from the environment."""
     public: PublicServers = field(default_factory=PublicServers)
@@ -487,6 +490,8 @@ class Settings:
             raise ValueError("reconnect_s must be 0 to 3600")
         if not 1 <= self.code_words <= 16:
             raise ValueError("code_words must be 1 to 16")
+        if not 0 <= self.server_port <= 65535:
+            raise ValueError("server_port must be 0 to 65535")
 
 
 def tuning_from_env() -> Tuning:

@@ -195,10 +195,11 @@ ConfirmWords = Callable[[Verification, str], Awaitable[bool]]
 leaves, not even the offer: given the security words and who they are shared with ("the
 receiver", or a receiver's label with ``--many``), True to go on. False stops the transfer
 (:class:`~p2pshare.errors.DeclinedError`)."""
-ResolveExisting = Callable[[tuple[Path, ...], Path | None], Awaitable[str]]
+ResolveExisting = Callable[[tuple[Path, ...], Path | None, OfferSummary], Awaitable[str]]
 """Asked when files of the offer already exist here (and nothing said --overwrite): given
-them and, for a single file, a free name to save it as instead, returns ``"overwrite"``,
-``"rename"`` or ``"cancel"``."""
+them, for a single file a free name to save it as instead, and the offer (so that a person
+sees what is offered before choosing), returns ``"overwrite"``, ``"rename"`` or
+``"cancel"``."""
 
 
 def ignore(event: SessionEvent) -> None:

@@ -28,6 +28,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,7 @@ from p2pshare.errors import (
     P2PShareError,
     PeerLostError,
     ProtocolError,
+    SignallingError,
     WrongCodeError,
     error_from_peer,
 )
@@ -105,10 +107,21 @@ async def rendezvous(
     addresses = settings.ice.local_addresses or tuple(lan_addresses())
     host = next((a for a in addresses if ":" not in a), None)
     if host is None:
-        raise P2PShareError(
-            "no local network address found to run the rendezvous server on; pass --server"
+        # Expected on a machine with no network (a container, a laptop offline): exit 8.
+        raise ConnectError(
+            "no network: this machine has no address but loopback to offer the receiver "
+            "(for a receiver on this machine, add --local-address 127.0.0.1; or pass --server)"
         )
-    async with start_server(ServerSettings(host=host, port=0)) as running:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            running = await stack.enter_async_context(
+                start_server(ServerSettings(host=host, port=settings.server_port))
+            )
+        except OSError as exc:  # --port taken, or not ours to take
+            raise SignallingError(
+                f"cannot run the rendezvous server on {host} port {settings.server_port}: "
+                f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}"
+            ) from None
         client = await RendezvousClient.connect(running.url)
         try:
             yield client, running.url

@@ -86,12 +86,14 @@ def format_rate(nbytes: int, seconds: float) -> str | None:
 
 
 class _SizeColumn(ProgressColumn):
-    """``1.2/3.0 MiB`` in IEC units (rich's DownloadColumn mixes in SI for speeds)."""
+    """``1.2/3.0 MiB`` in IEC units (rich's DownloadColumn mixes in SI for speeds); only
+    ``1.2 MiB`` when the total is not known (``send --many`` until N)."""
 
     def render(self, task: Task) -> Text:
         done = format_size(task.completed)
-        total = format_size(task.total) if task.total is not None else "?"
-        return Text(f"{done}/{total}")
+        if task.total is None:
+            return Text(done)
+        return Text(f"{done}/{format_size(task.total)}")
 
 
 class _SpeedColumn(ProgressColumn):
@@ -189,6 +191,10 @@ class HumanReporter:
                 )
         elif isinstance(event, events.Connected):
             self.say(f"Connected: {event.path.describe()}." if event.path else "Connected.")
+            if self.verb == "Sent" and not self.verify:
+                # Until the first progress: the offer is on the receiver's screen. (With
+                # --verify the words, and maybe a question about them, come first.)
+                self.searching("Waiting for the receiver to accept...")
         elif isinstance(event, events.Notice):
             self.say(f"warning: {event.message}")
         elif isinstance(event, events.Reconnecting):
@@ -198,8 +204,8 @@ class HumanReporter:
             self.say(f"Reconnected after {event.elapsed_s:.0f} s{how}.")
         elif isinstance(event, events.Progress):
             self.progressed = self.progressed or event.done > 0
-            if self.hide_progress:
-                return
+            if self.hide_progress or not self.console.is_terminal:
+                return  # a log gets the summary line, not a bar redrawn as text
             if self._bar is None:
                 self._bar = Progress(
                     TextColumn("{task.description}", markup=False),
@@ -484,9 +490,11 @@ class ManyHumanReporter(HumanReporter):
         if isinstance(inner, events.Progress):
             self.progressed = self.progressed or inner.done > 0
             self._done_bytes[event.receiver] = inner.done
-            if self.hide_progress:
+            if self.hide_progress or not self.console.is_terminal:
                 return
             bars = self._bars()
+            if self.count and inner.total is not None and self._total_task is not None:
+                bars.update(self._total_task, total=self.count * inner.total)
             task = self._tasks.get(event.receiver)
             if task is None:
                 task = bars.add_task(label, total=inner.total)
@@ -494,7 +502,9 @@ class ManyHumanReporter(HumanReporter):
             bars.update(task, completed=inner.done, description=label)
             self._update_total()
         elif isinstance(inner, events.Connected):
-            self.say(f"{label}: connected" + (f", {inner.path.describe()}." if inner.path else "."))
+            # The label ends with how ("receiver 2, 10.0.0.5, direct"): said once, in full.
+            head = label.removesuffix(", direct").removesuffix(", relayed")
+            self.say(f"{head}: connected" + (f", {inner.path.describe()}." if inner.path else "."))
         elif isinstance(inner, events.Notice):
             self.say(f"{label}: {inner.message}")
         elif isinstance(inner, events.Verification) and self.verify:

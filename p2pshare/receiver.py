@@ -288,7 +288,9 @@ async def _plan_asking(
         if len(offer.files) == 1 and offer.files[0].carries_data
         else None
     )
-    choice = await resolve_existing(existing, other)
+    summary = summarize(offer, layout.parts, layout.destination(len(offer.files)))
+    found = dataclasses.replace(summary, found_bytes=layout.found_bytes)
+    choice = await resolve_existing(existing, other, found)
     if choice == "overwrite":
         return layout
     if choice == "rename" and other is not None:

@@ -538,7 +538,8 @@ async def _connect_error(url: str, exc: BaseException) -> SignallingError:
             f"the rendezvous server at {printable(url)} does not speak TLS; try {printable(plain)}"
         )
     if isinstance(exc, TimeoutError):
-        reason = "no answer in time"
+        # Connections dropped without a word: what a firewall does.
+        reason = "no answer in time (a firewall may be dropping connections to that port)"
     return SignallingError(f"cannot reach the rendezvous server at {printable(url)}: {reason}")
 
 

@@ -385,12 +385,16 @@ class _SameOffer:
             raise ProtocolError("after reconnecting, the other side offered something else")
         return True
 
-    async def first_existing(self, existing: tuple[Path, ...], other: Path | None) -> str:
+    async def first_existing(
+        self, existing: tuple[Path, ...], other: Path | None, offer: OfferSummary
+    ) -> str:
         assert self.resolve is not None  # passed on only when there is one
-        self.choice = await self.resolve(existing, other)
+        self.choice = await self.resolve(existing, other, offer)
         return self.choice
 
-    async def same_existing(self, existing: tuple[Path, ...], other: Path | None) -> str:
+    async def same_existing(
+        self, existing: tuple[Path, ...], other: Path | None, offer: OfferSummary
+    ) -> str:
         return self.choice or "cancel"
 
 

@@ -170,6 +170,41 @@ class NetworkPath:
         return "direct, on the local network"
 
 
+_NEAR = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        *("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"),
+        *("fc00::/7", "fe80::/10", "::1/128"),
+    )
+)
+"""Addresses that never leave a site: RFC 1918, link-local, loopback, ULA (not Python's
+wider ``is_private``, which counts documentation and carrier-grade ranges a NAT may use)."""
+
+
+def _near(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False  # e.g. an mDNS name
+    return any(ip in net for net in _NEAR if net.version == ip.version)
+
+
+def path_kind(local_type: str, local_host: str, remote_type: str, remote_host: str) -> str:
+    """``relay``, ``nat`` or ``lan`` for a candidate pair. A peer-reflexive candidate is an
+    address learned from a connectivity check, not necessarily a NAT's: a browser hides its
+    host addresses behind mDNS names, so a browser on this machine or this LAN shows up as
+    peer-reflexive with its real private (or loopback) address. Such a pair is the local
+    network; a server-reflexive candidate (a STUN answer) or a peer-reflexive one on any other
+    address is through NAT."""
+    types = {local_type, remote_type}
+    if "relay" in types:
+        return "relay"
+    for kind, host in ((local_type, local_host), (remote_type, remote_host)):
+        if kind == "srflx" or (kind == "prflx" and not _near(host)):
+            return "nat"
+    return "lan"
+
+
 def _turn_rank(url: str) -> int:
     # aiortc uses only the first TURN URL it is given. TCP first: it works wherever UDP
     # does and also where UDP is blocked; the relay only carries data when no direct path
@@ -461,7 +496,7 @@ class PeerLink:
         if "relay" in types:
             relayed = local if local.type == "relay" else remote
             return NetworkPath("relay", local.type, remote.type, f"{relayed.host}:{relayed.port}")
-        kind = "nat" if types & {"srflx", "prflx"} else "lan"
+        kind = path_kind(local.type, local.host, remote.type, remote.host)
         return NetworkPath(kind, local.type, remote.type)
 
     def _local_candidates(self) -> list[Any]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from signal_server import __version__, eventloop
@@ -271,12 +273,28 @@ async def serve_until_signalled(settings: ServerSettings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with start_server(settings) as running:
         print(f"listening on {running.url}", flush=True)
+        page = page_url(running.url, running.signal.site.root)
+        if page is not None:
+            print(f"the page: {page} (https:// when behind a TLS proxy)", flush=True)
         if settings.trusted_proxies:
             logger.info(
                 "client addresses from X-Forwarded-For of %s", ", ".join(settings.trusted_proxies)
             )
         await stop.wait()
         logger.info("shutting down (%d rooms open)", len(running.signal.registry))
+
+
+def page_url(ws_url: str, root: Path) -> str | None:
+    """Where a browser opens the page this server serves (None when it serves none): the
+    same host and port as ``ws_url``, over HTTP. Listening on every address (0.0.0.0, ::),
+    no one address is the right one to open: the line says which part to fill in."""
+    if not (root / "index.html").is_file():
+        return None
+    host, _, port = ws_url.removeprefix("ws://").rstrip("/").rpartition(":")
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host.strip("[]")).is_unspecified:
+            host = "<this machine's address>"
+    return f"http://{host}:{port}/"
 
 
 def raise_open_file_limit() -> None:
@@ -312,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             import redis  # noqa: F401
         except ImportError:
-            parser.error("--redis needs the redis package: pip install 'p2pshare[redis]'")
+            parser.error("--redis needs the redis package: in the clone, pip install '.[redis]'")
     if args.turn and not args.turn_secret:
         parser.error(f"--turn needs --turn-secret (or {ENV_TURN_SECRET}) to mint credentials")
     for url in (*args.stun, *args.turn):

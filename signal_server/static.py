@@ -97,7 +97,8 @@ NOT_FOUND = "not found\n"
 
 
 class StaticSite:
-    """Answers plain HTTP GETs with files from ``root``."""
+    """Answers plain HTTP GETs with files from ``root`` (and HEADs: the same headers, no
+    body, as a link checker or ``curl -I`` expects)."""
 
     def __init__(self, root: Path = DEFAULT_STATIC_DIR) -> None:
         self.root = Path(os.path.realpath(root))
@@ -132,6 +133,9 @@ class StaticSite:
         return Path(candidate)
 
     def response(self, method: str, raw_path: str) -> Response:
+        if method == "HEAD":
+            full = self.response("GET", raw_path)
+            return Response(full.status_code, full.reason_phrase, full.headers, b"")
         if method != "GET":
             return text_response(http.HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed\n")
         path = self.resolve(raw_path)

@@ -838,3 +838,20 @@ def test_a_page_waits_its_turn_with_send_many(server: str, new_page: Any, tmp_pa
         later.click()
     assert sha(Path(download.value.path()).read_bytes()) == sha(data)
     assert sender.wait() == 0, sender.stderr
+
+
+def test_cli_and_chromium_on_one_machine_agree_on_the_local_network(
+    server: str, new_page: Any, tmp_path: Path
+) -> None:
+    """Chromium hides its host addresses (mDNS), so the CLI learns it as peer-reflexive on a
+    local address: both sides still say "on the local network", not "through NAT"."""
+    data = random_file(tmp_path / "a.bin", 50_000)
+    sender, code = cli_sender(server, tmp_path / "a.bin")
+    page = new_page()
+    download = receive_in_page(page, server, code)
+    assert sha(Path(download.path()).read_bytes()) == sha(data)
+    finished(page)
+    assert sender.wait() == 0, sender.stderr
+    connected = sender.last("connected")
+    assert connected["path"] == "lan", connected
+    assert page.locator("#path").text_content() == "Connected: direct, on the local network."

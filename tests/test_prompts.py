@@ -3,6 +3,7 @@ with their documented exit codes, Tab completes code words, unknown words are qu
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def at_existing(server: str, tmp_path: Path) -> tuple[Peer, pexpect.spawn, Path]
     )
     code = sender.event("code")["code"]
     child = terminal(["receive", code, "--server", server], out)
+    child.expect_exact("Offer: report.txt (1 file, 11 bytes) into ")  # first, then one question
     child.expect_exact("Already here:")
     child.expect_exact("[o]verwrite, [r]ename to report (1).txt, or [c]ancel?")
     return sender, child, out
@@ -149,15 +151,14 @@ def at_existing(server: str, tmp_path: Path) -> tuple[Peer, pexpect.spawn, Path]
 def test_existing_file_in_a_terminal_is_a_question(
     server: str, tmp_path: Path, answer: str, status: int, files: dict[str, str]
 ) -> None:
-    """An existing file, at a terminal: overwrite, rename or cancel, as the person says."""
+    """An existing file, at a terminal: the offer is shown, then one question (overwrite,
+    rename or cancel), answered as the person says; overwriting or renaming accepts."""
     sender, child, out = at_existing(server, tmp_path)
     child.sendline(answer)
-    if status == 0:
-        child.expect_exact("Accept? [Y/n]")
-        child.sendline("y")
-        child.expect(pexpect.EOF, timeout=60)
-    else:
-        child.expect(pexpect.EOF, timeout=PROMPT_EXIT_S)
+    child.expect(pexpect.EOF, timeout=60 if status == 0 else PROMPT_EXIT_S)
+    assert "Accept?" not in (child.before or "")
+    renamed = re.search(r"Saving as \S*/out/report \(1\)\.txt\.", child.before or "")
+    assert (renamed is not None) is (answer == "r")
     child.close()
     assert child.exitstatus == status, child.before
     assert sender.wait() == status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,36 @@ def test_listening_is_printed_once() -> None:
     out, err = proc.communicate(timeout=10)
     assert first.startswith("listening on ws://127.0.0.1:")
     assert "listening" not in out + err
+
+
+def test_the_page_url_follows_the_listening_line() -> None:
+    """After the ws:// line a person sees where a browser opens the page (same port, http)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signal_server", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    second = proc.stdout.readline()
+    proc.terminate()
+    proc.communicate(timeout=10)
+    port = first.strip().rsplit(":", 1)[1]
+    assert second.startswith(f"the page: http://127.0.0.1:{port}/ "), second
+
+
+def test_page_url_names_no_unspecified_address(tmp_path: Path) -> None:
+    """Listening on every address, the page line asks for this machine's address instead of
+    printing 0.0.0.0; a server with no page prints none."""
+    from signal_server.__main__ import page_url
+
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    assert page_url("ws://0.0.0.0:4750", tmp_path) == "http://<this machine's address>:4750/"
+    assert page_url("ws://[::]:4750", tmp_path) == "http://<this machine's address>:4750/"
+    assert page_url("ws://192.168.1.2:4750", tmp_path) == "http://192.168.1.2:4750/"
+    assert page_url("ws://192.168.1.2:4750", tmp_path / "none") is None
 
 
 def test_port_zero_still_picks_a_free_port() -> None:

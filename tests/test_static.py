@@ -141,6 +141,18 @@ async def test_only_get_is_served(served: RunningServer) -> None:
     assert_hardened(reply)
 
 
+async def test_head_answers_like_get_without_a_body(served: RunningServer) -> None:
+    """HEAD (curl -I, link checkers) gets GET's status and headers, and no body."""
+    get = await http_request(served.url, "/index.html")
+    head = await http_request(served.url, "/index.html", method="HEAD")
+    assert (head.status, head.body) == (200, b"")
+    assert head.headers["content-length"] == get.headers["content-length"] != "0"
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert_hardened(head)
+    missing = await http_request(served.url, "/nothing.html", method="HEAD")
+    assert (missing.status, missing.body) == (404, b"")
+
+
 async def test_healthz_and_refusals_carry_the_security_headers(served: RunningServer) -> None:
     """/healthz still answers ok, and even websockets' own 400 carries the strict headers."""
     health = await http_request(served.url, "/healthz")

@@ -55,10 +55,31 @@ export function checkRemoteSdp(sdp, kind) {
   return Math.min(n, LARGEST_MESSAGE_BYTES);
 }
 
-/** "lan", "nat" or "relay" from the candidate types of the selected pair. */
-export function pathKind(localType, remoteType) {
+/**
+ * True for an address that never leaves a site: RFC 1918, link-local, loopback, IPv6 ULA and
+ * link-local (as p2pshare/webrtc.py's _NEAR).
+ */
+export function isNearAddress(address) {
+  const a = String(address ?? "").toLowerCase().split("%")[0];
+  const v4 = a.match(/^(\d+)\.(\d+)\.\d+\.\d+$/);
+  if (v4) {
+    const [x, y] = [Number(v4[1]), Number(v4[2])];
+    return x === 10 || x === 127 || (x === 172 && y >= 16 && y <= 31) || (x === 192 && y === 168) || (x === 169 && y === 254);
+  }
+  if (!a.includes(":")) return false; // an mDNS name, or nothing
+  return a === "::1" || /^f[cd][0-9a-f]{0,2}:/.test(a) || /^fe[89ab][0-9a-f]?:/.test(a);
+}
+
+/**
+ * "lan", "nat" or "relay" for the selected pair, as p2pshare/webrtc.py's path_kind: a
+ * peer-reflexive candidate on a local address is a peer on this machine or LAN (learned from
+ * its checks), not a NAT.
+ */
+export function pathKind(localType, remoteType, localAddress = null, remoteAddress = null) {
   if (localType === "relay" || remoteType === "relay") return "relay";
-  if (["srflx", "prflx"].includes(localType) || ["srflx", "prflx"].includes(remoteType)) return "nat";
+  for (const [type, address] of [[localType, localAddress], [remoteType, remoteAddress]]) {
+    if (type === "srflx" || (type === "prflx" && !isNearAddress(address))) return "nat";
+  }
   return "lan";
 }
 
@@ -238,7 +259,7 @@ export class PeerLink {
       const local = stats.get(pair.localCandidateId);
       const remote = stats.get(pair.remoteCandidateId);
       return {
-        kind: pathKind(local?.candidateType, remote?.candidateType),
+        kind: pathKind(local?.candidateType, remote?.candidateType, local?.address, remote?.address),
         local: `${local?.address ?? "?"}:${local?.port ?? "?"}`,
         remote: `${remote?.address ?? "?"}:${remote?.port ?? "?"}`,
       };
