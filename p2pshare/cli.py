@@ -21,6 +21,7 @@ from p2pshare.cli_options import (
     LocalAddressOpt,
     NoLargePacketsOpt,
     PortOpt,
+    ReconnectOpt,
     RelayOnlyOpt,
     SendYesOpt,
     ServerOpt,
@@ -219,6 +220,7 @@ def send(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
+    reconnect_s: ReconnectOpt = 120.0,
     yes: SendYesOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -284,6 +286,7 @@ def send(
         relay_only,
         direct_only,
         code_words=code_length,
+        reconnect_s=reconnect_s,
         server_port=port,
     )
     try:
@@ -412,6 +415,7 @@ def receive(
     hide_progress: HideProgressOpt = False,
     no_large_packets: NoLargePacketsOpt = False,
     verify: VerifyOpt = False,
+    reconnect_s: ReconnectOpt = 120.0,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Receive what the sender offers under CODE.
@@ -537,6 +541,7 @@ def receive(
         wait_s=wait,
         max_offer_entries=max_entries,
         max_offer_bytes=max_offer_bytes,
+        reconnect_s=reconnect_s,
     )
     run_command(
         session.receive(

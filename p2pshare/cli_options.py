@@ -135,6 +135,17 @@ VerboseOpt = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Log what happens (-vv: and aiortc).")
 ]
 
+ReconnectOpt = Annotated[
+    float,
+    typer.Option(
+        "--reconnect-s",
+        min=0,
+        max=3600,
+        metavar="SECONDS",
+        help="When the network changes mid-transfer (with --server): how long to try to "
+        "reach the other side again and resume; 0: fail at once.",
+    ),
+]
 VerifyOpt = Annotated[
     bool,
     typer.Option(
@@ -237,6 +248,8 @@ def settings_from_options(
     except ValueError as exc:
         usage(str(exc))
     window = tuning.window_bytes
+    if tuning.peer_timeout_s is not None:
+        kw.setdefault("peer_timeout_s", tuning.peer_timeout_s)
     return Settings(
         server=server or None, ice=ice, window_bytes=window, public=public, tuning=tuning, **kw
     )

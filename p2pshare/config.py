@@ -76,6 +76,8 @@ class Tuning:
     """The minimum retransmission timeout for every association; None: 1 s (RFC 4960), 0.2 s
     between two p2pshare peers that agreed on large packets."""
     credit_stall_s: float = 120.0
+    peer_timeout_s: float | None = None
+    """The silence deadline; None: ``Settings.peer_timeout_s`` (20 s). The CLI copies it."""
     compress_when_ahead: int = COMPRESS_WHEN_AHEAD
     compress_groups: bool = True
     drop_behind: bool = True
@@ -140,6 +142,19 @@ def _seconds(low: float, high: float) -> Callable[[str, str], float]:
             raise ValueError(
                 f"{env}={raw}: must be a number of seconds above {low:g}, up to {high:g}"
             )
+        return value
+
+    return parse
+
+
+def _between(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(env: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # NaN fails too
+            raise ValueError(f"{env}={raw}: must be a number of seconds from {low:g} to {high:g}")
         return value
 
     return parse
@@ -248,6 +263,16 @@ KNOBS: tuple[Knob, ...] = (
         "Sender: a receiver that answers pings but grants no credit for this long is "
         "stuck; the transfer fails instead of hanging.",
         _seconds(0.0, MAX_CREDIT_STALL_S),
+    ),
+    Knob(
+        "P2PSHARE_PEER_TIMEOUT_S",
+        "peer_timeout_s",
+        "20",
+        "4 to 600",
+        "Silence from the peer for this long means the path is dead (then a reconnect "
+        "starts, or the transfer fails). Lower notices a dead path sooner; too low mistakes "
+        "a slow one for dead. Pings go every 2 s.",
+        _between(4.0, 600.0),
     ),
     Knob(
         "P2PSHARE_COMPRESS_WHEN_AHEAD",
@@ -425,6 +450,9 @@ class Settings:
     """Receiver without a server: how long to look for the sender on the local network."""
     advertise: bool = True
     """Sender with its embedded server: advertise it on the local network (mDNS)."""
+    reconnect_s: float = 120.0
+    """When the path dies mid-transfer: how long to try to reach the same peer again (all
+    attempts of one outage together; 0: never, fail at once). docs/protocol.md, Reconnecting."""
     server_port: int = 0
     """Sender without ``server``: the TCP port its embedded rendezvous server listens on (a
     firewall can then be opened for it in advance); 0: any free port."""
@@ -458,6 +486,8 @@ class Settings:
             raise ValueError("wait_s must be 0 to a week")
         if not 0 < self.lan_browse_s <= 60:
             raise ValueError("lan_browse_s must be more than 0 and at most 60")
+        if not 0 <= self.reconnect_s <= 3600:
+            raise ValueError("reconnect_s must be 0 to 3600")
         if not 1 <= self.code_words <= 16:
             raise ValueError("code_words must be 1 to 16")
         if not 0 <= self.server_port <= 65535:

@@ -120,6 +120,9 @@ class PeerLostError(P2PShareError):
 
     name = "peer-lost"
     exit_code = 7
+    path_died: bool = True
+    """False when the peer is reachable but does not go on (it grants no credit): reconnecting
+    would not help (reconnect.py)."""
 
 
 class PeerStoppedError(PeerLostError):

@@ -48,6 +48,26 @@ class Connected:
 
 
 @dataclass(frozen=True)
+class Reconnecting:
+    """The path to the peer died mid-transfer; both sides look for each other again under
+    the same session (an attempt starts ``elapsed_s`` after the loss, within ``budget_s``)."""
+
+    elapsed_s: float
+    attempt: int
+    budget_s: float
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """A new connection to the same peer is open; the transfer resumes over it."""
+
+    path: NetworkPath | None
+    elapsed_s: float
+    """From the loss being noticed to the new channel open."""
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Progress:
     done: int
     total: int | None
@@ -162,6 +182,8 @@ SessionEvent = (
     | Progress
     | Notice
     | Verification
+    | Reconnecting
+    | Reconnected
     | ForReceiver
     | ReceiverDone
     | CodeBurned

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -57,7 +58,7 @@ from p2pshare.events import (
 )
 from p2pshare.files import printable
 from p2pshare.mailbox import MailboxClient, connect_any
-from p2pshare.pake import PakeSession, Role
+from p2pshare.pake import PakeSession, Role, Seals
 from p2pshare.rendezvous import Relay, RendezvousClient
 
 if TYPE_CHECKING:
@@ -152,13 +153,38 @@ async def pair(
     ``rv`` has joined the room already (allocate or claim); :class:`Connected` goes to
     ``on_event`` once the data channel is open.
     """
+    async with paired(rv, role, code, settings, on_event) as done:
+        yield done.link
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """An open link, the session key's holder, and whether both sides said they reconnect
+    (then a reconnect derives its keys from ``pake``: reconnect.py)."""
+
+    pake: PakeSession
+    link: PeerLink
+    reconnects: bool
+
+
+@contextlib.asynccontextmanager
+async def paired(
+    rv: Relay,
+    role: Role,
+    code: Code,
+    settings: Settings,
+    on_event: EventSink = ignore,
+    reconnects: bool = False,
+) -> AsyncIterator[Paired]:
+    """:func:`pair`, offering to reconnect when ``reconnects``."""
     try:
         pake = await authenticate(rv, role, code, settings)
     except BaseException as exc:
         tell_mood(rv, exc)
         raise
-    async with connect(rv, pake, settings, on_event) as link:
-        yield link
+    agreed: list[bool] | None = [] if reconnects else None
+    async with connect(rv, pake, settings, on_event, agreed) as link:
+        yield Paired(pake, link, bool(agreed and agreed[0]))
 
 
 def tell_mood(rv: Relay, exc: BaseException) -> None:
@@ -170,10 +196,15 @@ def tell_mood(rv: Relay, exc: BaseException) -> None:
 
 @contextlib.asynccontextmanager
 async def connect(
-    rv: Relay, pake: PakeSession, settings: Settings, on_event: EventSink = ignore
+    rv: Relay,
+    pake: PakeSession,
+    settings: Settings,
+    on_event: EventSink = ignore,
+    agreed: list[bool] | None = None,
 ) -> AsyncIterator[PeerLink]:
     """The step of :func:`pair` after the PAKE: sealed offer/answer, ICE and DTLS, then
-    leave the server. Yields the open link, closed on exit."""
+    leave the server. Yields the open link, closed on exit. With ``agreed``, this side
+    offers to reconnect, and ``agreed`` gets whether the peer does too."""
     from p2pshare.webrtc import PeerLink
 
     if media_stand_in.installed():
@@ -182,7 +213,9 @@ async def connect(
     link = PeerLink(ice_config(settings, rv), settings.tuning)
     try:
         try:
-            await _connect(rv, pake, link, settings, on_event)
+            both = await _connect(rv, pake, link, settings, on_event, agreed is not None)
+            if agreed is not None:
+                agreed.append(both)
         except BaseException as exc:
             tell_mood(rv, exc)
             raise
@@ -196,6 +229,22 @@ async def connect(
         yield link
     finally:
         await link.close()
+
+
+async def connect_again(rv: Relay, sealer: Seals, settings: Settings) -> PeerLink:
+    """A reconnect's new peer connection (reconnect.py): sealed offer and answer under the
+    attempt's keys, ICE and DTLS as the first time, then leave the server. The caller closes
+    the link it gets; on failure it is closed here."""
+    from p2pshare.webrtc import PeerLink
+
+    link = PeerLink(ice_config(settings, rv), settings.tuning)
+    try:
+        await _connect(rv, sealer, link, settings, ignore, reconnects=True)
+    except BaseException:
+        await link.close()
+        raise
+    await rv.close()
+    return link
 
 
 class CodeGuard:
@@ -312,11 +361,19 @@ MAX_SEALED_JSON_BYTES = 256 * 1024
 """An offer or answer with every candidate of a well-connected machine is a few KiB."""
 
 
-def _seal_sdp(pake: PakeSession, kind: str, sdp: str) -> bytes:
-    return pake.seal(json.dumps({"type": kind, "sdp": sdp}).encode())
+def _seal_sdp(pake: Seals, kind: str, sdp: str, reconnects: bool = False) -> bytes:
+    """``reconnects``: this side will look for the peer again if the path dies (a key the
+    page and older clients ignore; both sides must say it, docs/protocol.md)."""
+    obj: dict[str, Any] = {"type": kind, "sdp": sdp}
+    if reconnects:
+        obj[RECONNECTS] = 1
+    return pake.seal(json.dumps(obj).encode())
 
 
-def _seal_abort(pake: PakeSession, error: P2PShareError) -> bytes:
+RECONNECTS = "reconnect"
+
+
+def _seal_abort(pake: Seals, error: P2PShareError) -> bytes:
     """Tell the peer, sealed, why we stop before the data channel opened (it would otherwise
     wait for a connection that never comes until its deadline)."""
     return pake.seal(
@@ -324,7 +381,7 @@ def _seal_abort(pake: PakeSession, error: P2PShareError) -> bytes:
     )
 
 
-def _open_signal(pake: PakeSession, sealed: bytes) -> dict[str, Any]:
+def _open_signal(pake: Seals, sealed: bytes) -> dict[str, Any]:
     """Open and decode a sealed signalling message; its shape is the caller's to check."""
     plaintext = pake.open(sealed)
     if len(plaintext) > MAX_SEALED_JSON_BYTES:
@@ -343,15 +400,14 @@ def _open_signal(pake: PakeSession, sealed: bytes) -> dict[str, Any]:
     return obj
 
 
-def _open_sdp(pake: PakeSession, kind: str, sealed: bytes) -> str:
+def _open_sdp(pake: Seals, kind: str, sealed: bytes) -> dict[str, Any]:
     obj = _open_signal(pake, sealed)
     if obj.get("type") != kind or not isinstance(obj.get("sdp"), str):
         raise ProtocolError(f"the other side sent no valid {kind}")
-    sdp: str = obj["sdp"]
-    return sdp
+    return obj
 
 
-async def _watch_for_abort(rv: Relay, pake: PakeSession) -> None:
+async def _watch_for_abort(rv: Relay, pake: Seals) -> None:
     """While ICE and DTLS run: raise the peer's sealed abort if one comes. Anything else on
     the rendezvous (the peer leaving the room once its side of the channel is open, a
     closed server) is not a failure of ours: the connect deadline still applies."""
@@ -380,8 +436,8 @@ def ice_config(settings: Settings, rv: Relay) -> IceConfig:
 
 
 async def _receive_offer(
-    rv: Relay, pake: PakeSession, timeout_s: float, on_event: EventSink
-) -> str:
+    rv: Relay, pake: Seals, timeout_s: float, on_event: EventSink
+) -> dict[str, Any]:
     """The sealed offer; before it, a sender serving many receivers may say we wait our turn
     (then its offer may take as long as the others' transfers: no deadline, but the server
     tells us if the sender leaves)."""
@@ -397,21 +453,28 @@ async def _receive_offer(
         wait = None
     if obj.get("type") != "offer" or not isinstance(obj.get("sdp"), str):
         raise ProtocolError("the other side sent no valid offer")
-    sdp: str = obj["sdp"]
-    return sdp
+    return obj
 
 
 async def _connect(
-    rv: Relay, pake: PakeSession, link: PeerLink, settings: Settings, on_event: EventSink
-) -> None:
+    rv: Relay,
+    pake: Seals,
+    link: PeerLink,
+    settings: Settings,
+    on_event: EventSink,
+    reconnects: bool = False,
+) -> bool:
+    """Sealed offer and answer, ICE and DTLS; True when both sides said they reconnect."""
     timeout = settings.connect_timeout_s
     try:
         if pake.role is Role.SENDER:
-            await rv.send(_seal_sdp(pake, "offer", await link.create_offer()))
-            await link.accept_answer(_open_sdp(pake, "answer", await rv.receive(timeout)))
+            await rv.send(_seal_sdp(pake, "offer", await link.create_offer(), reconnects))
+            peer = _open_sdp(pake, "answer", await rv.receive(timeout))
+            await link.accept_answer(peer["sdp"])
         else:
-            offer = await _receive_offer(rv, pake, timeout, on_event)
-            await rv.send(_seal_sdp(pake, "answer", await link.accept_offer(offer)))
+            peer = await _receive_offer(rv, pake, timeout, on_event)
+            answer = await link.accept_offer(peer["sdp"])
+            await rv.send(_seal_sdp(pake, "answer", answer, reconnects))
     except P2PShareError as exc:
         if not exc.remote:
             with contextlib.suppress(P2PShareError):
@@ -433,3 +496,4 @@ async def _connect(
     finally:
         opened.cancel()
         aborted.cancel()
+    return reconnects and peer.get(RECONNECTS) == 1

@@ -23,6 +23,7 @@ import hmac
 import os
 from collections.abc import Callable
 from enum import Enum
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -70,10 +71,7 @@ class PakeSession:
         cls = SPAKE2_A if role is Role.SENDER else SPAKE2_B
         self._spake = cls(password, entropy_f=entropy, **ids)
         self._key: bytes | None = None
-        self._send_counter = 0
-        self._recv_counter = 0
-        self._seal_key: ChaCha20Poly1305 | None = None
-        self._open_key: ChaCha20Poly1305 | None = None
+        self._sealer: Sealer | None = None
 
     def start(self) -> bytes:
         """The PAKE message to send to the peer."""
@@ -94,9 +92,7 @@ class PakeSession:
         except Exception as exc:  # the library raises assorted types on bad points
             raise WrongCodeError() from exc
         self._key = key
-        mine, theirs = self.role.value.encode(), self.role.peer.value.encode()
-        self._seal_key = ChaCha20Poly1305(_hkdf(key, b"seal " + mine))
-        self._open_key = ChaCha20Poly1305(_hkdf(key, b"seal " + theirs))
+        self._sealer = Sealer(self.role, key)
 
     def _require_key(self) -> bytes:
         if self._key is None:
@@ -118,13 +114,51 @@ class PakeSession:
         label, so showing them reveals nothing about the sealing keys."""
         return words_from_key(_hkdf(self._require_key(), b"verify"))
 
+    def derive(self, purpose: bytes) -> bytes:
+        """A 32-byte secret for ``purpose`` (HKDF under its own label): the key itself, and
+        everything else derived from it, cannot be recovered from it (reconnect.py)."""
+        return _hkdf(self._require_key(), purpose)
+
+    def seal(self, plaintext: bytes) -> bytes:
+        if self._sealer is None:
+            raise RuntimeError("finish() must be called first")
+        return self._sealer.seal(plaintext)
+
+    def open(self, sealed: bytes) -> bytes:
+        """Open the peer's next sealed message; any tampering raises :class:`ProtocolError`."""
+        if self._sealer is None:
+            raise RuntimeError("finish() must be called first")
+        return self._sealer.open(sealed)
+
+
+class Seals(Protocol):
+    """What sealed signalling needs: our role, and the two sealing directions."""
+
+    @property
+    def role(self) -> Role: ...
+
+    def seal(self, plaintext: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes) -> bytes: ...
+
+
+class Sealer:
+    """The two sealing directions derived from ``key`` (the PAKE's, or a reconnect
+    attempt's): one ChaCha20-Poly1305 key per side, counter nonces from 0."""
+
+    def __init__(self, role: Role, key: bytes) -> None:
+        self.role = role
+        mine, theirs = role.value.encode(), role.peer.value.encode()
+        self._seal_key = ChaCha20Poly1305(_hkdf(key, b"seal " + mine))
+        self._open_key = ChaCha20Poly1305(_hkdf(key, b"seal " + theirs))
+        self._send_counter = 0
+        self._recv_counter = 0
+
     @staticmethod
     def _nonce(counter: int) -> bytes:
         return counter.to_bytes(12, "big")
 
     def seal(self, plaintext: bytes) -> bytes:
-        if self._seal_key is None:
-            raise RuntimeError("finish() must be called first")
         nonce = self._nonce(self._send_counter)
         self._send_counter += 1
         aad = PROTOCOL_ID + self.role.value.encode()
@@ -132,8 +166,6 @@ class PakeSession:
 
     def open(self, sealed: bytes) -> bytes:
         """Open the peer's next sealed message; any tampering raises :class:`ProtocolError`."""
-        if self._open_key is None:
-            raise RuntimeError("finish() must be called first")
         nonce = self._nonce(self._recv_counter)
         aad = PROTOCOL_ID + self.role.peer.value.encode()
         try:

@@ -197,6 +197,11 @@ class HumanReporter:
                 self.searching("Waiting for the receiver to accept...")
         elif isinstance(event, events.Notice):
             self.say(f"warning: {event.message}")
+        elif isinstance(event, events.Reconnecting):
+            self.say(f"connection lost, reconnecting… {event.elapsed_s:.0f} s")
+        elif isinstance(event, events.Reconnected):
+            how = f": {event.path.describe()}" if event.path else ""
+            self.say(f"Reconnected after {event.elapsed_s:.0f} s{how}.")
         elif isinstance(event, events.Progress):
             self.progressed = self.progressed or event.done > 0
             if self.hide_progress or not self.console.is_terminal:
@@ -358,6 +363,25 @@ class JsonReporter:
             )
         elif isinstance(event, events.Notice):
             self.emit({"event": "warning", "message": event.message})
+        elif isinstance(event, events.Reconnecting):
+            self.emit(
+                {
+                    "event": "reconnecting",
+                    "attempt": event.attempt,
+                    "elapsed_s": round(event.elapsed_s, 3),
+                    "budget_s": event.budget_s,
+                }
+            )
+        elif isinstance(event, events.Reconnected):
+            path = event.path
+            self.emit(
+                {
+                    "event": "reconnected",
+                    "attempt": event.attempt,
+                    "elapsed_s": round(event.elapsed_s, 3),
+                    "path": path.kind if path else None,
+                }
+            )
         elif isinstance(event, events.Progress):
             self.progressed = self.progressed or event.done > 0
             now = time.monotonic()

@@ -55,6 +55,9 @@ class Sender:
         self.finished = False
         self.resumed = 0
         """Bytes the receiver already had (checked here, not sent again)."""
+        self.sent = 0
+        """Bytes handed to the channel so far (before compression); counted also when the
+        run fails, for a transfer that reconnects (reconnect.py)."""
         self.digests: list[str] = []
 
     async def run(self) -> TransferResult:
@@ -107,12 +110,15 @@ class Sender:
                     async with asyncio.timeout(stall_s):
                         await self.wire.until(functools.partial(proto.can_send, piece.size))
                 except TimeoutError:
-                    raise PeerLostError(
+                    stalled = PeerLostError(
                         f"the other side granted no credit for {stall_s:g} s while "
                         "answering pings: it is stuck, or stalling on purpose"
-                    ) from None
+                    )
+                    stalled.path_died = False  # the path works: a reconnect cannot help
+                    raise stalled from None
                 for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest):
                     link.send(frame)
+                self.sent += piece.size
                 if piece.digest is not None:
                     self.digests.append(piece.digest)
                 await link.drain()

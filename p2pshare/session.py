@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from p2pshare import lan
 from p2pshare.codes import Code, generate_words, parse_code
@@ -34,6 +36,7 @@ from p2pshare.errors import (
     NoSuchCodeError,
     P2PShareError,
     PeerLostError,
+    ProtocolError,
     SignallingError,
 )
 from p2pshare.events import (
@@ -53,14 +56,18 @@ from p2pshare.events import (
     ignore,
 )
 from p2pshare.mailbox import MailboxClient, server_label
-from p2pshare.pairing import WordsGate, pair, preload_webrtc, rendezvous
+from p2pshare.pairing import Paired, WordsGate, paired, preload_webrtc, rendezvous
 from p2pshare.pake import Role
 from p2pshare.receiver import Receiver
+from p2pshare.reconnect import ReconnectKeys, Reconnector
 from p2pshare.rendezvous import ManyRoom, Relay, RendezvousClient
 from p2pshare.routes import AnyClient, find_sender, sender_routes, settle
 from p2pshare.sender import Sender
 from p2pshare.sources import collect
 from p2pshare.wire import telling_peer
+
+if TYPE_CHECKING:
+    from p2pshare.channel import Channel
 
 __all__ = [
     "CodeReady",
@@ -157,12 +164,27 @@ async def send(
             )
         )
         words = WordsGate(on_event, confirm_words, "the receiver")
-        async with (
-            pair(rv, Role.SENDER, chosen, settings, words) as link,
-            telling_peer(link),
-        ):
+        streamed = any(s.stdin for s in sources)  # read once: nothing to send again
+        can = _can_reconnect(settings, rv) and not streamed
+        async with paired(rv, Role.SENDER, chosen, settings, words, can) as done:
             await mdns.aclose()  # the code is used: nobody else should look for it
-            return await Sender(link, sources, settings, on_event, words.gate()).run()
+            link = done.link
+            reconnector = _reconnector(settings, done, on_event)
+            if reconnector is None:
+                async with telling_peer(link):
+                    return await Sender(link, sources, settings, on_event, words.gate()).run()
+            runs = _Runs()
+
+            async def send_once(channel: Channel, run: int) -> TransferResult:
+                gate = words.gate() if run == 0 else None  # the words were confirmed
+                sender = Sender(channel, sources, settings, on_event, gate)
+                try:
+                    return runs.add(await sender.run())
+                except BaseException:
+                    runs.lost += sender.sent
+                    raise
+
+            return await reconnector.run(link, send_once)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
 
 
@@ -259,6 +281,7 @@ async def receive(
     def warn(message: str) -> None:
         on_event(Notice(message))
 
+    named_server = settings.server is not None  # a reconnect goes back to it
     async with contextlib.AsyncExitStack() as stack:
         rv: Relay
         if settings.server is None:
@@ -279,12 +302,100 @@ async def receive(
             elif settings.wait_s == 0:
                 await client.claim(parsed.nameplate)
             rv = client
-        async with (
-            pair(rv, Role.RECEIVER, parsed, settings, on_event) as link,
-            telling_peer(link),
-        ):
-            return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
+        # A stream (--output -) cannot take the same bytes twice.
+        can = named_server and not settings.to_stdout and _can_reconnect(settings, rv)
+        async with paired(rv, Role.RECEIVER, parsed, settings, on_event, can) as done:
+            link = done.link
+            reconnector = _reconnector(settings, done, on_event)
+            if reconnector is None:
+                async with telling_peer(link):
+                    return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
+            again = _SameOffer(confirm, resolve_existing)
+            runs = _Runs()
+
+            async def receive_once(channel: Channel, run: int) -> TransferResult:
+                ask = again.first if run == 0 else again.same
+                existing = again.first_existing if run == 0 else again.same_existing
+                resolve = existing if resolve_existing is not None else None
+                receiver = Receiver(channel, settings, on_event, ask, resolve)
+                try:
+                    return runs.add(await receiver.run())
+                except BaseException:
+                    runs.lost += receiver.written
+                    raise
+
+            return await reconnector.run(link, receive_once)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: the block returns)
+
+
+def _can_reconnect(settings: Settings, rv: Relay) -> bool:
+    """Whether this side offers to reconnect (docs/protocol.md, Reconnecting): through a
+    server of our own protocol that the user named (not yet a mailbox or the public route)."""
+    return (
+        settings.reconnect_s > 0
+        and settings.server is not None
+        and isinstance(rv, RendezvousClient)
+    )
+
+
+def _reconnector(settings: Settings, done: Paired, on_event: EventSink) -> Reconnector | None:
+    """What rides the transfer through a network change, when both sides offered it."""
+    if not done.reconnects or settings.server is None:
+        return None
+    keys = ReconnectKeys.from_pake(done.pake)
+    return Reconnector(settings.server, keys, settings, on_event)
+
+
+class _Runs:
+    """The results of a transfer's runs (one per connection): what crossed the network
+    adds up, and the time counts from the first run's start."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        """What crossed in the runs that failed (their connection died)."""
+        self.started = time.monotonic()
+
+    def add(self, result: TransferResult) -> TransferResult:
+        sent = self.lost + result.sent
+        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
+
+
+class _SameOffer:
+    """The receiver's questions across reconnects: asked once; after a reconnect the
+    sender's offer must be the one accepted (then nothing is asked again)."""
+
+    def __init__(self, confirm: Confirm | None, resolve: ResolveExisting | None) -> None:
+        self.confirm = confirm
+        self.resolve = resolve
+        self.accepted: OfferSummary | None = None
+        self.choice: str | None = None
+
+    @staticmethod
+    def _key(summary: OfferSummary) -> OfferSummary:
+        return dataclasses.replace(summary, found_bytes=0)
+
+    async def first(self, summary: OfferSummary) -> bool:
+        ok = True if self.confirm is None else await self.confirm(summary)
+        if ok:
+            self.accepted = self._key(summary)
+        return ok
+
+    async def same(self, summary: OfferSummary) -> bool:
+        if self.accepted is None or self._key(summary) != self.accepted:
+            raise ProtocolError("after reconnecting, the other side offered something else")
+        return True
+
+    async def first_existing(
+        self, existing: tuple[Path, ...], other: Path | None, offer: OfferSummary
+    ) -> str:
+        assert self.resolve is not None  # passed on only when there is one
+        self.choice = await self.resolve(existing, other, offer)
+        return self.choice
+
+    async def same_existing(
+        self, existing: tuple[Path, ...], other: Path | None, offer: OfferSummary
+    ) -> str:
+        return self.choice or "cancel"
 
 
 @contextlib.asynccontextmanager

@@ -92,8 +92,9 @@ def test_sender_killed_receiver_reports_it_and_resend_resumes(
     server: str, source: Path, out: Path
 ) -> None:
     """A sender that dies without a word: the receiver reports the lost peer (after the
-    silence deadline), keeps what it got, and a resend continues from there."""
-    sender, receiver = start(server, source, out)
+    silence deadline), keeps what it got, and a resend continues from there. (Not waiting
+    for the sender to come back: tests/test_reconnect.py has that.)"""
+    sender, receiver = start(server, source, out, "--reconnect-s", "0")
     event = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     sender.kill()
     assert receiver.wait(timeout=60) == 7

@@ -78,7 +78,9 @@ def finished_pair() -> tuple[PakeSession, PakeSession]:
 # -- regeneration -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["pake.json", "frames.json", "rendezvous.json", "transfer.json"])
+@pytest.mark.parametrize(
+    "name", ["pake.json", "frames.json", "rendezvous.json", "transfer.json", "reconnect.json"]
+)
 def test_regenerating_gives_byte_identical_files(name: str) -> None:
     """The committed vectors are exactly what the code produces today (no silent drift)."""
     text = generate.build_all()[name]
@@ -415,3 +417,24 @@ def test_error_table_is_errors_py() -> None:
     for case in TRANSFER["errors"]["from_peer"]:
         error = error_from_peer(case["name"], case["message"])
         assert {"name": error.name, "message": error.message} == case["becomes"]
+
+
+# -- reconnect.json ---------------------------------------------------------------------------
+
+
+def test_reconnect_vectors_open_with_the_code() -> None:
+    """Each side opens the other's hello from reconnect.json, the attempt keys of both nonces
+    open the sealed offer, and the nameplates are where the code says."""
+    from p2pshare.pake import Role
+    from p2pshare.reconnect import ReconnectKeys
+
+    table = load("reconnect.json")
+    secret = bytes.fromhex(table["secret"])
+    sender, receiver = ReconnectKeys(Role.SENDER, secret), ReconnectKeys(Role.RECEIVER, secret)
+    assert [sender.nameplate(0), receiver.nameplate(1)] == table["nameplates"]
+    nonce_a = receiver.open_hello(bytes.fromhex(table["sender_hello"]), 0)
+    nonce_b = sender.open_hello(bytes.fromhex(table["receiver_hello"]), 0)
+    assert nonce_a is not None and nonce_a.hex() == table["sender_nonce"]
+    assert nonce_b is not None and nonce_b.hex() == table["receiver_nonce"]
+    sealer = receiver.attempt(0, nonce_b, nonce_a)
+    assert sealer.open(bytes.fromhex(table["offer_sealed"])) == table["offer_plaintext"].encode()

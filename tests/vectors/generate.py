@@ -35,6 +35,7 @@ from p2pshare.codes import words_from_key
 from p2pshare.mailbox import APPID, phase_name
 from p2pshare.pake import PROTOCOL_ID, PakeSession, Role
 from signal_server import protocol as rp
+from tests.vectors.reconnect_vectors import build_reconnect
 from tests.vectors.transfer_vectors import build_transfer
 
 VECTORS_DIR = Path(__file__).resolve().parent
@@ -970,6 +971,7 @@ def build_all() -> dict[str, str]:
         "frames.json": render(build_frames()),
         "rendezvous.json": render(build_rendezvous(pake)),
         "transfer.json": render(build_transfer()),
+        "reconnect.json": render(build_reconnect()),
     }
 
 
