@@ -60,8 +60,9 @@ about 4 s: its ``closed`` reply, then the websocket's closing handshake)."""
 AnyClient = RendezvousClient | MailboxClient
 
 
-class NameplateInUseError(SignallingError):
-    """A chosen code's nameplate holds another side's messages at the public mailbox."""
+class _NameplateInUse(Exception):
+    """A chosen code's nameplate holds another side's messages at the public mailbox: the
+    public route is dropped with a notice (never shown as an error: the LAN route goes on)."""
 
 
 async def connect_public(settings: Settings, on_motd: Callable[[str], None]) -> AnyClient:
@@ -235,7 +236,7 @@ async def _public_room(
             await client.claim(chosen.nameplate, create=True)
             if isinstance(client, MailboxClient) and await client.others_posted():
                 client.mood = "lonely"  # we leave without a word: their pairing goes on
-                raise NameplateInUseError(
+                raise _NameplateInUse(
                     "this code works on this network only: the nameplate is in use on the "
                     f"public server {server_label(client.url)}"
                 )
@@ -248,14 +249,14 @@ async def _public_room(
     try:
         async with asyncio.timeout(PUBLIC_WAIT_S):
             return await asyncio.shield(task)
-    except (TimeoutError, P2PShareError) as exc:
+    except (TimeoutError, P2PShareError, _NameplateInUse) as exc:
         # A refusal too (the operator's text is in the notice): the LAN route still works.
         task.cancel()
         with contextlib.suppress(BaseException):
             client, _ = await task
             await client.close()
-        if isinstance(exc, NameplateInUseError):
-            on_notice(exc.message)
+        if isinstance(exc, _NameplateInUse):
+            on_notice(str(exc))
             return None
         reason = exc.message if isinstance(exc, P2PShareError) else "no answer in time"
         on_notice(
