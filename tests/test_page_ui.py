@@ -32,6 +32,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures used by name)
     random_file,
     sha,
 )
+from tests.test_web_build import scratch  # noqa: F401  (web/ after npm ci, for the QR reader)
 
 DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}}
 PHONE: dict[str, Any] = {
@@ -57,11 +58,12 @@ def clipboard(page: Any) -> str:
     return text
 
 
-def decode_qr(png: Path) -> str:
-    """The text a camera reads from the QR code in ``png`` (web/testlib/decode_qr_png.mjs)."""
+def decode_qr(web: Path, png: Path) -> str:
+    """The text a camera reads from the QR code in ``png`` (testlib/decode_qr_png.mjs, run in
+    ``web``: a copy of web/ with its locked packages installed, as a fresh clone has none)."""
     proc = subprocess.run(
         ["node", "testlib/decode_qr_png.mjs", str(png)],
-        cwd=ROOT / "web",
+        cwd=web,
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,7 +74,7 @@ def decode_qr(png: Path) -> str:
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
 def test_the_sending_page_hands_off_to_the_command_line(
-    server: str, new_page: Any, tmp_path: Path, size: str
+    server: str, new_page: Any, tmp_path: Path, size: str, scratch: Path
 ) -> None:
     """A page sending: the code, the link and the exact `p2pshare receive --server ...`
     command each copy to the clipboard; the QR code reads back as the link; the link never
@@ -104,7 +106,7 @@ def test_the_sending_page_hands_off_to_the_command_line(
     assert page.evaluate(f"{in_command}.getClientRects().length") == 1
     qr = tmp_path / f"qr-{size}.png"
     page.locator("#qr-image").screenshot(path=str(qr))
-    assert decode_qr(qr) == link
+    assert decode_qr(scratch, qr) == link
     shot(page, tmp_path, f"sending-{size}")
 
     out = tmp_path / "out"
