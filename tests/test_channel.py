@@ -221,8 +221,16 @@ async def test_an_abort_mid_file_keeps_the_partial_and_a_resend_resumes(tmp_path
         sending.cancel()
 
     a, b = memory_channel_pair()
+    # The smallest window keeps the sender within 1 MiB of what was written: with the whole
+    # file in credit, a fast writer could finish it before the cancel ran.
     sent, received = await run_pair(
-        a, b, [tmp_path / "big.bin"], out, on_receiver_event=on_event, during=cancel_halfway
+        a,
+        b,
+        [tmp_path / "big.bin"],
+        out,
+        receiver_settings=settings(out, window_bytes=MIN_WINDOW_BYTES),
+        on_receiver_event=on_event,
+        during=cancel_halfway,
     )
     assert isinstance(sent, asyncio.CancelledError), sent
     assert isinstance(received, P2PShareError) and received.remote, received
