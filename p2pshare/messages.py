@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_args
 
@@ -103,18 +104,20 @@ class FileEntry:
         )
 
 
-def _batches(entries: tuple[FileEntry, ...]) -> list[list[dict[str, Any]]]:
-    batches: list[list[dict[str, Any]]] = [[]]
+def _batches(entries: tuple[FileEntry, ...]) -> Iterator[list[dict[str, Any]]]:
+    """The entries as JSON objects, one batch at a time (at least one, maybe empty): only
+    one batch of objects is held at a time (~300 bytes an entry for a whole tree, issue 31)."""
+    batch: list[dict[str, Any]] = []
     used = 0
     for entry in entries:
         obj = entry.to_json()
         cost = len(json.dumps(obj, ensure_ascii=False).encode()) + 1
-        if batches[-1] and used + cost > OFFER_BATCH_BYTES:
-            batches.append([])
-            used = 0
-        batches[-1].append(obj)
+        if batch and used + cost > OFFER_BATCH_BYTES:
+            yield batch
+            batch, used = [], 0
+        batch.append(obj)
         used += cost
-    return batches
+    yield batch
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class Offer:
         return total
 
     def frames(self) -> list[bytes]:
-        first, *rest = _batches(self.files)
+        batches = _batches(self.files)
+        first = next(batches)
         head: dict[str, Any] = {
             "v": self.version,
             "count": len(self.files),
@@ -154,7 +158,7 @@ class Offer:
             head["compression"] = list(self.compression)
         if self.hashes:
             head["hash"] = list(self.hashes)
-        return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in rest)]
+        return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in batches)]
 
 
 @dataclass(frozen=True)
