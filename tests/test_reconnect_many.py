@@ -1,6 +1,7 @@
 """``send --many`` rides out one receiver's path dying (issue 28): that receiver alone meets
 the sender again under its own session key and resumes; the others never notice. Real
-processes in network namespaces (tests/natlab.py), our rendezvous server between them."""
+processes in network namespaces (tests/natlab.py), through our rendezvous server named with
+``--server`` or the one the sender embeds."""
 
 from __future__ import annotations
 
@@ -85,3 +86,43 @@ def test_one_of_three_receivers_loses_its_path_and_only_it_reconnects(tmp_path: 
     assert len(moved) == 1 and again == {moved[0]["receiver"]}
     assert moved[0]["sent"] <= size + DEFAULT_WINDOW_BYTES
     assert all(r["sent"] == size for label, r in outcomes.items() if MOVING not in label)
+
+
+@pytest.mark.timeout(120)
+def test_a_receiver_of_the_senders_own_server_reconnects_after_moving(tmp_path: Path) -> None:
+    """``send --many`` with the rendezvous server embedded in the sender (no ``--server``):
+    the receiver, run with the printed command, moves to a new address mid-transfer; it
+    finds the sender again on that server and finishes, both exit 0."""
+    payload = tmp_path / "src" / "payload.bin"
+    payload.parent.mkdir()
+    payload.write_bytes(os.urandom(24 * MIB))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = lab_env(P2PSHARE_LARGE_PACKETS="0", P2PSHARE_PEER_TIMEOUT_S="6")
+    with lossy_link(tmp_path, 0) as (_, host_a, host_b):
+        sender = Peer(
+            ["send", str(payload), "--json", "--many", "1"],
+            cwd=payload.parent,
+            env=env,
+            netns=host_a,
+        )
+        ready = sender.event("code")
+        assert ready["server"].startswith("ws://10.8.0.1:")
+        command = ["receive", ready["code"], "--server", ready["server"], "--json", "--yes"]
+        receiver = Peer(
+            [*command, "-o", str(out)],
+            cwd=tmp_path,
+            env=env,
+            netns=host_b,
+        )
+        receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
+        sh("ip", "addr", "del", f"{STEADY}/24", "dev", "eth0", ns=host_b)
+        sh("ip", "addr", "add", f"{MOVING}/24", "dev", "eth0", ns=host_b)
+        assert receiver.wait(90) == 0, receiver.stderr
+        assert sender.wait(30) == 0, sender.stderr
+    assert receiver.last("reconnected")["path"] == "lan"
+    assert sender.last("reconnected")["receiver"] == 1
+    (outcome,) = sender.last("summary")["receivers"]
+    assert outcome["result"] == "done" and MOVING in outcome["label"]
+    assert outcome["sent"] <= payload.stat().st_size + DEFAULT_WINDOW_BYTES
+    assert _digest(out / payload.name) == _digest(payload)
