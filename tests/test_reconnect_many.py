@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from p2pshare import events
+from p2pshare.progress import ManyHumanReporter
 from p2pshare.transfer import DEFAULT_WINDOW_BYTES
 from tests.cli_helpers import Peer, lab_env
 from tests.natlab import lossy_link, sh
+from tests.test_cli_edges import captured
 from tests.test_reconnect import lab_server
 
 MIB = 1 << 20
@@ -31,6 +34,20 @@ def cut_one(host_a: str, host_b: str, address: str, action: str = "-I") -> None:
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_person_sees_which_receiver_reconnects() -> None:
+    """send --many at a terminal or in a log: a receiver's lost path and its return are
+    said with its label, like its other lines."""
+    reporter = ManyHumanReporter("a.bin", count=3)
+    out = captured(reporter)
+    label = "receiver 2, 10.8.0.3, direct"
+    reporter(events.ForReceiver(2, events.Reconnecting(3.2, 2, 120.0), label))
+    reporter(events.ForReceiver(2, events.Reconnected(None, 7.6, 3), label))
+    assert out.getvalue().splitlines() == [
+        f"{label}: connection lost, reconnecting… 3 s",
+        f"{label}: reconnected after 8 s.",
+    ]
 
 
 @pytest.mark.timeout(120)
