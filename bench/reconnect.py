@@ -6,6 +6,7 @@ each way (a token bucket, tests/speedlab.py). Needs root.
     sudo .venv/bin/python bench/reconnect.py --mib 96 --cases address --runs 3
 
 Cases, each starting at ~25% of the file (the receiver's progress):
+- ``none``: nothing happens (the reference: the same transfer on the same link);
 - ``address``: the receiver's address changes for good (10.8.0.2 deleted, 10.8.0.3 added):
   its old path is gone, as when a laptop moves to another network;
 - ``outage-udp``: every UDP packet between the hosts dropped by iptables for ``--outage-s``
@@ -46,7 +47,7 @@ from tests.speedlab import sh, speed_link  # noqa: E402
 
 MIB = 1 << 20
 HOST_A, HOST_B, HOST_B_NEW = "10.8.0.1", "10.8.0.2", "10.8.0.3"
-CASES = ("address", "outage-udp", "outage")
+CASES = ("none", "address", "outage-udp", "outage")
 AT_FRACTION = 0.25
 
 
@@ -160,7 +161,9 @@ def run_once(
             mark = int(size * AT_FRACTION)
             receiver.wait_for("progress", where=lambda e: e["done"] >= mark, timeout=120)
             changed = time.monotonic()
-            if case == "address":
+            if case == "none":
+                back = changed
+            elif case == "address":
                 sh("ip", "addr", "del", f"{HOST_B}/24", "dev", "eth0", ns=host_b)
                 sh("ip", "addr", "add", f"{HOST_B_NEW}/24", "dev", "eth0", ns=host_b)
                 back = time.monotonic()
@@ -193,6 +196,15 @@ def run_once(
             None,
         )
 
+    progress = [(t, e["done"]) for t, e in receiver.events if e["event"] == "progress"]
+    before = [(t, d) for t, d in progress if t < changed and d > 0]
+    after = [(t, d) for t, d in progress if flowing is not None and t >= flowing]
+
+    def rate(points: list[tuple[float, int]]) -> float | None:
+        if len(points) < 2 or points[-1][0] <= points[0][0]:
+            return None
+        return round((points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0]) / 1e6, 1)
+
     def since(start: float, found: tuple[float, dict[str, Any]] | None) -> float | None:
         return None if found is None else round(found[0] - start, 2)
 
@@ -203,6 +215,7 @@ def run_once(
         "receiver_rc": receiver_rc,
         "verified": verified,
         "sent_ratio": round(done["sent"] / size, 3) if done else None,
+        "extra_mib": round((done["sent"] - size) / MIB, 2) if done else None,
         "at_loss_mib": round(held / MIB, 1),
         "detect_receiver_s": since(changed, receiver.first("reconnecting")),
         "detect_sender_s": since(changed, sender.first("reconnecting")),
@@ -210,6 +223,8 @@ def run_once(
         "back_to_data_s": None if flowing is None else round(flowing - back, 2),
         "attempts": again[1]["attempt"] if again else None,
         "total_s": round(done["seconds"], 1) if done else None,
+        "mbps_before": rate(before),
+        "mbps_after": rate(after),
     }
 
 
@@ -228,11 +243,15 @@ COLUMNS = (
     ("receiver_rc", "receiver exit"),
     ("verified", "verified"),
     ("sent_ratio", "sent ÷ size"),
-    ("detect_receiver_s", "loss → reconnecting (s)"),
+    ("extra_mib", "sent again (MiB)"),
+    ("detect_sender_s", "sender: loss → reconnecting (s)"),
+    ("detect_receiver_s", "receiver: loss → reconnecting (s)"),
     ("back_to_reconnected_s", "return → reconnected (s)"),
     ("back_to_data_s", "return → data (s)"),
     ("attempts", "attempts"),
     ("total_s", "transfer (s)"),
+    ("mbps_before", "MB/s before"),
+    ("mbps_after", "MB/s after"),
 )
 
 
