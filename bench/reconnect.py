@@ -262,7 +262,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         cells = [
-            "yes" if row[k] is True else "no" if row[k] is False else str(row[k])
+            "yes"
+            if row[k] is True
+            else "no"
+            if row[k] is False
+            else "-"
+            if row[k] is None
+            else str(row[k])
             for k, _ in COLUMNS
         ]
         lines.append("| " + " | ".join(cells) + " |")
