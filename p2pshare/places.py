@@ -32,7 +32,7 @@ from p2pshare.rendezvous import Relay, RendezvousClient
 
 logger = logging.getLogger(__name__)
 
-LAST_URL_S = 3.0
+LAST_URL_S = 1.5
 """How long the receiver tries the embedded server's last URL before looking it up again
 (the sender's address may have changed: the old one then never answers)."""
 
