@@ -44,6 +44,7 @@ from p2pshare.wire import telling_peer
 if TYPE_CHECKING:
     from p2pshare.channel import Channel
     from p2pshare.places import Place
+    from p2pshare.rendezvous import Relay
     from p2pshare.webrtc import PeerLink
 
 logger = logging.getLogger(__name__)
@@ -230,23 +231,33 @@ class Reconnector:
     async def attempt(self, left: float) -> PeerLink:
         """One try within ``left`` seconds: meet at the place, prove the key both ways, a
         new peer connection. Raises when it fails (the caller tries again)."""
-        from p2pshare.pairing import connect_again
+        from p2pshare.pairing import tell_mood
 
         generation = self.generation
         nameplate = self.keys.nameplate(generation)
         # The server may be unreachable a while too (the same outage): bound each step.
         async with self.place.meet(nameplate, min(left, self.settings.connect_timeout_s)) as rv:
-            hello, mine = self.keys.hello(generation)
-            await rv.send(hello)
-            await rv.wait_paired(left)
-            # Paired, the peer's hello is already on its way: a room whose other side sends
-            # nothing that opens (a stranger's room under the same number) ends this attempt
-            # at the connect timeout, not at the end of the budget.
-            async with asyncio.timeout(self.settings.connect_timeout_s):
-                while True:
-                    theirs = self.keys.open_hello(await rv.receive(None), generation)
-                    if theirs is not None:
-                        break
-                    logger.info("ignored a reconnect hello that does not prove the session key")
-            sealer = self.keys.attempt(generation, mine, theirs)
-            return await connect_again(rv, sealer, self.settings)
+            try:
+                return await self._in_room(rv, generation, left)
+            except BaseException as exc:
+                tell_mood(rv, exc)  # a mailbox server hears how the attempt went
+                raise
+
+    async def _in_room(self, rv: Relay, generation: int, left: float) -> PeerLink:
+        """Hellos both ways in the room, then sealed offer and answer under the attempt keys."""
+        from p2pshare.pairing import connect_again
+
+        hello, mine = self.keys.hello(generation)
+        await rv.send(hello)
+        await rv.wait_paired(left)
+        # Paired, the peer's hello is already on its way: a room whose other side sends
+        # nothing that opens (a stranger's room under the same number) ends this attempt
+        # at the connect timeout, not at the end of the budget.
+        async with asyncio.timeout(self.settings.connect_timeout_s):
+            while True:
+                theirs = self.keys.open_hello(await rv.receive(None), generation)
+                if theirs is not None:
+                    break
+                logger.info("ignored a reconnect hello that does not prove the session key")
+        sealer = self.keys.attempt(generation, mine, theirs)
+        return await connect_again(rv, sealer, self.settings)

@@ -5,7 +5,9 @@ network namespaces; and a stranger at the mailbox's reconnect place, with the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,7 +17,7 @@ import pytest
 
 from p2pshare.config import Settings
 from p2pshare.errors import P2PShareError
-from p2pshare.mailbox import MailboxClient, connect_any
+from p2pshare.mailbox import APPID, MailboxClient, connect_any
 from p2pshare.pake import Role
 from p2pshare.places import MailboxPlace
 from p2pshare.reconnect import ReconnectKeys, Reconnector
@@ -163,8 +165,9 @@ def test_public_mailbox_path_dead_past_the_deadline_then_back(
 
 def test_a_stranger_at_the_mailbox_reconnect_place_is_ignored(tmp_path: Path) -> None:
     """At the real mailbox server, someone without the session key waits at the reconnect
-    nameplate and posts a hello: it is ignored (no connection is made with it), and the
-    attempt ends at the connect timeout rather than the budget."""
+    nameplate and posts a hello: it is ignored (no connection is made with it), the attempt
+    ends at the connect timeout rather than the budget, and our side closes the mailbox
+    telling the server it went wrong (its usage record)."""
     keys = ReconnectKeys(Role.RECEIVER, bytes(range(32)))
     stranger = ReconnectKeys(Role.SENDER, bytes(32))
     settings = Settings(connect_timeout_s=2.0)
@@ -183,7 +186,12 @@ def test_a_stranger_at_the_mailbox_reconnect_place_is_ignored(tmp_path: Path) ->
             assert client.heard_peer  # our side was there, and posted its own hello
             assert reconnector.generation == 0
         finally:
+            client.mood = "happy"
             await client.close()
 
-    with mailbox_server(tmp_path) as url:
+    usage = tmp_path / "usage.sqlite"
+    with mailbox_server(tmp_path, f"--usage-db={usage}") as url:
         asyncio.run(run(url))
+    with contextlib.closing(sqlite3.connect(usage)) as db:
+        rows = db.execute("SELECT result FROM mailboxes WHERE app_id = ?", (APPID,))
+        assert [row[0] for row in rows] == ["errory"]
