@@ -239,7 +239,7 @@ class Reconnector:
         async with self.place.meet(nameplate, min(left, self.settings.connect_timeout_s)) as rv:
             try:
                 return await self._in_room(rv, generation, left)
-            except BaseException as exc:
+            except Exception as exc:
                 tell_mood(rv, exc)  # a mailbox server hears how the attempt went
                 raise
 
