@@ -142,7 +142,7 @@ ReconnectOpt = Annotated[
         min=0,
         max=3600,
         metavar="SECONDS",
-        help="When the network changes mid-transfer (with --server): how long to try to "
+        help="When the network changes mid-transfer: how long to try to "
         "reach the other side again and resume; 0: fail at once.",
     ),
 ]

@@ -198,8 +198,9 @@ def test_cut_path_is_detected_in_bounded_time_then_a_resend_resumes(
     with lossy_link(tmp_path, 0) as (_, host_a, host_b):
         # Small packets: with large ones the transfer can end before the cut (see
         # interruptible_env).
+        # No reconnect: this pins the silence deadline (tests/test_reconnect*.py ride it out).
         sender, receiver, _ = embedded_pair(
-            payload, out, host_a, host_b, P2PSHARE_LARGE_PACKETS="0"
+            payload, out, host_a, host_b, "--reconnect-s", "0", P2PSHARE_LARGE_PACKETS="0"
         )
         had = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])["done"]
         for ns in (host_a, host_b):
