@@ -67,6 +67,7 @@ from p2pshare.pairing import (
     tell_to_wait,
 )
 from p2pshare.pake import PakeSession
+from p2pshare.places import EmbeddedPlace, Place, ServerPlace
 from p2pshare.reconnect import ReconnectKeys, Reconnector
 from p2pshare.rendezvous import ManyRoom, SideRelay
 from p2pshare.sender import Sender
@@ -362,7 +363,7 @@ class ManySender:
 
     def _offers_reconnect(self) -> bool:
         """Whether the sender offers each receiver to reconnect (docs/protocol.md,
-        Reconnecting): always through the many-mode room's server (ours: given with
+        Reconnecting): always, on the many-mode room's server (ours, given with
         ``--server``, or the one embedded here), unless ``--reconnect-s 0``."""
         return self.settings.reconnect_s > 0
 
@@ -376,7 +377,10 @@ class ManySender:
         if not agreed or not agreed[0]:
             settings = dataclasses.replace(settings, reconnect_s=0.0)
         keys = ReconnectKeys.from_pake(pake)
-        return Reconnector(self.room.client.url, keys, settings, receiver)
+        url = self.room.client.url
+        # Without --server the room is on the server embedded here (session.send_many).
+        place: Place = EmbeddedPlace(url, settings) if settings.server is None else ServerPlace(url)
+        return Reconnector(place, keys, settings, receiver)
 
     def _end(self, outcome: ReceiverOutcome) -> None:
         self.outcomes.append(outcome)

@@ -57,7 +57,7 @@ def test_one_of_three_receivers_loses_its_path_and_only_it_reconnects(tmp_path: 
     and get the file sent once; all four exit 0 with verified copies."""
     payload = tmp_path / "src" / "payload.bin"
     payload.parent.mkdir()
-    payload.write_bytes(os.urandom(24 * MIB))
+    payload.write_bytes(os.urandom(16 * MIB))
     size = payload.stat().st_size
     env = {"P2PSHARE_LARGE_PACKETS": "0", "P2PSHARE_PEER_TIMEOUT_S": "6"}
     with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_a, "10.8.0.1") as url:
@@ -112,7 +112,7 @@ def test_a_receiver_of_the_senders_own_server_reconnects_after_moving(tmp_path: 
     finds the sender again on that server and finishes, both exit 0."""
     payload = tmp_path / "src" / "payload.bin"
     payload.parent.mkdir()
-    payload.write_bytes(os.urandom(24 * MIB))
+    payload.write_bytes(os.urandom(16 * MIB))
     out = tmp_path / "out"
     out.mkdir()
     env = lab_env(P2PSHARE_LARGE_PACKETS="0", P2PSHARE_PEER_TIMEOUT_S="6")

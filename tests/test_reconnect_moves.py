@@ -23,7 +23,7 @@ def test_the_senders_address_changes_and_the_transfer_goes_on(tmp_path: Path) ->
     and no more sent than the file and what was in flight."""
     payload = tmp_path / "src" / "payload.bin"
     payload.parent.mkdir()
-    payload.write_bytes(os.urandom(32 * MIB))
+    payload.write_bytes(os.urandom(24 * MIB))
     out = tmp_path / "out"
     out.mkdir()
     with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_b, "10.8.0.2") as url:
