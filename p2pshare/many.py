@@ -68,7 +68,7 @@ from p2pshare.pairing import (
 )
 from p2pshare.pake import PakeSession
 from p2pshare.places import EmbeddedPlace, Place, ServerPlace
-from p2pshare.reconnect import ReconnectKeys, Reconnector
+from p2pshare.reconnect import ReconnectKeys, Reconnector, Runs
 from p2pshare.rendezvous import ManyRoom, SideRelay
 from p2pshare.sender import Sender
 from p2pshare.sources import Source
@@ -130,19 +130,6 @@ def _remote_address(link: PeerLink) -> str | None:
     sctp = link.pc.sctp
     pair = aiortc_patches.nominated_pair(sctp.transport.transport) if sctp else None
     return str(pair[1].host) if pair is not None else None
-
-
-class _Runs:
-    """One receiver's runs (one per connection): what crossed adds up, and its time counts
-    from the first run (as session.py's for a single receiver)."""
-
-    def __init__(self) -> None:
-        self.lost = 0
-        self.started = time.monotonic()
-
-    def add(self, result: TransferResult) -> TransferResult:
-        sent = self.lost + result.sent
-        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
 
 
 class ManySender:
@@ -336,7 +323,7 @@ class ManySender:
                     receiver.connected(link)
                     receiver(Connected(link.path()))
                     words.who = receiver.label
-                    runs = _Runs()
+                    runs = Runs()
 
                     async def send_once(channel: Channel, run: int) -> TransferResult:
                         gate = words.gate() if run == 0 else None  # confirmed once

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2pshare.config import Settings
 from p2pshare.errors import P2PShareError, PeerLostError, ServerRefusedError
-from p2pshare.events import EventSink, Reconnected, Reconnecting
+from p2pshare.events import EventSink, Reconnected, Reconnecting, TransferResult
 from p2pshare.pake import PROTOCOL_ID, PakeSession, Role, Sealer
 from p2pshare.wire import telling_peer
 
@@ -148,6 +149,21 @@ class ReconnectKeys:
             receiver.hex().encode(),
         )
         return Sealer(self.role, _hkdf(self._secret, info))
+
+
+class Runs:
+    """The results of one transfer's runs (one per connection, for a single receiver or each
+    receiver of ``send --many``): what crossed the network adds up, and the time counts from
+    the first run's start."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        """What crossed in the runs that failed (their connection died)."""
+        self.started = time.monotonic()
+
+    def add(self, result: TransferResult) -> TransferResult:
+        sent = self.lost + result.sent
+        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
 
 
 class Reconnector:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,7 +59,7 @@ from p2pshare.pairing import Paired, WordsGate, paired, preload_webrtc, rendezvo
 from p2pshare.pake import Role
 from p2pshare.places import LanPlace, Place, place_for
 from p2pshare.receiver import Receiver
-from p2pshare.reconnect import ReconnectKeys, Reconnector
+from p2pshare.reconnect import ReconnectKeys, Reconnector, Runs
 from p2pshare.rendezvous import ManyRoom, Relay, RendezvousClient
 from p2pshare.routes import AnyClient, FirstOf, find_sender, sender_routes, settle
 from p2pshare.sender import Sender
@@ -177,7 +176,7 @@ async def send(
             if reconnector is None:
                 async with telling_peer(link):
                     return await Sender(link, sources, settings, on_event, words.gate()).run()
-            runs = _Runs()
+            runs = Runs()
 
             async def send_once(channel: Channel, run: int) -> TransferResult:
                 gate = words.gate() if run == 0 else None  # the words were confirmed
@@ -318,7 +317,7 @@ async def receive(
                 async with telling_peer(link):
                     return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
             again = _SameOffer(confirm, resolve_existing)
-            runs = _Runs()
+            runs = Runs()
 
             async def receive_once(channel: Channel, run: int) -> TransferResult:
                 ask = again.first if run == 0 else again.same
@@ -351,20 +350,6 @@ def _reconnector(
         return None
     keys = ReconnectKeys.from_pake(done.pake)
     return Reconnector(place, keys, settings, on_event)
-
-
-class _Runs:
-    """The results of a transfer's runs (one per connection): what crossed the network
-    adds up, and the time counts from the first run's start."""
-
-    def __init__(self) -> None:
-        self.lost = 0
-        """What crossed in the runs that failed (their connection died)."""
-        self.started = time.monotonic()
-
-    def add(self, result: TransferResult) -> TransferResult:
-        sent = self.lost + result.sent
-        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
 
 
 class _SameOffer:
