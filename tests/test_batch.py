@@ -14,7 +14,7 @@ import pytest
 from p2pshare import messages as m
 from p2pshare import transfer
 from p2pshare.channel import MemoryChannel, memory_channel_pair
-from p2pshare.config import Settings
+from p2pshare.config import MIN_WINDOW_BYTES, Settings
 from p2pshare.digests import SHA256
 from p2pshare.errors import P2PShareError
 from p2pshare.receiver import Receiver
@@ -40,6 +40,7 @@ class Recording:
     def __init__(self, inner: MemoryChannel) -> None:
         self.inner = inner
         self.types: list[int] = []
+        self.sent: list[m.Message] = []
 
     @property
     def max_message_bytes(self) -> int:
@@ -50,6 +51,7 @@ class Recording:
         return self.inner.lost
 
     def send(self, frame: bytes) -> None:
+        self.sent.append(m.decode(frame))
         self.inner.send(frame)
 
     async def drain(self) -> None:
@@ -126,12 +128,12 @@ async def test_a_receiver_that_does_not_ask_gets_data_end_only(tmp_path: Path) -
 
 
 async def test_the_cli_receiver_asks_for_batches_and_stores_every_file(tmp_path: Path) -> None:
-    """Between two CLIs small files travel in DataBatch messages, far fewer messages than
-    files, and the received tree is identical to the sent one. (The files add up to several
-    windows of credit: while the sender waits for credit, its reader gathers whatever the
-    timing.)"""
+    """The CLI receiver asks for batches in Accept; small files then travel in DataBatch
+    messages, fewer messages than files, and the received tree is identical to the sent one.
+    (The files add up to more than two windows of credit: while the sender waits for credit,
+    its reader gathers the files it reads.)"""
     count = 1200
-    top = small_tree(tmp_path / "src", count, unit=60)  # up to 3,600 bytes a file
+    top = small_tree(tmp_path / "src", count, unit=70)  # ~2.3 MB, most files under 4,096 B
     out = tmp_path / "out"
     out.mkdir()
     a, b = memory_channel_pair(max_message_bytes=256 * 1024)
@@ -140,14 +142,17 @@ async def test_the_cli_receiver_asks_for_batches_and_stores_every_file(tmp_path:
     async def receive() -> None:
         try:
             async with telling_peer(recording):
-                await Receiver(recording, Settings(output=out), lambda e: None, None).run()
+                chosen = Settings(output=out, window_bytes=MIN_WINDOW_BYTES)
+                await Receiver(recording, chosen, lambda e: None, None).run()
         finally:
             b.close()
 
     await asyncio.gather(send(a, top, out), receive())
+    accepts = [msg for msg in recording.sent if isinstance(msg, m.Accept)]
+    assert [a.batch for a in accepts] == [True]
     assert m.DataBatch.TYPE in recording.types
     data_messages = sum(t in (m.DataBatch.TYPE, m.DataEnd.TYPE) for t in recording.types)
-    assert data_messages < count // 4
+    assert data_messages < count
     for path in top.rglob("*"):
         if path.is_file():
             assert (out / "tree" / path.relative_to(top)).read_bytes() == path.read_bytes()
