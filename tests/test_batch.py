@@ -16,7 +16,7 @@ from p2pshare import transfer
 from p2pshare.channel import MemoryChannel, memory_channel_pair
 from p2pshare.config import MIN_WINDOW_BYTES, Settings
 from p2pshare.digests import SHA256
-from p2pshare.errors import P2PShareError
+from p2pshare.errors import IntegrityError, P2PShareError
 from p2pshare.receiver import Receiver
 from p2pshare.sender import Sender
 from p2pshare.sources import Batch, Chunk, Reader, collect, read_ahead
@@ -227,3 +227,41 @@ def test_the_sending_protocol_frames_whole_entries_within_the_credit_only() -> N
     proto.data(b"f")
     with pytest.raises(RuntimeError):
         proto.data_batch([(b"fgh", whole[3][1])])
+
+
+async def test_a_batch_with_a_wrong_digest_keeps_only_the_files_before_it(tmp_path: Path) -> None:
+    """A hostile sender's batch whose second record has a wrong digest: the real Receiver
+    fails with an integrity error; the first file, verified, stays; the second is never
+    named and no temporary file is left behind."""
+    out = tmp_path / "out"
+    out.mkdir()
+    a, b = memory_channel_pair(max_message_bytes=256 * 1024)
+    files = [b"first file", b"second file", b"third file"]
+    entries = tuple(m.FileEntry(f"f{i}", len(d), 0o644) for i, d in enumerate(files))
+    proto = transfer.SenderProtocol(m.Offer(entries))
+
+    async def hostile() -> None:
+        for frame in proto.start():
+            a.send(frame)
+        while not proto.window:
+            proto.receive(await a.receive())
+        assert proto.batch
+        digests = [hashlib.sha256(d).hexdigest() for d in files]
+        digests[1] = hashlib.sha256(b"something else").hexdigest()
+        a.send(proto.data_batch(list(zip(files, digests, strict=True))))
+        await a.wait_lost()
+
+    async def receive() -> None:
+        try:
+            async with telling_peer(b):
+                await Receiver(b, Settings(output=out), lambda e: None, None).run()
+        finally:
+            b.close()
+
+    sending = asyncio.ensure_future(hostile())
+    with pytest.raises(IntegrityError):
+        await receive()
+    a.close()
+    await sending
+    assert sorted(p.name for p in out.iterdir()) == ["f0"]
+    assert (out / "f0").read_bytes() == files[0]
