@@ -2,6 +2,8 @@
 
 Run as ``python -m tests.hostile_signal MODE``; prints ``listening on URL`` like the real one.
 Every mode misbehaves at one step of docs/protocol.md part 1 and otherwise plays along.
+Misbehaviour in a reconnect's room, which needs an honest pairing first, is
+``python -m tests.tampering_signal reconnect:MODE`` (tests/test_reconnect_hostile.py).
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ from typing import Any
 
 import pytest
 
+from p2pshare.errors import ProtocolError
+from p2pshare.pake import Role
+from p2pshare.reconnect import ReconnectKeys
 from tests.cli_helpers import ROOT, Peer, leftovers, peer_env
 from tests.natlab import Lab, sh
 
@@ -256,3 +259,21 @@ def test_after_a_prevented_reconnect_an_honest_send_resumes(
     assert case.resent.last("done")["resumed"] > 0
     assert (case.out / case.payload.name).read_bytes() == case.payload.read_bytes()
     assert leftovers(case.out) == [case.payload.name]
+
+
+def test_a_hello_the_peer_never_took_replayed_later_spoils_only_that_attempt() -> None:
+    """The limit of the replay set, which knows only the hellos a side took: one the server
+    withheld is new to the peer in a later attempt and opens there (it proves the key), but
+    the attempt keys then differ from its sender's, so the sealed offer does not open: the
+    server has prevented that attempt, as it could by dropping it, and gained nothing."""
+    secret = bytes(range(32))
+    sender, receiver = ReconnectKeys(Role.SENDER, secret), ReconnectKeys(Role.RECEIVER, secret)
+    withheld, old_nonce = sender.hello(0)
+    _, nonce_s = sender.hello(0)  # the next attempt's (its hello lost behind the replay)
+    hello_r, nonce_r = receiver.hello(0)
+    assert receiver.open_hello(withheld, 0) == old_nonce != nonce_s
+    assert sender.open_hello(hello_r, 0) == nonce_r
+    offer = sender.attempt(0, nonce_s, nonce_r).seal(b"offer")
+    with pytest.raises(ProtocolError, match="altered"):
+        receiver.attempt(0, nonce_r, old_nonce).open(offer)
+    assert receiver.open_hello(withheld, 0) is None  # taken once: never again
