@@ -42,8 +42,8 @@ ENV = {"P2PSHARE_LARGE_PACKETS": "0", "P2PSHARE_PEER_TIMEOUT_S": "6"}
 """Small packets and a short silence deadline (a short test; the shortest, 4 s, is sometimes
 reached by a busy machine's peers before the cut)."""
 BUDGET_S = 6
-"""``--reconnect-s`` where the server prevents the reconnect: attempts at 0, 1 and 3 s, the
-first already far enough on a busy machine for the server to misbehave."""
+"""``--reconnect-s`` where the server prevents the reconnect: attempts at 0, 1 and 3 s (at 3 s
+the peers of a busy machine sometimes never reached the room where the server misbehaves)."""
 REPLAY_BUDGET_S = 20
 """Where the reconnect must succeed: room for a few attempts, never the default 2 minutes."""
 PARTIAL_KEPT = "partial data kept; send again to resume"
