@@ -214,6 +214,7 @@ def _outcome_fields(outcome: events.ReceiverOutcome) -> dict[str, Any]:
         "seconds": round(outcome.seconds, 3),
         "result": outcome.result,
         "message": outcome.message,
+        "sent": outcome.sent,
     }
 
 

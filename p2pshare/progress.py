@@ -311,6 +311,10 @@ class ManyHumanReporter(HumanReporter):
             self.say(f"{label}: {inner.message}")
         elif isinstance(inner, events.Verification) and self.verify:
             self.say(f"{label}: verify: {' '.join(inner.words)}")
+        elif isinstance(inner, events.Reconnecting):
+            self.say(f"{label}: connection lost, reconnecting… {inner.elapsed_s:.0f} s")
+        elif isinstance(inner, events.Reconnected):
+            self.say(f"{label}: reconnected after {inner.elapsed_s:.0f} s.")
 
     def _update_total(self) -> None:
         if self._many_bar is not None and self._total_task is not None:
