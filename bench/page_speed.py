@@ -265,22 +265,34 @@ def reaped_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def udp_counters() -> dict[str, int]:
+    """The machine's UDP counters (/proc/net/snmp): drops at a full receive buffer show here."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = [line for line in lines if line[0] == "Udp:"][:2]
+    return {k: int(v) for k, v in zip(names[1:], values[1:], strict=True)}
+
+
 class CpuMeter:
     """CPU seconds per thread group spent between start() and stop()."""
 
     def __init__(self) -> None:
         self.before: dict[str, float] = {}
         self.spent: dict[str, float] = {}
+        self.udp_before: dict[str, int] = {}
+        self.udp: dict[str, int] = {}
 
     def start(self) -> None:
         self.before = cpu_by_thread()
         self.before[REAPED] = reaped_cpu_s()
+        self.udp_before = udp_counters()
 
     def stop(self) -> None:
         after = cpu_by_thread()
         # A CLI peer has exited by now: its CPU is in this process's children's usage.
         after[REAPED] = reaped_cpu_s()
         self.spent = {k: v - self.before.get(k, 0.0) for k, v in after.items()}
+        now = udp_counters()
+        self.udp = {k: now[k] - self.udp_before.get(k, 0) for k in now}
 
 
 # -- the Python side of the ceiling: p2pshare's PeerLink in its own process ---------------------
@@ -339,6 +351,7 @@ class Bench:
         self.digest = ""
         self.total = 0
         self.failures: list[str] = []
+        self.spy_out = Path()
 
     def transfer_s(self) -> float:
         return SETUP_S + self.total / (MIN_RATE_MBPS * 1e6)
@@ -350,7 +363,10 @@ class Bench:
         self.cpu.setdefault((self.total, name), []).append(meter.spent)
         top = sorted(meter.spent.items(), key=lambda kv: -kv[1])[:4]
         cost = ", ".join(f"{k} {1000 * v / mib:.0f}" for k, v in top if v > 0)
-        print(f"{name:30s} {rate:6.1f} MB/s   ms CPU/MiB: {cost}", flush=True)
+        udp = meter.udp
+        per_mib = udp.get("InDatagrams", 0) / mib
+        drops = f"UDP drops {udp.get('RcvbufErrors', 0)}, datagrams/MiB {per_mib:.0f}"
+        print(f"{name:30s} {rate:6.1f} MB/s   {drops}; ms CPU/MiB: {cost}", flush=True)
 
     def fresh_page(self, leg: str, fragment: str = "") -> Any:
         options: dict[str, Any] = {"accept_downloads": True}
@@ -371,6 +387,51 @@ class Bench:
             # The page probes its worker and service worker before it takes a code.
             page.wait_for_function("() => document.readyState === 'complete'")
         return page
+
+    @contextmanager
+    def profiled(self, leg: str, pages: dict[str, Any]) -> Iterator[None]:
+        """With --profile: sample each page's main thread (CDP) and print where it went."""
+        if not self.args.profile:
+            yield
+            return
+        sessions = {}
+        for label, page in pages.items():
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+            cdp.send("Profiler.start")
+            sessions[label] = cdp
+        yield
+        for label, cdp in sessions.items():
+            print_profile(f"{leg}, {label}", cdp.send("Profiler.stop")["profile"], self.total)
+
+    def spy(self, leg: str, pid: int) -> subprocess.Popen[bytes] | None:
+        """With --py-spy DIR: sample the CLI peer ``pid`` until it exits (collapsed stacks)."""
+        if not self.args.py_spy:
+            return None
+        out = Path(self.args.py_spy) / f"{leg.replace(' ', '')}-{self.total >> 20}MiB.txt"
+        self.spy_out = out
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                *SPY_ARGS,
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.dog.children.append(proc)
+        return proc
+
+    def spied(self, leg: str, proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is None:
+            return
+        with self.dog.step(leg, "py-spy writes its samples", SETUP_S):
+            proc.wait()
+        print_stacks(self.spy_out)
 
     # -- ceilings
 
@@ -440,6 +501,7 @@ class Bench:
         with self.dog.step(leg, "the CLI sender's code", SETUP_S):
             sender, code = cli_sender(self.server, src)
         self.dog.children.append(sender.proc)
+        spy = self.spy(leg, sender.proc.pid)
         page = self.fresh_page(leg, "#" + code)
         meter = CpuMeter()
         try:
@@ -447,7 +509,10 @@ class Bench:
                 accept = page.get_by_role("button", name="Accept", exact=True)
                 accept.wait_for()
             meter.start()
-            with self.dog.step(leg, "transfer (the CLI sender exits)", self.transfer_s()):
+            with (
+                self.dog.step(leg, "transfer (the CLI sender exits)", self.transfer_s()),
+                self.profiled(leg, {"receiving page": page}),
+            ):
                 with page.expect_download(timeout=self.transfer_s() * 1000) as download:
                     accept.click()
                 check_exit(sender, self.transfer_s())
@@ -457,6 +522,7 @@ class Bench:
         finally:
             sender.kill()
             page.context.close()
+        self.spied(leg, spy)
         done = sender.last("done")
         self.note(leg, done["seconds"] * self.total / done["bytes"], meter)
 
@@ -472,10 +538,14 @@ class Bench:
                 code = send_in_page(page, self.server, [src])
                 receiver = cli_receiver(self.server, code, out)
             self.dog.children.append(receiver.proc)
+            spy = self.spy(leg, receiver.proc.pid)
             with self.dog.step(leg, "the words are confirmed", SETUP_S):
                 confirm_words(page)
             meter.start()
-            with self.dog.step(leg, "transfer (the CLI receiver exits)", self.transfer_s()):
+            with (
+                self.dog.step(leg, "transfer (the CLI receiver exits)", self.transfer_s()),
+                self.profiled(leg, {"sending page": page}),
+            ):
                 check_exit(receiver, self.transfer_s())
             meter.stop()
         finally:
@@ -484,6 +554,7 @@ class Bench:
             page.context.close()
         for kept in out.iterdir():
             kept.unlink()
+        self.spied(leg, spy)
         done = receiver.last("done")
         self.note(leg, done["seconds"] * self.total / done["bytes"], meter)
 
@@ -502,7 +573,10 @@ class Bench:
                 accept = second.get_by_role("button", name="Accept", exact=True)
                 accept.wait_for()
             meter.start()
-            with self.dog.step(leg, "transfer (the receiving page says Done)", self.transfer_s()):
+            with (
+                self.dog.step(leg, "transfer (the receiving page says Done)", self.transfer_s()),
+                self.profiled(leg, {"sending page": first, "receiving page": second}),
+            ):
                 accept.click()
                 second.locator("#message.ok").wait_for(timeout=self.transfer_s() * 1000)
             meter.stop()
@@ -551,6 +625,57 @@ PAIRS = (
     ("page -> CLI", "ceiling Chromium -> aiortc"),
     ("page -> page", "ceiling Chromium -> Chromium"),
 )
+
+
+def print_profile(what: str, profile: dict[str, Any], total: int) -> None:
+    """Self time of a page's main thread by function, in ms per MiB (top 12, idle left out)."""
+    nodes = {node["id"]: node for node in profile["nodes"]}
+    counts: dict[int, int] = {}
+    for sample in profile["samples"]:
+        counts[sample] = counts.get(sample, 0) + 1
+    ms_per_sample = (
+        (profile["endTime"] - profile["startTime"]) / 1000 / max(1, len(profile["samples"]))
+    )
+    by_name: dict[str, float] = {}
+    for node_id, n in counts.items():
+        frame = nodes[node_id]["callFrame"]
+        url = frame["url"].rsplit("/", 1)[-1]
+        name = f"{frame['functionName'] or '(anonymous)'} {url}:{frame['lineNumber'] + 1}"
+        if not url:
+            name = frame["functionName"]
+        by_name[name] = by_name.get(name, 0.0) + n * ms_per_sample
+    mib = total / 2**20
+    idle = by_name.pop("(idle)", 0.0)
+    busy = sum(by_name.values())
+    print(f"  main thread of {what}: busy {busy / mib:.0f} ms/MiB, idle {idle / mib:.0f} ms/MiB")
+    for name, ms in sorted(by_name.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"    {ms / mib:7.1f}  {name}")
+
+
+SPY_ARGS = ("--nonblocking", "-r", "200", "-f", "raw", "-o")
+
+
+def print_stacks(path: Path) -> None:
+    """Where a py-spy sampled process spent its time: leaf functions, and a few inclusive."""
+    leaves: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [
+            f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")") for f in stack.split(";")
+        ]
+        n = int(count)
+        total += n
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + n
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+    print(f"  py-spy of the CLI peer, {total} samples; leaf functions:")
+    for name, n in sorted(leaves.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"    {100 * n / total:5.1f}%  {name}")
+    print("  inclusive:")
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"    {100 * n / total:5.1f}%  {name}")
 
 
 def load_average() -> str:
@@ -609,6 +734,13 @@ def main() -> None:
     )
     parser.add_argument("--hash", choices=["worker", "main", "off"], default="worker")
     parser.add_argument("--download", choices=["stream", "blob"], default="stream")
+    parser.add_argument(
+        "--profile", action="store_true", help="CPU profile of each page's main thread per leg"
+    )
+    parser.add_argument("--py-spy", metavar="DIR", help="sample the CLI peers with py-spy")
+    parser.add_argument(
+        "--static-dir", help="serve this build of the page (e.g. an unminified one, to profile)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import playwright.sync_api as playwright_sync
@@ -622,7 +754,13 @@ def main() -> None:
     print(f"hash: {args.hash}; download: {args.download}; load average {load_average()}")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        run_signal_server("--host", "127.0.0.1", "--port", "0") as server,
+        run_signal_server(
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *(["--static-dir", args.static_dir] if args.static_dir else []),
+        ) as server,
         playwright_sync.sync_playwright() as p,
     ):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
