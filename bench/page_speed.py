@@ -17,8 +17,10 @@ a worker that hashes nothing and answers the file's SHA-256, known in advance, s
 hashing cost disappears while everything else stays. ``--download blob`` blocks the service
 worker, so a receiving page keeps Blobs instead of streaming the download.
 
-Every leg also reports the CPU seconds per MiB each thread spent (Chromium's processes by
-thread name, the Python peer), read from /proc: where the time goes. Every step has a deadline:
+Every leg also reports the CPU ms per MiB each thread spent (Chromium's processes by thread
+name, the Python or CLI peer) and the machine's UDP drops (``page_probes.py``); ``--profile``
+adds each page's main thread (CDP), ``--py-spy DIR`` the CLI peer. Results and what they
+show: docs/performance.md, "The page's speed". Every step has a deadline:
 a step that overruns stops the benchmark with the leg and the step named (exit 3). Loopback only.
 """
 
