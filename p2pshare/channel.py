@@ -25,6 +25,17 @@ MEMORY_BUFFER_HIGH_BYTES = 1024 * 1024
 waits on aiortc's buffer)."""
 
 
+async def wait_either(a: asyncio.Event, b: asyncio.Event, timeout_s: float | None = None) -> None:
+    """Return once either event is set (or after ``timeout_s``): a channel waits for room or
+    for being opened, and for being lost, at once."""
+    waiters = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 class Channel(Protocol):
     """One reliable, ordered message channel to the peer, already open."""
 
@@ -113,13 +124,7 @@ class MemoryChannel:
             if self.lost:
                 raise PeerLostError("the connection to the other side was lost")
             peer._read.clear()
-            waiter = asyncio.ensure_future(peer._read.wait())
-            lost = asyncio.ensure_future(self._lost.wait())
-            try:
-                await asyncio.wait({waiter, lost}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                lost.cancel()
+            await wait_either(peer._read, self._lost)
 
     async def receive(self) -> bytes:
         frame = await self._inbox.get()

@@ -67,15 +67,10 @@ from p2pshare.errors import (
     P2PShareError,
 )
 from p2pshare.files import printable
+from p2pshare.json_reporter import JsonReporter, Reporter
 from p2pshare.messages import MAX_ENTRIES
 from p2pshare.preflight import check_readable, check_writable, output_directory
-from p2pshare.progress import (
-    HumanReporter,
-    JsonReporter,
-    ManyHumanReporter,
-    Reporter,
-    unwritable_output,
-)
+from p2pshare.progress import HumanReporter, ManyHumanReporter, unwritable_output
 from p2pshare.transfer import DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_OFFER_ENTRIES
 
 app = typer.Typer(

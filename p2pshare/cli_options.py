@@ -142,7 +142,7 @@ ReconnectOpt = Annotated[
         min=0,
         max=3600,
         metavar="SECONDS",
-        help="When the network changes mid-transfer (with --server): how long to try to "
+        help="When the network changes mid-transfer: how long to try to "
         "reach the other side again and resume; 0: fail at once.",
     ),
 ]
@@ -250,6 +250,8 @@ def settings_from_options(
     window = tuning.window_bytes
     if tuning.peer_timeout_s is not None:
         kw.setdefault("peer_timeout_s", tuning.peer_timeout_s)
+    if tuning.connect_timeout_s is not None:
+        kw.setdefault("connect_timeout_s", tuning.connect_timeout_s)
     return Settings(
         server=server or None, ice=ice, window_bytes=window, public=public, tuning=tuning, **kw
     )

@@ -26,7 +26,8 @@ from p2pshare.errors import (
     WrongCodeError,
 )
 from p2pshare.events import ManyResult, ReceiverOutcome, TransferResult
-from p2pshare.progress import JsonReporter, ManyHumanReporter, Reporter, unwritable_output
+from p2pshare.json_reporter import JsonReporter, Reporter
+from p2pshare.progress import ManyHumanReporter, unwritable_output
 from signal_server import eventloop
 
 T = TypeVar("T")

@@ -78,6 +78,9 @@ class Tuning:
     credit_stall_s: float = 120.0
     peer_timeout_s: float | None = None
     """The silence deadline; None: ``Settings.peer_timeout_s`` (20 s). The CLI copies it."""
+    connect_timeout_s: float | None = None
+    """The pairing and connecting deadline; None: ``Settings.connect_timeout_s`` (30 s). The
+    CLI copies it."""
     compress_when_ahead: int = COMPRESS_WHEN_AHEAD
     compress_groups: bool = True
     drop_behind: bool = True
@@ -273,6 +276,16 @@ KNOBS: tuple[Knob, ...] = (
         "starts, or the transfer fails). Lower notices a dead path sooner; too low mistakes "
         "a slow one for dead. Pings go every 2 s.",
         _between(4.0, 600.0),
+    ),
+    Knob(
+        "P2PSHARE_CONNECT_TIMEOUT_S",
+        "connect_timeout_s",
+        "30",
+        "2 to 600",
+        "Each step of pairing (the peer's next message) and the peer connection (ICE, DTLS) "
+        "must finish within this long. Higher for very slow paths; lower makes a script "
+        "give up sooner where no path can work (two symmetric NATs without TURN).",
+        _between(2.0, 600.0),
     ),
     Knob(
         "P2PSHARE_COMPRESS_WHEN_AHEAD",

@@ -147,6 +147,9 @@ class ReceiverOutcome:
     result: str
     """``done``, ``wrong-code``, or the name of the error that stopped it."""
     message: str | None = None
+    sent: int = 0
+    """Bytes that crossed the network to it, over every connection (a reconnect adds what
+    was in flight when its path died)."""
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,27 @@
       │    transfers at a time; the others are told (sealed) to wait          │
       │ wrong confirmation from side k: lock the room, say so, let the        │
       │ connected finish, admit nobody else                                   │
+      │ receiver k's path dies: k alone meets the sender again on the same    │
+      │ server, under k's own session key (reconnect.py); the others go on    │
 
 Each receiver has its own :class:`~p2pshare.pake.PakeSession`, peer connection,
 :class:`~p2pshare.sender.Sender` (credits, resume, read-ahead of the files, so the data is read
 once per receiver through the page cache, never held whole) and progress, reported as
-:class:`~p2pshare.events.ForReceiver` events.
+:class:`~p2pshare.events.ForReceiver` events. When both sides offered it, each receiver's
+transfer runs through its own :class:`~p2pshare.reconnect.Reconnector`, keyed by that
+receiver's PAKE: a receiver that loses its path keeps its transfer slot, reconnects and
+resumes, and nobody else notices.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from p2pshare import aiortc_patches
 from p2pshare.codes import Code
@@ -47,7 +54,10 @@ from p2pshare.events import (
     Progress,
     ReceiverDone,
     ReceiverOutcome,
+    Reconnected,
+    Reconnecting,
     SessionEvent,
+    TransferResult,
 )
 from p2pshare.pairing import (
     CodeGuard,
@@ -57,11 +67,15 @@ from p2pshare.pairing import (
     tell_to_wait,
 )
 from p2pshare.pake import PakeSession
+from p2pshare.places import EmbeddedPlace, Place, ServerPlace
+from p2pshare.reconnect import ReconnectKeys, Reconnector, Runs
 from p2pshare.rendezvous import ManyRoom, SideRelay
 from p2pshare.sender import Sender
 from p2pshare.sources import Source
 from p2pshare.webrtc import PeerLink
-from p2pshare.wire import telling_peer
+
+if TYPE_CHECKING:
+    from p2pshare.channel import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +86,29 @@ DEFAULT_PARALLEL = 2
 class _Receiver:
     """What the sender knows of one receiver while it is served."""
 
-    def __init__(self, number: int, on_event: EventSink) -> None:
+    def __init__(
+        self,
+        number: int,
+        on_event: EventSink,
+        on_lost: Callable[[_Receiver, bool], None] = lambda receiver, lost: None,
+    ) -> None:
         self.number = number
         self.label = f"receiver {number}"
         self.done_bytes = 0
+        self.sent = 0
         self.started = time.monotonic()
         self.labelled = False
         self._on_event = on_event
+        self._on_lost = on_lost
+        """Told when its path is lost (True: reconnecting) and when it is back (False)."""
 
     def __call__(self, event: SessionEvent) -> None:
         if isinstance(event, Connected) and not self.labelled:
             return  # pairing's own; ours follows with the address in the label
         if isinstance(event, Progress):
             self.done_bytes = event.done
+        elif isinstance(event, Reconnecting | Reconnected):
+            self._on_lost(self, isinstance(event, Reconnecting))
         self._on_event(ForReceiver(self.number, event, self.label))
 
     def connected(self, link: PeerLink) -> None:
@@ -96,7 +120,9 @@ class _Receiver:
 
     def outcome(self, result: str, message: str | None = None) -> ReceiverOutcome:
         seconds = time.monotonic() - self.started
-        return ReceiverOutcome(self.number, self.label, self.done_bytes, seconds, result, message)
+        return ReceiverOutcome(
+            self.number, self.label, self.done_bytes, seconds, result, message, self.sent
+        )
 
 
 def _remote_address(link: PeerLink) -> str | None:
@@ -135,6 +161,10 @@ class ManySender:
         self.outcomes: list[ReceiverOutcome] = []
         self.admitted = 0
         """Proven receivers whose transfer is under way (or waits for a slot)."""
+        self.reconnecting: set[int] = set()
+        """Admitted receivers whose path died, looking for the sender again (their place in
+        the count is free meanwhile: one that never comes back must not hold it)."""
+        self._wakers: set[asyncio.Task[None]] = set()
         self.proven = 0
         """Proven receivers not finished yet, waiting their turn included: they are served
         even when the code burns or the time is up."""
@@ -199,7 +229,21 @@ class ManySender:
     def _may_start(self) -> bool:
         if self.count is None:
             return True
-        return self.served >= self.count or self.served + self.admitted < self.count
+        under_way = self.admitted - len(self.reconnecting)
+        return self.served >= self.count or self.served + under_way < self.count
+
+    def _lost(self, receiver: _Receiver, lost: bool) -> None:
+        """A receiver's path died (``lost``) or came back: its place in the count is free
+        while it reconnects, so those waiting for one look again."""
+        before = len(self.reconnecting)
+        if lost:
+            self.reconnecting.add(receiver.number)
+        else:
+            self.reconnecting.discard(receiver.number)
+        if len(self.reconnecting) != before:
+            waker = asyncio.create_task(self._notify())
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
 
     async def _serve(self, relay: SideRelay) -> None:
         if self.closed:
@@ -246,7 +290,7 @@ class ManySender:
             await relay.kick()
             return
         self._numbers += 1
-        receiver = _Receiver(self._numbers, self.on_event)
+        receiver = _Receiver(self._numbers, self.on_event, self._lost)
         self.proven += 1
         try:
             # Proven, it waits (told so) while the count is covered by transfers under way
@@ -263,6 +307,7 @@ class ManySender:
                 await self._transfer(relay, pake, receiver)
             finally:
                 self.admitted -= 1
+                self.reconnecting.discard(receiver.number)
         finally:
             self.proven -= 1
             await self._notify()
@@ -273,20 +318,56 @@ class ManySender:
             async with self.slots:
                 receiver.started = time.monotonic()
                 words = WordsGate(receiver, self.confirm_words, receiver.label)
-                async with connect(relay, pake, self.settings, words) as link:
+                agreed: list[bool] | None = [] if self._offers_reconnect() else None
+                async with connect(relay, pake, self.settings, words, agreed) as link:
                     receiver.connected(link)
                     receiver(Connected(link.path()))
                     words.who = receiver.label
-                    async with telling_peer(link):
-                        sender = Sender(link, self.sources, self.settings, receiver, words.gate())
-                        result = await sender.run()
+                    runs = Runs()
+
+                    async def send_once(channel: Channel, run: int) -> TransferResult:
+                        gate = words.gate() if run == 0 else None  # confirmed once
+                        if run > 0 and isinstance(channel, PeerLink):
+                            receiver.connected(channel)  # its address may be new
+                        sender = Sender(channel, self.sources, self.settings, receiver, gate)
+                        try:
+                            return runs.add(await sender.run())
+                        except BaseException:
+                            runs.lost += sender.sent
+                            receiver.sent = runs.lost
+                            raise
+
+                    reconnector = self._reconnector(pake, receiver, agreed)
+                    result = await reconnector.run(link, send_once)
             receiver.done_bytes = result.bytes
+            receiver.sent = result.sent
             self._end(receiver.outcome("done"))
         except P2PShareError as exc:
             self._end(receiver.outcome(exc.name, exc.message))
         except asyncio.CancelledError:
             self._end(receiver.outcome(InterruptedTransferError.name, "stopped by the sender"))
             raise
+
+    def _offers_reconnect(self) -> bool:
+        """Whether the sender offers each receiver to reconnect (docs/protocol.md,
+        Reconnecting): always, on the many-mode room's server (ours, given with
+        ``--server``, or the one embedded here), unless ``--reconnect-s 0``."""
+        return self.settings.reconnect_s > 0
+
+    def _reconnector(
+        self, pake: PakeSession, receiver: _Receiver, agreed: list[bool] | None
+    ) -> Reconnector:
+        """Rides one receiver's transfer through its path dying, on the server of the room,
+        under that receiver's own session key. When either side did not offer it, a budget
+        of 0 makes the first loss final, as before reconnecting existed."""
+        settings = self.settings
+        if not agreed or not agreed[0]:
+            settings = dataclasses.replace(settings, reconnect_s=0.0)
+        keys = ReconnectKeys.from_pake(pake)
+        url = self.room.client.url
+        # Without --server the room is on the server embedded here (session.send_many).
+        place: Place = EmbeddedPlace(url, settings) if settings.server is None else ServerPlace(url)
+        return Reconnector(place, keys, settings, receiver)
 
     def _end(self, outcome: ReceiverOutcome) -> None:
         self.outcomes.append(outcome)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -57,6 +58,7 @@ from p2pshare.events import (
     ignore,
 )
 from p2pshare.files import printable
+from p2pshare.lan import ws_url as lan_ws_url
 from p2pshare.mailbox import MailboxClient, connect_any
 from p2pshare.pake import PakeSession, Role, Seals
 from p2pshare.rendezvous import Relay, RendezvousClient
@@ -112,19 +114,24 @@ async def rendezvous(
             "no network: this machine has no address but loopback to offer the receiver "
             "(for a receiver on this machine, add --local-address 127.0.0.1; or pass --server)"
         )
+    # Every IPv4 address, not just ``host``: after a network change the receiver reaches it
+    # at the address this machine has then (reconnect, places.py). A loopback-only choice
+    # (--local-address 127.0.0.1) stays on loopback.
+    bind = host if ipaddress.ip_address(host).is_loopback else "0.0.0.0"  # noqa: S104
     async with contextlib.AsyncExitStack() as stack:
         try:
             running = await stack.enter_async_context(
-                start_server(ServerSettings(host=host, port=settings.server_port))
+                start_server(ServerSettings(host=bind, port=settings.server_port))
             )
         except OSError as exc:  # --port taken, or not ours to take
             raise SignallingError(
                 f"cannot run the rendezvous server on {host} port {settings.server_port}: "
                 f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}"
             ) from None
-        client = await RendezvousClient.connect(running.url)
+        url = lan_ws_url(host, running.server.sockets[0].getsockname()[1])
+        client = await RendezvousClient.connect(url)
         try:
-            yield client, running.url
+            yield client, url
         finally:
             await client.close()
 

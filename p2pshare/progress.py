@@ -1,5 +1,6 @@
-"""Turning session events into what a person (rich, on stderr) or a program (JSON lines, on
-stdout) sees. The library never prints; the CLI picks one of these reporters.
+"""Turning session events into what a person sees (rich, on stderr), and the texts both
+reporters share; a program's JSON lines are :mod:`p2pshare.json_reporter`. The library never
+prints; the CLI picks a reporter.
 
 Much of what is shown came from the peer (names, text, error messages): rich's markup and
 emoji codes are off everywhere here, so ``[red]`` or ``:warning:`` in a name prints as written,
@@ -17,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -40,7 +39,6 @@ from p2pshare import digests, events
 from p2pshare.errors import LocalFileError
 from p2pshare.files import MAX_PATH_BYTES, printable, terminal_safe
 
-JSON_PROGRESS_INTERVAL_S = 0.25
 MIN_RATE_SECONDS = 0.1
 """Below this a transfer is too short for its speed to mean anything: none is shown."""
 _UNITS = ("KiB", "MiB", "GiB", "TiB")
@@ -245,202 +243,6 @@ class HumanReporter:
         self.say(f"p2pshare: error: {message}")
 
 
-class JsonReporter:
-    """One JSON object per line on stdout; progress at most every 0.25 s, never the same
-    figures twice (the final one is emitted exactly once)."""
-
-    def __init__(
-        self,
-        out: TextIO | None = None,
-        server: str | None = None,
-        verify: bool = False,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        self.out = out or sys.stdout
-        self.server = server
-        self.verify = verify
-        self.extra = extra or {}
-        """Fields added to every object (``send --many``: the receiver's id and label)."""
-        self.progressed = False
-        self._root = self  # the reporter whose output this is (send --many: the parent's)
-        self._failed = False
-        self.verb = "Sent"
-        self._last_progress = 0.0
-        self._last_figures: tuple[int, int | None] | None = None
-        self._receivers: dict[int, JsonReporter] = {}
-        self.outcomes: list[events.ReceiverOutcome] = []
-
-    def emit(self, obj: dict[str, Any]) -> None:
-        """Writes one line. Output that cannot be written ends the command: the first failure
-        is told on stderr (unless the reader went away) and raised as a LocalFileError; the
-        lines after it, the error's own among them, are dropped (send --many: every
-        receiver's lines too)."""
-        if self._root._failed:
-            return
-        try:
-            self.out.write(json.dumps({**obj, **self.extra}, ensure_ascii=True) + "\n")
-            self.out.flush()
-        except OSError as exc:
-            self._root._failed = True
-            raise unwritable_output(exc) from None
-
-    @property
-    def out_failed(self) -> bool:
-        """Whether the output could not be written (and nothing more is written)."""
-        return self._root._failed
-
-    def say(self, text: str) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        self.emit({"event": "warning", "message": message})
-
-    def searching(self, text: str) -> None:
-        pass
-
-    def offer(self, offer: events.OfferSummary) -> None:
-        self.emit(
-            {
-                "event": "offer",
-                "files": offer.files,
-                "dirs": offer.dirs,
-                "bytes": offer.total_bytes,
-                "names": list(offer.names),
-                "found": offer.found_bytes,
-                "text": offer.is_text,
-            }
-        )
-
-    def already_here(self, existing: tuple[Path, ...]) -> None:
-        pass  # a program passes --overwrite or not: it is never asked
-
-    def __call__(self, event: events.SessionEvent) -> None:
-        if isinstance(event, events.ForReceiver):
-            child = self._receivers.get(event.receiver)
-            if child is None:
-                child = JsonReporter(self.out, self.server, self.verify)
-                child._root = self._root
-                self._receivers[event.receiver] = child
-            child.extra = {"receiver": event.receiver, "label": event.label}
-            child(event.event)
-            self.progressed = self.progressed or child.progressed
-        elif isinstance(event, events.ReceiverDone):
-            self.outcomes.append(event.outcome)
-            self._receivers.pop(event.outcome.receiver, None)
-            self.emit({"event": "receiver-done", **_outcome_fields(event.outcome)})
-        elif isinstance(event, events.CodeBurned):
-            self.emit({"event": "code-burned", "served": event.served})
-        elif isinstance(event, events.CodeReady):
-            self.emit(
-                {
-                    "event": "code",
-                    "code": event.code,
-                    "server": event.server,
-                    "command": receive_command(event, self.server),
-                    "short_command": f"p2pshare receive {event.code}"
-                    if event.advertised or event.public
-                    else None,
-                    "link": None
-                    if event.mailbox
-                    else browser_link(event.code, event.server or self.server),
-                    "public": event.public,
-                    "rendezvous": event.rendezvous,
-                }
-            )
-        elif isinstance(event, events.Verification):
-            if self.verify:
-                self.emit({"event": "verify", "words": list(event.words)})
-        elif isinstance(event, events.Connected):
-            path = event.path
-            self.emit(
-                {
-                    "event": "connected",
-                    "path": path.kind if path else None,
-                    "local": path.local if path else None,
-                    "remote": path.remote if path else None,
-                    "relay": path.relay if path else None,
-                }
-            )
-        elif isinstance(event, events.Notice):
-            self.emit({"event": "warning", "message": event.message})
-        elif isinstance(event, events.Reconnecting):
-            self.emit(
-                {
-                    "event": "reconnecting",
-                    "attempt": event.attempt,
-                    "elapsed_s": round(event.elapsed_s, 3),
-                    "budget_s": event.budget_s,
-                }
-            )
-        elif isinstance(event, events.Reconnected):
-            path = event.path
-            self.emit(
-                {
-                    "event": "reconnected",
-                    "attempt": event.attempt,
-                    "elapsed_s": round(event.elapsed_s, 3),
-                    "path": path.kind if path else None,
-                }
-            )
-        elif isinstance(event, events.Progress):
-            self.progressed = self.progressed or event.done > 0
-            now = time.monotonic()
-            figures = (event.done, event.total)
-            if figures == self._last_figures:
-                return
-            if (
-                event.done in (0, event.total)
-                or now - self._last_progress >= JSON_PROGRESS_INTERVAL_S
-            ):
-                self._last_progress = now
-                self._last_figures = figures
-                self.emit({"event": "progress", "done": event.done, "total": event.total})
-
-    def close(self) -> None:
-        pass
-
-    def done(self, result: events.TransferResult, verb: str) -> None:
-        done: dict[str, Any] = {
-            "event": "done",
-            "bytes": result.bytes,
-            "sent": result.sent,
-            "resumed": result.resumed,
-            "files": result.files,
-            "seconds": round(result.seconds, 3),
-            "hash": result.hash,
-            result.hash: result.digest,
-            "path": str(result.path) if result.path else None,
-        }
-        if result.text is not None:
-            done["text"] = result.text
-        self.emit(done)
-
-    def error(self, name: str, message: str) -> None:
-        self.emit({"event": "error", "error": name, "message": message})
-
-    def summary(self, outcomes: list[events.ReceiverOutcome], stopped: str) -> None:
-        """``send --many``: every receiver with bytes, time and result."""
-        self.emit(
-            {
-                "event": "summary",
-                "stopped": stopped,
-                "served": sum(1 for o in outcomes if o.result == "done"),
-                "receivers": [_outcome_fields(o) for o in outcomes],
-            }
-        )
-
-
-def _outcome_fields(outcome: events.ReceiverOutcome) -> dict[str, Any]:
-    return {
-        "receiver": outcome.receiver,
-        "label": outcome.label,
-        "bytes": outcome.bytes,
-        "seconds": round(outcome.seconds, 3),
-        "result": outcome.result,
-        "message": outcome.message,
-    }
-
-
 class ManyHumanReporter(HumanReporter):
     """``send --many`` for a person: one progress line per active receiver (its label) and
     a total line; a line as each receiver ends; the summary of all at the end."""
@@ -509,6 +311,10 @@ class ManyHumanReporter(HumanReporter):
             self.say(f"{label}: {inner.message}")
         elif isinstance(inner, events.Verification) and self.verify:
             self.say(f"{label}: verify: {' '.join(inner.words)}")
+        elif isinstance(inner, events.Reconnecting):
+            self.say(f"{label}: connection lost, reconnecting… {inner.elapsed_s:.0f} s")
+        elif isinstance(inner, events.Reconnected):
+            self.say(f"{label}: reconnected after {inner.elapsed_s:.0f} s.")
 
     def _update_total(self) -> None:
         if self._many_bar is not None and self._total_task is not None:
@@ -554,9 +360,6 @@ def outcome_line(outcome: events.ReceiverOutcome) -> str:
     if outcome.result == "done":
         result = "done, verified"
     return f"{outcome.label}: {result}, {format_size(outcome.bytes)}{timing}"
-
-
-Reporter = HumanReporter | JsonReporter
 
 
 def receive_command(event: events.CodeReady, server: str | None = None) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -36,13 +37,15 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2pshare.config import Settings
-from p2pshare.errors import CrowdedError, NoSuchCodeError, P2PShareError, PeerLostError
-from p2pshare.events import EventSink, Reconnected, Reconnecting
+from p2pshare.errors import P2PShareError, PeerLostError, ServerRefusedError
+from p2pshare.events import EventSink, Reconnected, Reconnecting, TransferResult
 from p2pshare.pake import PROTOCOL_ID, PakeSession, Role, Sealer
 from p2pshare.wire import telling_peer
 
 if TYPE_CHECKING:
     from p2pshare.channel import Channel
+    from p2pshare.places import Place
+    from p2pshare.rendezvous import Relay
     from p2pshare.webrtc import PeerLink
 
 logger = logging.getLogger(__name__)
@@ -148,18 +151,43 @@ class ReconnectKeys:
         return Sealer(self.role, _hkdf(self._secret, info))
 
 
+class Runs:
+    """The results of one transfer's runs (one per connection, for a single receiver or each
+    receiver of ``send --many``): what crossed the network adds up, and the time counts from
+    the first run's start."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        """What crossed in the runs that failed (their connection died)."""
+        self.started = time.monotonic()
+
+    def add(self, result: TransferResult) -> TransferResult:
+        sent = self.lost + result.sent
+        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
+
+
 class Reconnector:
     """Runs a transfer over a link and, when the path dies, over new links to the same peer
-    through ``server``, within ``settings.reconnect_s`` per outage (0: never)."""
+    met again at ``place`` (:mod:`p2pshare.places`; a URL means a ``p2pshare-signal``
+    server there), within ``settings.reconnect_s`` per outage (0: never)."""
 
     def __init__(
-        self, server: str, keys: ReconnectKeys, settings: Settings, on_event: EventSink
+        self, place: Place | str, keys: ReconnectKeys, settings: Settings, on_event: EventSink
     ) -> None:
-        self.server = server
+        from p2pshare.places import ServerPlace
+
+        self.place: Place = ServerPlace(place) if isinstance(place, str) else place
         self.keys = keys
         self.settings = settings
         self.on_event = on_event
         self.generation = 0
+
+    @classmethod
+    def for_server(
+        cls, url: str, keys: ReconnectKeys, settings: Settings, on_event: EventSink
+    ) -> Reconnector:
+        """Meeting again on the ``p2pshare-signal`` server at ``url``."""
+        return cls(url, keys, settings, on_event)
 
     async def run(self, first: PeerLink, once: Callable[[Channel, int], Awaitable[T]]) -> T:
         """``once(link, run)`` on ``first``, then after each loss on a new link (``run`` counts
@@ -198,7 +226,13 @@ class Reconnector:
             self.on_event(Reconnecting(time.monotonic() - started, attempt, budget))
             try:
                 async with asyncio.timeout(left):
-                    link = await self._attempt(left)
+                    link = await self.attempt(left)
+            except ServerRefusedError as exc:
+                # The operator said no (a mailbox welcome's error): asking again is rude.
+                raise PeerLostError(
+                    f"{lost.message}; no reconnect: {exc.message}; "
+                    "partial data kept; send again to resume"
+                ) from None
             except (P2PShareError, TimeoutError, OSError) as exc:
                 logger.info("reconnect attempt %d failed: %s", attempt, exc)
             else:
@@ -210,39 +244,36 @@ class Reconnector:
             pause = BACKOFF_S[min(attempt - 1, len(BACKOFF_S) - 1)]
             await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
-    async def _attempt(self, left: float) -> PeerLink:
-        from p2pshare.pairing import connect_again
-        from p2pshare.rendezvous import RendezvousClient
+    async def attempt(self, left: float) -> PeerLink:
+        """One try within ``left`` seconds: meet at the place, prove the key both ways, a
+        new peer connection. Raises when it fails (the caller tries again)."""
+        from p2pshare.pairing import tell_mood
 
         generation = self.generation
         nameplate = self.keys.nameplate(generation)
-        # The server may be unreachable a while too (the same outage): bound each try.
-        async with asyncio.timeout(min(left, self.settings.connect_timeout_s)):
-            rv = await RendezvousClient.connect(self.server)
-        try:
+        # The server may be unreachable a while too (the same outage): bound each step.
+        async with self.place.meet(nameplate, min(left, self.settings.connect_timeout_s)) as rv:
             try:
-                async with asyncio.timeout(min(left, self.settings.connect_timeout_s)):
-                    await rv.claim(nameplate, create=True)
-            except P2PShareError as exc:
-                if isinstance(exc, NoSuchCodeError | CrowdedError):
-                    raise
-                await rv.close()  # the server closes after a refused claim: a new connection
-                async with asyncio.timeout(min(left, self.settings.connect_timeout_s)):
-                    rv = await RendezvousClient.connect(self.server)
-                    await rv.claim(nameplate)  # the peer's room
-            hello, mine = self.keys.hello(generation)
-            await rv.send(hello)
-            await rv.wait_paired(left)
-            # Paired, the peer's hello is already on its way: a room whose other side sends
-            # nothing that opens (a stranger's room under the same number) ends this attempt
-            # at the connect timeout, not at the end of the budget.
-            async with asyncio.timeout(self.settings.connect_timeout_s):
-                while True:
-                    theirs = self.keys.open_hello(await rv.receive(None), generation)
-                    if theirs is not None:
-                        break
-                    logger.info("ignored a reconnect hello that does not prove the session key")
-            sealer = self.keys.attempt(generation, mine, theirs)
-            return await connect_again(rv, sealer, self.settings)
-        finally:
-            await rv.close()
+                return await self._in_room(rv, generation, left)
+            except Exception as exc:
+                tell_mood(rv, exc)  # a mailbox server hears how the attempt went
+                raise
+
+    async def _in_room(self, rv: Relay, generation: int, left: float) -> PeerLink:
+        """Hellos both ways in the room, then sealed offer and answer under the attempt keys."""
+        from p2pshare.pairing import connect_again
+
+        hello, mine = self.keys.hello(generation)
+        await rv.send(hello)
+        await rv.wait_paired(left)
+        # Paired, the peer's hello is already on its way: a room whose other side sends
+        # nothing that opens (a stranger's room under the same number) ends this attempt
+        # at the connect timeout, not at the end of the budget.
+        async with asyncio.timeout(self.settings.connect_timeout_s):
+            while True:
+                theirs = self.keys.open_hello(await rv.receive(None), generation)
+                if theirs is not None:
+                    break
+                logger.info("ignored a reconnect hello that does not prove the session key")
+        sealer = self.keys.attempt(generation, mine, theirs)
+        return await connect_again(rv, sealer, self.settings)

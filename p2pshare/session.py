@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,10 +57,11 @@ from p2pshare.events import (
 from p2pshare.mailbox import MailboxClient, server_label
 from p2pshare.pairing import Paired, WordsGate, paired, preload_webrtc, rendezvous
 from p2pshare.pake import Role
+from p2pshare.places import LanPlace, Place, place_for
 from p2pshare.receiver import Receiver
-from p2pshare.reconnect import ReconnectKeys, Reconnector
+from p2pshare.reconnect import ReconnectKeys, Reconnector, Runs
 from p2pshare.rendezvous import ManyRoom, Relay, RendezvousClient
-from p2pshare.routes import AnyClient, find_sender, sender_routes, settle
+from p2pshare.routes import AnyClient, FirstOf, find_sender, sender_routes, settle
 from p2pshare.sender import Sender
 from p2pshare.sources import collect
 from p2pshare.wire import telling_peer
@@ -124,9 +124,12 @@ async def send(
     chosen_code = (parse_code(code) if isinstance(code, str) else code) if code else None
     async with contextlib.AsyncExitStack() as stack:
         public: str | None = None
+        ours: tuple[Relay, str] | None = None
+        """The embedded server's client and URL (a reconnect meets there)."""
         if settings.server is None:
             embedded = await stack.enter_async_context(rendezvous(settings))
             assert embedded[1] is not None
+            ours = (embedded[0], embedded[1])
             route = await stack.enter_async_context(
                 sender_routes(settings, chosen_code, (embedded[0], embedded[1]), warn)
             )
@@ -169,11 +172,11 @@ async def send(
         async with paired(rv, Role.SENDER, chosen, settings, words, can) as done:
             await mdns.aclose()  # the code is used: nobody else should look for it
             link = done.link
-            reconnector = _reconnector(settings, done, on_event)
+            reconnector = _reconnector(place_for(rv, settings, ours), settings, done, on_event)
             if reconnector is None:
                 async with telling_peer(link):
                     return await Sender(link, sources, settings, on_event, words.gate()).run()
-            runs = _Runs()
+            runs = Runs()
 
             async def send_once(channel: Channel, run: int) -> TransferResult:
                 gate = words.gate() if run == 0 else None  # the words were confirmed
@@ -281,9 +284,10 @@ async def receive(
     def warn(message: str) -> None:
         on_event(Notice(message))
 
-    named_server = settings.server is not None  # a reconnect goes back to it
     async with contextlib.AsyncExitStack() as stack:
         rv: Relay
+        on_lan: str | None = None
+        """The sender's embedded server, found on this network (a reconnect meets there)."""
         if settings.server is None:
             found = await find_sender(parsed, settings, warn)
             stack.push_async_callback(settle, found.closing)
@@ -292,6 +296,7 @@ async def receive(
                 stack.push_async_callback(found.public.close)
             else:
                 assert found.lan_url is not None
+                on_lan = found.lan_url
                 settings = dataclasses.replace(settings, server=found.lan_url)
         if settings.server is not None:
             client, _, opened = await stack.enter_async_context(
@@ -303,15 +308,16 @@ async def receive(
                 await client.claim(parsed.nameplate)
             rv = client
         # A stream (--output -) cannot take the same bytes twice.
-        can = named_server and not settings.to_stdout and _can_reconnect(settings, rv)
+        can = not settings.to_stdout and _can_reconnect(settings, rv)
+        place = LanPlace(on_lan) if on_lan is not None else place_for(rv, settings)
         async with paired(rv, Role.RECEIVER, parsed, settings, on_event, can) as done:
             link = done.link
-            reconnector = _reconnector(settings, done, on_event)
+            reconnector = _reconnector(place, settings, done, on_event)
             if reconnector is None:
                 async with telling_peer(link):
                     return await Receiver(link, settings, on_event, confirm, resolve_existing).run()
             again = _SameOffer(confirm, resolve_existing)
-            runs = _Runs()
+            runs = Runs()
 
             async def receive_once(channel: Channel, run: int) -> TransferResult:
                 ask = again.first if run == 0 else again.same
@@ -329,35 +335,21 @@ async def receive(
 
 
 def _can_reconnect(settings: Settings, rv: Relay) -> bool:
-    """Whether this side offers to reconnect (docs/protocol.md, Reconnecting): through a
-    server of our own protocol that the user named (not yet a mailbox or the public route)."""
-    return (
-        settings.reconnect_s > 0
-        and settings.server is not None
-        and isinstance(rv, RendezvousClient)
-    )
+    """Whether this side offers to reconnect (docs/protocol.md, Reconnecting): on every
+    route a pairing takes, it meets the peer again where it paired (places.py): a server of
+    ours (named, or the sender's embedded one, found on the LAN or at its URL) or a mailbox
+    server (named, or the public one). Not with ``--reconnect-s 0``."""
+    return settings.reconnect_s > 0 and isinstance(rv, RendezvousClient | MailboxClient | FirstOf)
 
 
-def _reconnector(settings: Settings, done: Paired, on_event: EventSink) -> Reconnector | None:
+def _reconnector(
+    place: Place | None, settings: Settings, done: Paired, on_event: EventSink
+) -> Reconnector | None:
     """What rides the transfer through a network change, when both sides offered it."""
-    if not done.reconnects or settings.server is None:
+    if not done.reconnects or place is None:
         return None
     keys = ReconnectKeys.from_pake(done.pake)
-    return Reconnector(settings.server, keys, settings, on_event)
-
-
-class _Runs:
-    """The results of a transfer's runs (one per connection): what crossed the network
-    adds up, and the time counts from the first run's start."""
-
-    def __init__(self) -> None:
-        self.lost = 0
-        """What crossed in the runs that failed (their connection died)."""
-        self.started = time.monotonic()
-
-    def add(self, result: TransferResult) -> TransferResult:
-        sent = self.lost + result.sent
-        return dataclasses.replace(result, sent=sent, seconds=time.monotonic() - self.started)
+    return Reconnector(place, keys, settings, on_event)
 
 
 class _SameOffer:

@@ -47,6 +47,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from p2pshare import aiortc_patches
+from p2pshare.channel import wait_either
 from p2pshare.config import IceConfig, Tuning, ice_urls
 from p2pshare.errors import ConnectError, P2PShareError, PeerLostError, ProtocolError
 
@@ -435,15 +436,7 @@ class PeerLink:
 
     async def wait_open(self, timeout_s: float) -> None:
         """Wait for the data channel; on failure say whether ICE or DTLS was the problem."""
-        opened = asyncio.ensure_future(self._opened.wait())
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            await asyncio.wait(
-                {opened, lost}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            opened.cancel()
-            lost.cancel()
+        await wait_either(self._opened, self._lost, timeout_s)
         if self._opened.is_set():
             self._start_large_packets()
             return
@@ -536,13 +529,7 @@ class PeerLink:
             if self._lost.is_set():
                 raise PeerLostError("the connection to the other side was lost")
             self._drained.clear()
-            waiter = asyncio.ensure_future(self._drained.wait())
-            lost = asyncio.ensure_future(self._lost.wait())
-            try:
-                await asyncio.wait({waiter, lost}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                lost.cancel()
+            await wait_either(self._drained, self._lost)
 
     def packet_report(self) -> dict[str, Any]:
         """What this connection did about packet sizes (for tests and benchmarks)."""

@@ -233,15 +233,27 @@ def peak_rss(rss_file: Path) -> int:
 
 
 def embedded_pair(
-    src: Path, out: Path, host_a: str, host_b: str, **env: str
+    src: Path, out: Path, host_a: str, host_b: str, *args: str, **env: str
 ) -> tuple[Peer, Peer, str]:
     """A sender in lab namespace ``host_a`` using its embedded rendezvous server, and a
     receiver in ``host_b`` that runs the command it printed. Returns both and the server URL.
-    ``env``: extra environment for both."""
-    sender = Peer(["send", str(src), "--json"], cwd=src.parent, env=lab_env(**env), netns=host_a)
+    ``args``: extra options for both; ``env``: extra environment for both."""
+    sender = Peer(
+        ["send", str(src), "--json", *args], cwd=src.parent, env=lab_env(**env), netns=host_a
+    )
     event = sender.event("code")
     receiver = Peer(
-        ["receive", event["code"], "--server", event["server"], "--json", "--yes", "-o", str(out)],
+        [
+            "receive",
+            event["code"],
+            "--server",
+            event["server"],
+            "--json",
+            "--yes",
+            "-o",
+            str(out),
+            *args,
+        ],
         cwd=out.parent,
         env=lab_env(**env),
         netns=host_b,

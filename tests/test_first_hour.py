@@ -20,8 +20,9 @@ import p2pshare
 from p2pshare import session
 from p2pshare.codes import complete, unknown_words, wordlist, words_from_key
 from p2pshare.config import Settings
+from p2pshare.json_reporter import JsonReporter
 from p2pshare.pake import PakeSession, Role
-from p2pshare.progress import JsonReporter, browser_link, format_size, summary_line
+from p2pshare.progress import browser_link, format_size, summary_line
 from tests.cli_helpers import (
     P2PSHARE,
     ROOT,

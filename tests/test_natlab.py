@@ -27,8 +27,16 @@ TURN = [
 ]
 
 
+FAIL_FAST = {"P2PSHARE_CONNECT_TIMEOUT_S": "8"}
+"""For the cases where no path can work: the same "could not connect", after 8 s, not 30."""
+
+
 def transfer(
-    net: Internet, tmp_path: Path, send_args: tuple[str, ...] = (), recv_args: tuple[str, ...] = ()
+    net: Internet,
+    tmp_path: Path,
+    send_args: tuple[str, ...] = (),
+    recv_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[Peer, Peer, bytes]:
     data = os.urandom(256 * 1024)
     src = tmp_path / "payload.bin"
@@ -38,14 +46,14 @@ def transfer(
     sender = Peer(
         ["send", str(src), "--server", net.server, "--json", *send_args],
         cwd=tmp_path,
-        env=lab_env(),
+        env=lab_env(**(env or {})),
         netns=net.host_a,
     )
     code = sender.event("code")["code"]
     receiver = Peer(
         ["receive", code, "--server", net.server, "--json", "--yes", "-o", str(out), *recv_args],
         cwd=tmp_path,
-        env=lab_env(),
+        env=lab_env(**(env or {})),
         netns=net.host_b,
     )
     return sender, receiver, data
@@ -76,7 +84,7 @@ def test_cone_to_cone_with_stun_connects_directly(tmp_path: Path) -> None:
 def test_symmetric_to_symmetric_with_stun_only_fails_clearly(tmp_path: Path) -> None:
     """Two symmetric NATs and no relay: a clear "could not connect" within the deadline."""
     with internet(tmp_path, "symmetric", "symmetric", server_args=STUN) as net:
-        sender, receiver, _ = transfer(net, tmp_path)
+        sender, receiver, _ = transfer(net, tmp_path, env=FAIL_FAST)
         assert_could_not_connect(sender, receiver)
         assert "no TURN server" in receiver.last("error")["message"]
 
@@ -99,7 +107,9 @@ def test_relay_only_is_relayed_even_when_direct_would_work(tmp_path: Path) -> No
 def test_direct_only_between_symmetric_nats_fails_clearly(tmp_path: Path) -> None:
     """--direct-only never uses the relay the server offers, so symmetric NATs fail."""
     with internet(tmp_path, "symmetric", "symmetric", server_args=[*STUN, *TURN]) as net:
-        sender, receiver, _ = transfer(net, tmp_path, ("--direct-only",), ("--direct-only",))
+        sender, receiver, _ = transfer(
+            net, tmp_path, ("--direct-only",), ("--direct-only",), FAIL_FAST
+        )
         assert_could_not_connect(sender, receiver)
         assert "--direct-only" in receiver.last("error")["message"]
 

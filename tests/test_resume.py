@@ -94,7 +94,9 @@ def test_sender_killed_receiver_reports_it_and_resend_resumes(
     """A sender that dies without a word: the receiver reports the lost peer (after the
     silence deadline), keeps what it got, and a resend continues from there. (Not waiting
     for the sender to come back: tests/test_reconnect.py has that.)"""
-    sender, receiver = start(server, source, out, "--reconnect-s", "0")
+    # A 5 s silence deadline (default 20 s): the same path to exit 7, sooner.
+    env = interruptible_env() | {"P2PSHARE_PEER_TIMEOUT_S": "5"}
+    sender, receiver = start_pair(server, source, out, "--yes", "--reconnect-s", "0", env=env)
     event = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"])
     sender.kill()
     assert receiver.wait(timeout=60) == 7
