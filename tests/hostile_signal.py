@@ -1,7 +1,11 @@
 """A hostile or broken rendezvous server in many modes, for tests of the real CLI against it.
 
 Run as ``python -m tests.hostile_signal MODE``; prints ``listening on URL`` like the real one.
-Every mode misbehaves at one step of docs/protocol.md part 1 and otherwise plays along.
+Every mode misbehaves at one step of docs/protocol.md part 1 and otherwise plays along;
+the ``reconnect-*`` modes answer a reconnect's claim and then send garbage where the peer's
+hello should come. Misbehaviour in a reconnect's room after an honest pairing (replays,
+tampering, a fake peer) is ``python -m tests.tampering_signal reconnect:MODE``
+(tests/test_reconnect_hostile.py).
 """
 
 from __future__ import annotations
@@ -68,13 +72,34 @@ BAD_CLAIMS: dict[str, list[str]] = {
     ],
 }
 
+# Misbehaviour in a reconnect's room (a claim with create): mode -> the frame sent after
+# claimed and paired, where the peer's sealed hello should come.
+BAD_RECONNECT_ROOMS: dict[str, str | bytes] = {
+    "reconnect-not-json": "\x00garbage",
+    "reconnect-deep-json": "[" * 200_000,
+    "reconnect-list": "[1, 2]",
+    "reconnect-unknown-type": json.dumps({"type": "welcome"}),
+    "reconnect-body-int": json.dumps({"type": "message", "body": 5}),
+    "reconnect-body-not-base64": json.dumps({"type": "message", "body": "!!!"}),
+    "reconnect-body-too-big": json.dumps({"type": "message", "body": "A" * 900_000}),
+    "reconnect-error-wrong-code": json.dumps(
+        {"type": "error", "code": "wrong-code", "message": "\x1b[2J guess"}
+    ),
+    "reconnect-error-crowded": json.dumps({"type": "error", "code": "crowded", "message": "x"}),
+    "reconnect-peer-left": json.dumps({"type": "peer-left"}),
+    "reconnect-binary": b"\xff\xfe",
+    "reconnect-claimed-again": json.dumps({"type": "claimed", "nameplate": "1"}),
+}
+
 SILENT_MODES = {
     "silent-after-handshake",  # never sends the welcome
     "silent-after-allocate",  # never answers allocate (a slow server, not a lost peer)
     "silent-after-claimed",  # the receiver's room should pair at once; it never does
 }
 RAW_MODES = {"close-at-once", "reset-after-request", "http-503", "garbage-status-line"}
-MODES = sorted({*BAD_WELCOMES, *BAD_ALLOCATIONS, *BAD_CLAIMS, *SILENT_MODES, *RAW_MODES})
+MODES = sorted(
+    {*BAD_WELCOMES, *BAD_ALLOCATIONS, *BAD_CLAIMS, *BAD_RECONNECT_ROOMS, *SILENT_MODES, *RAW_MODES}
+)
 
 
 async def _hold(ws: ServerConnection) -> None:
@@ -100,6 +125,10 @@ def ws_handler(mode: str) -> Callable[[ServerConnection], Awaitable[None]]:
         if request.get("type") == "allocate":
             if mode in BAD_ALLOCATIONS:
                 await ws.send(BAD_ALLOCATIONS[mode])
+        elif request.get("type") == "claim" and mode in BAD_RECONNECT_ROOMS:
+            await ws.send(json.dumps({"type": "claimed", "nameplate": request["nameplate"]}))
+            await ws.send(json.dumps({"type": "paired"}))
+            await ws.send(BAD_RECONNECT_ROOMS[mode])
         elif request.get("type") == "claim":
             if mode == "silent-after-claimed":
                 await ws.send(json.dumps({"type": "claimed", "nameplate": request["nameplate"]}))

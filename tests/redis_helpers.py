@@ -28,13 +28,15 @@ def redis_server(port: int | None = None) -> Iterator[str]:
 
 @contextmanager
 def redis_server_process(
-    port: int | None = None,
+    port: int | None = None, netns: str | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Like :func:`redis_server`, yielding the process too (the benchmark reads its CPU)."""
+    """Like :func:`redis_server`, yielding the process too (the benchmark reads its CPU);
+    ``netns``: on the loopback of that network namespace instead."""
     assert REDIS_SERVER is not None
     port = port or free_port()
     proc = subprocess.Popen(
         [
+            *(("ip", "netns", "exec", netns) if netns else ()),
             REDIS_SERVER,
             *("--port", str(port), "--bind", "127.0.0.1", "--save", ""),
             *("--appendonly", "no", "--loglevel", "notice"),

@@ -2,20 +2,27 @@
 
 Whatever the server sends, each command ends with the documented server error (exit 3) and
 one line on stderr: never exit 1 ("unexpected error"), never a traceback, and a slow server is
-never reported as a lost peer (exit 7).
+never reported as a lost peer (exit 7). In a reconnect's room, whatever it sends fails that
+attempt only (tests/test_reconnect_hostile.py has the whole commands).
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from p2pshare.codes import wordlist
+from p2pshare.config import Settings
+from p2pshare.errors import P2PShareError, ServerRefusedError, WrongCodeError
+from p2pshare.pake import Role
+from p2pshare.reconnect import ReconnectKeys, Reconnector
 from tests.cli_helpers import Peer, run_signal_server
 from tests.hostile_signal import (
     BAD_ALLOCATIONS,
     BAD_CLAIMS,
+    BAD_RECONNECT_ROOMS,
     BAD_WELCOMES,
     RAW_MODES,
 )
@@ -60,3 +67,22 @@ def test_receiver_against_hostile_server(tmp_path: Path, mode: str) -> None:
         )
         assert_one_line_server_error(receiver)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "mode", sorted({*BAD_RECONNECT_ROOMS, *RAW_MODES, "silent-after-handshake"})
+)
+def test_reconnect_attempt_against_hostile_server(mode: str) -> None:
+    """A reconnect's attempt (the real client code, against the server process): whatever
+    the server sends where the peer's hello should come, the attempt fails with an error the
+    reconnect retries within its budget, never another exception, never the server's word
+    that the code was wrong or that its operator refuses us (which would end the reconnect
+    at once), and no generation is spent."""
+    keys = ReconnectKeys(Role.RECEIVER, bytes(range(32)))
+    with run_signal_server(mode, module="tests.hostile_signal") as url:
+        reconnector = Reconnector(url, keys, Settings(connect_timeout_s=1.0), lambda e: None)
+        with pytest.raises((P2PShareError, TimeoutError)) as failed:
+            asyncio.run(reconnector.attempt(5.0))
+    assert not isinstance(failed.value, ServerRefusedError | WrongCodeError), failed.value
+    assert "\x1b" not in str(failed.value)
+    assert reconnector.generation == 0

@@ -3,6 +3,7 @@ real peers in network namespaces whose path is cut, then restored or not."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from p2pshare.reconnect import ReconnectKeys
 from p2pshare.transfer import DEFAULT_WINDOW_BYTES
 from tests.cli_helpers import ROOT, Peer, lab_env, leftovers
 from tests.natlab import lossy_link, sh
+from tests.redis_helpers import redis_server_process
 
 MIB = 1 << 20
 SECRET = bytes(range(32))
@@ -96,9 +98,11 @@ def payload(tmp_path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def lab_server(ns: str, host: str) -> Iterator[str]:
-    """Our rendezvous server in namespace ``ns``, listening on ``host``; yields its URL."""
+def lab_server(ns: str, host: str, redis: str | None = None) -> Iterator[str]:
+    """Our rendezvous server in namespace ``ns``, listening on ``host``, its rooms in that
+    ``redis`` when given; yields its URL."""
     command = [sys.executable, "-m", "signal_server", "--host", host, "--port", "0"]
+    command += ["--redis", redis] if redis else []
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns, *command],
         cwd=ROOT,
@@ -146,15 +150,23 @@ def cut(hosts: tuple[str, str], action: str = "-I") -> None:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("rooms", ["in-process", "redis"])
 def test_a_path_dead_past_the_silence_deadline_then_back_resumes_without_anyone(
-    tmp_path: Path, payload: Path
+    tmp_path: Path, payload: Path, rooms: str
 ) -> None:
     """The path dies mid-transfer for longer than the silence deadline: both sides say they
     are reconnecting, and once it is back they finish on their own: exit 0, the file
-    verified, and no more sent than the file and what was in flight (a credit window)."""
+    verified, and no more sent than the file and what was in flight (a credit window). The
+    same with the server's rooms in Redis (a scaled-out server: the reconnect room is an
+    ordinary room there too)."""
     out = tmp_path / "out"
     out.mkdir()
-    with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_a, "10.8.0.1") as url:
+    with contextlib.ExitStack() as stack:
+        _, host_a, host_b = stack.enter_context(lossy_link(tmp_path, 0))
+        redis = None
+        if rooms == "redis":
+            redis, _proc = stack.enter_context(redis_server_process(netns=host_a))
+        url = stack.enter_context(lab_server(host_a, "10.8.0.1", redis))
         sender, receiver = peers(url, payload, out, host_a, host_b)
         receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
         cut((host_a, host_b))

@@ -143,9 +143,18 @@ async function sendEntries(link, sources, onEvent, confirmWords) {
         link.send(proto.dataEnd(new Uint8Array(0), await hasher.digest()));
         continue;
       }
+      // The next block is read while this one is sent: the channel never waits for the disk.
+      const readFrom = (at) => {
+        if (at >= entry.size) return null;
+        const reading = readSlice(file, at, Math.min(entry.size, at + READ_BLOCK_BYTES));
+        reading.catch(() => {}); // awaited below; not an unhandled rejection if we stop first
+        return reading;
+      };
+      let next = readFrom(pos);
       while (pos < entry.size) {
-        const block = await readSlice(file, pos, Math.min(entry.size, pos + READ_BLOCK_BYTES));
+        const block = await next;
         if (block.length === 0) throw Object.assign(new Error(`${file.name} changed while it was sent`), { name: "file-error" });
+        next = readFrom(pos + block.length);
         // The whole block goes to the hashing worker at once, which hashes it while its
         // pieces are sent; only the last piece waits for the digest.
         hasher.update(block);

@@ -5,7 +5,8 @@
 // The page opens a download with {type: "open", id, name, size} and a MessagePort, then
 // navigates to /p2pshare-download/<id>; this worker answers that navigation with a streamed
 // response (Content-Disposition: attachment). Chunks come through the port, in order, each
-// acknowledged once queued; "end" closes the stream (the page sends it only after the SHA-256
+// answered with "more" once queued below the high-water mark (or, above it, once the download
+// has read enough); "end" closes the stream (the page sends it only after the SHA-256
 // matched), "error" fails it, and the browser then deletes the partial download.
 
 const PREFIX = "/p2pshare-download/";
@@ -20,17 +21,14 @@ self.addEventListener("message", (event) => {
   const port = event.ports[0];
   if (data.type !== "open" || !port || typeof data.id !== "string") return; // keep-alive pings
   let controller;
-  let waiting = false;
+  let owed = 0; // chunks queued past the high-water mark, answered once the download reads
   const stream = new ReadableStream(
     {
       start(c) {
         controller = c;
       },
       pull() {
-        if (waiting) {
-          waiting = false;
-          port.postMessage({ type: "more" });
-        }
+        for (; owed > 0; owed--) port.postMessage({ type: "more" });
       },
       cancel() {
         port.postMessage({ type: "cancelled" });
@@ -44,7 +42,7 @@ self.addEventListener("message", (event) => {
       if (m.type === "data") {
         controller.enqueue(m.chunk);
         if (controller.desiredSize > 0) port.postMessage({ type: "more" });
-        else waiting = true;
+        else owed++;
       } else if (m.type === "end") {
         controller.close();
       } else if (m.type === "error") {
@@ -55,7 +53,9 @@ self.addEventListener("message", (event) => {
     }
   };
   pending.set(data.id, { stream, name: String(data.name), size: data.size });
-  port.postMessage({ type: "ready" });
+  // "pipelined": every chunk gets its own "more", so the page may keep several in flight
+  // (a page of this version talking to an older worker waits for each answer instead).
+  port.postMessage({ type: "ready", pipelined: true });
 });
 
 self.addEventListener("fetch", (event) => {
