@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_args
 
@@ -103,18 +104,20 @@ class FileEntry:
         )
 
 
-def _batches(entries: tuple[FileEntry, ...]) -> list[list[dict[str, Any]]]:
-    batches: list[list[dict[str, Any]]] = [[]]
+def _batches(entries: tuple[FileEntry, ...]) -> Iterator[list[dict[str, Any]]]:
+    """The entries as JSON objects, one batch at a time (at least one, maybe empty): only
+    one batch of objects is held at a time (~300 bytes an entry for a whole tree, issue 31)."""
+    batch: list[dict[str, Any]] = []
     used = 0
     for entry in entries:
         obj = entry.to_json()
         cost = len(json.dumps(obj, ensure_ascii=False).encode()) + 1
-        if batches[-1] and used + cost > OFFER_BATCH_BYTES:
-            batches.append([])
-            used = 0
-        batches[-1].append(obj)
+        if batch and used + cost > OFFER_BATCH_BYTES:
+            yield batch
+            batch, used = [], 0
+        batch.append(obj)
         used += cost
-    return batches
+    yield batch
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class Offer:
         return total
 
     def frames(self) -> list[bytes]:
-        first, *rest = _batches(self.files)
+        batches = _batches(self.files)
+        first = next(batches)
         head: dict[str, Any] = {
             "v": self.version,
             "count": len(self.files),
@@ -154,7 +158,7 @@ class Offer:
             head["compression"] = list(self.compression)
         if self.hashes:
             head["hash"] = list(self.hashes)
-        return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in rest)]
+        return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in batches)]
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,9 @@ class Accept:
     have: int = 0
     hash: str | None = None
     """The hash both sides use (one the sender offered), or None for SHA-256."""
+    batch: bool = False
+    """The receiver takes :class:`DataBatch` messages (several small files in one); a
+    receiver that does not say so (the page) never gets one."""
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"window": self.window}
@@ -238,6 +245,8 @@ class Accept:
             obj["hash"] = self.hash
         if self.have:
             obj["have"] = self.have
+        if self.batch:
+            obj["batch"] = True
         return obj
 
     @classmethod
@@ -249,7 +258,10 @@ class Accept:
         digest = obj.get("hash")
         if digest is not None and digest not in HASHES:
             raise ProtocolError("unknown hash")
-        return cls(_int(obj, "window", 1, 2**31), codec, have, digest)
+        batch = obj.get("batch", False)
+        if not isinstance(batch, bool):
+            raise ProtocolError("field 'batch' must be true or false")
+        return cls(_int(obj, "window", 1, 2**31), codec, have, digest, batch)
 
 
 @dataclass(frozen=True)
@@ -446,10 +458,36 @@ class DataEnd:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One whole entry inside a :class:`DataBatch`: as a DataEnd's fields and payload."""
+
+    index: int
+    size: int
+    sha256: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DataBatch:
+    """Sender → receiver, only to a receiver that asked for it in Accept (``batch``): several
+    entries in one message, each whole, in order. After the type byte, records of: index
+    (u32), size (u64), digest (32 bytes, of the agreed hash), payload length (u32), all
+    big-endian, then the payload. Each record is checked exactly as a DataEnd would be (order,
+    sizes, credit), one after the other: a small file costs a record, not a message."""
+
+    TYPE: ClassVar[int] = 0x13
+    RECORD: ClassVar[struct.Struct] = struct.Struct(">IQ32sI")
+    records: tuple[BatchRecord, ...]
+
+
+BATCH_RECORD_OVERHEAD = DataBatch.RECORD.size
+
+
 Encodable = Accept | Have | Resume | Abort | Credit | FileEnd | FileAck | Done | Ping
 """Control messages of one frame each (an offer takes several: ``Offer.frames()``)."""
 Control = OfferHead | OfferMore | Encodable
-Message = Control | Data | DataEnd | DataZ
+Message = Control | Data | DataEnd | DataZ | DataBatch
 
 _CONTROL_TYPES: dict[int, type[Control]] = {cls.TYPE: cls for cls in get_args(Control)}
 
@@ -467,7 +505,7 @@ DATA_HEADER = bytes([Data.TYPE])
 DATA_END_OVERHEAD = 1 + DataEnd.HEADER.size
 
 
-def encode(message: Encodable | Data | DataEnd | DataZ) -> bytes:
+def encode(message: Encodable | Data | DataEnd | DataZ | DataBatch) -> bytes:
     """One frame for ``message`` (an :class:`Offer` takes several: ``Offer.frames()``)."""
     if isinstance(message, Data):
         return DATA_HEADER + message.payload
@@ -476,6 +514,12 @@ def encode(message: Encodable | Data | DataEnd | DataZ) -> bytes:
     if isinstance(message, DataEnd):
         header = DataEnd.HEADER.pack(message.index, message.size, bytes.fromhex(message.sha256))
         return bytes([DataEnd.TYPE]) + header + message.payload
+    if isinstance(message, DataBatch):
+        pack = DataBatch.RECORD.pack
+        parts = [bytes([DataBatch.TYPE])]
+        for r in message.records:
+            parts += (pack(r.index, r.size, bytes.fromhex(r.sha256), len(r.payload)), r.payload)
+        return b"".join(parts)
     return _frame(message.TYPE, message.to_json())
 
 
@@ -501,6 +545,8 @@ def decode(frame: bytes | str) -> Message:
         if index > MAX_ENTRIES or size > MAX_FILE_BYTES:
             raise ProtocolError("data-end fields out of range")
         return DataEnd(index, size, digest.hex(), frame[end:])
+    if kind == DataBatch.TYPE:
+        return _decode_batch(frame)
     cls = _CONTROL_TYPES.get(kind)
     if cls is None:
         raise ProtocolError(f"unknown message type {kind}")
@@ -511,3 +557,21 @@ def decode(frame: bytes | str) -> Message:
     if not isinstance(obj, dict):
         raise ProtocolError("a control message must be a JSON object")
     return cls.from_json(obj)
+
+
+def _decode_batch(frame: bytes) -> DataBatch:
+    records: list[BatchRecord] = []
+    unpack, header = DataBatch.RECORD.unpack_from, DataBatch.RECORD.size
+    at = 1
+    while at < len(frame):
+        if len(frame) - at < header:
+            raise ProtocolError("truncated data-batch record")
+        index, size, digest, length = unpack(frame, at)
+        at += header
+        if index > MAX_ENTRIES or size > MAX_FILE_BYTES or length > len(frame) - at:
+            raise ProtocolError("data-batch record fields out of range")
+        records.append(BatchRecord(index, size, digest.hex(), frame[at : at + length]))
+        at += length
+    if not records:
+        raise ProtocolError("empty data-batch message")
+    return DataBatch(tuple(records))

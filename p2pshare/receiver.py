@@ -116,6 +116,9 @@ class Receiver:
                 writer.submit(sinks.Resume(event.index, event.offset))
                 self.resumed += event.offset
                 self._progress()
+            elif isinstance(event, transfer.BatchReceived):
+                writer.submit(sinks.WriteBatch(event.files, event.files[0][0] == self.begun))
+                self.begun = event.files[-1][0]
             elif isinstance(event, transfer.ChunkReceived | transfer.FileEnded):
                 if event.index != self.begun:
                     writer.submit(sinks.Begin(event.index))
@@ -127,19 +130,28 @@ class Receiver:
                 else:
                     writer.submit(sinks.WriteCompressed(event.payload, event.raw_len))
 
+    def _written(self, nbytes: int) -> None:
+        self.written += nbytes
+        grant = self.proto.consumed(nbytes)
+        if grant is not None:
+            self.link.send(grant)
+        self._progress()
+
     def _report(self, report: sinks.WriteReport) -> bool:
         """A report from the writer thread; True once everything is done."""
         assert self.writer is not None
         if isinstance(report, sinks.Written):
-            self.written += report.nbytes
-            grant = self.proto.consumed(report.nbytes)
-            if grant is not None:
-                self.link.send(grant)
-            self._progress()
-        elif isinstance(report, sinks.Verified):
-            self.digests.append(report.digest)
-            for frame in self.proto.file_verified(report.index):
-                self.link.send(frame)
+            self._written(report.nbytes)
+        elif isinstance(report, sinks.Verified | sinks.BatchVerified):
+            if isinstance(report, sinks.BatchVerified):
+                self._written(report.nbytes)
+                verified = report.verified
+            else:
+                verified = ((report.index, report.digest),)
+            for index, digest in verified:
+                self.digests.append(digest)
+                for frame in self.proto.file_verified(index):
+                    self.link.send(frame)
             if self.proto.received_all:
                 self.writer.submit(sinks.FinishDirs())
         elif isinstance(report, sinks.DirsFinished):
@@ -164,7 +176,8 @@ class Receiver:
         writer.start()
         writer.submit(sinks.MakeDirs())
         window = self.settings.window_bytes
-        for frame in self.proto.accept(window, codec.preferred(), prefixes, hash):
+        accept = self.proto.accept(window, codec.preferred(), prefixes, hash, batch=True)
+        for frame in accept:
             self.link.send(frame)
         logger.info("accepted; compression: %s, hash: %s", self.proto.compression or "none", hash)
         started = time.monotonic()

@@ -19,7 +19,7 @@ from p2pshare import messages as m
 from p2pshare.config import Settings
 from p2pshare.errors import DeclinedError, PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
-from p2pshare.sources import Reader, ResumeAt, Source, read_ahead
+from p2pshare.sources import Batch, Reader, ResumeAt, Source, read_ahead
 from p2pshare.wire import Wire
 
 if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
@@ -94,6 +94,7 @@ class Sender:
             hash=proto.hash,
             when_ahead=self.tuning.compress_when_ahead,
             grouping=self.tuning.compress_groups,
+            batch_bytes=link.max_message_bytes if proto.batch else 0,
         )
         # A receiver that keeps answering pings but grants no credit for this long is stuck
         # (or stalling on purpose): the ping deadline alone would let the transfer hang
@@ -116,11 +117,16 @@ class Sender:
                     )
                     stalled.path_died = False  # the path works: a reconnect cannot help
                     raise stalled from None
-                for frame in proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest):
-                    link.send(frame)
+                if isinstance(piece, Batch):
+                    link.send(proto.data_batch(list(piece.files)))
+                    self.digests += (digest for _, digest in piece.files)
+                else:
+                    frames = proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest)
+                    for frame in frames:
+                        link.send(frame)
+                    if piece.digest is not None:
+                        self.digests.append(piece.digest)
                 self.sent += piece.size
-                if piece.digest is not None:
-                    self.digests.append(piece.digest)
                 await link.drain()
                 self._progress()
         finally:

@@ -141,11 +141,20 @@ class End:
 
 
 @dataclass(frozen=True)
+class WriteBatch:
+    """Whole entries of one DataBatch, ``(index, payload, digest)`` each, in order: one job
+    and one report for all of them. ``first_begun``: the first one's data began before."""
+
+    files: tuple[tuple[int, bytes, str], ...]
+    first_begun: bool = False
+
+
+@dataclass(frozen=True)
 class FinishDirs:
     pass
 
 
-WriteJob = MakeDirs | Resume | Begin | Write | WriteCompressed | End | FinishDirs
+WriteJob = MakeDirs | Resume | Begin | Write | WriteCompressed | End | WriteBatch | FinishDirs
 
 
 @dataclass(frozen=True)
@@ -162,11 +171,20 @@ class Verified:
 
 
 @dataclass(frozen=True)
+class BatchVerified:
+    """Every entry of a :class:`WriteBatch` is in place: ``nbytes`` written in all, and each
+    one's ``(index, digest)``."""
+
+    nbytes: int
+    verified: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True)
 class DirsFinished:
     pass
 
 
-WriteReport = Written | Verified | DirsFinished
+WriteReport = Written | Verified | BatchVerified | DirsFinished
 
 
 def write_worker(sink: Sink) -> Worker[WriteJob, WriteReport]:
@@ -195,6 +213,8 @@ def _write(sink: Sink, worker: Worker[WriteJob, WriteReport]) -> None:
                     sink.resume(index, offset)
                 case End(index, digest):
                     worker.put(Verified(index, sink.finish(index, digest)))
+                case WriteBatch(files, first_begun):
+                    worker.put(_write_batch(sink, files, first_begun))
                 case MakeDirs():
                     sink.make_dirs()
                 case FinishDirs():
@@ -213,3 +233,18 @@ def _write(sink: Sink, worker: Worker[WriteJob, WriteReport]) -> None:
         raise P2PShareError(f"internal error while writing: {exc}") from None
     finally:
         sink.close()
+
+
+def _write_batch(
+    sink: Sink, files: tuple[tuple[int, bytes, str], ...], first_begun: bool
+) -> BatchVerified:
+    verified = []
+    nbytes = 0
+    for n, (index, payload, digest) in enumerate(files):
+        if n or not first_begun:
+            sink.begin(index)
+        if payload:
+            sink.write(payload)
+            nbytes += len(payload)
+        verified.append((index, sink.finish(index, digest)))
+    return BatchVerified(nbytes, tuple(verified))

@@ -35,9 +35,10 @@ MAX_GROUP_READS = 4
 packets) 1 MiB would have to shrink 16-fold to fit one message."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
-    """Where the bytes of one offered entry come from."""
+    """Where the bytes of one offered entry come from. Slotted: a sender holds one per entry
+    for the whole transfer (100,000 of them for a large tree)."""
 
     entry: m.FileEntry
     path: Path | None = None  # a regular file
@@ -225,7 +226,24 @@ class Chunk:
         return len(self.payload) if self.raw_len is None else self.raw_len
 
 
-Piece = ResumeAt | Chunk
+@dataclass(frozen=True)
+class Batch:
+    """Several small sources, each whole, read and hashed: ``(payload, digest)`` each, for
+    one DataBatch message."""
+
+    files: tuple[tuple[bytes, str], ...]
+
+    @property
+    def size(self) -> int:
+        """The bytes of the files (what the credit counts)."""
+        return sum(len(payload) for payload, _ in self.files)
+
+
+BATCH_FILE_BYTES = 16 * 1024
+"""Files of at most this size go in batches, when the receiver takes them (and, when
+compression was agreed, only those too small to be tried: :data:`COMPRESS_MIN_BYTES`)."""
+
+Piece = ResumeAt | Chunk | Batch
 
 
 def read_ahead(
@@ -238,6 +256,7 @@ def read_ahead(
     *,
     when_ahead: int = COMPRESS_WHEN_AHEAD,
     grouping: bool = True,
+    batch_bytes: int = 0,
 ) -> Worker[None, Piece]:
     """A started worker whose results are every source's chunks in order, read and hashed
     (with ``hash``) at most ``depth`` pieces ahead of the data channel; with ``compress``, a
@@ -249,11 +268,19 @@ def read_ahead(
     ``prefixes`` (one per source, or none) are what the receiver already holds: each is hashed
     here first and answered with a :class:`ResumeAt`; the hash state is kept, so that the
     prefix is read once and its data never sent again. ``stop()`` the worker when done.
+
+    ``batch_bytes`` (0: none) lets consecutive small files that are read while the channel is
+    still busy with earlier pieces go together as one :class:`Batch` of at most that many
+    bytes, headers included: a batch is handed over as soon as the channel is idle, so it
+    never waits for more files.
     """
     compressor = Compressor() if compress else None
     reads = min(group_bytes, m.MAX_DATAZ_RAW_BYTES) // reader.chunk_bytes
     group_reads = max(1, min(reads, MAX_GROUP_READS)) if grouping else 1
-    work = functools.partial(_produce, reader, prefixes, hash, compressor, group_reads, when_ahead)
+    limit = min(batch_bytes, group_bytes + m.BATCH_RECORD_OVERHEAD)
+    work = functools.partial(
+        _produce, reader, prefixes, hash, compressor, group_reads, when_ahead, limit
+    )
     worker: Worker[None, Piece] = Worker("p2pshare-reader", work, depth=depth)
     worker.start()
     return worker
@@ -266,6 +293,7 @@ def _produce(
     compressor: Compressor | None,
     group_reads: int,
     when_ahead: int,
+    batch_bytes: int,
     worker: Worker[None, Piece],
 ) -> None:
     kept: dict[int, tuple[Digest, int]] = {}
@@ -280,7 +308,18 @@ def _produce(
         start = 0 if matched is None else prefix.offset
         if not worker.put(ResumeAt(prefix.index, start)):
             return
+    largest = reader.chunk_bytes if compressor is None else COMPRESS_MIN_BYTES - 1
+    batch = _Gathering(worker, batch_bytes, min(BATCH_FILE_BYTES, largest))
     for k, source in enumerate(reader.sources):
+        if k not in kept and batch.takes(source):
+            data = b"".join(reader.chunks(source))
+            running = digests.new(hash)
+            running.update(data)
+            if not batch.add(data, running.hexdigest()):
+                return
+            continue
+        if not batch.flush():
+            return
         running, start = kept.pop(k) if k in kept else (digests.new(hash), 0)
         trial = CompressionTrial()
         group: list[bytes] = []  # reads gathered to be compressed together
@@ -305,6 +344,47 @@ def _produce(
                 group = []
                 if not fits:  # no more tries this transfer
                     group_reads = 1
+    batch.flush()
+
+
+class _Gathering:
+    """Small whole files read ahead, gathered into a :class:`Batch` while the channel is busy
+    with earlier pieces (``worker.backlog``), handed over once it is idle or the batch full."""
+
+    def __init__(self, worker: Worker[None, Piece], limit: int, largest: int) -> None:
+        self.worker = worker
+        self.limit = limit
+        self.largest = largest
+        self.files: list[tuple[bytes, str]] = []
+        self.used = 1  # the type byte
+
+    def takes(self, source: Source) -> bool:
+        size = source.entry.size
+        return (
+            self.limit > 0
+            and source.path is not None
+            and size is not None
+            and size <= self.largest
+            and 1 + m.BATCH_RECORD_OVERHEAD + size <= self.limit
+        )
+
+    def add(self, data: bytes, digest: str) -> bool:
+        """Gather one file; False once the worker stopped."""
+        if self.used + m.BATCH_RECORD_OVERHEAD + len(data) > self.limit and not self.flush():
+            return False
+        self.files.append((data, digest))
+        self.used += m.BATCH_RECORD_OVERHEAD + len(data)
+        return self.worker.backlog > 0 or self.flush()
+
+    def flush(self) -> bool:
+        """Hand over what was gathered (one file goes as a plain chunk); False once the
+        worker stopped."""
+        files, self.files, self.used = self.files, [], 1
+        if not files:
+            return not self.worker.stopping
+        if len(files) == 1:
+            return self.worker.put(Chunk(files[0][0], None, files[0][1]))
+        return self.worker.put(Batch(tuple(files)))
 
 
 def _last_marked(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

@@ -18,7 +18,7 @@
 Neither class touches a socket, file or clock. ``sender.py`` and ``receiver.py`` feed them
 frames and carry out what they return; tests drive them directly. The decisions about what goes
 on the wire live here: which message carries a chunk (:meth:`SenderProtocol.chunk`, with
-:class:`CompressionTrial`), when files are acknowledged and when Done may be sent
+:class:`~p2pshare.trial.CompressionTrial`), when files are acknowledged and when Done may be sent
 (:meth:`ReceiverProtocol.finish`).
 """
 
@@ -38,6 +38,10 @@ from p2pshare.errors import (
     error_from_peer,
 )
 from p2pshare.files import printable
+from p2pshare.trial import COMPRESS_MAX_RATIO as COMPRESS_MAX_RATIO
+from p2pshare.trial import COMPRESS_MIN_BYTES as COMPRESS_MIN_BYTES
+from p2pshare.trial import COMPRESS_WHEN_AHEAD as COMPRESS_WHEN_AHEAD
+from p2pshare.trial import CompressionTrial as CompressionTrial
 
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 """Credit the receiver grants: bounds the receiver's memory whatever its disk speed. 8 MiB
@@ -51,18 +55,6 @@ MIN_FILES_WINDOW_BYTES = 1024 * 1024
 ACK_EVERY_FILES = 256
 """The receiver acknowledges verified files cumulatively, at most this many at a time (and
 after any large file, and after the last), so small files cost no message of their own."""
-COMPRESS_MIN_BYTES = 4096
-COMPRESS_MAX_RATIO = 0.9
-"""A chunk is sent compressed only if that saves at least 10%; after a chunk that does not
-shrink, the rest of that file is sent raw (random data costs one trial per file)."""
-COMPRESS_WHEN_AHEAD = 4
-"""Compressing pays only while the data channel, not the sender's CPU, is what limits: a chunk
-is compressed when at least this many read-ahead pieces already wait for the channel, and sent
-raw when the channel is waiting for the reader. On a slow path every chunk is compressed; on a
-fast LAN path, where zstd (~0.45 GB/s per core here) would make the reader the bottleneck, only
-as many as the channel leaves time for (docs/performance.md)."""
-
-
 # -- events -----------------------------------------------------------------------------------
 
 
@@ -101,6 +93,14 @@ class FileEnded:
 
 
 @dataclass(frozen=True)
+class BatchReceived:
+    """Whole entries from one DataBatch, in order, each checked as a DataEnd would be:
+    ``(index, payload, digest)``; written by the receiver's writer as one job."""
+
+    files: tuple[tuple[int, bytes, str], ...]
+
+
+@dataclass(frozen=True)
 class FileAcked:
     index: int
 
@@ -121,6 +121,7 @@ Event = (
     | Resumed
     | ChunkReceived
     | FileEnded
+    | BatchReceived
     | FileAcked
     | Finished
     | PeerAborted
@@ -168,29 +169,6 @@ def check_prefixes(offer: m.Offer, prefixes: list[m.Prefix]) -> None:
         last = prefix.index
 
 
-class CompressionTrial:
-    """Whether the chunks of one file go as DataZ (compressed) or Data, once compression was
-    agreed: see :data:`COMPRESS_MAX_RATIO`. One per file, fed every chunk in order."""
-
-    def __init__(self) -> None:
-        self.trying = True
-
-    def worth_trying(
-        self, raw_len: int, ahead: int = COMPRESS_WHEN_AHEAD, when: int = COMPRESS_WHEN_AHEAD
-    ) -> bool:
-        """Whether to compress the next chunk, of ``raw_len`` bytes, at all, with ``ahead``
-        pieces already read and waiting for the data channel (``when``: the threshold)."""
-        return self.trying and raw_len >= COMPRESS_MIN_BYTES and ahead >= when
-
-    def use_compressed(self, raw_len: int, compressed_len: int) -> bool:
-        """Whether a chunk that compressed to ``compressed_len`` goes compressed; if not, the
-        rest of the file is not tried again."""
-        if compressed_len <= raw_len * COMPRESS_MAX_RATIO:
-            return True
-        self.trying = False
-        return False
-
-
 class SenderProtocol(_Side):
     """The sending side: offers ``offer``, then sends its entries in order within the credit."""
 
@@ -205,6 +183,8 @@ class SenderProtocol(_Side):
         self.compression: str | None = None
         self.hash = SHA256
         """The hash of FileEnd and Have: SHA-256 unless the receiver chose one offered."""
+        self.batch = False
+        """The receiver takes DataBatch messages (it said so in Accept)."""
         self._window = 0
         self._have_count = 0
         self._have: list[m.Prefix] = []
@@ -254,6 +234,7 @@ class SenderProtocol(_Side):
                 raise ProtocolError("the receiver chose a hash we did not offer")
             self.compression = msg.compression
             self.hash = msg.hash or SHA256
+            self.batch = msg.batch
             self._window = msg.window
             self._have_count = msg.have
             return self._accepted()
@@ -324,6 +305,34 @@ class SenderProtocol(_Side):
         if digest is not None:
             return [self.data_end(payload, digest)]
         return [self.data(payload)]
+
+    def data_batch(self, files: list[tuple[bytes, str]]) -> bytes:
+        """The next entries, each whole (``(payload, digest)``, in order), in one DataBatch:
+        only to a receiver that asked for batches. The caller stays within the credit and the
+        message size (:data:`p2pshare.messages.BATCH_RECORD_OVERHEAD` per record)."""
+        if not self.batch or self._state is not _State.TRANSFERRING or self._resuming:
+            raise RuntimeError("the receiver takes no batches")
+        position, records = self._position, []
+        for payload, digest in files:
+            index = self._order[position] if position < len(self._order) else None
+            size = None if index is None else self.offer.files[index].size
+            starts = index is not None and self._starts.get(index, 0) == 0
+            if (
+                not starts
+                or size != len(payload)
+                or (position == self._position and self.sent_in_file)
+            ):
+                raise RuntimeError("a batch takes whole entries only")
+            assert index is not None
+            records.append(m.BatchRecord(index, len(payload), digest, payload))
+            position += 1
+        nbytes = sum(len(r.payload) for r in records)
+        if not records or nbytes > self.credit:
+            raise RuntimeError("an empty batch, or one beyond the credit")
+        self.credit -= nbytes
+        self._position = position - 1
+        self._next_entry()
+        return m.encode(m.DataBatch(tuple(records)))
 
     def data(self, payload: bytes) -> bytes:
         """Frame the next bytes of the current entry; the caller stays within the credit."""
@@ -409,6 +418,7 @@ class ReceiverProtocol(_Side):
         self._unacked = 0
         self.compression: str | None = None
         self.hash = SHA256
+        self.batch = False
         self._have: list[m.Prefix] = []
         self._starts: dict[int, int] = {}
 
@@ -465,6 +475,8 @@ class ReceiverProtocol(_Side):
                 return [*events, self._end(index, size, msg.index, msg.size, msg.sha256)]
             if isinstance(msg, m.FileEnd):
                 return [self._end(index, size, msg.index, msg.size, msg.sha256)]
+            if isinstance(msg, m.DataBatch):
+                return [self._batch(msg.records)]
         raise ProtocolError(f"unexpected {type(msg).__name__} message")
 
     def _take(
@@ -478,6 +490,23 @@ class ReceiverProtocol(_Side):
         self.outstanding -= nbytes
         self.received_in_file += nbytes
         return ChunkReceived(index, payload, raw_len)
+
+    def _batch(self, records: tuple[m.BatchRecord, ...]) -> BatchReceived:
+        """Each record exactly as a DataEnd of its own, in order."""
+        if not self.batch:
+            raise ProtocolError("a batch of files, which the receiver did not ask for")
+        assert self.offer is not None
+        files = []
+        for record in records:
+            if self._position >= len(self._order):
+                raise ProtocolError("more files than offered")
+            index = self._order[self._position]
+            size = self.offer.files[index].size
+            if record.payload:
+                self._take(index, size, record.payload)
+            self._end(index, size, record.index, record.size, record.sha256)
+            files.append((index, record.payload, record.sha256))
+        return BatchReceived(tuple(files))
 
     def _end(
         self, index: int, size: int | None, claimed_index: int, claimed_size: int, digest: str
@@ -515,12 +544,14 @@ class ReceiverProtocol(_Side):
         compression: str | None = None,
         have: list[m.Prefix] | None = None,
         hash: str = SHA256,
+        batch: bool = False,
     ) -> list[bytes]:
         """Accept the offer with ``window`` bytes of credit (less for an offer of very many
         small files: :data:`FILES_IN_FLIGHT`); ``compression`` picks one of the
         codecs the sender offered (ignored if it offered none), ``hash`` one of its hashes
         (SHA-256 if it offered none); ``have`` lists the prefixes already on disk, hashed
-        with that hash, which the sender checks before it resumes them."""
+        with that hash, which the sender checks before it resumes them; ``batch``: several
+        small files may come in one DataBatch."""
         if self.offer is None or self._state is not _State.OFFERING:
             raise RuntimeError("nothing to accept")
         have = have or []
@@ -534,8 +565,9 @@ class ReceiverProtocol(_Side):
         self.compression = compression if compression in self.offer.compression else None
         self.hash = hash if hash in self.offer.hashes else SHA256
         self._have = list(have)
+        self.batch = batch
         chosen = None if self.hash == SHA256 else self.hash
-        frames = [m.encode(m.Accept(window, self.compression, len(have), chosen))]
+        frames = [m.encode(m.Accept(window, self.compression, len(have), chosen, batch))]
         for start in range(0, len(have), m.HAVE_BATCH):
             frames.append(m.encode(m.Have(tuple(have[start : start + m.HAVE_BATCH]))))
         return frames

@@ -43,6 +43,7 @@ EXCHANGES = {e["name"]: e for e in PAKE["exchanges"]}
 SAME = EXCHANGES["same code"]
 ALL_FRAMES = [
     *FRAMES["frames"],
+    *FRAMES["cli_only_frames"],
     *(f for offer in FRAMES["offers"] for f in offer["frames"]),
     FRAMES["compression"]["frame"],
 ]
@@ -259,7 +260,9 @@ def test_every_message_type_has_a_vector() -> None:
     assert expected <= seen
 
 
-@pytest.mark.parametrize("vector", FRAMES["invalid"], ids=lambda v: v["reason"])
+@pytest.mark.parametrize(
+    "vector", FRAMES["invalid"] + FRAMES["cli_only_invalid"], ids=lambda v: v["reason"]
+)
 def test_invalid_frames_are_rejected(vector: dict[str, Any]) -> None:
     """decode() refuses each invalid frame with ProtocolError."""
     with pytest.raises(ProtocolError):

@@ -466,6 +466,9 @@ def _jsonable(value: Any) -> Any:
 def message_fields(message: Any) -> Json:
     """The decoded fields of a message, as JSON (bytes as hex, tuples as lists)."""
     fields: Json = _jsonable(dataclasses.asdict(message))
+    if isinstance(message, m.Accept) and not message.batch:
+        # Written only when true, as on the wire: the page's decoder has no such field.
+        del fields["batch"]
     return fields
 
 
@@ -478,6 +481,10 @@ def message_from_fields(type_name: str, fields: Json) -> Any:
             kwargs[key] = tuple(m.FileEntry(**entry) for entry in value)
         elif key == "prefixes":
             kwargs[key] = tuple(m.Prefix(**prefix) for prefix in value)
+        elif key == "records":
+            kwargs[key] = tuple(
+                m.BatchRecord(**{**r, "payload": bytes.fromhex(r["payload"])}) for r in value
+            )
         elif key == "payload":
             kwargs[key] = bytes.fromhex(value)
         elif isinstance(value, list):
@@ -527,6 +534,25 @@ def _control_frames() -> list[Json]:
         ("empty data", m.Data(b"")),
         ("data end", m.DataEnd(1, 5, SHA_OF_HELLO, b"hello")),
         ("empty data end", m.DataEnd(2, 0, hashlib.sha256(b"").hexdigest(), b"")),
+    ]
+    return [_frame_vector(name, m.encode(message)) for name, message in messages]
+
+
+def _cli_only_frames() -> list[Json]:
+    """Frames only the command-line client speaks: the page never asks for batches."""
+    empty = hashlib.sha256(b"").hexdigest()
+    messages: list[tuple[str, Any]] = [
+        ("accept with batches", m.Accept(1024 * 1024, "zstd", 0, "blake3", True)),
+        (
+            "data batch of two files and an empty one",
+            m.DataBatch(
+                (
+                    m.BatchRecord(4, 5, SHA_OF_HELLO, b"hello"),
+                    m.BatchRecord(5, 0, empty, b""),
+                    m.BatchRecord(6, 3, hashlib.sha256(b"abc").hexdigest(), b"abc"),
+                )
+            ),
+        ),
     ]
     return [_frame_vector(name, m.encode(message)) for name, message in messages]
 
@@ -725,6 +751,10 @@ def _invalid_frames() -> list[Json]:
         ("11" + "00" * 43, "DataEnd header truncated (43 of 44 bytes)"),
         ("11" + "000f4241" + "00" * 8 + "00" * 32, "DataEnd index 1,000,001"),
         ("11" + "00000000" + "4000000000000001" + "00" * 32, "DataEnd size 2^62 + 1"),
+        ("13", "DataBatch without a record"),
+        ("13" + "00" * 47, "DataBatch record header truncated (47 of 48 bytes)"),
+        ("13" + "00" * 44 + "00000002" + "61", "DataBatch record longer than the frame"),
+        ("13" + "000f4241" + "00" * 44, "DataBatch record index 1,000,001"),
     ]
     out = []
     for case in cases:
@@ -752,7 +782,11 @@ def build_frames() -> Json:
             "a decoder must accept any JSON, an encoder matches these bytes if it writes the "
             "same way. An Offer is several frames: offers[].fields is what the sender "
             "encodes, offers[].frames what goes on the wire (Offer, then OfferMore). Text "
-            "(string) data-channel messages are always refused."
+            "(string) data-channel messages are always refused. cli_only_frames and "
+            "cli_only_invalid: what only the command-line client speaks (DataBatch, and "
+            "Accept's 'batch', which a receiver sets only to get batches: the page never "
+            "does, so its decoder knows neither); Accept's 'batch' appears in fields only "
+            "when true, as on the wire."
         ),
         "protocol_version": m.PROTOCOL_VERSION,
         "limits": {
@@ -765,6 +799,13 @@ def build_frames() -> Json:
             "HAVE_BATCH": m.HAVE_BATCH,
         },
         "frames": _control_frames(),
+        "cli_only_frames": _cli_only_frames(),
+        "cli_only_invalid": [
+            {
+                "hex": _body(0x02, '{"window":1,"batch":1}'),
+                "reason": "Accept batch is not a boolean (the page reads no 'batch')",
+            }
+        ],
         "offers": _offers(),
         "compression": _compression(),
         "invalid": _invalid_frames(),

@@ -81,6 +81,8 @@ def events_json(events: Sequence[transfer.Event]) -> list[Json]:
             }
         elif isinstance(event, transfer.FileEnded):
             fields = {"index": event.index, "digest": event.digest}
+        elif isinstance(event, transfer.BatchReceived):
+            fields = {"files": [[i, payload.hex(), digest] for i, payload, digest in event.files]}
         elif isinstance(event, transfer.FileAcked):
             fields = {"index": event.index}
         elif isinstance(event, transfer.Finished):
@@ -131,6 +133,7 @@ def _sender_call(side: SenderProtocol, method: str, args: Json) -> list[bytes]:
         "data_z": lambda: [side.data_z(args["raw_len"], b(args["payload"]))],
         "data_end": lambda: [side.data_end(b(args["payload"]), args["digest"])],
         "end_file": lambda: [side.end_file(args["digest"])],
+        "data_batch": lambda: [side.data_batch([(b(p), d) for p, d in args["files"]])],
     }
     return calls[method]()
 
@@ -138,7 +141,8 @@ def _sender_call(side: SenderProtocol, method: str, args: Json) -> list[bytes]:
 def _receiver_call(side: ReceiverProtocol, method: str, args: Json) -> list[bytes]:
     if method == "accept":
         have = _prefixes(args["have"])
-        return side.accept(args["window"], args["compression"], have, args["hash"])
+        batch = args.get("batch", False)
+        return side.accept(args["window"], args["compression"], have, args["hash"], batch)
     if method == "consumed":
         grant = side.consumed(args["nbytes"])
         return [] if grant is None else [grant]

@@ -30,6 +30,11 @@ NO_BLAKE3 = (
     "other hash and its receiver never names one"
 )
 
+NO_BATCH = (
+    "the page never asks for DataBatch (its receiver's Accept has no 'batch', its sender "
+    "sends DataEnd only): batches are between command-line clients"
+)
+
 
 # -- dialogues --------------------------------------------------------------------------------
 
@@ -107,6 +112,27 @@ def _many_files() -> Json:
     d.handshake(64)
     for _ in range(count):
         d.send_file(b"", 64)
+    d.finish()
+    return d.json
+
+
+def _batch() -> Json:
+    a, b = blob(5, 3), blob(7, 5)
+    d = Dialogue(
+        "small files in one DataBatch",
+        "A receiver that asks for batches (Accept 'batch': true) may get several whole "
+        "entries in one DataBatch: each record is checked as a DataEnd (order, size, credit) "
+        "and the receiver verifies and acknowledges them as files of their own. A directory "
+        "carries no record; an empty file is a record without payload.",
+        [file("d", b"", "dir"), file("d/a", a), file("d/empty", b""), file("b", b)],
+        page={"sender": NO_BATCH, "receiver": NO_BATCH},
+    )
+    d.handshake(64, batch=True)
+    files = [[a.hex(), sha(a)], ["", sha(b"")], [b.hex(), sha(b)]]
+    d.give("receiver", d.call("sender", "data_batch", files=files))
+    d.give("sender", d.call("receiver", "consumed", nbytes=len(a) + len(b)))
+    for index in (1, 2, 3):
+        d.give("sender", d.call("receiver", "file_verified", index=index))
     d.finish()
     return d.json
 
@@ -328,6 +354,12 @@ def _refusal(
     return d.json
 
 
+UNASKED = {
+    "message": "unknown message type 19",
+    "why": "the page's decoder knows no DataBatch: it refuses the type itself",
+}
+
+
 def _receiver_refusals() -> list[Json]:
     one = [file("a", b"abc")]
     two = [file("a", b"abc"), file("b", b"de")]
@@ -402,6 +434,31 @@ def _receiver_refusals() -> list[Json]:
         d.send_file(b"abc", 64)
         d.give("receiver", data(b"x"), expect="refused")
 
+    def batch(*records: tuple[int, bytes]) -> list[bytes]:
+        return [
+            m.encode(m.DataBatch(tuple(m.BatchRecord(i, len(p), sha(p), p) for i, p in records)))
+        ]
+
+    def batch_unasked(d: Dialogue) -> None:
+        accepted(d)
+        d.give("receiver", batch((0, b"abc"), (1, b"de")), expect="refused", page=UNASKED)
+
+    def batch_over_credit(d: Dialogue) -> None:
+        d.handshake(4, batch=True)
+        d.give("receiver", batch((0, b"abc"), (1, b"de")), expect="refused")
+
+    def batch_out_of_order(d: Dialogue) -> None:
+        d.handshake(64, batch=True)
+        d.give("receiver", batch((1, b"de"), (0, b"abc")), expect="refused")
+
+    def batch_wrong_size(d: Dialogue) -> None:
+        d.handshake(64, batch=True)
+        d.give("receiver", batch((0, b"abcd"), (1, b"de")), expect="refused")
+
+    def batch_past_the_offer(d: Dialogue) -> None:
+        d.handshake(64, batch=True)
+        d.give("receiver", batch((0, b"abc"), (1, b"de"), (2, b"")), expect="refused")
+
     def undecodable(d: Dialogue) -> None:
         accepted(d)
         d.give("receiver", [b"\x0c{}"], expect="refused")
@@ -430,6 +487,40 @@ def _receiver_refusals() -> list[Json]:
         _refusal("data past the last entry", "Nothing after the last entry.", one, past_the_offer),
         _refusal("a frame that does not decode", "Unknown types are refused.", one, undecodable),
         _refusal("data after Done", "The transfer is over.", one, after_done),
+        _refusal(
+            "a batch the receiver did not ask for",
+            "DataBatch only after Accept 'batch': true (the page never asks).",
+            two,
+            batch_unasked,
+        ),
+        _refusal(
+            "a batch beyond the credit",
+            "Each record within the credit.",
+            two,
+            batch_over_credit,
+            page={"receiver": NO_BATCH},
+        ),
+        _refusal(
+            "a batch with an entry out of order",
+            "Records in entry order.",
+            two,
+            batch_out_of_order,
+            page={"receiver": NO_BATCH},
+        ),
+        _refusal(
+            "a batch record of the wrong size",
+            "Record sizes are exact.",
+            two,
+            batch_wrong_size,
+            page={"receiver": NO_BATCH},
+        ),
+        _refusal(
+            "a batch past the last entry",
+            "Nothing after the last entry.",
+            two,
+            batch_past_the_offer,
+            page={"receiver": NO_BATCH},
+        ),
     ]
 
 
@@ -522,6 +613,37 @@ def _misuse() -> Json:
     return d.json
 
 
+def _batch_misuse() -> Json:
+    a, b = b"abcd", b"e"
+    d = Dialogue(
+        "a caller's mistakes with batches",
+        "data_batch takes whole entries only (not a part of one), at least one, within the "
+        "credit (4: 'abcd' and 'e' do not fit together); anything else raises and changes "
+        "nothing.",
+        [file("a", a), file("b", b)],
+        page={"sender": NO_BATCH, "receiver": NO_BATCH},
+    )
+    whole = [[a.hex(), sha(a)], [b.hex(), sha(b)]]
+    d.handshake(4, batch=True)
+    d.call("sender", "data_batch", expect="misuse", files=[[a[:2].hex(), sha(a)]])
+    d.call("sender", "data_batch", expect="misuse", files=whole)
+    d.call("sender", "data_batch", expect="misuse", files=[])
+    return d.json
+
+
+def _batch_unasked_misuse() -> Json:
+    a = b"abcd"
+    d = Dialogue(
+        "a batch for a receiver that did not ask",
+        "data_batch raises when the receiver's Accept had no 'batch' (the page's case).",
+        [file("a", a)],
+        page={"sender": NO_BATCH},
+    )
+    d.handshake(4)
+    d.call("sender", "data_batch", expect="misuse", files=[[a.hex(), sha(a)]])
+    return d.json
+
+
 def dialogues() -> list[Json]:
     return [
         _small_file(),
@@ -529,6 +651,7 @@ def dialogues() -> list[Json]:
         _stream_and_text(),
         _directories_only(),
         _many_files(),
+        _batch(),
         _compression(),
         _compression_declined(),
         _blake3(),
@@ -541,6 +664,8 @@ def dialogues() -> list[Json]:
         _offer_in_frames(),
         _aborts(),
         _misuse(),
+        _batch_misuse(),
+        _batch_unasked_misuse(),
         *_receiver_refusals(),
         *_sender_refusals(),
     ]
