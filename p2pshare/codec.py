@@ -2,7 +2,7 @@
 
 ``zstandard`` is imported on first use, so that the rest of the library works (uncompressed)
 where it is missing. When a chunk is worth sending compressed is the transfer protocol's
-decision (:class:`p2pshare.transfer.CompressionTrial`); this module only does the work.
+decision (:class:`p2pshare.trial.CompressionTrial`); this module only does the work.
 """
 
 from __future__ import annotations

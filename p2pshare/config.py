@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from p2pshare.transfer import (
-    COMPRESS_WHEN_AHEAD,
     DEFAULT_MAX_OFFER_BYTES,
     DEFAULT_MAX_OFFER_ENTRIES,
     DEFAULT_WINDOW_BYTES,
 )
+from p2pshare.trial import COMPRESS_WHEN_AHEAD
 
 ENV_CODE = "P2PSHARE_CODE"
 ENV_SERVER = "P2PSHARE_SERVER"

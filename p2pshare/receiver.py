@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from p2pshare import codec, digests, sinks, transfer
+from p2pshare import codec, digests, sinks, transfer, transfer_events
 from p2pshare import messages as m
 from p2pshare.config import Settings, Tuning
 from p2pshare.errors import DeclinedError
@@ -105,25 +105,25 @@ class Receiver:
             self._judge(exc)
             raise
         for event in events:
-            if isinstance(event, transfer.PeerAborted):
+            if isinstance(event, transfer_events.PeerAborted):
                 raise event.error
-            if isinstance(event, transfer.OfferReceived):
+            if isinstance(event, transfer_events.OfferReceived):
                 self.offers.set_result(event.offer)
                 continue
             writer = self.writer
             assert writer is not None
-            if isinstance(event, transfer.Resumed):
+            if isinstance(event, transfer_events.Resumed):
                 writer.submit(sinks.Resume(event.index, event.offset))
                 self.resumed += event.offset
                 self._progress()
-            elif isinstance(event, transfer.BatchReceived):
+            elif isinstance(event, transfer_events.BatchReceived):
                 writer.submit(sinks.WriteBatch(event.files, event.files[0][0] == self.begun))
                 self.begun = event.files[-1][0]
-            elif isinstance(event, transfer.ChunkReceived | transfer.FileEnded):
+            elif isinstance(event, transfer_events.ChunkReceived | transfer_events.FileEnded):
                 if event.index != self.begun:
                     writer.submit(sinks.Begin(event.index))
                     self.begun = event.index
-                if isinstance(event, transfer.FileEnded):
+                if isinstance(event, transfer_events.FileEnded):
                     writer.submit(sinks.End(event.index, event.digest))
                 elif event.raw_len is None:
                     writer.submit(sinks.Write(event.payload))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from p2pshare import codec, digests, transfer
+from p2pshare import codec, digests, transfer, transfer_events
 from p2pshare import messages as m
 from p2pshare.config import Settings
 from p2pshare.errors import DeclinedError, PeerLostError
@@ -66,11 +66,11 @@ class Sender:
 
     def _handle(self, frame: bytes) -> None:
         for event in self.proto.receive(frame):
-            if isinstance(event, transfer.PeerAborted):
+            if isinstance(event, transfer_events.PeerAborted):
                 raise event.error
-            if isinstance(event, transfer.Accepted):
+            if isinstance(event, transfer_events.Accepted):
                 self.accepted = True
-            elif isinstance(event, transfer.Finished):
+            elif isinstance(event, transfer_events.Finished):
                 self.finished = True
 
     def _progress(self) -> None:

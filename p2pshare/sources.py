@@ -24,7 +24,7 @@ from p2pshare.digests import SHA256, Digest
 from p2pshare.errors import LocalFileError
 from p2pshare.files import UnsafeNameError, check_offer, printable
 from p2pshare.fs import describe, hash_prefix
-from p2pshare.transfer import COMPRESS_MIN_BYTES, COMPRESS_WHEN_AHEAD, CompressionTrial
+from p2pshare.trial import COMPRESS_MIN_BYTES, COMPRESS_WHEN_AHEAD, CompressionTrial
 from p2pshare.worker import Worker
 
 STDIN_NAME = "stdin"

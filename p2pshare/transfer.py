@@ -25,7 +25,6 @@ on the wire live here: which message carries a chunk (:meth:`SenderProtocol.chun
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from p2pshare import messages as m
@@ -38,10 +37,18 @@ from p2pshare.errors import (
     error_from_peer,
 )
 from p2pshare.files import printable
-from p2pshare.trial import COMPRESS_MAX_RATIO as COMPRESS_MAX_RATIO
-from p2pshare.trial import COMPRESS_MIN_BYTES as COMPRESS_MIN_BYTES
-from p2pshare.trial import COMPRESS_WHEN_AHEAD as COMPRESS_WHEN_AHEAD
-from p2pshare.trial import CompressionTrial as CompressionTrial
+from p2pshare.transfer_events import (
+    Accepted,
+    BatchReceived,
+    ChunkReceived,
+    Event,
+    FileAcked,
+    FileEnded,
+    Finished,
+    OfferReceived,
+    PeerAborted,
+    Resumed,
+)
 
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 """Credit the receiver grants: bounds the receiver's memory whatever its disk speed. 8 MiB
@@ -55,77 +62,6 @@ MIN_FILES_WINDOW_BYTES = 1024 * 1024
 ACK_EVERY_FILES = 256
 """The receiver acknowledges verified files cumulatively, at most this many at a time (and
 after any large file, and after the last), so small files cost no message of their own."""
-# -- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OfferReceived:
-    offer: m.Offer
-
-
-@dataclass(frozen=True)
-class Accepted:
-    window: int
-    have: dict[int, m.Prefix] = field(default_factory=dict)
-    """What the receiver already holds, by entry index (the sender checks each prefix)."""
-
-
-@dataclass(frozen=True)
-class Resumed:
-    """The entry's data starts at ``offset`` (0: the receiver's prefix did not match)."""
-
-    index: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class ChunkReceived:
-    index: int
-    payload: bytes
-    raw_len: int | None = None
-    """Set when ``payload`` is a zstd frame of that many bytes (decompressed off the loop)."""
-
-
-@dataclass(frozen=True)
-class FileEnded:
-    index: int
-    digest: str
-
-
-@dataclass(frozen=True)
-class BatchReceived:
-    """Whole entries from one DataBatch, in order, each checked as a DataEnd would be:
-    ``(index, payload, digest)``; written by the receiver's writer as one job."""
-
-    files: tuple[tuple[int, bytes, str], ...]
-
-
-@dataclass(frozen=True)
-class FileAcked:
-    index: int
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The receiver confirmed everything: the sender may close."""
-
-
-@dataclass(frozen=True)
-class PeerAborted:
-    error: P2PShareError
-
-
-Event = (
-    OfferReceived
-    | Accepted
-    | Resumed
-    | ChunkReceived
-    | FileEnded
-    | BatchReceived
-    | FileAcked
-    | Finished
-    | PeerAborted
-)
 
 
 class _State(Enum):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from p2pshare import messages as m
-from p2pshare import transfer
+from p2pshare import transfer, transfer_events
 from p2pshare.channel import MemoryChannel, memory_channel_pair
 from p2pshare.config import MIN_WINDOW_BYTES, Settings
 from p2pshare.digests import SHA256
@@ -88,15 +88,15 @@ async def page_like_receiver(end: Recording) -> dict[int, bytes]:
         frame = await end.receive()
         assert frame, "the channel closed early"
         for event in proto.receive(frame):
-            if isinstance(event, transfer.OfferReceived):
+            if isinstance(event, transfer_events.OfferReceived):
                 for out in proto.accept(256 * 1024, None, [], SHA256):
                     end.send(out)
-            elif isinstance(event, transfer.ChunkReceived):
+            elif isinstance(event, transfer_events.ChunkReceived):
                 data.setdefault(event.index, bytearray()).extend(event.payload)
                 grant = proto.consumed(len(event.payload))
                 if grant is not None:
                     end.send(grant)
-            elif isinstance(event, transfer.FileEnded):
+            elif isinstance(event, transfer_events.FileEnded):
                 body = bytes(data.pop(event.index, b""))
                 assert hashlib.sha256(body).hexdigest() == event.digest
                 stored[event.index] = body
@@ -171,7 +171,7 @@ async def test_small_files_are_gathered_only_while_the_channel_is_busy(tmp_path:
         got: list[Chunk | Batch] = []
         try:
             async for piece in worker:
-                assert not isinstance(piece, transfer.Resumed)
+                assert not isinstance(piece, transfer_events.Resumed)
                 assert isinstance(piece, Chunk | Batch)
                 got.append(piece)
                 await asyncio.sleep(0.002)  # a busy channel

@@ -13,7 +13,7 @@ from p2pshare import codec, sources
 from p2pshare import messages as m
 from p2pshare.codec import Compressor
 from p2pshare.sources import MAX_GROUP_READS, Chunk, Reader, collect, read_ahead
-from p2pshare.transfer import COMPRESS_WHEN_AHEAD
+from p2pshare.trial import COMPRESS_WHEN_AHEAD
 
 CHUNK = 64 * 1024
 

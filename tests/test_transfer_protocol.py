@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from p2pshare import messages as m
 from p2pshare import transfer
+from p2pshare import transfer_events as te
+from p2pshare import trial as trials
 from p2pshare.errors import DeclinedError, IntegrityError, PeerLostError, ProtocolError
 
 
@@ -47,12 +49,12 @@ def run_transfer(
     sender = transfer.SenderProtocol(m.Offer(entries))
     receiver = transfer.ReceiverProtocol()
     received = [event for frame in sender.start() for event in receiver.receive(frame)]
-    assert received == [transfer.OfferReceived(m.Offer(entries))]
-    assert sender.receive(receiver.accept(window)[0]) == [transfer.Accepted(window)]
+    assert received == [te.OfferReceived(m.Offer(entries))]
+    assert sender.receive(receiver.accept(window)[0]) == [te.Accepted(window)]
     got: list[bytes | None] = [None if blob is None else b"" for blob in data]
     if all(blob is None for blob in data):
         assert receiver.received_all
-        assert [e for f in receiver.finish() for e in sender.receive(f)] == [transfer.Finished()]
+        assert [e for f in receiver.finish() for e in sender.receive(f)] == [te.Finished()]
         return got
     for index, blob in enumerate(data):
         if blob is None:
@@ -69,10 +71,10 @@ def run_transfer(
                 assert n > 0, "sender starved: credit never returned"
                 frame = sender.data(blob[pos : pos + n])
             for event in receiver.receive(frame):
-                if isinstance(event, transfer.FileEnded):
-                    assert event == transfer.FileEnded(index, digest)
+                if isinstance(event, te.FileEnded):
+                    assert event == te.FileEnded(index, digest)
                     continue
-                assert isinstance(event, transfer.ChunkReceived)
+                assert isinstance(event, te.ChunkReceived)
                 current = got[event.index]
                 assert current is not None
                 got[event.index] = current + event.payload
@@ -82,13 +84,13 @@ def run_transfer(
             pos += n
         if not combine_end:
             ended_events = receiver.receive(sender.end_file(digest))
-            assert ended_events == [transfer.FileEnded(index, digest)]
+            assert ended_events == [te.FileEnded(index, digest)]
         for frame in receiver.file_verified(index):
             for event in sender.receive(frame):
-                assert isinstance(event, transfer.FileAcked)
+                assert isinstance(event, te.FileAcked)
     assert receiver.received_all and not receiver.finished
     finished = [event for frame in receiver.finish() for event in sender.receive(frame)]
-    assert finished[-1] == transfer.Finished() and receiver.finished
+    assert finished[-1] == te.Finished() and receiver.finished
     return got
 
 
@@ -133,16 +135,19 @@ def test_small_files_cost_one_message_each_and_acks_are_batched() -> None:
     acks = []
     for i, blob in enumerate(files):
         events = receiver.receive(sender.data_end(blob, hashlib.sha256(blob).hexdigest()))
-        assert [type(e) for e in events] == [transfer.ChunkReceived, transfer.FileEnded]
+        assert [type(e) for e in events] == [
+            te.ChunkReceived,
+            te.FileEnded,
+        ]
         for frame in receiver.file_verified(i):
             acks += sender.receive(frame)
     for frame in receiver.finish():
         acks += sender.receive(frame)
     assert acks == [
-        transfer.FileAcked(255),
-        transfer.FileAcked(511),
-        transfer.FileAcked(599),
-        transfer.Finished(),
+        te.FileAcked(255),
+        te.FileAcked(511),
+        te.FileAcked(599),
+        te.Finished(),
     ]
 
 
@@ -155,7 +160,7 @@ def test_compression_is_negotiated_and_counted_uncompressed() -> None:
     sender.receive(receiver.accept(150_000, "zstd")[0])
     assert sender.compression == receiver.compression == "zstd"
     [event] = receiver.receive(sender.data_z(60_000, b"frame"))
-    assert event == transfer.ChunkReceived(0, b"frame", 60_000)
+    assert event == te.ChunkReceived(0, b"frame", 60_000)
     assert sender.credit == 90_000 and receiver.outstanding == 90_000
     with pytest.raises(IntegrityError, match="more bytes"):
         receiver.receive(m.encode(m.DataZ(50_000, b"frame")))
@@ -184,7 +189,7 @@ def test_large_manifest_is_sent_in_batches() -> None:
     assert len(frames) > 1 and all(len(f) <= 64 * 1024 for f in frames)
     receiver = transfer.ReceiverProtocol()
     events = [e for f in frames for e in receiver.receive(f)]
-    assert events == [transfer.OfferReceived(big)]
+    assert events == [te.OfferReceived(big)]
 
 
 def test_more_entries_than_declared_are_refused() -> None:
@@ -295,8 +300,8 @@ def test_sender_refuses_done_before_acks_and_unknown_acks() -> None:
     sender.end_file(hashlib.sha256(b"").hexdigest())
     with pytest.raises(ProtocolError):
         sender.receive(m.encode(m.Done()))
-    assert sender.receive(m.encode(m.FileAck(0))) == [transfer.FileAcked(0)]
-    assert sender.receive(m.encode(m.Done())) == [transfer.Finished()]
+    assert sender.receive(m.encode(m.FileAck(0))) == [te.FileAcked(0)]
+    assert sender.receive(m.encode(m.Done())) == [te.Finished()]
 
 
 def test_abort_from_peer_becomes_its_error_and_interrupt_means_peer_left() -> None:
@@ -304,11 +309,11 @@ def test_abort_from_peer_becomes_its_error_and_interrupt_means_peer_left() -> No
     sender = transfer.SenderProtocol(offer(1))
     sender.start()
     [event] = sender.receive(m.encode(m.Abort("declined", "exists\x1b[31m")))
-    assert isinstance(event, transfer.PeerAborted)
+    assert isinstance(event, te.PeerAborted)
     assert isinstance(event.error, DeclinedError) and event.error.remote
     assert "\x1b" not in event.error.message
     [event] = sender.receive(m.encode(m.Abort("interrupted", "ctrl-c")))
-    assert isinstance(event, transfer.PeerAborted) and isinstance(event.error, PeerLostError)
+    assert isinstance(event, te.PeerAborted) and isinstance(event.error, PeerLostError)
 
 
 @pytest.mark.parametrize(
@@ -378,8 +383,8 @@ def test_resume_sends_only_the_rest_and_costs_no_credit() -> None:
     frames = receiver.accept(100, have=[prefix])
     assert len(frames) == 2
     assert sender.receive(frames[0]) == []  # nothing may be sent before the Have arrives
-    assert sender.receive(frames[1]) == [transfer.Accepted(100, {0: prefix})]
-    assert receiver.receive(sender.resume(0, 600)) == [transfer.Resumed(0, 600)]
+    assert sender.receive(frames[1]) == [te.Accepted(100, {0: prefix})]
+    assert receiver.receive(sender.resume(0, 600)) == [te.Resumed(0, 600)]
     assert sender.current_remaining == 400 and sender.credit == 100
     receiver.receive(sender.data(b"x" * 100))
     grant = receiver.consumed(100)
@@ -394,10 +399,10 @@ def test_resume_at_zero_when_the_prefix_does_not_match() -> None:
     sender, receiver = offered(10)
     for frame in receiver.accept(100, have=[m.Prefix(0, 4, "b" * 64)]):
         sender.receive(frame)
-    assert receiver.receive(sender.resume(0, 0)) == [transfer.Resumed(0, 0)]
+    assert receiver.receive(sender.resume(0, 0)) == [te.Resumed(0, 0)]
     digest = hashlib.sha256(b"0123456789").hexdigest()
     events = receiver.receive(sender.data_end(b"0123456789", digest))
-    assert events[-1] == transfer.FileEnded(0, digest)
+    assert events[-1] == te.FileEnded(0, digest)
 
 
 def test_a_whole_file_already_there_is_skipped() -> None:
@@ -406,7 +411,7 @@ def test_a_whole_file_already_there_is_skipped() -> None:
     for frame in receiver.accept(100, have=[m.Prefix(0, 10, "c" * 64)]):
         sender.receive(frame)
     receiver.receive(sender.resume(0, 10))
-    assert receiver.receive(sender.data_end(b"", "d" * 64)) == [transfer.FileEnded(0, "d" * 64)]
+    assert receiver.receive(sender.data_end(b"", "d" * 64)) == [te.FileEnded(0, "d" * 64)]
     assert sender.current == 1 and sender.credit == 100
 
 
@@ -465,7 +470,7 @@ def test_many_prefixes_travel_in_batches_under_64_kib() -> None:
     frames = receiver.accept(100, have=have)
     assert len(frames) == 4 and all(len(f) < 64 * 1024 for f in frames)
     events = [e for f in frames for e in sender.receive(f)]
-    assert events == [transfer.Accepted(100, {p.index: p for p in have})]
+    assert events == [te.Accepted(100, {p.index: p for p in have})]
 
 
 @given(
@@ -489,7 +494,7 @@ def test_resume_property(sizes: list[int], cuts: list[tuple[float, bool]], windo
     for prefix in have:
         starts[prefix.index] = prefix.offset if cuts[prefix.index][1] else 0
         events = receiver.receive(sender.resume(prefix.index, starts[prefix.index]))
-        assert events == [transfer.Resumed(prefix.index, starts[prefix.index])]
+        assert events == [te.Resumed(prefix.index, starts[prefix.index])]
     for index, blob in enumerate(blobs):
         pos = starts.get(index, 0)
         assert sender.current == index and sender.current_remaining == len(blob) - pos
@@ -497,13 +502,13 @@ def test_resume_property(sizes: list[int], cuts: list[tuple[float, bool]], windo
             n = min(len(blob) - pos, sender.credit)
             assert n > 0, "sender starved: credit never returned"
             [chunk] = receiver.receive(sender.data(blob[pos : pos + n]))
-            assert isinstance(chunk, transfer.ChunkReceived)
+            assert isinstance(chunk, te.ChunkReceived)
             pos += n
             grant = receiver.consumed(n)
             if grant is not None:
                 sender.receive(grant)
         digest = hashlib.sha256(blob).hexdigest()
-        assert receiver.receive(sender.end_file(digest)) == [transfer.FileEnded(index, digest)]
+        assert receiver.receive(sender.end_file(digest)) == [te.FileEnded(index, digest)]
 
 
 def test_every_resume_comes_before_any_data() -> None:
@@ -546,14 +551,14 @@ def test_the_protocol_picks_the_message_for_each_chunk() -> None:
         (sender.chunk(b"zs", raw_len=4, digest="b" * 64), [m.DataZ, m.FileEnd]),
         (sender.chunk(b"", digest="c" * 64), [m.DataEnd]),
     ]
-    events: list[transfer.Event] = []
+    events: list[te.Event] = []
     for frames, kinds in plan:
         assert [type(m.decode(f)) for f in frames] == kinds
         events += [e for f in frames for e in receiver.receive(f)]
-    assert [e for e in events if isinstance(e, transfer.FileEnded)] == [
-        transfer.FileEnded(0, "a" * 64),
-        transfer.FileEnded(1, "b" * 64),
-        transfer.FileEnded(2, "c" * 64),
+    assert [e for e in events if isinstance(e, te.FileEnded)] == [
+        te.FileEnded(0, "a" * 64),
+        te.FileEnded(1, "b" * 64),
+        te.FileEnded(2, "c" * 64),
     ]
     assert sender.current is None and sender.credit == receiver.outstanding == 1000 - 20
 
@@ -569,23 +574,23 @@ def test_a_compressed_chunk_needs_agreed_compression() -> None:
 def test_compression_is_used_only_where_it_pays() -> None:
     """Small chunks are not tried; a chunk goes compressed only if that saves 10%; after one
     that does not, the rest of the file is not tried again."""
-    trial = transfer.CompressionTrial()
-    assert not trial.worth_trying(transfer.COMPRESS_MIN_BYTES - 1)
-    assert trial.worth_trying(transfer.COMPRESS_MIN_BYTES)
+    trial = trials.CompressionTrial()
+    assert not trial.worth_trying(trials.COMPRESS_MIN_BYTES - 1)
+    assert trial.worth_trying(trials.COMPRESS_MIN_BYTES)
     assert trial.use_compressed(10_000, 9_000)
     assert trial.worth_trying(10_000)
     assert not trial.use_compressed(10_000, 9_001)
     assert not trial.worth_trying(65_536)
-    assert transfer.CompressionTrial().worth_trying(65_536)  # the next file tries again
+    assert trials.CompressionTrial().worth_trying(65_536)  # the next file tries again
 
 
 def test_compression_waits_for_a_lagging_channel() -> None:
     """A chunk is compressed only with COMPRESS_WHEN_AHEAD pieces already waiting: when the
     channel waits for the reader, compressing would slow the transfer down."""
-    trial = transfer.CompressionTrial()
-    assert not trial.worth_trying(65_536, ahead=transfer.COMPRESS_WHEN_AHEAD - 1)
-    assert trial.worth_trying(65_536, ahead=transfer.COMPRESS_WHEN_AHEAD)
-    assert trial.worth_trying(65_536, ahead=transfer.COMPRESS_WHEN_AHEAD + 100)
+    trial = trials.CompressionTrial()
+    assert not trial.worth_trying(65_536, ahead=trials.COMPRESS_WHEN_AHEAD - 1)
+    assert trial.worth_trying(65_536, ahead=trials.COMPRESS_WHEN_AHEAD)
+    assert trial.worth_trying(65_536, ahead=trials.COMPRESS_WHEN_AHEAD + 100)
 
 
 def test_done_waits_for_finish() -> None:
@@ -608,8 +613,8 @@ def test_done_waits_for_finish() -> None:
     frames = receiver.finish()
     assert [m.decode(f) for f in frames] == [m.FileAck(1), m.Done()]
     assert [e for f in frames for e in sender.receive(f)] == [
-        transfer.FileAcked(1),
-        transfer.Finished(),
+        te.FileAcked(1),
+        te.Finished(),
     ]
     assert receiver.finished
     with pytest.raises(RuntimeError):
@@ -650,7 +655,7 @@ def test_an_offer_declaring_too_many_entries_is_declined_on_its_first_message() 
     with pytest.raises(DeclinedError, match="1,001 entries, more than 1,000"):
         receiver.receive(frames[0])
     accepted = transfer.ReceiverProtocol(max_entries=1_001)
-    assert [e for f in frames for e in accepted.receive(f)][-1] == transfer.OfferReceived(
+    assert [e for f in frames for e in accepted.receive(f)][-1] == te.OfferReceived(
         m.Offer(tuple(m.FileEntry(f"{i:08d}", 1) for i in range(1_001)))
     )
 

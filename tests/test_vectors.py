@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import pytest
 
-from p2pshare import codec, transfer
+from p2pshare import codec, transfer, transfer_events
 from p2pshare import messages as m
 from p2pshare.codes import VERIFY_WORDS, wordlist
 from p2pshare.errors import (
@@ -374,10 +374,10 @@ def test_every_refusal_and_mistake_of_transfer_py_has_a_dialogue() -> None:
 
 
 def test_every_event_and_message_type_occurs() -> None:
-    """The dialogues produce every event class of transfer.py and carry every message type
+    """The dialogues produce every event class of transfer_events.py and carry every message type
     of messages.py, so a replaying implementation meets each one."""
     events = {e["type"] for s in _steps() for e in s.get("events", [])}
-    assert events == {cls.__name__ for cls in get_args(transfer.Event)}
+    assert events == {cls.__name__ for cls in get_args(transfer_events.Event)}
     frames = [s["receive"] for s in _steps() if "receive" in s]
     frames += [f for s in _steps() for f in s.get("frames", [])]
     assert {f["message"] for f in frames} >= {cls.__name__ for cls in get_args(m.Message)}

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from p2pshare import errors, transfer
+from p2pshare import errors, transfer, transfer_events
 from p2pshare import messages as m
 from p2pshare.digests import SHA256
 from p2pshare.transfer import ReceiverProtocol, SenderProtocol
@@ -56,36 +56,36 @@ def error_json(error: errors.P2PShareError) -> Json:
     return {"name": error.name, "message": error.message}
 
 
-def events_json(events: Sequence[transfer.Event]) -> list[Json]:
+def events_json(events: Sequence[transfer_events.Event]) -> list[Json]:
     """Events in the file's terms: ``type`` is the Python class, ``fields`` its data."""
     out: list[Json] = []
     for event in events:
         fields: Json
-        if isinstance(event, transfer.OfferReceived):
+        if isinstance(event, transfer_events.OfferReceived):
             offer = event.offer
             fields = {
                 "files": [entry_json(e) for e in offer.files],
                 "compression": list(offer.compression),
                 "hashes": list(offer.hashes),
             }
-        elif isinstance(event, transfer.Accepted):
+        elif isinstance(event, transfer_events.Accepted):
             have = [[p.index, p.offset, p.sha256] for _, p in sorted(event.have.items())]
             fields = {"window": event.window, "have": have}
-        elif isinstance(event, transfer.Resumed):
+        elif isinstance(event, transfer_events.Resumed):
             fields = {"index": event.index, "offset": event.offset}
-        elif isinstance(event, transfer.ChunkReceived):
+        elif isinstance(event, transfer_events.ChunkReceived):
             fields = {
                 "index": event.index,
                 "payload": event.payload.hex(),
                 "raw_len": event.raw_len,
             }
-        elif isinstance(event, transfer.FileEnded):
+        elif isinstance(event, transfer_events.FileEnded):
             fields = {"index": event.index, "digest": event.digest}
-        elif isinstance(event, transfer.BatchReceived):
+        elif isinstance(event, transfer_events.BatchReceived):
             fields = {"files": [[i, payload.hex(), digest] for i, payload, digest in event.files]}
-        elif isinstance(event, transfer.FileAcked):
+        elif isinstance(event, transfer_events.FileAcked):
             fields = {"index": event.index}
-        elif isinstance(event, transfer.Finished):
+        elif isinstance(event, transfer_events.Finished):
             fields = {}
         else:
             fields = {"error": error_json(event.error)}
