@@ -593,6 +593,8 @@ def main() -> None:
         "--static-dir", help="serve this build of the page (e.g. an unminified one, to profile)"
     )
     args = parser.parse_args()
+    if args.py_spy and not (Path(sys.executable).parent / "py-spy").exists():
+        parser.error("--py-spy needs py-spy in this virtualenv: .venv/bin/pip install py-spy")
     sys.path.insert(0, str(ROOT))
     import playwright.sync_api as playwright_sync
 
