@@ -192,22 +192,33 @@ def test_a_path_that_never_returns_ends_with_exit_7_and_the_partial_kept(
     tmp_path: Path, payload: Path
 ) -> None:
     """With the path gone for good, both sides give up once the reconnect budget is spent:
-    exit 7, "partial data kept; send again to resume", the partial data still there."""
+    exit 7, "partial data kept; send again to resume", the partial data still there; a later
+    send (a new code, once a path exists again) resumes from it."""
     out = tmp_path / "out"
     out.mkdir()
     with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_a, "10.8.0.1") as url:
         sender, receiver = peers(url, payload, out, host_a, host_b, "--reconnect-s", "5")
-        receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
+        had = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
         cut((host_a, host_b))
         assert receiver.wait(90) == 7, receiver.stderr
         assert sender.wait(90) == 7, sender.stderr
-    for peer in (sender, receiver):
-        assert any(e["event"] == "reconnecting" for e in peer.events)
-        error = peer.last("error")
-        assert error["error"] == "peer-lost"
-        assert "partial data kept; send again to resume" in error["message"]
-    assert payload.name not in leftovers(out)
-    assert leftovers(out), "the partial data is kept for a resend"
+        for peer in (sender, receiver):
+            assert any(e["event"] == "reconnecting" for e in peer.events)
+            error = peer.last("error")
+            assert error["error"] == "peer-lost"
+            assert "partial data kept; send again to resume" in error["message"]
+        assert payload.name not in leftovers(out)
+        assert leftovers(out), "the partial data is kept for a resend"
+
+        cut((host_a, host_b), "-D")
+        sender, receiver = peers(url, payload, out, host_a, host_b)
+        assert receiver.wait(120) == 0, receiver.stderr
+        assert sender.wait(60) == 0, sender.stderr
+    done = receiver.last("done")
+    assert done["resumed"] >= had["done"] > 0
+    assert done["sent"] + done["resumed"] == payload.stat().st_size
+    assert (out / payload.name).read_bytes() == payload.read_bytes()
+    assert leftovers(out) == [payload.name]
 
 
 @pytest.mark.timeout(180)
