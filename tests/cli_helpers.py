@@ -123,12 +123,13 @@ class Peer:
 
 @contextmanager
 def signal_process(
-    *args: str, module: str = "signal_server", host: str = "127.0.0.1"
+    *args: str, module: str = "signal_server", host: str = "127.0.0.1", netns: str | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start a rendezvous server process (``python -m MODULE ARGS``) that says it listens on
-    ``host``; yield its URL and the process (a test may kill it), ended on exit."""
+    """Start a rendezvous server process (``python -m MODULE ARGS``, in network namespace
+    ``netns`` if given) that says it listens on ``host``; yield its URL and the process (a
+    test may kill it), ended on exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
+        [*(("ip", "netns", "exec", netns) if netns else ()), sys.executable, "-m", module, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +16,7 @@ import pytest
 from p2pshare.pake import Role
 from p2pshare.reconnect import ReconnectKeys
 from p2pshare.transfer import DEFAULT_WINDOW_BYTES
-from tests.cli_helpers import ROOT, Peer, lab_env, leftovers
+from tests.cli_helpers import Peer, lab_env, leftovers, signal_process
 from tests.natlab import lossy_link, sh
 from tests.redis_helpers import redis_server_process
 
@@ -101,23 +99,9 @@ def payload(tmp_path: Path) -> Iterator[Path]:
 def lab_server(ns: str, host: str, redis: str | None = None) -> Iterator[str]:
     """Our rendezvous server in namespace ``ns``, listening on ``host``, its rooms in that
     ``redis`` when given; yields its URL."""
-    command = [sys.executable, "-m", "signal_server", "--host", host, "--port", "0"]
-    command += ["--redis", redis] if redis else []
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns, *command],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith(f"listening on ws://{host}:"), line
-        yield line.split()[-1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    args = ["--host", host, "--port", "0", *(["--redis", redis] if redis else [])]
+    with signal_process(*args, host=host, netns=ns) as (url, _):
+        yield url
 
 
 def peers(
