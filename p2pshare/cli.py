@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
@@ -40,7 +40,14 @@ from p2pshare.cli_options import (
     usage,
     usage_error_class,
 )
-from p2pshare.cli_outcome import exit_process, fail, run_command, run_many, setup_logging
+from p2pshare.cli_outcome import (
+    exit_process,
+    fail,
+    report_usage,
+    run_command,
+    run_many,
+    setup_logging,
+)
 from p2pshare.cli_prompts import (
     VERIFY_NEEDS_A_TERMINAL,
     AliasCompletingGroup,
@@ -561,21 +568,6 @@ app.command("rx", hidden=True)(receive)
 app.command("tx", hidden=True)(send)
 
 
-_COMMANDS = {"send": "send", "tx": "send", "receive": "receive", "recv": "receive", "rx": "receive"}
-
-
-def _report_usage(message: str, args: list[str]) -> NoReturn:
-    """Every usage error, typer's or ours, the same way: one line on stderr (and an ``error``
-    event with ``--json``), exit 2."""
-    command = next((_COMMANDS[a] for a in args if a in _COMMANDS), None)
-    hint = f" (see: p2pshare {command} --help)" if command else " (see: p2pshare --help)"
-    if "--json" in args:
-        JsonReporter().error("usage", message)
-    sys.stderr.write(f"p2pshare: error: {message}{hint}\n")
-    sys.stderr.flush()
-    sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
     # Before anything imports aiortc. A bad knob is reported as a usage error once the
     # command's options are read (settings_from_options); until then the default holds.
@@ -590,10 +582,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         status = command.main(args=args, prog_name="p2pshare", standalone_mode=False)
     except UsageProblem as exc:
-        _report_usage(str(exc), args)
+        report_usage(str(exc), args)
     except usage_error as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _report_usage(message, args)
+        report_usage(message, args)
     except typer.Abort:
         status = InterruptedTransferError.exit_code
     except OSError as exc:  # only output is done outside run_command: help, version

@@ -214,3 +214,18 @@ def exit_process(status: int) -> NoReturn:
             if not status:  # else the command's own failure was told, and is what counts
                 status = unwritable_output(exc).exit_code
     os._exit(status)
+
+
+_COMMANDS = {"send": "send", "tx": "send", "receive": "receive", "recv": "receive", "rx": "receive"}
+
+
+def report_usage(message: str, args: list[str]) -> NoReturn:
+    """Every usage error, typer's or ours, the same way: one line on stderr (and an ``error``
+    event with ``--json``), exit 2."""
+    command = next((_COMMANDS[a] for a in args if a in _COMMANDS), None)
+    hint = f" (see: p2pshare {command} --help)" if command else " (see: p2pshare --help)"
+    if "--json" in args:
+        JsonReporter().error("usage", message)
+    sys.stderr.write(f"p2pshare: error: {message}{hint}\n")
+    sys.stderr.flush()
+    sys.exit(2)
