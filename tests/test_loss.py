@@ -25,10 +25,12 @@ def test_sctp_patches_are_active_on_the_pinned_aiortc() -> None:
     assert aiortc_patches.apply() and aiortc_patches.enabled()
 
 
-@pytest.mark.parametrize("loss_pct", [1, 5])
-def test_transfer_survives_packet_loss(tmp_path: Path, loss_pct: int) -> None:
-    """With 1% and 5% of packets dropped each way, 12 MiB arrive with their hash verified."""
-    data = os.urandom(12 * 1024 * 1024)
+@pytest.mark.parametrize(("loss_pct", "mib"), [(1, 12), (5, 4)], ids=["1", "5"])
+def test_transfer_survives_packet_loss(tmp_path: Path, loss_pct: int, mib: int) -> None:
+    """With 1% of packets dropped each way 12 MiB, with 5% 4 MiB, arrive with their hash
+    verified. The 5% case still loses more packets than the 1% one (5/3 as many), and the
+    same recovery is at work; 12 MiB at 5% took up to 38 s of the suite."""
+    data = os.urandom(mib * 1024 * 1024)
     src = tmp_path / "lossy.bin"
     src.write_bytes(data)
     out = tmp_path / "out"
