@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
 
 from p2pshare import messages as m
 from p2pshare.errors import UnsafeNameError
+from p2pshare.manifest import Manifest
 
 __all__ = [
+    "OfferCheck",
+    "PathParts",
     "UnsafeNameError",
     "check_component",
     "check_offer",
@@ -170,48 +174,118 @@ def collision_key(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
-def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
-    """Check every entry of ``offer``; return their components, or refuse the whole offer.
+class PathParts(Sequence[tuple[str, ...]]):
+    """The components of each entry's path, made when asked for (nothing held per entry):
+    what :func:`check_offer` returns once every path passed :func:`check_path`."""
+
+    __slots__ = ("_files",)
+
+    def __init__(self, files: Manifest) -> None:
+        self._files = files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, ...]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, ...]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, ...] | list[tuple[str, ...]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("entry index out of range")
+        return tuple(self._files.path(index).split("/"))
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        files = self._files
+        for index in range(len(files)):
+            yield tuple(files.path(index).split("/"))
+
+
+class OfferCheck:
+    """Checks an offer's entries as they arrive (:meth:`add`), so that the first bad one
+    refuses the whole offer before the rest is held; :func:`check_offer` runs it on a
+    whole offer.
 
     Besides each path, the manifest as a whole must make sense: no two entries that are the
     same file after case folding and Unicode normalisation, no file where another entry needs
-    a directory (``a`` and ``a/b``), and text only as the sole entry.
+    a directory (``a`` and ``a/b``), and text only as the sole entry. What is kept per entry
+    is the hash of its collision key (a few dozen bytes in a set, not the key and the name:
+    a million entries, issue 31); a hash found again is confirmed against the entries
+    themselves before anything is refused, so a chance equality of hashes refuses nothing.
     """
-    kinds: dict[str, str] = {}  # collision key -> "dir" or "file"
-    names: dict[str, str] = {}
-    checked = []
-    checked_dirs: set[str] = set()
-    # Directories already known to be directories: once one is, no later entry can make it
-    # a file without being refused, so its key need not be made again for every entry
-    # inside it (each entry then costs the same, however many share its directory).
-    parents: set[tuple[str, ...]] = set()
-    for entry in offer.files:
-        if entry.kind == "text" and len(offer.files) != 1:
+
+    def __init__(self, files: Manifest, count: int) -> None:
+        self.files = files
+        """The entries checked so far (the caller appends each once :meth:`add` passed it)."""
+        self.count = count
+        self._files: set[int] = set()  # hashes of collision keys of files (and streams...)
+        self._dirs: set[int] = set()  # ... of directories, offered or implied by a path
+        self._checked_dirs: set[str] = set()  # directory names already checked
+        self._last_dirs: tuple[str, ...] = ()
+
+    def add(self, entry: m.FileEntry) -> None:
+        """Check one more entry against the rules and against those before it."""
+        if entry.kind == "text" and self.count != 1:
             raise UnsafeNameError("refused offer: a text message must come alone")
-        parts = check_path(entry.path, checked_dirs)
-        for depth in range(1, len(parts)):
-            if parts[:depth] in parents:
-                continue
-            parents.add(parts[:depth])
-            parent = "/".join(parts[:depth])
-            key = collision_key(parent)
-            if kinds.get(key, "dir") != "dir":
-                shown = printable(entry.path)
-                raise UnsafeNameError(
-                    f"refused offer: '{shown}' needs '{printable(parent)}' to be a directory, "
-                    "but the offer also sends it as a file"
-                )
-            kinds[key] = "dir"
-            names.setdefault(key, parent)
+        parts = check_path(entry.path, self._checked_dirs)
+        dirs = parts[:-1]
+        if dirs != self._last_dirs:
+            self._add_parents(entry, dirs)
+            self._last_dirs = dirs
         key = collision_key(entry.path)
-        kind = "dir" if entry.kind == "dir" else "file"
-        if key in kinds and (kind == "file" or kinds[key] == "file"):
-            shown = printable(entry.path)
-            raise UnsafeNameError(
-                f"refused offer: '{shown}' and '{printable(names[key])}' name the same "
-                "file (or a file and a directory)"
-            )
-        kinds[key] = kind
-        names[key] = entry.path
-        checked.append(parts)
-    return checked
+        h = hash(key)
+        if entry.kind == "dir":
+            clash = h in self._files
+            self._dirs.add(h)
+        else:
+            clash = h in self._files or h in self._dirs
+            self._files.add(h)
+        if clash:
+            other = self._earlier(key)
+            if other is not None:
+                raise UnsafeNameError(
+                    f"refused offer: '{printable(entry.path)}' and '{printable(other)}' name "
+                    "the same file (or a file and a directory)"
+                )
+
+    def _add_parents(self, entry: m.FileEntry, dirs: tuple[str, ...]) -> None:
+        """Each directory ``dirs`` needs must not be a file of the offer. Deepest first: a
+        directory known already had its own parents checked when it became known."""
+        for depth in range(len(dirs), 0, -1):
+            parent = "/".join(dirs[:depth])
+            key = collision_key(parent)
+            h = hash(key)
+            if h in self._dirs:
+                break
+            if h in self._files and self._earlier(key, files_only=True) is not None:
+                raise UnsafeNameError(
+                    f"refused offer: '{printable(entry.path)}' needs '{printable(parent)}' to "
+                    "be a directory, but the offer also sends it as a file"
+                )
+            self._dirs.add(h)
+
+    def _earlier(self, key: str, files_only: bool = False) -> str | None:
+        """The name of an earlier entry (or, unless ``files_only``, a directory a path
+        implies) whose collision key is ``key``; None when only the hashes were equal. A
+        scan, on the way to refusing the offer only."""
+        for index in range(len(self.files)):
+            path = self.files.path(index)
+            if collision_key(path) == key and not (files_only and self.files.kind(index) == "dir"):
+                return path
+            if not files_only and collision_key(path).startswith(key + "/"):
+                return path[: len(key)] if len(path) >= len(key) else path
+        return None
+
+
+def check_offer(offer: m.Offer) -> PathParts:
+    """Check every entry of ``offer`` (:class:`OfferCheck`); return their components, or
+    refuse the whole offer."""
+    check = OfferCheck(Manifest(), len(offer.files))
+    for entry in offer.files:
+        check.add(entry)
+        check.files.append(entry)
+    return PathParts(offer.files)
