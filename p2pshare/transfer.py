@@ -312,15 +312,17 @@ class SenderProtocol(_Side):
         return m.encode(m.DataEnd(index, size, digest, payload))
 
 
-DEFAULT_MAX_OFFER_ENTRIES = 200_000
+DEFAULT_MAX_OFFER_ENTRIES = 2_000_000
 """Entries a receiver takes in one offer unless told otherwise: every entry costs memory
-before anything is shown (575-900 bytes each, measured), and the sender chooses how many
-there are. 200,000 takes a source tree or a photo library of 100,000 files with room to
-spare (issue 31) and keeps a receiver at both caps near 200 MiB (docs/performance.md,
-"Scale"); a larger tree needs ``--max-entries`` until entries are streamed."""
-DEFAULT_MAX_OFFER_BYTES = 24 * 1024 * 1024
-"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise
-(200,000 entries of ~125 bytes of JSON each)."""
+before anything is shown and while the transfer runs (the manifest's columns and the name
+check's hashes, ~100 bytes an entry plus its path; docs/performance.md, "Scale"), and the
+sender chooses how many there are. Two million takes a tree of a million files with room to
+spare (issue 31)."""
+DEFAULT_MAX_OFFER_BYTES = 256 * 1024 * 1024
+"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise:
+the messages are not kept (each is parsed into the manifest as it comes), but the paths in
+them are, so this bounds what a sender's long names can make the receiver hold (a million
+entries of a typical tree are ~100 MB of messages)."""
 
 
 class ReceiverProtocol(_Side):
