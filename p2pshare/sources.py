@@ -275,6 +275,28 @@ class Reader:
             raise LocalFileError(f"{source.path}: the file shrank while being sent")
         return digest if digest.hexdigest() == prefix.sha256 else None
 
+    def whole(self, source: Source) -> bytes:
+        """A small regular file's bytes, read at once: open, read, close (a buffered file
+        object costs four more system calls, which for 100-byte files is most of the work)."""
+        assert source.path is not None and source.entry.size is not None
+        want = source.entry.size + 1  # one more, to see a file that grew
+        try:
+            fd = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, want)
+                while len(data) < want and (more := os.read(fd, want - len(data))):
+                    data += more
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise describe(exc, source.path) from None
+        if len(data) < want - 1:
+            raise LocalFileError(f"{source.path}: the file shrank while being sent")
+        if len(data) == want:
+            raise LocalFileError(f"{source.path}: the file grew while being sent")
+        self.read_bytes += len(data)
+        return data
+
     def chunks(self, source: Source, start: int = 0) -> Iterator[bytes]:
         """The bytes of ``source`` from ``start``; a file that changes size while sent is an
         error."""
@@ -420,7 +442,7 @@ def _produce(
     batch = _Gathering(worker, batch_bytes, min(BATCH_FILE_BYTES, largest))
     for k, source in enumerate(reader.sources):
         if k not in kept and batch.takes(source):
-            data = b"".join(reader.chunks(source))
+            data = reader.whole(source)
             running = digests.new(hash)
             running.update(data)
             if not batch.add(data, running.hexdigest()):

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from p2pshare import messages as m
 from p2pshare import transfer
-from p2pshare.errors import DeclinedError, UnsafeNameError
+from p2pshare.errors import DeclinedError, LocalFileError, UnsafeNameError
 from p2pshare.files import check_offer
 from p2pshare.layout import plan
 from p2pshare.manifest import KINDS, Manifest
-from p2pshare.sources import collect
+from p2pshare.sources import Reader, collect
 
 entries = st.builds(
     m.FileEntry,
@@ -152,3 +152,20 @@ def test_the_preflight_finds_a_file_deep_among_many_in_the_same_directories(
     ok = m.Offer([e for e in entries if e.path != "t/a/b/f05"])
     layout = plan(out, ok, check_offer(ok), overwrite=False)
     assert layout.root == out and not layout.found
+
+
+@pytest.mark.parametrize(("now", "says"), [(b"abc", "shrank"), (b"abcdefgh", "grew")])
+def test_a_small_file_that_changed_since_the_walk_is_an_error(
+    tmp_path: Path, now: bytes, says: str
+) -> None:
+    """A small file is read in one go (open, read, close): one that shrank or grew since it
+    was offered is refused with its name, never sent with the wrong size."""
+    path = tmp_path / "small.txt"
+    path.write_bytes(b"abcde")
+    sources = collect([path])
+    path.write_bytes(now)
+    reader = Reader(sources.carrying_data(), 64 * 1024)
+    with pytest.raises(LocalFileError, match=f"small.txt: the file {says}"):
+        reader.whole(sources[0])
+    path.write_bytes(b"edcba")
+    assert reader.whole(sources[0]) == b"edcba" and reader.read_bytes == 5
