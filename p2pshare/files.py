@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import unicodedata
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
@@ -205,6 +206,49 @@ class PathParts(Sequence[tuple[str, ...]]):
             yield tuple(files.path(index).split("/"))
 
 
+_ABSENT, _FILE, _DIR = 0, 1, 2
+
+
+class _KeySet:
+    """The hashes of collision keys seen, each with whether it is a directory: 62 bits of
+    the hash and 2 of kind in one 8-byte slot of an open-addressed table kept at most half
+    full, so 16-32 bytes a key (a Python set of ints took ~70, a dictionary of the keys
+    themselves ~200: a million entries, issue 31). ``hash`` of a string is keyed per process
+    (SipHash), so a sender cannot choose names whose hashes meet."""
+
+    _HASH_BITS = (1 << 62) - 1
+
+    def __init__(self) -> None:
+        self._slots = array("Q", bytes(8 * 1024))
+        self._used = 0
+
+    def _find(self, h: int) -> int:
+        slots, mask = self._slots, len(self._slots) - 1
+        i = h & mask
+        while (v := slots[i]) and v >> 2 != h:
+            i = (i + 1) & mask
+        return i
+
+    def get(self, key: str) -> int:
+        """``_FILE`` or ``_DIR`` if a key with ``key``'s hash was put, else ``_ABSENT``."""
+        h = hash(key) & self._HASH_BITS
+        return self._slots[self._find(h)] & 3
+
+    def put(self, key: str, kind: int) -> None:
+        """Note ``key`` as ``kind`` (a key already there keeps the kind it has)."""
+        h = hash(key) & self._HASH_BITS
+        i = self._find(h)
+        if self._slots[i]:
+            return
+        self._slots[i] = h << 2 | kind
+        self._used += 1
+        if self._used * 2 > len(self._slots):
+            old, self._slots = self._slots, array("Q", bytes(16 * len(self._slots)))
+            for v in old:
+                if v:
+                    self._slots[self._find(v >> 2)] = v
+
+
 class OfferCheck:
     """Checks an offer's entries as they arrive (:meth:`add`), so that the first bad one
     refuses the whole offer before the rest is held; :func:`check_offer` runs it on a
@@ -213,17 +257,18 @@ class OfferCheck:
     Besides each path, the manifest as a whole must make sense: no two entries that are the
     same file after case folding and Unicode normalisation, no file where another entry needs
     a directory (``a`` and ``a/b``), and text only as the sole entry. What is kept per entry
-    is the hash of its collision key (a few dozen bytes in a set, not the key and the name:
-    a million entries, issue 31); a hash found again is confirmed against the entries
-    themselves before anything is refused, so a chance equality of hashes refuses nothing.
+    is the hash of its collision key (:class:`_KeySet`), not the key and the name; a hash
+    found again is confirmed against the entries themselves (a scan, only on the way to a
+    refusal), so a chance equality of hashes refuses nothing.
     """
 
     def __init__(self, files: Manifest, count: int) -> None:
         self.files = files
-        """The entries checked so far (the caller appends each once :meth:`add` passed it)."""
+        """The offer's entries: those checked so far come first (the receiver appends each
+        once :meth:`add` passed it; :func:`check_offer` has them all already)."""
         self.count = count
-        self._files: set[int] = set()  # hashes of collision keys of files (and streams...)
-        self._dirs: set[int] = set()  # ... of directories, offered or implied by a path
+        self.checked = 0
+        self._keys = _KeySet()
         self._checked_dirs: set[str] = set()  # directory names already checked
         self._last_dirs: tuple[str, ...] = ()
 
@@ -237,20 +282,17 @@ class OfferCheck:
             self._add_parents(entry, dirs)
             self._last_dirs = dirs
         key = collision_key(entry.path)
-        h = hash(key)
-        if entry.kind == "dir":
-            clash = h in self._files
-            self._dirs.add(h)
-        else:
-            clash = h in self._files or h in self._dirs
-            self._files.add(h)
-        if clash:
-            other = self._earlier(key)
-            if other is not None:
-                raise UnsafeNameError(
-                    f"refused offer: '{printable(entry.path)}' and '{printable(other)}' name "
-                    "the same file (or a file and a directory)"
-                )
+        seen = self._keys.get(key)
+        is_dir = entry.kind == "dir"
+        if (seen == _FILE or (seen == _DIR and not is_dir)) and (
+            other := self._earlier(key)
+        ) is not None:
+            raise UnsafeNameError(
+                f"refused offer: '{printable(entry.path)}' and '{printable(other)}' name "
+                "the same file (or a file and a directory)"
+            )
+        self._keys.put(key, _DIR if is_dir else _FILE)
+        self.checked += 1
 
     def _add_parents(self, entry: m.FileEntry, dirs: tuple[str, ...]) -> None:
         """Each directory ``dirs`` needs must not be a file of the offer. Deepest first: a
@@ -258,34 +300,38 @@ class OfferCheck:
         for depth in range(len(dirs), 0, -1):
             parent = "/".join(dirs[:depth])
             key = collision_key(parent)
-            h = hash(key)
-            if h in self._dirs:
+            seen = self._keys.get(key)
+            if seen == _DIR:
                 break
-            if h in self._files and self._earlier(key, files_only=True) is not None:
+            if seen == _FILE and self._earlier(key, files_only=True) is not None:
                 raise UnsafeNameError(
                     f"refused offer: '{printable(entry.path)}' needs '{printable(parent)}' to "
                     "be a directory, but the offer also sends it as a file"
                 )
-            self._dirs.add(h)
+            self._keys.put(key, _DIR)
 
     def _earlier(self, key: str, files_only: bool = False) -> str | None:
-        """The name of an earlier entry (or, unless ``files_only``, a directory a path
-        implies) whose collision key is ``key``; None when only the hashes were equal. A
-        scan, on the way to refusing the offer only."""
-        for index in range(len(self.files)):
-            path = self.files.path(index)
-            if collision_key(path) == key and not (files_only and self.files.kind(index) == "dir"):
-                return path
-            if not files_only and collision_key(path).startswith(key + "/"):
-                return path[: len(key)] if len(path) >= len(key) else path
+        """The name of an entry checked before (or, unless ``files_only``, of a directory
+        its path implies) whose collision key is ``key``; None when only hashes were equal."""
+        files = self.files
+        for index in range(self.checked):
+            path = files.path(index)
+            if collision_key(path) == key:
+                if not (files_only and files.kind(index) == "dir"):
+                    return path
+            elif not files_only:
+                parts = path.split("/")
+                for depth in range(1, len(parts)):
+                    parent = "/".join(parts[:depth])
+                    if collision_key(parent) == key:
+                        return parent
         return None
 
 
 def check_offer(offer: m.Offer) -> PathParts:
     """Check every entry of ``offer`` (:class:`OfferCheck`); return their components, or
     refuse the whole offer."""
-    check = OfferCheck(Manifest(), len(offer.files))
+    check = OfferCheck(offer.files, len(offer.files))
     for entry in offer.files:
         check.add(entry)
-        check.files.append(entry)
     return PathParts(offer.files)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from p2pshare import messages as m
 from p2pshare import transfer
 from p2pshare.errors import DeclinedError, LocalFileError, UnsafeNameError
-from p2pshare.files import check_offer
+from p2pshare.files import _DIR, _FILE, _KeySet, check_offer
 from p2pshare.layout import plan
 from p2pshare.manifest import KINDS, Manifest
 from p2pshare.sources import Reader, collect
@@ -169,3 +169,17 @@ def test_a_small_file_that_changed_since_the_walk_is_an_error(
         reader.whole(sources[0])
     path.write_bytes(b"edcba")
     assert reader.whole(sources[0]) == b"edcba" and reader.read_bytes == 5
+
+
+def test_the_key_table_keeps_every_key_and_its_kind_as_it_grows() -> None:
+    """The name check's table of key hashes (8 bytes a slot, doubled when half full) finds
+    every key put, with the kind it was first put with, and none that was not put."""
+    keys = _KeySet()
+    for i in range(50_000):
+        keys.put(f"d{i // 100}/f{i}", _DIR if i % 7 == 0 else _FILE)
+    keys.put("d0/f0", _FILE)  # already there: keeps its kind
+    assert all(
+        keys.get(f"d{i // 100}/f{i}") == (_DIR if i % 7 == 0 else _FILE) for i in range(50_000)
+    )
+    assert not any(keys.get(f"e{i}") for i in range(50_000))
+    assert len(keys._slots) <= 4 * 50_000 * 2
