@@ -4,7 +4,7 @@
 Also how the suite runs on two pytest-xdist workers (``-n 2``, pyproject's addopts): a test
 marked ``alone`` (one that loads every core, or whose point is a timing the other worker's
 test would disturb) runs with no other test running; every other test runs beside any
-non-``alone`` one. Without xdist (``-p no:xdist``, ``-n 0``) nothing changes."""
+non-``alone`` one. With ``-n 0`` (one process, as before) none of this applies."""
 
 from __future__ import annotations
 
