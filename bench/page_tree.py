@@ -114,6 +114,9 @@ class TreeBench:
             context.add_init_script(PROBE)
             page = context.new_page()
             page.set_default_timeout(SETUP_S * 1000)
+            # What the page said when it failed (main.js logs its error): printed on failure.
+            page.on("console", lambda m: print(f"  page console: {m.text[:300]}", flush=True))
+            page.on("pageerror", lambda e: print(f"  page error: {str(e)[:300]}", flush=True))
             page.goto(self.server.replace("ws://", "http://") + "/" + fragment)
             page.wait_for_function("() => document.readyState === 'complete'")
         return page
@@ -184,7 +187,7 @@ class TreeBench:
                 page.evaluate("() => window.__treeProbe.reset()")
                 page.get_by_label("Choose a folder", exact=True).set_input_files(str(tree))
                 page.wait_for_function(
-                    "(n) => document.getElementById('chosen').textContent.startsWith(n + ' files')",
+                    "(n) => document.getElementById('chosen').textContent.startsWith(n + ' files, ')",
                     arg=files,
                     timeout=deadline * 1000,
                 )
