@@ -187,7 +187,8 @@ class TreeBench:
                 page.evaluate("() => window.__treeProbe.reset()")
                 page.get_by_label("Choose a folder", exact=True).set_input_files(str(tree))
                 page.wait_for_function(
-                    "(n) => document.getElementById('chosen').textContent.startsWith(n + ' files, ')",
+                    "(n) => document.getElementById('chosen').textContent"
+                    ".startsWith(n + ' files, ')",
                     arg=files,
                     timeout=deadline * 1000,
                 )
