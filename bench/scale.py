@@ -133,26 +133,6 @@ def lab(base: Path, methods: list[str]) -> Iterator[tuple[str, str, str]]:
         yield a, b, server
 
 
-def discard(path: Path, base: Path, many_files: bool) -> None:
-    """Remove a tree that served, or, if it has ``many_files``, set it aside until the end of
-    the run (the temporary directory goes then).
-
-    This machine's ext4 has no journal, and there a new file's inode skips, one by one, every
-    free inode of its group freed in the last 1-6 minutes (the kernel's ``recently_deleted``,
-    ~50% of a receiver writer's CPU in perf on this disk). On a fresh journal-less ext4 image,
-    ``bench/tree_write.py`` writing 20,000 files took 1.3 s of system time, and 14.9 s right
-    after 100,000 files were created and deleted there. A method that ran right after another's
-    100,000 files were deleted paid for them: with the order alternated by size, p2pshare at
-    100,000 files and magic-wormhole at 10,000. Large files are few inodes and need the disk
-    space back, so they go at once."""
-    if not many_files:
-        subprocess.run(["rm", "-rf", str(path)], check=True)
-        return
-    spent = base / "spent"
-    spent.mkdir(exist_ok=True)
-    path.rename(spent / f"{path.name}-{len(list(spent.iterdir()))}")
-
-
 def measure(
     method: str, src: Path, base: Path, a: str, b: str, server: str, nbytes: int, nfiles: int
 ) -> dict[str, Any]:
@@ -164,7 +144,12 @@ def measure(
         if got_bytes < nbytes or got_files < nfiles:
             raise RuntimeError(f"{method} lost data on {src.name}")
     finally:
-        discard(out, base, nfiles > 1)
+        # Removed after the last run (a million files take minutes to remove). Removing them
+        # here would also change the next run's figures: on a journal-less ext4 (this
+        # machine's) a new inode skips every inode of its group freed in the last minutes
+        # (bench/tree_write.py, 20,000 files on a fresh image: 1.3 s of system time, 14.9 s
+        # right after 100,000 files were deleted there).
+        out.rename(base / f"done-{method}-{time.monotonic_ns()}")
     seconds = sample["seconds"]
     return {
         "method": method,
@@ -290,7 +275,10 @@ def main() -> None:
                         )
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                discard(src, base, nfiles > 1)
+                src.rename(base / f"done-input-{k}")
+        print("removing the inputs and outputs...", flush=True)
+        for done in base.glob("done-*"):
+            subprocess.run(["rm", "-rf", str(done)], check=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)

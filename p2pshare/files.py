@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import sys
 import unicodedata
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
 
 from p2pshare import messages as m
 from p2pshare.errors import UnsafeNameError
+from p2pshare.manifest import Manifest
 
 __all__ = [
+    "OfferCheck",
+    "PathParts",
     "UnsafeNameError",
     "check_component",
     "check_offer",
@@ -170,48 +175,163 @@ def collision_key(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
-def check_offer(offer: m.Offer) -> list[tuple[str, ...]]:
-    """Check every entry of ``offer``; return their components, or refuse the whole offer.
+class PathParts(Sequence[tuple[str, ...]]):
+    """The components of each entry's path, made when asked for (nothing held per entry):
+    what :func:`check_offer` returns once every path passed :func:`check_path`."""
+
+    __slots__ = ("_files",)
+
+    def __init__(self, files: Manifest) -> None:
+        self._files = files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, ...]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, ...]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, ...] | list[tuple[str, ...]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("entry index out of range")
+        return tuple(self._files.path(index).split("/"))
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        files = self._files
+        for index in range(len(files)):
+            yield tuple(files.path(index).split("/"))
+
+
+_ABSENT, _FILE, _DIR = 0, 1, 2
+
+
+class _KeySet:
+    """The hashes of collision keys seen, each with whether it is a directory: 62 bits of
+    the hash and 2 of kind in one 8-byte slot of an open-addressed table kept at most half
+    full, so 16-32 bytes a key (a Python set of ints took ~70, a dictionary of the keys
+    themselves ~200: a million entries, issue 31). ``hash`` of a string is keyed per process
+    (SipHash), so a sender cannot choose names whose hashes meet."""
+
+    _HASH_BITS = (1 << 62) - 1
+
+    def __init__(self) -> None:
+        self._slots = array("Q", bytes(8 * 1024))
+        self._used = 0
+
+    def _find(self, h: int) -> int:
+        slots, mask = self._slots, len(self._slots) - 1
+        i = h & mask
+        while (v := slots[i]) and v >> 2 != h:
+            i = (i + 1) & mask
+        return i
+
+    def get(self, key: str) -> int:
+        """``_FILE`` or ``_DIR`` if a key with ``key``'s hash was put, else ``_ABSENT``."""
+        h = hash(key) & self._HASH_BITS
+        return self._slots[self._find(h)] & 3
+
+    def put(self, key: str, kind: int) -> None:
+        """Note ``key`` as ``kind`` (a key already there keeps the kind it has)."""
+        h = hash(key) & self._HASH_BITS
+        i = self._find(h)
+        if self._slots[i]:
+            return
+        self._slots[i] = h << 2 | kind
+        self._used += 1
+        if self._used * 2 > len(self._slots):
+            old, self._slots = self._slots, array("Q", bytes(16 * len(self._slots)))
+            for v in old:
+                if v:
+                    self._slots[self._find(v >> 2)] = v
+
+
+class OfferCheck:
+    """Checks an offer's entries as they arrive (:meth:`add`), so that the first bad one
+    refuses the whole offer before the rest is held; :func:`check_offer` runs it on a
+    whole offer.
 
     Besides each path, the manifest as a whole must make sense: no two entries that are the
     same file after case folding and Unicode normalisation, no file where another entry needs
-    a directory (``a`` and ``a/b``), and text only as the sole entry.
+    a directory (``a`` and ``a/b``), and text only as the sole entry. What is kept per entry
+    is the hash of its collision key (:class:`_KeySet`), not the key and the name; a hash
+    found again is confirmed against the entries themselves (a scan, only on the way to a
+    refusal), so a chance equality of hashes refuses nothing.
     """
-    kinds: dict[str, str] = {}  # collision key -> "dir" or "file"
-    names: dict[str, str] = {}
-    checked = []
-    checked_dirs: set[str] = set()
-    # Directories already known to be directories: once one is, no later entry can make it
-    # a file without being refused, so its key need not be made again for every entry
-    # inside it (each entry then costs the same, however many share its directory).
-    parents: set[tuple[str, ...]] = set()
-    for entry in offer.files:
-        if entry.kind == "text" and len(offer.files) != 1:
+
+    def __init__(self, files: Manifest, count: int) -> None:
+        self.files = files
+        """The offer's entries: those checked so far come first (the receiver appends each
+        once :meth:`add` passed it; :func:`check_offer` has them all already)."""
+        self.count = count
+        self.checked = 0
+        self._keys = _KeySet()
+        self._checked_dirs: set[str] = set()  # directory names already checked
+        self._last_dirs: tuple[str, ...] = ()
+
+    def add(self, entry: m.FileEntry) -> None:
+        """Check one more entry against the rules and against those before it."""
+        if entry.kind == "text" and self.count != 1:
             raise UnsafeNameError("refused offer: a text message must come alone")
-        parts = check_path(entry.path, checked_dirs)
-        for depth in range(1, len(parts)):
-            if parts[:depth] in parents:
-                continue
-            parents.add(parts[:depth])
-            parent = "/".join(parts[:depth])
-            key = collision_key(parent)
-            if kinds.get(key, "dir") != "dir":
-                shown = printable(entry.path)
-                raise UnsafeNameError(
-                    f"refused offer: '{shown}' needs '{printable(parent)}' to be a directory, "
-                    "but the offer also sends it as a file"
-                )
-            kinds[key] = "dir"
-            names.setdefault(key, parent)
+        parts = check_path(entry.path, self._checked_dirs)
+        dirs = parts[:-1]
+        if dirs != self._last_dirs:
+            self._add_parents(entry, dirs)
+            self._last_dirs = dirs
         key = collision_key(entry.path)
-        kind = "dir" if entry.kind == "dir" else "file"
-        if key in kinds and (kind == "file" or kinds[key] == "file"):
-            shown = printable(entry.path)
+        seen = self._keys.get(key)
+        is_dir = entry.kind == "dir"
+        if (seen == _FILE or (seen == _DIR and not is_dir)) and (
+            other := self._earlier(key)
+        ) is not None:
             raise UnsafeNameError(
-                f"refused offer: '{shown}' and '{printable(names[key])}' name the same "
-                "file (or a file and a directory)"
+                f"refused offer: '{printable(entry.path)}' and '{printable(other)}' name "
+                "the same file (or a file and a directory)"
             )
-        kinds[key] = kind
-        names[key] = entry.path
-        checked.append(parts)
-    return checked
+        self._keys.put(key, _DIR if is_dir else _FILE)
+        self.checked += 1
+
+    def _add_parents(self, entry: m.FileEntry, dirs: tuple[str, ...]) -> None:
+        """Each directory ``dirs`` needs must not be a file of the offer. Deepest first: a
+        directory known already had its own parents checked when it became known."""
+        for depth in range(len(dirs), 0, -1):
+            parent = "/".join(dirs[:depth])
+            key = collision_key(parent)
+            seen = self._keys.get(key)
+            if seen == _DIR:
+                break
+            if seen == _FILE and self._earlier(key, files_only=True) is not None:
+                raise UnsafeNameError(
+                    f"refused offer: '{printable(entry.path)}' needs '{printable(parent)}' to "
+                    "be a directory, but the offer also sends it as a file"
+                )
+            self._keys.put(key, _DIR)
+
+    def _earlier(self, key: str, files_only: bool = False) -> str | None:
+        """The name of an entry checked before (or, unless ``files_only``, of a directory
+        its path implies) whose collision key is ``key``; None when only hashes were equal."""
+        files = self.files
+        for index in range(self.checked):
+            path = files.path(index)
+            if collision_key(path) == key:
+                if not (files_only and files.kind(index) == "dir"):
+                    return path
+            elif not files_only:
+                parts = path.split("/")
+                for depth in range(1, len(parts)):
+                    parent = "/".join(parts[:depth])
+                    if collision_key(parent) == key:
+                        return parent
+        return None
+
+
+def check_offer(offer: m.Offer) -> PathParts:
+    """Check every entry of ``offer`` (:class:`OfferCheck`); return their components, or
+    refuse the whole offer."""
+    check = OfferCheck(offer.files, len(offer.files))
+    for entry in offer.files:
+        check.add(entry)
+    return PathParts(offer.files)

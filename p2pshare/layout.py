@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class Layout:
 
     root: Path
     create_root: bool
-    parts: list[tuple[str, ...]]
+    parts: Sequence[tuple[str, ...]]
     overwrite: bool
     resume: bool = False
     """Keep the partial data of large files when interrupted, and offer what is found."""
@@ -79,7 +80,7 @@ equal and its modification time (which we set on receiving) is this close."""
 def plan(
     output: Path | None,
     offer: m.Offer,
-    parts: list[tuple[str, ...]],
+    parts: Sequence[tuple[str, ...]],
     overwrite: bool,
     resume: bool = False,
 ) -> Layout:
@@ -125,61 +126,90 @@ def _is_home(root: Path) -> bool:
 
 def _preflight(layout: Layout, offer: m.Offer) -> None:
     """Walk the existing tree without following links; refuse conflicts and existing files,
-    and (with ``layout.resume``) note the data already there."""
+    and (with ``layout.resume``) note the data already there.
+
+    The entries of a tree come directory by directory: the directories of the previous
+    entry's path stay open for the next, and once a directory is found missing nothing under
+    it is looked up (a new tree of a million files costs one lookup, not a million)."""
     root_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY)
+    chain: list[tuple[str, int]] = []  # the directories open below the root, in order
+    missing: tuple[str, ...] = ()  # the directory found not to exist, last
     try:
-        for index, (entry, parts) in enumerate(zip(offer.files, layout.parts, strict=True)):
-            fd, opened = root_fd, []
-            try:
-                for depth, part in enumerate(parts):
-                    st = lstat_at(fd, part)
-                    last = depth == len(parts) - 1
-                    if st is None:
-                        if last and layout.resumable(entry):
-                            length = find_partial(fd, parts, entry, layout.shown(index))
-                            if length is not None:
-                                layout.found[index] = Found(length, complete=False)
-                        break
-                    shown = layout.root.joinpath(*parts[: depth + 1])
-                    if not last or entry.kind == "dir":
-                        if not stat.S_ISDIR(st.st_mode):
-                            raise UnsafeNameError(
-                                f"refused: {printable(str(shown))} exists and is not a directory "
-                                "(a symlink is never followed)",
-                                peer_message=f"refused: '{printable(entry.path)}' needs a "
-                                "directory where the receiving side has something else",
-                            )
-                        if not last:
-                            fd = os.open(part, DIR_FLAGS, dir_fd=fd)
-                            opened.append(fd)
-                    elif stat.S_ISDIR(st.st_mode):
-                        raise DeclinedError(
-                            f"{printable(str(shown))} is a directory; not replacing it",
-                            peer_message=f"declined: '{printable(entry.path)}' is a directory "
-                            "on the receiving side",
-                        )
-                    elif (
-                        layout.resume
-                        and entry.kind == "file"
-                        and stat.S_ISREG(st.st_mode)
-                        and st.st_size == entry.size
-                        and entry.mtime is not None
-                        and abs(st.st_mtime - entry.mtime) <= MTIME_SLACK_S
-                    ):
-                        # Probably received before: the sender checks it, then skips it.
-                        layout.found[index] = Found(st.st_size, complete=True)
-                    elif not layout.overwrite:
-                        raise DeclinedError(
-                            f"{printable(str(layout.shown(index)))} already "
-                            "exists; pass --overwrite to replace it",
-                            peer_message=f"declined: '{printable(entry.path)}' already exists "
-                            "on the receiving side",
-                        )
-            finally:
-                for f in opened:
-                    os.close(f)
+        for index, parts in enumerate(layout.parts):
+            if missing and parts[: len(missing)] == missing:
+                continue
+            entry = offer.files[index]
+            keep = 0
+            while keep < min(len(chain), len(parts) - 1) and chain[keep][0] == parts[keep]:
+                keep += 1
+            for _, fd in chain[keep:]:
+                os.close(fd)
+            del chain[keep:]
+            fd = chain[-1][1] if chain else root_fd
+            for depth in range(keep, len(parts)):
+                part = parts[depth]
+                st = lstat_at(fd, part)
+                last = depth == len(parts) - 1
+                if st is None:
+                    if not last:
+                        missing = parts[: depth + 1]
+                    elif layout.resumable(entry):
+                        length = find_partial(fd, parts, entry, layout.shown(index))
+                        if length is not None:
+                            layout.found[index] = Found(length, complete=False)
+                    break
+                _check_existing(layout, index, entry, parts, depth, st)
+                if not last:
+                    fd = os.open(part, DIR_FLAGS, dir_fd=fd)
+                    chain.append((part, fd))
     finally:
+        for _, fd in chain:
+            os.close(fd)
         os.close(root_fd)
+
+
+def _check_existing(
+    layout: Layout,
+    index: int,
+    entry: m.FileEntry,
+    parts: tuple[str, ...],
+    depth: int,
+    st: os.stat_result,
+) -> None:
+    """``parts[: depth + 1]`` exists (``st``, not followed): a directory where one is
+    needed, and a file in place only if it may be replaced or looks received before."""
+    last = depth == len(parts) - 1
+    shown = layout.root.joinpath(*parts[: depth + 1])
+    if not last or entry.kind == "dir":
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeNameError(
+                f"refused: {printable(str(shown))} exists and is not a directory "
+                "(a symlink is never followed)",
+                peer_message=f"refused: '{printable(entry.path)}' needs a "
+                "directory where the receiving side has something else",
+            )
+    elif stat.S_ISDIR(st.st_mode):
+        raise DeclinedError(
+            f"{printable(str(shown))} is a directory; not replacing it",
+            peer_message=f"declined: '{printable(entry.path)}' is a directory "
+            "on the receiving side",
+        )
+    elif (
+        layout.resume
+        and entry.kind == "file"
+        and stat.S_ISREG(st.st_mode)
+        and st.st_size == entry.size
+        and entry.mtime is not None
+        and abs(st.st_mtime - entry.mtime) <= MTIME_SLACK_S
+    ):
+        # Probably received before: the sender checks it, then skips it.
+        layout.found[index] = Found(st.st_size, complete=True)
+    elif not layout.overwrite:
+        raise DeclinedError(
+            f"{printable(str(layout.shown(index)))} already exists; pass --overwrite to replace it",
+            peer_message=f"declined: '{printable(entry.path)}' already exists "
+            "on the receiving side",
+        )
 
 
 def check_free_space(directory: Path, nbytes: int) -> None:

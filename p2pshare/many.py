@@ -71,7 +71,7 @@ from p2pshare.places import EmbeddedPlace, Place, ServerPlace
 from p2pshare.reconnect import ReconnectKeys, Reconnector, Runs
 from p2pshare.rendezvous import ManyRoom, SideRelay
 from p2pshare.sender import Sender
-from p2pshare.sources import Source
+from p2pshare.sources import Sources
 from p2pshare.webrtc import PeerLink
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class ManySender:
         self,
         room: ManyRoom,
         code: Code,
-        sources: list[Source],
+        sources: Sources,
         settings: Settings,
         on_event: EventSink,
         *,

@@ -8,20 +8,28 @@ and raises :class:`~p2pshare.errors.ProtocolError` on anything else; what the va
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_args
 
 from p2pshare.errors import ProtocolError
 
+# An entry's wire form lives with the columns that hold many (manifest.py); it is part of
+# this format, so it is named here too (``m.FileEntry``), as are the limits of its fields.
+from p2pshare.manifest import MAX_FILE_BYTES as MAX_FILE_BYTES
+from p2pshare.manifest import MAX_TEXT_BYTES as MAX_TEXT_BYTES
+from p2pshare.manifest import MAX_TEXT_CHARS as MAX_TEXT_CHARS
+from p2pshare.manifest import FileEntry as FileEntry
+from p2pshare.manifest import Manifest, as_manifest, int_field, str_field
+
 PROTOCOL_VERSION = 1
-MAX_FILE_BYTES = 2**62
-MAX_ENTRIES = 1_000_000
-MAX_TEXT_CHARS = 1024
+MAX_ENTRIES = 10_000_000
+"""The most entries one offer may have (a receiver's own limit, ``--max-entries``, is lower)."""
+OFFER_BATCH_BYTES = 48 * 1024
+"""Entries are sent in batches that keep each Offer/OfferMore message under this size."""
 MAX_DATAZ_RAW_BYTES = 1024 * 1024
 CODECS = ("zstd",)
 HASHES = ("blake3",)
@@ -29,89 +37,33 @@ HASHES = ("blake3",)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def _int(obj: dict[str, Any], key: str, lo: int = 0, hi: int = MAX_FILE_BYTES) -> int:
-    value = obj.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ProtocolError(f"field {key!r} must be an integer from {lo} to {hi}")
-    return value
+def entry_cost(obj: dict[str, Any]) -> int:
+    """What an entry counts against :data:`OFFER_BATCH_BYTES`: its JSON's length in UTF-8
+    with ``json.dumps``'s default separators, plus one (the page splits by the same rule).
+    Worked out without encoding the entry (a million entries took seconds to encode twice)."""
+    path = obj["path"]
+    if path.isascii() and path.isprintable() and '"' not in path and "\\" not in path:
+        cost = len(path) + 2
+    else:
+        cost = len(json.dumps(path, ensure_ascii=False).encode())
+    size = obj["size"]
+    # {"path": P, "size": S, "mode": M}, then , "kind": "K" and , "mtime": T when present
+    cost += 30 + (4 if size is None else len(str(size))) + len(str(obj["mode"]))
+    if "kind" in obj:
+        cost += 12 + len(obj["kind"])
+    if "mtime" in obj:
+        cost += 11 + len(repr(obj["mtime"]))
+    return cost + 1
 
 
-def _str(obj: dict[str, Any], key: str, max_chars: int = MAX_TEXT_CHARS) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or len(value) > max_chars:
-        raise ProtocolError(f"field {key!r} must be a string of at most {max_chars} characters")
-    return value
-
-
-KINDS = ("file", "dir", "stream", "text")
-MAX_TEXT_BYTES = 1024 * 1024
-OFFER_BATCH_BYTES = 48 * 1024
-"""Entries are sent in batches that keep each Offer/OfferMore message under this size."""
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    """One entry of an offer, as the sender declares it (untrusted until ``files.py`` says so).
-
-    ``kind``: ``file`` (``size`` bytes follow), ``dir`` (nothing follows), ``stream`` (size
-    unknown: ``size`` is None, e.g. stdin), ``text`` (a message to print, at most 1 MiB).
-    """
-
-    path: str
-    size: int | None
-    mode: int = 0o644
-    mtime: float | None = None
-    kind: str = "file"
-
-    @property
-    def carries_data(self) -> bool:
-        return self.kind != "dir"
-
-    def to_json(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {"path": self.path, "size": self.size, "mode": self.mode}
-        if self.kind != "file":
-            obj["kind"] = self.kind
-        if self.mtime is not None:
-            obj["mtime"] = self.mtime
-        return obj
-
-    @classmethod
-    def from_json(cls, obj: Any) -> FileEntry:
-        if not isinstance(obj, dict):
-            raise ProtocolError("a file entry must be an object")
-        kind = obj.get("kind", "file")
-        if kind not in KINDS:
-            raise ProtocolError("unknown entry kind")
-        mtime = obj.get("mtime")
-        if mtime is not None and (
-            not isinstance(mtime, int | float) or isinstance(mtime, bool) or not 0 <= mtime < 2**40
-        ):
-            raise ProtocolError("field 'mtime' must be a timestamp")
-        if kind == "stream":
-            if obj.get("size") is not None:
-                raise ProtocolError("a stream has no declared size")
-            size = None
-        else:
-            size = _int(obj, "size", 0, MAX_TEXT_BYTES if kind == "text" else MAX_FILE_BYTES)
-            if kind == "dir" and size != 0:
-                raise ProtocolError("a directory has size 0")
-        return cls(
-            path=_str(obj, "path", 4096),
-            size=size,
-            mode=_int(obj, "mode", 0, 0o7777),
-            mtime=float(mtime) if mtime is not None else None,
-            kind=kind,
-        )
-
-
-def _batches(entries: tuple[FileEntry, ...]) -> Iterator[list[dict[str, Any]]]:
+def _batches(entries: Manifest) -> Iterator[list[dict[str, Any]]]:
     """The entries as JSON objects, one batch at a time (at least one, maybe empty): only
     one batch of objects is held at a time (~300 bytes an entry for a whole tree, issue 31)."""
     batch: list[dict[str, Any]] = []
     used = 0
     for entry in entries:
         obj = entry.to_json()
-        cost = len(json.dumps(obj, ensure_ascii=False).encode()) + 1
+        cost = entry_cost(obj)
         if batch and used + cost > OFFER_BATCH_BYTES:
             yield batch
             batch, used = [], 0
@@ -120,32 +72,55 @@ def _batches(entries: tuple[FileEntry, ...]) -> Iterator[list[dict[str, Any]]]:
     yield batch
 
 
-@dataclass(frozen=True)
 class Offer:
     """Sender → receiver: what it wants to send. On the wire: this message with the first
-    batch of entries, then :class:`OfferMore` messages until ``count`` entries were sent."""
+    batch of entries, then :class:`OfferMore` messages until ``count`` entries were sent.
+
+    ``files``: the entries, held as a :class:`~p2pshare.manifest.Manifest` (given as one, it is
+    shared, not copied: ``send --many`` offers the same entries to every receiver)."""
 
     TYPE: ClassVar[int] = 0x01
-    files: tuple[FileEntry, ...]
-    version: int = PROTOCOL_VERSION
-    compression: tuple[str, ...] = ()
-    """Codecs the sender can use for Data (``zstd``); the receiver picks one in Accept."""
-    hashes: tuple[str, ...] = ()
-    """Hashes the sender can use besides SHA-256 (``blake3``); the receiver may pick one."""
+    __slots__ = ("compression", "files", "hashes", "version")
 
-    @functools.cached_property
+    def __init__(
+        self,
+        files: Manifest | Iterable[FileEntry],
+        version: int = PROTOCOL_VERSION,
+        compression: tuple[str, ...] = (),
+        hashes: tuple[str, ...] = (),
+    ) -> None:
+        self.files = as_manifest(files)
+        self.version = version
+        self.compression = compression
+        """Codecs the sender can use for Data (``zstd``); the receiver picks one in Accept."""
+        self.hashes = hashes
+        """Hashes the sender can use besides SHA-256 (``blake3``); the receiver may pick one."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Offer):
+            return NotImplemented
+        return (self.files, self.version, self.compression, self.hashes) == (
+            other.files,
+            other.version,
+            other.compression,
+            other.hashes,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Offer({self.files!r}, compression={self.compression}, hashes={self.hashes})"
+
+    @property
     def total_bytes(self) -> int | None:
-        """The sum of declared sizes, or None when a stream's size is unknown. Computed once:
-        progress reads it after every chunk, and summing a large tree's entries each time
-        made sending quadratic in the number of files (issue 31)."""
-        total = 0
-        for f in self.files:
-            if f.size is None:
-                return None
-            total += f.size
-        return total
+        """The sum of declared sizes, or None when a stream's size is unknown. Kept by the
+        manifest as it is built: progress reads it after every chunk, and summing a large
+        tree's entries each time made sending quadratic in the number of files (issue 31)."""
+        return self.files.total_bytes
 
-    def frames(self) -> list[bytes]:
+    def frames(self) -> Iterator[bytes]:
+        """The offer's messages, made as they are taken: a large tree's (~100 bytes an
+        entry) are never all held at once."""
         batches = _batches(self.files)
         first = next(batches)
         head: dict[str, Any] = {
@@ -158,7 +133,9 @@ class Offer:
             head["compression"] = list(self.compression)
         if self.hashes:
             head["hash"] = list(self.hashes)
-        return [_frame(self.TYPE, head), *(_frame(OfferMore.TYPE, {"files": b}) for b in batches)]
+        yield _frame(self.TYPE, head)
+        for batch in batches:
+            yield _frame(OfferMore.TYPE, {"files": batch})
 
 
 @dataclass(frozen=True)
@@ -174,14 +151,14 @@ class OfferHead:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> OfferHead:
-        version = _int(obj, "v", 1, 1_000)
+        version = int_field(obj, "v", 1, 1_000)
         if version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"the sender speaks protocol version {version}, we speak "
                 f"{PROTOCOL_VERSION}: upgrade p2pshare on both sides"
             )
-        count = _int(obj, "count", 1, MAX_ENTRIES)
-        total = None if obj.get("total") is None else _int(obj, "total", 0, MAX_FILE_BYTES * 4)
+        count = int_field(obj, "count", 1, MAX_ENTRIES)
+        total = None if obj.get("total") is None else int_field(obj, "total", 0, MAX_FILE_BYTES * 4)
         codecs = _names(obj, "compression")
         return cls(count, total, _entries(obj), codecs, _names(obj, "hash"))
 
@@ -254,14 +231,14 @@ class Accept:
         codec = obj.get("compression")
         if codec is not None and codec not in CODECS:
             raise ProtocolError("unknown compression")
-        have = _int(obj, "have", 0, MAX_ENTRIES) if "have" in obj else 0
+        have = int_field(obj, "have", 0, MAX_ENTRIES) if "have" in obj else 0
         digest = obj.get("hash")
         if digest is not None and digest not in HASHES:
             raise ProtocolError("unknown hash")
         batch = obj.get("batch", False)
         if not isinstance(batch, bool):
             raise ProtocolError("field 'batch' must be true or false")
-        return cls(_int(obj, "window", 1, 2**31), codec, have, digest, batch)
+        return cls(int_field(obj, "window", 1, 2**31), codec, have, digest, batch)
 
 
 @dataclass(frozen=True)
@@ -300,11 +277,11 @@ class Have:
             if not isinstance(item, list) or len(item) != 3:
                 raise ProtocolError("a prefix must be [index, offset, sha256]")
             fields = dict(zip(("index", "offset", "sha256"), item, strict=True))
-            digest = _str(fields, "sha256", 64)
+            digest = str_field(fields, "sha256", 64)
             if not _HEX64.fullmatch(digest):
                 raise ProtocolError("field 'sha256' must be 64 lowercase hex digits")
-            offset = _int(fields, "offset", 1)
-            prefixes.append(Prefix(_int(fields, "index", 0, MAX_ENTRIES), offset, digest))
+            offset = int_field(fields, "offset", 1)
+            prefixes.append(Prefix(int_field(fields, "index", 0, MAX_ENTRIES), offset, digest))
         return cls(tuple(prefixes))
 
 
@@ -324,7 +301,7 @@ class Resume:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Resume:
-        return cls(_int(obj, "index", 0, MAX_ENTRIES), _int(obj, "offset"))
+        return cls(int_field(obj, "index", 0, MAX_ENTRIES), int_field(obj, "offset"))
 
 
 @dataclass(frozen=True)
@@ -340,7 +317,7 @@ class Abort:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Abort:
-        return cls(_str(obj, "error", 64), _str(obj, "message"))
+        return cls(str_field(obj, "error", 64), str_field(obj, "message"))
 
 
 @dataclass(frozen=True)
@@ -355,7 +332,7 @@ class Credit:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Credit:
-        return cls(_int(obj, "bytes", 1, 2**31))
+        return cls(int_field(obj, "bytes", 1, 2**31))
 
 
 @dataclass(frozen=True)
@@ -373,10 +350,10 @@ class FileEnd:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FileEnd:
-        digest = _str(obj, "sha256", 64)
+        digest = str_field(obj, "sha256", 64)
         if not _HEX64.fullmatch(digest):
             raise ProtocolError("field 'sha256' must be 64 lowercase hex digits")
-        return cls(_int(obj, "index", 0, MAX_ENTRIES), _int(obj, "size"), digest)
+        return cls(int_field(obj, "index", 0, MAX_ENTRIES), int_field(obj, "size"), digest)
 
 
 @dataclass(frozen=True)
@@ -392,7 +369,7 @@ class FileAck:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> FileAck:
-        return cls(_int(obj, "index", 0, MAX_ENTRIES))
+        return cls(int_field(obj, "index", 0, MAX_ENTRIES))
 
 
 @dataclass(frozen=True)

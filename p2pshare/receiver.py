@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from p2pshare.events import (
     ResolveExisting,
     TransferResult,
 )
-from p2pshare.files import check_offer, printable
+from p2pshare.files import PathParts, printable
 from p2pshare.fs import Writeback
 from p2pshare.layout import Layout, check_free_space, existing_files, free_name, plan
 from p2pshare.partials import worth_keeping
@@ -63,7 +64,9 @@ class Receiver:
         self.on_event = on_event
         self.confirm = confirm
         self.resolve_existing = resolve_existing
-        self.proto = transfer.ReceiverProtocol(settings.max_offer_entries, settings.max_offer_bytes)
+        self.proto = transfer.ReceiverProtocol(
+            settings.max_offer_entries, settings.max_offer_bytes, check_names=True
+        )
         self.offers: asyncio.Future[m.Offer] = asyncio.get_running_loop().create_future()
         self.wire = Wire(link, settings, self._handle)
         self.writer: Worker[sinks.WriteJob, sinks.WriteReport] | None = None
@@ -75,7 +78,7 @@ class Receiver:
         self.resumed = 0
         """Bytes already on disk that the sender confirmed."""
         self.total: int | None = None
-        self.digests: list[str] = []
+        self.digests = transfer_events.Digests()
 
     async def run(self) -> TransferResult:
         try:
@@ -149,7 +152,7 @@ class Receiver:
             else:
                 verified = ((report.index, report.digest),)
             for index, digest in verified:
-                self.digests.append(digest)
+                self.digests.add(digest)
                 for frame in self.proto.file_verified(index):
                     self.link.send(frame)
             if self.proto.received_all:
@@ -201,7 +204,7 @@ class Receiver:
             self.written + self.resumed,
             seconds,
             summary.files,
-            self.digests[0] if len(self.digests) == 1 else None,
+            self.digests.only,
             summary.destination,
             self.written,
             text,
@@ -231,19 +234,28 @@ async def _open(
     return tree, prefixes
 
 
-def summarize(offer: m.Offer, parts: list[tuple[str, ...]], where: Path | None) -> OfferSummary:
-    """What the user is asked to accept; names made printable."""
+def summarize(offer: m.Offer, parts: Sequence[tuple[str, ...]], where: Path | None) -> OfferSummary:
+    """What the user is asked to accept; names made printable. One pass over the paths,
+    nothing kept per entry (a million of them, issue 31)."""
+    files = offer.files
     tops: dict[str, None] = {}
-    for p, entry in zip(parts, offer.files, strict=True):
-        tops.setdefault(printable(p[0]) + ("/" if len(p) > 1 or entry.kind == "dir" else ""))
-    dirs = sum(1 for e in offer.files if e.kind == "dir")
+    if len(parts) == 1:  # perhaps renamed (--output FILE): its parts say how
+        tops[printable(parts[0][0]) + ("/" if len(parts[0]) > 1 or files.dirs else "")] = None
+    else:
+        seen: set[tuple[str, bool]] = set()
+        for index in range(len(files)):
+            top, sep, _ = files.path(index).partition("/")
+            key = (top, bool(sep) or files.kind(index) == "dir")
+            if key not in seen:
+                seen.add(key)
+                tops.setdefault(printable(top) + ("/" if key[1] else ""))
     return OfferSummary(
-        files=len(offer.files) - dirs,
-        dirs=dirs,
+        files=len(files) - files.dirs,
+        dirs=files.dirs,
         total_bytes=offer.total_bytes,
         names=tuple(list(tops)[:10]),
         destination=where,
-        is_text=offer.files[0].kind == "text",
+        is_text=files.kind(0) == "text",
     )
 
 
@@ -261,12 +273,12 @@ async def prepare(
     ``settings.overwrite``, or unless ``resolve_existing`` (a person at a terminal) says to
     overwrite them or, for a single file, to save it under another name.
     """
-    parts = check_offer(offer)
-    data_entries = [e for e in offer.files if e.carries_data]
-    if offer.files[0].kind == "text":
+    # Every name was checked as it arrived (the protocol's check_names, OfferCheck).
+    parts = PathParts(offer.files)
+    if offer.files.kind(0) == "text":
         return StreamSink(None, hash), summarize(offer, parts, None)
     if settings.to_stdout:
-        if len(offer.files) != 1 or not data_entries:
+        if len(offer.files) != 1 or offer.files.dirs:
             raise DeclinedError(
                 f"--output - takes a single file; the offer has {len(offer.files)} entries"
             )
@@ -280,13 +292,14 @@ async def prepare(
     if offer.total_bytes is not None:
         needed = offer.total_bytes - layout.found_bytes
         await asyncio.to_thread(check_free_space, layout.space_needed_in(), needed)
-    summary = summarize(offer, layout.parts, layout.destination(len(offer.files)))
+    where = layout.destination(len(offer.files))
+    summary = await asyncio.to_thread(summarize, offer, layout.parts, where)
     return layout, dataclasses.replace(summary, found_bytes=layout.found_bytes)
 
 
 async def _plan_asking(
     offer: m.Offer,
-    parts: list[tuple[str, ...]],
+    parts: Sequence[tuple[str, ...]],
     settings: Settings,
     resolve_existing: ResolveExisting,
 ) -> Layout:
@@ -301,7 +314,8 @@ async def _plan_asking(
         if len(offer.files) == 1 and offer.files[0].carries_data
         else None
     )
-    summary = summarize(offer, layout.parts, layout.destination(len(offer.files)))
+    where = layout.destination(len(offer.files))
+    summary = await asyncio.to_thread(summarize, offer, layout.parts, where)
     found = dataclasses.replace(summary, found_bytes=layout.found_bytes)
     choice = await resolve_existing(existing, other, found)
     if choice == "overwrite":

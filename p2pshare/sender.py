@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from p2pshare import codec, digests, transfer, transfer_events
@@ -19,7 +19,7 @@ from p2pshare import messages as m
 from p2pshare.config import Settings
 from p2pshare.errors import DeclinedError, PeerLostError
 from p2pshare.events import EventSink, Progress, TransferResult
-from p2pshare.sources import Batch, Reader, ResumeAt, Source, read_ahead
+from p2pshare.sources import Batch, Reader, ResumeAt, Source, Sources, as_sources, read_ahead
 from p2pshare.wire import Wire
 
 if TYPE_CHECKING:  # a Protocol, for type checking only: nothing to load at run time
@@ -34,7 +34,7 @@ class Sender:
     def __init__(
         self,
         link: Channel,
-        sources: list[Source],
+        sources: Sources | Sequence[Source],
         settings: Settings,
         on_event: EventSink,
         words_confirmed: Callable[[], Awaitable[bool]] | None = None,
@@ -43,12 +43,12 @@ class Sender:
         self.words_confirmed = words_confirmed
         """``--verify``: awaited before the offer leaves (the keepalives run meanwhile)."""
         self.on_event = on_event
-        entries = tuple(s.entry for s in sources)
+        sources = as_sources(sources)
         self.tuning = settings.tuning
         hashes = digests.supported(self.tuning.hash)
-        self.offer = m.Offer(entries, compression=codec.supported(), hashes=hashes)
+        self.offer = m.Offer(sources.entries, compression=codec.supported(), hashes=hashes)
         self.proto = transfer.SenderProtocol(self.offer)
-        self.data_sources = [s for s in sources if s.entry.carries_data]
+        self.data_sources = sources.carrying_data()
         self.reader = Reader(self.data_sources, link.max_message_bytes - m.DATA_END_OVERHEAD)
         self.wire = Wire(link, settings, self._handle)
         self.accepted = False
@@ -58,7 +58,7 @@ class Sender:
         self.sent = 0
         """Bytes handed to the channel so far (before compression); counted also when the
         run fails, for a transfer that reconnects (reconnect.py)."""
-        self.digests: list[str] = []
+        self.digests = transfer_events.Digests()
 
     async def run(self) -> TransferResult:
         """Send everything; returns once the receiver verified it all (its Done)."""
@@ -119,13 +119,14 @@ class Sender:
                     raise stalled from None
                 if isinstance(piece, Batch):
                     link.send(proto.data_batch(list(piece.files)))
-                    self.digests += (digest for _, digest in piece.files)
+                    for _, digest in piece.files:
+                        self.digests.add(digest)
                 else:
                     frames = proto.chunk(piece.payload, raw_len=piece.raw_len, digest=piece.digest)
                     for frame in frames:
                         link.send(frame)
                     if piece.digest is not None:
-                        self.digests.append(piece.digest)
+                        self.digests.add(piece.digest)
                 self.sent += piece.size
                 await link.drain()
                 self._progress()
@@ -140,7 +141,7 @@ class Sender:
             self.reader.read_bytes + self.resumed,
             time.monotonic() - started,
             len(sources),
-            self.digests[0] if len(self.digests) == 1 else None,
+            self.digests.only,
             sources[0].path if len(sources) == 1 else None,
             self.reader.read_bytes,
             hash=proto.hash,

@@ -167,7 +167,7 @@ async def send(
             )
         )
         words = WordsGate(on_event, confirm_words, "the receiver")
-        streamed = any(s.stdin for s in sources)  # read once: nothing to send again
+        streamed = sources.streamed  # read once: nothing to send again
         can = _can_reconnect(settings, rv) and not streamed
         async with paired(rv, Role.SENDER, chosen, settings, words, can) as done:
             await mdns.aclose()  # the code is used: nobody else should look for it

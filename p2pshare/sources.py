@@ -7,15 +7,17 @@ reader, hashing and (when agreed) compressing, in the sender's worker thread.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import os
 import stat
 import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, overload
 
 from p2pshare import digests
 from p2pshare import messages as m
@@ -24,6 +26,7 @@ from p2pshare.digests import SHA256, Digest
 from p2pshare.errors import LocalFileError
 from p2pshare.files import UnsafeNameError, check_offer, printable
 from p2pshare.fs import describe, hash_prefix
+from p2pshare.manifest import Manifest
 from p2pshare.trial import COMPRESS_MIN_BYTES, COMPRESS_WHEN_AHEAD, CompressionTrial
 from p2pshare.worker import Worker
 
@@ -37,13 +40,114 @@ packets) 1 MiB would have to shrink 16-fold to fit one message."""
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where the bytes of one offered entry come from. Slotted: a sender holds one per entry
-    for the whole transfer (100,000 of them for a large tree)."""
+    """Where the bytes of one offered entry come from. Made when asked for (by
+    :class:`Sources`): a sender does not hold one per entry."""
 
     entry: m.FileEntry
     path: Path | None = None  # a regular file
     stdin: bool = False
     text: bytes | None = None
+
+
+class Sources(Sequence[Source]):
+    """Every entry to offer and where its bytes come from, in offer order.
+
+    The entries are held in a :class:`~p2pshare.manifest.Manifest`; a file found by walking a
+    directory is located by its entry (the walked directory plus the entry's path below the
+    top name), so nothing else is held per file: a million files cost the sender tens of
+    megabytes, not the ~1 KiB each that a :class:`Source` with its ``Path`` and entry took
+    (issue 31). Other sources (a single file, stdin, a text) are kept as they are.
+    """
+
+    def __init__(self, given: Iterable[Source] = ()) -> None:
+        self.entries = Manifest()
+        self._given: dict[int, Source] = {}
+        self._starts: list[int] = []  # the first index of each walked directory
+        self._roots: list[tuple[str, int]] = []  # that directory, the length of its top name
+        self._data: array[int] | None = None
+        for source in given:
+            self.add(source)
+
+    def add(self, source: Source) -> None:
+        self._given[len(self.entries)] = source
+        self.entries.append(source.entry)
+        self._data = None
+
+    def add_walked(self, root: Path, top: str) -> None:
+        """The entries added next (by :meth:`add_entry`) are ``top`` and what is under it,
+        which is ``root`` on this machine."""
+        self._starts.append(len(self.entries))
+        self._roots.append((os.fspath(root), len(top)))
+
+    def add_entry(self, rel: str, st: os.stat_result, kind: str = "file") -> None:
+        size = 0 if kind == "dir" else st.st_size
+        self.entries.add(rel, size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime, kind)
+        self._data = None
+
+    @property
+    def streamed(self) -> bool:
+        """Standard input is among them (it can be read only once)."""
+        return any(source.stdin for source in self._given.values())
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @overload
+    def __getitem__(self, index: int) -> Source: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Source]: ...
+    def __getitem__(self, index: int | slice) -> Source | list[Source]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        given = self._given.get(index)
+        if given is not None:
+            return given
+        entry = self.entries[index]
+        if not entry.carries_data:
+            return Source(entry)
+        root, cut = self._roots[bisect.bisect_right(self._starts, index) - 1]
+        return Source(entry, path=Path(root + entry.path[cut:]))
+
+    def __iter__(self) -> Iterator[Source]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def carrying_data(self) -> Sequence[Source]:
+        """The sources that have bytes to send (all but directories), in order."""
+        if self._data is None:
+            self._data = self.entries.data_indexes()
+        return _Picked(self, self._data)
+
+
+class _Picked(Sequence[Source]):
+    """Some of a :class:`Sources`, by index."""
+
+    def __init__(self, sources: Sources, indexes: array[int]) -> None:
+        self._sources = sources
+        self._indexes = indexes
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+    @overload
+    def __getitem__(self, index: int) -> Source: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Source]: ...
+    def __getitem__(self, index: int | slice) -> Source | list[Source]:
+        if isinstance(index, slice):
+            return [self._sources[i] for i in self._indexes[index]]
+        return self._sources[self._indexes[index]]
+
+    def __iter__(self) -> Iterator[Source]:
+        for index in self._indexes:
+            yield self._sources[index]
+
+
+def as_sources(sources: Sources | Iterable[Source]) -> Sources:
+    """``sources`` as :class:`Sources` (the same object when it is one already)."""
+    return sources if isinstance(sources, Sources) else Sources(sources)
 
 
 def collect(
@@ -53,7 +157,7 @@ def collect(
     name: str | None = None,
     warn: Callable[[str], None] = lambda message: None,
     exclude: Collection[Path] = (),
-) -> list[Source]:
+) -> Sources:
     """The entries to offer for ``paths`` (files, directories, ``-`` for stdin) or ``text``.
 
     Directories keep their structure under their own name, empty ones included. Symlinks are
@@ -64,15 +168,15 @@ def collect(
         data = text.encode("utf-8")
         if len(data) > m.MAX_TEXT_BYTES:
             raise LocalFileError("the text is larger than 1 MiB; send it as a file")
-        return [Source(m.FileEntry(TEXT_NAME, len(data), kind="text"), text=data)]
-    sources: list[Source] = []
+        return Sources([Source(m.FileEntry(TEXT_NAME, len(data), kind="text"), text=data)])
+    sources = Sources()
     tops: dict[str, str] = {}
     for raw in paths:
         if str(raw) == "-":
             if len(paths) != 1:
                 raise LocalFileError("'-' (standard input) must be the only thing sent")
             entry = m.FileEntry(name or STDIN_NAME, None, 0o644, None, kind="stream")
-            return [Source(entry, stdin=True)]
+            return Sources([Source(entry, stdin=True)])
         path = Path(raw)
         try:
             st = path.lstat()
@@ -89,9 +193,9 @@ def collect(
         if stat.S_ISLNK(st.st_mode):
             warn(f"skipping symlink {printable(str(path))} (symlinks are not followed)")
         elif stat.S_ISDIR(st.st_mode):
-            sources += _walk(path, top, warn, frozenset(exclude))
+            _walk(sources, path, top, warn, frozenset(exclude))
         elif stat.S_ISREG(st.st_mode):
-            sources.append(Source(_entry(top, st), path=path))
+            sources.add(Source(_entry(top, st), path=path))
         else:
             raise LocalFileError(f"{path}: not a regular file or directory")
     if not sources:
@@ -100,10 +204,10 @@ def collect(
     return sources
 
 
-def _check_names(sources: list[Source]) -> None:
+def _check_names(sources: Sources) -> None:
     """Refuse, before a code is printed, what every receiver would refuse (the same rules)."""
     try:
-        check_offer(m.Offer(tuple(source.entry for source in sources)))
+        check_offer(m.Offer(sources.entries))
     except UnsafeNameError as exc:
         reason = exc.message.removeprefix("refused ").removeprefix("offer: ")
         raise UnsafeNameError(
@@ -117,28 +221,32 @@ def _entry(rel: str, st: os.stat_result, kind: str = "file") -> m.FileEntry:
 
 
 def _walk(
-    root: Path, top: str, warn: Callable[[str], None], exclude: frozenset[Path] = frozenset()
-) -> list[Source]:
-    sources = [Source(_entry(top, root.stat(), "dir"))]
+    sources: Sources,
+    root: Path,
+    top: str,
+    warn: Callable[[str], None],
+    exclude: frozenset[Path] = frozenset(),
+) -> None:
+    sources.add_walked(root, top)
+    sources.add_entry(top, root.stat(), "dir")
     for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
         base = Path(dirpath)
         rel = top + "/" + base.relative_to(root).as_posix() if base != root else top
         dirnames[:] = [d for d in dirnames if base / d not in exclude]
         for child in sorted(dirnames) + sorted(filenames):
-            full = base / child
-            if full in exclude:
+            full = os.path.join(dirpath, child)
+            if exclude and Path(full) in exclude:
                 continue
-            st = full.lstat()
+            st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
-                warn(f"skipping symlink {printable(str(full))} (symlinks are not followed)")
+                warn(f"skipping symlink {printable(full)} (symlinks are not followed)")
             elif stat.S_ISDIR(st.st_mode):
-                sources.append(Source(_entry(f"{rel}/{child}", st, "dir")))
+                sources.add_entry(f"{rel}/{child}", st, "dir")
             elif stat.S_ISREG(st.st_mode):
-                sources.append(Source(_entry(f"{rel}/{child}", st), path=full))
+                sources.add_entry(f"{rel}/{child}", st)
             else:
-                warn(f"skipping {printable(str(full))} (not a regular file)")
+                warn(f"skipping {printable(full)} (not a regular file)")
         dirnames.sort()
-    return sources
 
 
 def _raise(exc: OSError) -> None:
@@ -149,7 +257,7 @@ def _raise(exc: OSError) -> None:
 class Reader:
     """Reads every source in order, ``chunk_bytes`` at a time, hashing as it goes."""
 
-    sources: list[Source]
+    sources: Sequence[Source]
     chunk_bytes: int
     read_bytes: int = 0
     """Bytes read to be sent."""
@@ -166,6 +274,28 @@ class Reader:
         if digest is None:
             raise LocalFileError(f"{source.path}: the file shrank while being sent")
         return digest if digest.hexdigest() == prefix.sha256 else None
+
+    def whole(self, source: Source) -> bytes:
+        """A small regular file's bytes, read at once: open, read, close (a buffered file
+        object costs four more system calls, which for 100-byte files is most of the work)."""
+        assert source.path is not None and source.entry.size is not None
+        want = source.entry.size + 1  # one more, to see a file that grew
+        try:
+            fd = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, want)
+                while len(data) < want and (more := os.read(fd, want - len(data))):
+                    data += more
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise describe(exc, source.path) from None
+        if len(data) < want - 1:
+            raise LocalFileError(f"{source.path}: the file shrank while being sent")
+        if len(data) == want:
+            raise LocalFileError(f"{source.path}: the file grew while being sent")
+        self.read_bytes += len(data)
+        return data
 
     def chunks(self, source: Source, start: int = 0) -> Iterator[bytes]:
         """The bytes of ``source`` from ``start``; a file that changes size while sent is an
@@ -312,7 +442,7 @@ def _produce(
     batch = _Gathering(worker, batch_bytes, min(BATCH_FILE_BYTES, largest))
     for k, source in enumerate(reader.sources):
         if k not in kept and batch.takes(source):
-            data = b"".join(reader.chunks(source))
+            data = reader.whole(source)
             running = digests.new(hash)
             running.update(data)
             if not batch.add(data, running.hexdigest()):

@@ -25,6 +25,7 @@ on the wire live here: which message carries a chunk (:meth:`SenderProtocol.chun
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator, Sequence
 from enum import Enum, auto
 
 from p2pshare import messages as m
@@ -36,7 +37,8 @@ from p2pshare.errors import (
     ProtocolError,
     error_from_peer,
 )
-from p2pshare.files import printable
+from p2pshare.files import OfferCheck, printable
+from p2pshare.manifest import Manifest
 from p2pshare.transfer_events import (
     Accepted,
     BatchReceived,
@@ -88,11 +90,6 @@ class _Side:
         return None
 
 
-def _data_indexes(offer: m.Offer) -> list[int]:
-    """Entries that carry bytes (everything but directories), in offer order."""
-    return [i for i, entry in enumerate(offer.files) if entry.carries_data]
-
-
 def check_prefixes(offer: m.Offer, prefixes: list[m.Prefix]) -> None:
     """Prefixes must name regular file entries, in increasing order, within their size."""
     last = -1
@@ -112,7 +109,7 @@ class SenderProtocol(_Side):
         self.offer = offer
         self._state = _State.OFFERING
         self.credit = 0
-        self._order = _data_indexes(offer)
+        self._order = offer.files.data_indexes()
         self._position = 0  # into _order: the entry being sent
         self.sent_in_file = 0
         self.acked = 0
@@ -127,7 +124,8 @@ class SenderProtocol(_Side):
         self.have: dict[int, m.Prefix] = {}
         self._starts: dict[int, int] = {}
 
-    def start(self) -> list[bytes]:
+    def start(self) -> Iterator[bytes]:
+        """The offer's messages, one at a time (see :meth:`~p2pshare.messages.Offer.frames`)."""
         return self.offer.frames()
 
     @property
@@ -146,13 +144,14 @@ class SenderProtocol(_Side):
         index = self.current
         if index is None:
             return 0
-        size = self.offer.files[index].size
+        size = self.offer.files.size(index)
         return None if size is None else size - self.sent_in_file
 
     @property
     def held_prefixes(self) -> list[m.Prefix | None]:
-        """What the receiver holds of each entry that carries data, in sending order."""
-        return [self.have.get(i) for i in self._order]
+        """What the receiver holds of each entry that carries data, in sending order (empty
+        when it holds nothing: no list of a million Nones)."""
+        return [self.have.get(i) for i in self._order] if self.have else []
 
     def can_send(self, nbytes: int) -> bool:
         """Whether the receiver's credit covers ``nbytes`` more."""
@@ -251,7 +250,7 @@ class SenderProtocol(_Side):
         position, records = self._position, []
         for payload, digest in files:
             index = self._order[position] if position < len(self._order) else None
-            size = None if index is None else self.offer.files[index].size
+            size = None if index is None else self.offer.files.size(index)
             starts = index is not None and self._starts.get(index, 0) == 0
             if (
                 not starts
@@ -313,15 +312,17 @@ class SenderProtocol(_Side):
         return m.encode(m.DataEnd(index, size, digest, payload))
 
 
-DEFAULT_MAX_OFFER_ENTRIES = 200_000
+DEFAULT_MAX_OFFER_ENTRIES = 2_000_000
 """Entries a receiver takes in one offer unless told otherwise: every entry costs memory
-before anything is shown (575-900 bytes each, measured), and the sender chooses how many
-there are. 200,000 takes a source tree or a photo library of 100,000 files with room to
-spare (issue 31) and keeps a receiver at both caps near 200 MiB (docs/performance.md,
-"Scale"); a larger tree needs ``--max-entries`` until entries are streamed."""
-DEFAULT_MAX_OFFER_BYTES = 24 * 1024 * 1024
-"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise
-(200,000 entries of ~125 bytes of JSON each)."""
+before anything is shown and while the transfer runs (the manifest's columns and the name
+check's hashes, ~100 bytes an entry plus its path; docs/performance.md, "Scale"), and the
+sender chooses how many there are. Two million takes a tree of a million files with room to
+spare (issue 31)."""
+DEFAULT_MAX_OFFER_BYTES = 256 * 1024 * 1024
+"""Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise:
+the messages are not kept (each is parsed into the manifest as it comes), but the paths in
+them are, so this bounds what a sender's long names can make the receiver hold (a million
+entries of a typical tree are ~100 MB of messages)."""
 
 
 class ReceiverProtocol(_Side):
@@ -336,15 +337,21 @@ class ReceiverProtocol(_Side):
         self,
         max_entries: int = DEFAULT_MAX_OFFER_ENTRIES,
         max_offer_bytes: int = DEFAULT_MAX_OFFER_BYTES,
+        check_names: bool = False,
     ) -> None:
         self.max_entries = max_entries
         self.max_offer_bytes = max_offer_bytes
+        self.check_names = check_names
+        """Check each entry's name as it arrives (:class:`~p2pshare.files.OfferCheck`): the
+        first bad one refuses the offer before the rest is held. The receiver does; the
+        protocol's own tests and vectors see the offer whole, as the page's does."""
         self._offer_bytes = 0
         self._state = _State.OFFERING
         self.offer: m.Offer | None = None
         self._head: m.OfferHead | None = None
-        self._entries: list[m.FileEntry] = []
-        self._order: list[int] = []
+        self._entries = Manifest()
+        self._check: OfferCheck | None = None
+        self._order: Sequence[int] = ()
         self._position = 0  # into _order: the entry being received
         self.received_in_file = 0
         self.outstanding = 0  # credit granted and not yet used by the sender
@@ -386,7 +393,7 @@ class ReceiverProtocol(_Side):
             if self._position >= len(self._order):
                 raise ProtocolError("more files than offered")
             index = self._order[self._position]
-            size = self.offer.files[index].size
+            size = self.offer.files.size(index)
             if len(self._starts) < len(self._have):
                 # First the sender says where each entry we hold a prefix of starts.
                 due = self._have[len(self._starts)]
@@ -437,7 +444,7 @@ class ReceiverProtocol(_Side):
             if self._position >= len(self._order):
                 raise ProtocolError("more files than offered")
             index = self._order[self._position]
-            size = self.offer.files[index].size
+            size = self.offer.files.size(index)
             if record.payload:
                 self._take(index, size, record.payload)
             self._end(index, size, record.index, record.size, record.sha256)
@@ -459,19 +466,26 @@ class ReceiverProtocol(_Side):
         return FileEnded(index, digest)
 
     def _collect(self, entries: tuple[m.FileEntry, ...]) -> list[Event]:
-        assert self._head is not None
-        self._entries.extend(entries)
-        if len(self._entries) > self._head.count:
-            raise ProtocolError("the sender offered more entries than it declared")
-        if len(self._entries) < self._head.count:
-            return []
         head = self._head
-        offer = m.Offer(tuple(self._entries), compression=head.compression, hashes=head.hashes)
-        if offer.total_bytes != self._head.total:
+        assert head is not None
+        collected = self._entries
+        if len(collected) + len(entries) > head.count:
+            raise ProtocolError("the sender offered more entries than it declared")
+        if self.check_names and self._check is None:
+            self._check = OfferCheck(collected, head.count)
+        check = self._check
+        for entry in entries:
+            if check is not None:
+                check.add(entry)
+            collected.append(entry)
+        if len(collected) < head.count:
+            return []
+        offer = m.Offer(collected, compression=head.compression, hashes=head.hashes)
+        if offer.total_bytes != head.total:
             raise ProtocolError("the offer's total does not match its entries")
         self.offer = offer
-        self._order = _data_indexes(offer)
-        self._entries = []
+        self._order = offer.files.data_indexes()
+        self._check = None
         return [OfferReceived(offer)]
 
     def accept(
@@ -530,7 +544,7 @@ class ReceiverProtocol(_Side):
         self._unacked += 1
         if self.received_all:
             return []
-        size = self.offer.files[index].size
+        size = self.offer.files.size(index)
         if not (self._unacked >= ACK_EVERY_FILES or size is None or size >= self.window // 4):
             return []
         self._unacked = 0

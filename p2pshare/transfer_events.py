@@ -78,3 +78,24 @@ Event = (
     | Finished
     | PeerAborted
 )
+
+
+class Digests:
+    """The digests of the files verified: only the one of a single file is reported, so a
+    count and the first are all that is kept (not 113 bytes a file for a million files)."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+
+    def add(self, digest: str) -> None:
+        if self.first is None:
+            self.first = digest
+        self.count += 1
+
+    @property
+    def only(self) -> str | None:
+        """The digest of the only file, or None when there were none or several."""
+        return self.first if self.count == 1 else None

@@ -186,7 +186,7 @@ def offer_at_caps() -> list[bytes]:
     """The largest offer a receiver takes by default: 50,000 entries in just under 8 MiB of
     messages (for measuring the receiver's memory before the prompt)."""
     entries = tuple(m.FileEntry(f"d{i % 100:02d}/{'n' * 122}{i:06d}", 1) for i in range(50_000))
-    return m.Offer(entries).frames()
+    return list(m.Offer(entries).frames())
 
 
 async def main(server: str, case: str) -> None:

@@ -185,7 +185,7 @@ def test_compression_not_offered_is_not_used() -> None:
 def test_large_manifest_is_sent_in_batches() -> None:
     """10,000 entries do not fit one message: the offer arrives in several, all under 64 KiB."""
     big = m.Offer(tuple(m.FileEntry(f"dir/file-{i:05}.txt", 1024) for i in range(10_000)))
-    frames = big.frames()
+    frames = list(big.frames())
     assert len(frames) > 1 and all(len(f) <= 64 * 1024 for f in frames)
     receiver = transfer.ReceiverProtocol()
     events = [e for f in frames for e in receiver.receive(f)]
@@ -281,7 +281,7 @@ def test_second_offer_is_refused() -> None:
     receiver = transfer.ReceiverProtocol()
     deliver_offer(receiver, offer(5))
     with pytest.raises(ProtocolError):
-        receiver.receive(offer(6).frames()[0])
+        receiver.receive(next(offer(6).frames()))
 
 
 def test_file_end_for_the_wrong_file_is_refused() -> None:
@@ -645,7 +645,7 @@ def test_the_sender_lists_held_prefixes_in_sending_order() -> None:
 
 def _offer_frames(count: int, name_chars: int = 8) -> list[bytes]:
     entries = tuple(m.FileEntry(f"{i:0{name_chars}d}", 1) for i in range(count))
-    return transfer.SenderProtocol(m.Offer(entries)).start()
+    return list(transfer.SenderProtocol(m.Offer(entries)).start())
 
 
 def test_an_offer_declaring_too_many_entries_is_declined_on_its_first_message() -> None:

@@ -465,6 +465,13 @@ def _jsonable(value: Any) -> Any:
 
 def message_fields(message: Any) -> Json:
     """The decoded fields of a message, as JSON (bytes as hex, tuples as lists)."""
+    if isinstance(message, m.Offer):  # not a dataclass: its entries are a Manifest
+        return {
+            "files": [dataclasses.asdict(entry) for entry in message.files],
+            "version": message.version,
+            "compression": list(message.compression),
+            "hashes": list(message.hashes),
+        }
     fields: Json = _jsonable(dataclasses.asdict(message))
     if isinstance(message, m.Accept) and not message.batch:
         # Written only when true, as on the wire: the page's decoder has no such field.
@@ -674,8 +681,8 @@ def _invalid_frames() -> list[Json]:
         ),
         (_body(0x05, '{"index":0,"size":5,"sha256":"' + "g" * 64 + '"}'), "FileEnd sha256 not hex"),
         (
-            _body(0x05, '{"index":1000001,"size":5,"sha256":"' + SHA_OF_HELLO + '"}'),
-            "FileEnd index above 1,000,000",
+            _body(0x05, '{"index":10000001,"size":5,"sha256":"' + SHA_OF_HELLO + '"}'),
+            "FileEnd index above 10,000,000",
         ),
         (
             _body(0x05, '{"index":0,"size":4611686018427387905,"sha256":"' + SHA_OF_HELLO + '"}'),
@@ -749,12 +756,12 @@ def _invalid_frames() -> list[Json]:
         ("1200000000" + "28b52ffd", "DataZ raw_len 0"),
         ("1200100001" + "28b52ffd", "DataZ raw_len 1 MiB + 1"),
         ("11" + "00" * 43, "DataEnd header truncated (43 of 44 bytes)"),
-        ("11" + "000f4241" + "00" * 8 + "00" * 32, "DataEnd index 1,000,001"),
+        ("11" + "00989681" + "00" * 8 + "00" * 32, "DataEnd index 10,000,001"),
         ("11" + "00000000" + "4000000000000001" + "00" * 32, "DataEnd size 2^62 + 1"),
         ("13", "DataBatch without a record"),
         ("13" + "00" * 47, "DataBatch record header truncated (47 of 48 bytes)"),
         ("13" + "00" * 44 + "00000002" + "61", "DataBatch record longer than the frame"),
-        ("13" + "000f4241" + "00" * 44, "DataBatch record index 1,000,001"),
+        ("13" + "00989681" + "00" * 44, "DataBatch record index 10,000,001"),
     ]
     out = []
     for case in cases:

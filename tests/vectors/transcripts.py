@@ -127,7 +127,7 @@ def _abort(args: Json) -> list[bytes]:
 def _sender_call(side: SenderProtocol, method: str, args: Json) -> list[bytes]:
     b = bytes.fromhex
     calls: dict[str, Callable[[], list[bytes]]] = {
-        "start": side.start,
+        "start": lambda: list(side.start()),
         "resume": lambda: [side.resume(args["index"], args["offset"])],
         "data": lambda: [side.data(b(args["payload"]))],
         "data_z": lambda: [side.data_z(args["raw_len"], b(args["payload"]))],

@@ -9,7 +9,7 @@ import { isObject, JsonError, JsonFloat, parse, stringify } from "./json.js";
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_FILE_BYTES = 2n ** 62n;
-export const MAX_ENTRIES = 1_000_000;
+export const MAX_ENTRIES = 10_000_000;
 export const MAX_TEXT_CHARS = 1024;
 export const MAX_TEXT_BYTES = 1024 * 1024;
 export const MAX_DATAZ_RAW_BYTES = 1024 * 1024;
