@@ -225,9 +225,8 @@ class Tree:
         return fd
 
     def make_dirs(self) -> None:
-        for entry, parts in zip(self.offer.files, self.layout.parts, strict=True):
-            if entry.kind == "dir":
-                self._dir(parts)
+        for index in self.offer.files.dir_indexes():  # not a FileEntry for each file
+            self._dir(self.layout.parts[index])
 
     def begin(self, index: int) -> None:
         offset = self._starts.pop(index, None)
@@ -539,11 +538,9 @@ class Tree:
         """Give the directories this transfer created their modes and times, deepest first
         (writing inside changes them). A directory that existed before is left exactly as
         it was: a sender must not open (or close) the receiver's own directories."""
-        entries = [
-            (p, e)
-            for e, p in zip(self.offer.files, self.layout.parts, strict=True)
-            if e.kind == "dir" and p in self._created
-        ]
+        files, layout = self.offer.files, self.layout
+        entries = [(layout.parts[i], files[i]) for i in files.dir_indexes()]
+        entries = [(p, e) for p, e in entries if p in self._created]
         self._finished = True
         for parts, entry in sorted(entries, key=lambda pe: -len(pe[0])):
             parent = self._dir(parts[:-1])
