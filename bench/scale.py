@@ -194,7 +194,19 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                     f"- {r['label']}: p2pshare is "
                     f"{other['seconds'] / r['seconds']:.2f}x as fast as {other['method']}"
                 )
-    return "\n".join(lines + (["", *ratios] if ratios else [])) + "\n"
+    overall = []
+    for name in SERIES:
+        for method in METHODS:
+            points = sorted(
+                (r["x"], r["seconds"]) for r in rows if (r["series"], r["method"]) == (name, method)
+            )
+            if len(points) > 2 and name != "depth":
+                (x1, y1), (x2, y2) = points[0], points[-1]
+                overall.append(
+                    f"- {name}, {method}: slope {slope(x1, y1, x2, y2):.2f} from {x1:,} to {x2:,}"
+                )
+    notes = ratios + overall
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
 def chart(rows: list[dict[str, Any]], path: Path) -> bool:
@@ -276,9 +288,13 @@ def main() -> None:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 src.rename(base / f"done-input-{k}")
+        write_report(rows, args)  # before the removal: a million files take minutes
         print("removing the inputs and outputs...", flush=True)
         for done in base.glob("done-*"):
             subprocess.run(["rm", "-rf", str(done)], check=True)
+
+
+def write_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
@@ -289,7 +305,7 @@ def main() -> None:
     (out_dir / f"scale-{stamp}.md").write_text(table)
     png = chart(rows, out_dir / f"scale-{stamp}.png")
     print(table)
-    print(f"wrote bench/results/scale-{stamp}.json, .md{', .png' if png else ''}")
+    print(f"wrote bench/results/scale-{stamp}.json, .md{', .png' if png else ''}", flush=True)
 
 
 if __name__ == "__main__":
