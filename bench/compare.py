@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2pshare_run import as_installed, wait_usage  # noqa: E402  (this script's own directory)
 
+from tests.cli_helpers import measured, peak_rss  # noqa: E402
 from tests.speedlab import speed_link  # noqa: E402
 
 PY = sys.executable
@@ -62,15 +63,29 @@ KINDS = ("random", "compressible", "small-files")
 Usage = dict[str, float]
 
 
+_RSS_FILES: dict[int, Path] = {}
+"""Where /usr/bin/time writes each running command's peak RSS, by pid."""
+
+
 def _wait(proc: subprocess.Popen[Any]) -> Usage:
     usage = wait_usage(proc)
+    rss_file = _RSS_FILES.pop(proc.pid)
+    # wait4's figure is the largest process of the tree, the fork before exec included,
+    # which mirrors this (large, after making a million files) script: time's is the
+    # command's own.
+    usage["rss_mib"] = peak_rss(rss_file) / MIB
+    rss_file.unlink()
     if proc.returncode:
         raise RuntimeError(f"{proc.args!r} exited {proc.returncode}")
     return usage
 
 
 def _in(ns: str, *args: str, **kw: Any) -> subprocess.Popen[Any]:
-    return subprocess.Popen(["ip", "netns", "exec", ns, *args], **kw)
+    fd, name = tempfile.mkstemp(prefix="p2pshare-rss-")
+    os.close(fd)
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, *measured(list(args), Path(name))], **kw)
+    _RSS_FILES[proc.pid] = Path(name)
+    return proc
 
 
 # -- inputs -----------------------------------------------------------------------------------

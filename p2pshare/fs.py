@@ -22,6 +22,9 @@ PREFIX_READ_BYTES = 1024 * 1024
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+UNNAMED_FILE_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | getattr(os, "O_CLOEXEC", 0)
+"""A file without a name in the directory opened (Linux's ``O_TMPFILE``): named later, once
+complete, by :func:`link_unnamed`. Without ``O_EXCL``, which would forbid naming it."""
 
 
 def _read_umask() -> int:
@@ -135,6 +138,42 @@ def release_written(fd: int, offset: int, length: int, using: Writeback = AVAILA
     except OSError as exc:  # the advice is only advice; it consumes no writeback error
         if exc.errno not in (errno.EINVAL, errno.ESPIPE, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
+
+
+_AT_EMPTY_PATH = 0x1000
+
+
+def _linkat() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """Linux's ``linkat`` (Python's ``os.link`` cannot name a descriptor), or None elsewhere."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "O_TMPFILE"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).linkat
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+    call.restype = ctypes.c_int
+    return cast("Callable[[int, bytes, int, bytes, int], int]", call)
+
+
+_LINKAT = _linkat()
+UNNAMED_FILES = _LINKAT is not None
+"""Whether :data:`UNNAMED_FILE_FLAGS` and :func:`link_unnamed` may be tried here (each file
+system and kernel may still refuse them: see :func:`link_unnamed`)."""
+
+
+def link_unnamed(fd: int, dir_fd: int, name: str) -> int:
+    """Give the unnamed file ``fd`` (opened with :data:`UNNAMED_FILE_FLAGS`) the name ``name``
+    in ``dir_fd``; never replaces anything (EEXIST), never follows a link. 0 or the errno
+    (called without the GIL).
+
+    ENOENT from a directory that is still there means this kernel refuses ``AT_EMPTY_PATH``
+    to unprivileged callers (before Linux 6.10); EPERM, a sandbox refusing the call."""
+    if _LINKAT is None:
+        return errno.ENOSYS
+    if _LINKAT(fd, b"", dir_fd, os.fsencode(name), _AT_EMPTY_PATH) == 0:
+        return 0
+    return ctypes.get_errno()
 
 
 def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:

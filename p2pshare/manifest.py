@@ -171,6 +171,13 @@ class Manifest(Sequence[FileEntry]):
         dir_code = _KIND_CODES["dir"]
         return array("q", (i for i, kind in enumerate(self._kinds) if kind != dir_code))
 
+    def dir_indexes(self) -> array[int]:
+        """The directory entries, in order (a pass over one byte an entry)."""
+        dir_code = _KIND_CODES["dir"]
+        if not self.dirs:
+            return array("q")
+        return array("q", (i for i, kind in enumerate(self._kinds) if kind == dir_code))
+
     def _entry(self, index: int) -> FileEntry:
         mtime = self._mtimes[index]
         return FileEntry(

@@ -46,6 +46,10 @@ class Sink(Protocol):
     def finish(self, index: int, expected: str) -> str:
         """Verify the current entry and put it in place; its digest."""
 
+    def write_whole(self, index: int, payload: bytes, expected: str) -> str | None:
+        """Entry ``index`` whole: verify it and put it in place in one go; its digest, or
+        None if it must go through :meth:`begin`, :meth:`write` and :meth:`finish`."""
+
     def finish_dirs(self) -> None:
         """Every file is in place: give the directories their modes and times."""
 
@@ -90,6 +94,9 @@ class StreamSink:
                 f"{digests.label(self.hash)}"
             )
         return digest
+
+    def write_whole(self, index: int, payload: bytes, expected: str) -> str | None:
+        return None
 
     def make_dirs(self) -> None:
         pass
@@ -241,10 +248,14 @@ def _write_batch(
     verified = []
     nbytes = 0
     for n, (index, payload, digest) in enumerate(files):
+        nbytes += len(payload)
         if n or not first_begun:
+            whole = sink.write_whole(index, payload, digest)
+            if whole is not None:
+                verified.append((index, whole))
+                continue
             sink.begin(index)
         if payload:
             sink.write(payload)
-            nbytes += len(payload)
         verified.append((index, sink.finish(index, digest)))
     return BatchVerified(nbytes, tuple(verified))

@@ -318,7 +318,7 @@ before anything is shown and while the transfer runs (the manifest's columns and
 check's hashes, ~100 bytes an entry plus its path; docs/performance.md, "Scale"), and the
 sender chooses how many there are. Two million takes a tree of a million files with room to
 spare (issue 31)."""
-DEFAULT_MAX_OFFER_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_OFFER_BYTES = 192 * 1024 * 1024
 """Encoded size of the whole offer (all its messages) a receiver takes unless told otherwise:
 the messages are not kept (each is parsed into the manifest as it comes), but the paths in
 them are, so this bounds what a sender's long names can make the receiver hold (a million

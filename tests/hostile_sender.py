@@ -154,8 +154,9 @@ def cases() -> dict[str, tuple[list[bytes], list[bytes]]]:
                     m.encode(m.DataEnd(1, 3, hashlib.sha256(b"xyz").hexdigest(), b"xyz")),
                 ],
             ),
-            # Declares a million entries: declined on the first message, nothing collected.
-            "million-entries": ([offer(entry("a"), count=1_000_000, total=1_000_000)], []),
+            # Declares more entries than a receiver takes by default (2,000,000): declined on
+            # the first message, nothing collected.
+            "million-entries": ([offer(entry("a"), count=3_000_000, total=3_000_000)], []),
             "empty-message": ([offer(entry("e.txt", 3))], [b""]),
             "home-ssh-key": (
                 [offer(entry(".ssh", 0, "dir"), entry(".ssh/authorized_keys", 3))],

@@ -43,6 +43,9 @@ def test_a_manifest_gives_back_the_entries_it_was_given(given_entries: list[m.Fi
     assert list(manifest.data_indexes()) == [
         i for i, e in enumerate(given_entries) if e.carries_data
     ]
+    assert list(manifest.dir_indexes()) == [
+        i for i, e in enumerate(given_entries) if e.kind == "dir"
+    ]
     if given_entries:
         assert manifest[-1] == given_entries[-1]
         assert manifest.path(0) == given_entries[0].path

@@ -158,23 +158,61 @@ function frame(type, obj) {
 
 /** Offer.frames(): the head with the first batch of entries, then OfferMore batches. */
 export function offerFrames(files, compression = [], hashes = []) {
-  const batches = [[]];
-  let used = 0;
+  const batches = new OfferBatches();
+  for (const entry of files) batches.add(entry);
+  return [...batches.frames(files, compression, hashes)];
+}
+
+/** offerFrames for a page: the same frames, built in slices of about `sliceMs` with the
+ * event loop run in between (a tree of 50,000 entries took a second in one task). */
+export async function offerFramesYielding(files, compression = [], hashes = [], sliceMs = 10) {
+  const batches = new OfferBatches();
+  let since = performance.now();
+  const breathe = async () => {
+    if (performance.now() - since < sliceMs) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    since = performance.now();
+  };
   for (const entry of files) {
+    batches.add(entry);
+    await breathe();
+  }
+  const out = [];
+  for (const f of batches.frames(files, compression, hashes)) {
+    out.push(f);
+    await breathe();
+  }
+  return out;
+}
+
+/** Entries gathered into batches of at most OFFER_BATCH_BYTES of JSON. */
+class OfferBatches {
+  constructor() {
+    this.batches = [[]];
+    this.used = 0;
+  }
+
+  add(entry) {
     const obj = entryToJson(entry);
     const cost = utf8(stringify(obj, false)).length + 1;
-    if (batches[batches.length - 1].length && used + cost > OFFER_BATCH_BYTES) {
+    const batches = this.batches;
+    if (batches[batches.length - 1].length && this.used + cost > OFFER_BATCH_BYTES) {
       batches.push([]);
-      used = 0;
+      this.used = 0;
     }
     batches[batches.length - 1].push(obj);
-    used += cost;
+    this.used += cost;
   }
-  const [first, ...rest] = batches;
-  const head = { v: PROTOCOL_VERSION, count: files.length, total: totalBytes(files), files: first };
-  if (compression.length) head.compression = [...compression];
-  if (hashes.length) head.hash = [...hashes];
-  return [frame(T.OFFER, head), ...rest.map((b) => frame(T.OFFER_MORE, { files: b }))];
+
+  /** The frames, one at a time (each is a batch's JSON). */
+  *frames(files, compression, hashes) {
+    const [first, ...rest] = this.batches;
+    const head = { v: PROTOCOL_VERSION, count: files.length, total: totalBytes(files), files: first };
+    if (compression.length) head.compression = [...compression];
+    if (hashes.length) head.hash = [...hashes];
+    yield frame(T.OFFER, head);
+    for (const b of rest) yield frame(T.OFFER_MORE, { files: b });
+  }
 }
 
 /** An optional short list of short names (codecs, hashes); unknown ones are kept. */

@@ -9,7 +9,7 @@ import { closestWord, parseCode, unknownWords, verificationWords, wordsFrom } fr
 import { setUpStreaming } from "./download.js";
 import { startHashing } from "./hashing.js";
 import { serverUrlFor } from "./rendezvous.js";
-import { checkOwnOffer, entriesFor } from "./sender.js";
+import { checkOwnOfferYielding, entriesForYielding } from "./sender.js";
 import { abortFrame } from "./transfer.js";
 import { receiveFiles, sendFiles } from "./session.js";
 import { describeError, formatBytes, receiveCommand, Ui } from "./ui.js";
@@ -167,20 +167,21 @@ el["code-anyway"].addEventListener("click", () => {
 });
 el.code.addEventListener("input", () => ui.codeProblem(""));
 
-el["send-form"].addEventListener("submit", (e) => {
+el["send-form"].addEventListener("submit", async (e) => {
   e.preventDefault();
   if (!chosen.length) {
     ui.sendProblem("Choose files (or a folder) to send first.");
     return;
   }
+  const files = chosen; // what was checked is what is sent, whatever is chosen meanwhile
   try {
-    checkOwnOffer(entriesFor(chosen).map((s) => s.entry));
+    await checkOwnOfferYielding((await entriesForYielding(files)).map((s) => s.entry));
   } catch (error) {
     ui.sendProblem(describeError(error));
     return;
   }
   ui.sendProblem("");
-  send(chosen);
+  send(files);
 });
 for (const id of ["files", "folder"]) {
   el[id].addEventListener("change", () => {

@@ -90,46 +90,51 @@ function repr(text) {
 
 /** Refuse one path component that could escape, mislead or fail on some system. */
 export function checkComponent(part) {
-  const shown = quoted(printable(part));
+  const shown = () => quoted(printable(part)); // only for a refusal: printable() is not cheap
   if (part === "" || part === "." || part === "..") {
-    throw new UnsafeNameError(`refused unsafe name ${shown}: empty, '.' or '..' component`);
+    throw new UnsafeNameError(`refused unsafe name ${shown()}: empty, '.' or '..' component`);
   }
   if (utf8Length(part) > MAX_COMPONENT_BYTES) {
-    throw new UnsafeNameError(`refused unsafe name ${shown}: longer than 255 bytes`);
+    throw new UnsafeNameError(`refused unsafe name ${shown()}: longer than 255 bytes`);
   }
   for (const ch of part) {
-    if (FORBIDDEN.has(ch)) throw new UnsafeNameError(`refused unsafe name ${shown}: contains ${repr(ch)}`);
+    if (FORBIDDEN.has(ch)) throw new UnsafeNameError(`refused unsafe name ${shown()}: contains ${repr(ch)}`);
     if (INVISIBLE.test(ch)) {
-      throw new UnsafeNameError(`refused unsafe name ${shown}: contains control or invisible character`);
+      throw new UnsafeNameError(`refused unsafe name ${shown()}: contains control or invisible character`);
     }
   }
   const chars = [...part];
   const last = chars[chars.length - 1];
   if (last === "." || isSpace(last) || isSpace(chars[0])) {
-    throw new UnsafeNameError(`refused unsafe name ${shown}: leading space or trailing dot or space`);
+    throw new UnsafeNameError(`refused unsafe name ${shown()}: leading space or trailing dot or space`);
   }
   if (chars.some((ch) => DRAWS_NOTHING.has(ch.codePointAt(0)))) {
-    throw new UnsafeNameError(`refused unsafe name ${shown}: contains a character that draws nothing`);
+    throw new UnsafeNameError(`refused unsafe name ${shown()}: contains a character that draws nothing`);
   }
   if (casefold(part).startsWith(RESERVED_PREFIX)) {
-    throw new UnsafeNameError(`refused unsafe name ${shown}: names starting with ${RESERVED_PREFIX} are p2pshare's own`);
+    throw new UnsafeNameError(`refused unsafe name ${shown()}: names starting with ${RESERVED_PREFIX} are p2pshare's own`);
   }
   const stem = part.split(".")[0].replace(/ +$/, "").toUpperCase();
   if (WINDOWS_DEVICES.has(stem)) {
-    throw new UnsafeNameError(`refused unsafe name ${shown}: reserved device name on Windows`);
+    throw new UnsafeNameError(`refused unsafe name ${shown()}: reserved device name on Windows`);
   }
 }
 
-/** Split a relative POSIX path from an offer into checked components, or refuse it. */
-export function checkPath(path) {
-  const shown = quoted(printable(path));
-  if (!path || path.startsWith("/")) throw new UnsafeNameError(`refused unsafe path ${shown}: empty or absolute`);
+/** Split a relative POSIX path from an offer into checked components, or refuse it.
+ * `passed`: a Set of components already checked (a tree repeats its folder names). */
+export function checkPath(path, passed = null) {
+  const shown = () => quoted(printable(path));
+  if (!path || path.startsWith("/")) throw new UnsafeNameError(`refused unsafe path ${shown()}: empty or absolute`);
   if (utf8Length(path) > MAX_PATH_BYTES) {
-    throw new UnsafeNameError(`refused unsafe path ${shown}: longer than 4096 bytes`);
+    throw new UnsafeNameError(`refused unsafe path ${shown()}: longer than 4096 bytes`);
   }
   const parts = path.split("/");
-  if (parts.length > MAX_DEPTH) throw new UnsafeNameError(`refused unsafe path ${shown}: nested too deep`);
-  for (const part of parts) checkComponent(part);
+  if (parts.length > MAX_DEPTH) throw new UnsafeNameError(`refused unsafe path ${shown()}: nested too deep`);
+  for (const part of parts) {
+    if (passed?.has(part)) continue;
+    checkComponent(part);
+    passed?.add(part);
+  }
   return parts;
 }
 
@@ -146,40 +151,74 @@ function casefold(text) {
   return text.toUpperCase().toLowerCase();
 }
 
-/** Check every entry of an offer; return their components, or refuse the whole offer. */
-export function checkOffer(files) {
-  const kinds = new Map();
-  const names = new Map();
-  const checked = [];
-  for (const entry of files) {
-    if (entry.kind === "text" && files.length !== 1) {
+/** Checks an offer entry by entry (checkOffer, checkOfferYielding): what it saw so far is
+ * kept to refuse two names for one file. */
+class OfferCheck {
+  constructor(count) {
+    this.count = count;
+    this.kinds = new Map();
+    this.names = new Map();
+    this.passed = new Set();
+    this.parents = new Set(); // parent paths already known to be directories
+  }
+
+  add(entry) {
+    const { kinds, names } = this;
+    if (entry.kind === "text" && this.count !== 1) {
       throw new UnsafeNameError("refused offer: a text message must come alone");
     }
-    const parts = checkPath(entry.path);
-    const shown = quoted(printable(entry.path));
+    const parts = checkPath(entry.path, this.passed);
+    const shown = () => quoted(printable(entry.path));
+    let parent = "";
     for (let depth = 1; depth < parts.length; depth++) {
-      const parent = parts.slice(0, depth).join("/");
+      parent = depth === 1 ? parts[0] : `${parent}/${parts[depth - 1]}`;
+      if (this.parents.has(parent)) continue;
       const key = collisionKey(parent);
       if ((kinds.get(key) ?? "dir") !== "dir") {
         throw new UnsafeNameError(
-          `refused offer: ${shown} needs ${quoted(printable(parent))} to be a directory, ` +
+          `refused offer: ${shown()} needs ${quoted(printable(parent))} to be a directory, ` +
             "but the offer also sends it as a file",
         );
       }
       kinds.set(key, "dir");
       if (!names.has(key)) names.set(key, parent);
+      this.parents.add(parent);
     }
     const key = collisionKey(entry.path);
     const kind = entry.kind === "dir" ? "dir" : "file";
     if (kinds.has(key) && (kind === "file" || kinds.get(key) === "file")) {
       throw new UnsafeNameError(
-        `refused offer: ${shown} and ${quoted(printable(names.get(key)))} name the same ` +
+        `refused offer: ${shown()} and ${quoted(printable(names.get(key)))} name the same ` +
           "file (or a file and a directory)",
       );
     }
     kinds.set(key, kind);
     names.set(key, entry.path);
-    checked.push(parts);
+    return parts;
   }
-  return checked;
+}
+
+/** Check every entry of an offer; return their components, or refuse the whole offer. */
+export function checkOffer(files) {
+  const check = new OfferCheck(files.length);
+  return files.map((entry) => check.add(entry));
+}
+
+/** Let the page's event loop run (input, rendering, the data channel's messages). */
+export function yieldToEventLoop() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** checkOffer for a page: the same checks, in slices of about `sliceMs` with the event loop
+ * run in between, so that a large offer does not freeze the tab. Resolves to nothing. */
+export async function checkOfferYielding(files, sliceMs = 10) {
+  const check = new OfferCheck(files.length);
+  let since = performance.now();
+  for (const entry of files) {
+    check.add(entry);
+    if (performance.now() - since >= sliceMs) {
+      await yieldToEventLoop();
+      since = performance.now();
+    }
+  }
 }

@@ -6,7 +6,7 @@ import { parseCode } from "./codes.js";
 import { StreamedDownload, streamingAvailable } from "./download.js";
 import { DeclinedError } from "./errors.js";
 import { IntegrityError } from "./frames.js";
-import { checkOffer, printable, terminalSafe } from "./names.js";
+import { checkOfferYielding, printable, terminalSafe } from "./names.js";
 import { RECEIVER } from "./pake.js";
 import { pairAndConnect } from "./pairing.js";
 import { RendezvousClient } from "./rendezvous.js";
@@ -20,11 +20,11 @@ export function summarise(files) {
   const tops = [];
   const seen = new Set();
   for (const entry of files) {
-    const parts = entry.path.split("/");
-    const top = printable(parts[0]) + (parts.length > 1 || entry.kind === "dir" ? "/" : "");
-    if (!seen.has(top)) {
-      seen.add(top);
-      tops.push(top);
+    const slash = entry.path.indexOf("/");
+    const raw = slash < 0 ? entry.path + (entry.kind === "dir" ? "/" : "") : entry.path.slice(0, slash + 1);
+    if (!seen.has(raw)) {
+      seen.add(raw); // printable() only once a name: it is not cheap
+      tops.push(raw.endsWith("/") ? printable(raw.slice(0, -1)) + "/" : printable(raw));
     }
   }
   const dirs = files.filter((e) => e.kind === "dir").length;
@@ -106,14 +106,14 @@ async function receiveEntries(link, confirm, onEvent) {
       if (event.type === "peer-aborted") throw event.error;
       if (event.type === "offer") offer = event.files;
       else if (event.type === "chunk") {
-        const sink = sinks.get(event.index);
+        const sink = sinkFor(event.index);
         await sink.write(event.payload, asZip);
         received += event.payload.length;
         const grant = proto.consumed(event.payload.length);
         if (grant) link.send(grant);
         progress(received, total);
       } else if (event.type === "file-ended") {
-        const sink = sinks.get(event.index);
+        const sink = sinkFor(event.index);
         const digest = await sink.hasher.digest();
         if (digest !== event.sha256) {
           throw new IntegrityError(`integrity failure: ${printable(offer[event.index].path)} does not match its SHA-256`);
@@ -143,6 +143,18 @@ async function receiveEntries(link, confirm, onEvent) {
     }
   };
   const wire = new Wire(link, handle);
+  // A file's sink is made when its data starts, and dropped once it is verified: nothing is
+  // held per file of the offer but the offer itself.
+  const sinkFor = (index) => {
+    let sink = sinks.get(index);
+    if (!sink) {
+      const e = offer[index];
+      if (download) sink = asZip ? new ZipStreamFile(download, zip, e) : new StreamFile(download);
+      else sink = new BlobFile(e.size);
+      sinks.set(index, sink);
+    }
+    return sink;
+  };
 
   try {
     return await wire.run(() => receiveMain());
@@ -154,7 +166,9 @@ async function receiveEntries(link, confirm, onEvent) {
 
   async function receiveMain() {
     await wire.until(() => offer !== null);
-    checkOffer(offer);
+    // The same checks as checkOffer, with the event loop run between slices: a tree of
+    // 50,000 entries took seconds in one task, and the tab froze (bench/page_tree.py).
+    await checkOfferYielding(offer);
     if (offer.some((e) => typeof e.size === "bigint")) {
       throw Object.assign(new Error("the offer is larger than a browser can receive"), { name: "declined" });
     }
@@ -173,17 +187,11 @@ async function receiveEntries(link, confirm, onEvent) {
         : await StreamedDownload.open(baseName(dataEntries[0].path), dataEntries[0].size);
     }
     sinks = new Map();
-    for (const [i, e] of offer.entries()) {
-      if (e.kind === "dir") {
-        if (!asZip) continue;
-        const header = zip.add({ path: e.path, size: 0, crc: 0, mode: e.mode, mtime: e.mtime, dir: true });
-        if (download) await download.write(header);
-        else zipParts.push(header);
-      } else if (download) {
-        sinks.set(i, asZip ? new ZipStreamFile(download, zip, e) : new StreamFile(download));
-      } else {
-        sinks.set(i, new BlobFile());
-      }
+    for (const e of offer) {
+      if (e.kind !== "dir" || !asZip) continue;
+      const header = zip.add({ path: e.path, size: 0, crc: 0, mode: e.mode, mtime: e.mtime, dir: true });
+      if (download) await download.write(header);
+      else zipParts.push(header);
     }
     // No zstd: a page decompressing would need a library and bounds; the protocol lets the
     // receiver decline, and the sender then sends raw data.

@@ -11,12 +11,13 @@ const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
 
 /** Holds one entry's bytes as Blob parts (the browser may keep large Blobs on disk). */
 export class BlobFile {
-  constructor() {
+  /** `sizeHint`: the declared size (small files are hashed in the page's thread). */
+  constructor(sizeHint = null) {
     this.batch = [];
     this.batchBytes = 0;
     this.blobs = [];
     this.size = 0;
-    this.hasher = createHash(); // in a Worker where possible (hashing.js)
+    this.hasher = createHash(sizeHint); // in a Worker where possible (hashing.js)
     this.crc = new Crc32();
   }
 
@@ -85,7 +86,7 @@ export class ZipStreamFile {
     this.zip = zip;
     this.entry = entry;
     this.size = 0;
-    this.hasher = createHash(); // in a Worker where possible (hashing.js)
+    this.hasher = createHash(entry.size); // in a Worker where possible (hashing.js)
     this.crc = new Crc32();
     this.begun = false;
   }

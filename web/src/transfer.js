@@ -18,7 +18,7 @@
 // {type: "file-ended", index, sha256}, {type: "file-acked", index}, {type: "finished"},
 // {type: "peer-aborted", error: Error}.
 
-import { decode, encode, HAVE_BATCH, IntegrityError, offerFrames, ProtocolError, totalBytes } from "./frames.js";
+import { decode, encode, HAVE_BATCH, IntegrityError, offerFrames, offerFramesYielding, ProtocolError, totalBytes } from "./frames.js";
 import { printable } from "./names.js";
 import { PeerError } from "./seal.js";
 
@@ -134,6 +134,11 @@ export class SenderProtocol {
 
   start() {
     return offerFrames(this.files, this.compressionOffered);
+  }
+
+  /** start() for a page: the same frames, built without holding the event loop for long. */
+  startYielding() {
+    return offerFramesYielding(this.files, this.compressionOffered);
   }
 
   /** Index of the entry being sent, or null when all were sent. */

@@ -358,12 +358,25 @@ export class Ui {
     el.message.className = "";
   }
 
-  chosen(files) {
-    const total = files.reduce((n, f) => n + f.size, 0);
-    let text = "";
-    if (files.length === 1) text = `${files[0].p2psharePath ?? (files[0].webkitRelativePath || files[0].name)}, ${formatBytes(total)}`;
-    else if (files.length) text = `${files.length} files, ${formatBytes(total)}`;
-    this.#set("chosen", text);
+  /** What is chosen: "3 files" at once, then their total size. A File's first `size` is a
+   * synchronous call to the browser (seconds for a folder of 10,000 files in one task), so the
+   * total is summed in slices with the event loop run in between. */
+  async chosen(files) {
+    const token = {};
+    this.choosing = token;
+    if (files.length !== 1) this.#set("chosen", files.length ? `${files.length} files` : "");
     if (files.length) this.sendProblem("");
+    let total = 0;
+    let since = performance.now();
+    for (const f of files) {
+      total += f.size;
+      if (performance.now() - since >= 10) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (this.choosing !== token) return; // chosen again meanwhile
+        since = performance.now();
+      }
+    }
+    if (files.length === 1) this.#set("chosen", `${files[0].p2psharePath ?? (files[0].webkitRelativePath || files[0].name)}, ${formatBytes(total)}`);
+    else if (files.length) this.#set("chosen", `${files.length} files, ${formatBytes(total)}`);
   }
 }

@@ -91,14 +91,83 @@ class Writer {
   }
 }
 
+/** Central directory records are gathered into chunks of about this size. */
+const CENTRAL_CHUNK_BYTES = 256 * 1024;
+
+/** The central directory record of one entry (ZIP64 extra field where it needs one). */
+function centralRecord(e) {
+  const bigSize = e.size >= MAX32;
+  const bigOffset = e.offset >= MAX32;
+  const extra = (bigSize ? 16 : 0) + (bigOffset ? 8 : 0);
+  const w = new Writer(46 + e.name.length + (extra ? 4 + extra : 0));
+  w.u32(0x02014b50);
+  w.u16((3 << 8) | 45);
+  w.u16(extra ? 45 : 20);
+  w.u16(e.streamed ? 0x0808 : 0x0800);
+  w.u16(0);
+  w.u16(e.time);
+  w.u16(e.date);
+  w.u32(e.crc);
+  w.u32(bigSize ? MAX32 : e.size);
+  w.u32(bigSize ? MAX32 : e.size);
+  w.u16(e.name.length);
+  w.u16(extra ? 4 + extra : 0);
+  w.u16(0);
+  w.u16(0);
+  w.u16(0);
+  const type = e.dir ? 0o040000 : 0o100000;
+  w.u32((((type | (e.mode & 0o777)) << 16) | (e.dir ? 0x10 : 0)) >>> 0);
+  w.u32(bigOffset ? MAX32 : e.offset);
+  w.raw(e.name);
+  if (extra) {
+    w.u16(0x0001);
+    w.u16(extra);
+    if (bigSize) {
+      w.u64(e.size);
+      w.u64(e.size);
+    }
+    if (bigOffset) w.u64(e.offset);
+  }
+  return w.bytes;
+}
+
 /**
  * Builds the archive. add() returns the header to put before the entry's data; finish()
  * returns the central directory. Parts in order: header, data, header, data, ..., directory.
+ * The central directory is written as entries are added, into chunks of CENTRAL_CHUNK_BYTES:
+ * per entry only its record's bytes are kept (no object per entry), and finish() has only
+ * the end records left to write (a tree of 50,000 files no longer ends with one long task).
  */
 export class ZipBuilder {
   constructor() {
-    this.entries = [];
     this.offset = 0;
+    this.count = 0;
+    this.centralBytes = 0;
+    this.chunks = []; // full chunks of central directory records
+    this.pending = []; // records not yet gathered into a chunk
+    this.pendingBytes = 0;
+  }
+
+  #central(e) {
+    const record = centralRecord(e);
+    this.count += 1;
+    this.centralBytes += record.length;
+    this.pending.push(record);
+    this.pendingBytes += record.length;
+    if (this.pendingBytes >= CENTRAL_CHUNK_BYTES) this.#gather();
+  }
+
+  #gather() {
+    if (!this.pending.length) return;
+    const chunk = new Uint8Array(this.pendingBytes);
+    let at = 0;
+    for (const record of this.pending) {
+      chunk.set(record, at);
+      at += record.length;
+    }
+    this.chunks.push(chunk);
+    this.pending = [];
+    this.pendingBytes = 0;
   }
 
   /** An entry: `path` (directories end in "/"), its size, CRC-32, mode and mtime (seconds). */
@@ -107,7 +176,7 @@ export class ZipBuilder {
     const zip64 = size >= MAX32 || this.offset >= MAX32;
     const { time, date } = dosTime(mtime);
     const local = localHeader(name, zip64, 0x0800, time, date, crc, size);
-    this.entries.push({ name, size, crc, mode, dir, time, date, offset: this.offset });
+    this.#central({ name, size, crc, mode, dir, time, date, offset: this.offset });
     this.offset += local.bytes.length + size;
     return local.bytes;
   }
@@ -142,53 +211,19 @@ export class ZipBuilder {
       w.u32(size);
       w.u32(size);
     }
-    this.entries.push({ ...e, size, crc });
+    this.#central({ ...e, size, crc });
     this.offset += size + w.bytes.length;
     return w.bytes;
   }
 
-  /** The central directory and end records. */
+  /** The central directory (a few chunks) and the end records. */
   finish() {
-    const parts = [];
-    let cdSize = 0;
-    for (const e of this.entries) {
-      const bigSize = e.size >= MAX32;
-      const bigOffset = e.offset >= MAX32;
-      const extra = (bigSize ? 16 : 0) + (bigOffset ? 8 : 0);
-      const w = new Writer(46 + e.name.length + (extra ? 4 + extra : 0));
-      w.u32(0x02014b50);
-      w.u16((3 << 8) | 45);
-      w.u16(extra ? 45 : 20);
-      w.u16(e.streamed ? 0x0808 : 0x0800);
-      w.u16(0);
-      w.u16(e.time);
-      w.u16(e.date);
-      w.u32(e.crc);
-      w.u32(bigSize ? MAX32 : e.size);
-      w.u32(bigSize ? MAX32 : e.size);
-      w.u16(e.name.length);
-      w.u16(extra ? 4 + extra : 0);
-      w.u16(0);
-      w.u16(0);
-      w.u16(0);
-      const type = e.dir ? 0o040000 : 0o100000;
-      w.u32((((type | (e.mode & 0o777)) << 16) | (e.dir ? 0x10 : 0)) >>> 0);
-      w.u32(bigOffset ? MAX32 : e.offset);
-      w.raw(e.name);
-      if (extra) {
-        w.u16(0x0001);
-        w.u16(extra);
-        if (bigSize) {
-          w.u64(e.size);
-          w.u64(e.size);
-        }
-        if (bigOffset) w.u64(e.offset);
-      }
-      parts.push(w.bytes);
-      cdSize += w.bytes.length;
-    }
+    this.#gather();
+    const parts = this.chunks;
+    this.chunks = [];
+    const cdSize = this.centralBytes;
     const cdOffset = this.offset;
-    const count = this.entries.length;
+    const count = this.count;
     if (count >= MAX16 || cdOffset >= MAX32 || cdSize >= MAX32) {
       const z = new Writer(56 + 20);
       z.u32(0x06064b50);
