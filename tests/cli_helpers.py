@@ -186,11 +186,11 @@ def hostile_peer(
         proc.wait()
 
 
-def interruptible_env() -> dict[str, str]:
+def interruptible_env(**extra: str) -> dict[str, str]:
     """For tests that act in the middle of a transfer (kill, Ctrl-C, fill the disk, cut the
     path): small packets. With large packets a 64 MiB loopback transfer ends in ~0.2 s, before
     the first throttled progress event a test could act on."""
-    return peer_env(P2PSHARE_LARGE_PACKETS="0")
+    return peer_env(P2PSHARE_LARGE_PACKETS="0", **extra)
 
 
 def start_pair(

@@ -252,6 +252,7 @@ def _burn(stop: Any) -> None:
         sum(i * i for i in range(10_000))
 
 
+@pytest.mark.alone  # its hogs take every core: another test beside it would starve
 @pytest.mark.timeout(400)
 def test_one_gib_with_both_cores_busy(tmp_path: Path) -> None:
     """With a CPU hog on every core, a 1 GiB transfer completes without a spurious

@@ -105,11 +105,18 @@ def lab_server(ns: str, host: str, redis: str | None = None) -> Iterator[str]:
 
 
 def peers(
-    url: str, payload: Path, out: Path, host_a: str, host_b: str, *extra: str
+    url: str,
+    payload: Path,
+    out: Path,
+    host_a: str,
+    host_b: str,
+    *extra: str,
+    small_packets: bool = True,
 ) -> tuple[Peer, Peer]:
     """A sender in ``host_a`` and a receiver in ``host_b`` through ``url``, small packets
-    (so the cut lands mid-transfer) and a 6 s silence deadline (a short test)."""
-    env = lab_env(P2PSHARE_LARGE_PACKETS="0", P2PSHARE_PEER_TIMEOUT_S="6")
+    (so the cut lands mid-transfer; ``small_packets=False`` where nothing is cut) and a 6 s
+    silence deadline (a short test)."""
+    env = lab_env(P2PSHARE_LARGE_PACKETS=str(int(not small_packets)), P2PSHARE_PEER_TIMEOUT_S="6")
     sender = Peer(
         ["send", str(payload), "--server", url, "--json", *extra],
         cwd=payload.parent,
@@ -177,11 +184,12 @@ def test_a_path_that_never_returns_ends_with_exit_7_and_the_partial_kept(
 ) -> None:
     """With the path gone for good, both sides give up once the reconnect budget is spent:
     exit 7, "partial data kept; send again to resume", the partial data still there; a later
-    send (a new code, once a path exists again) resumes from it."""
+    send (a new code, once a path exists again) resumes from it. A 2 s budget: attempts at 0
+    and 1 s, each failing on the cut path, are as good as the default's many."""
     out = tmp_path / "out"
     out.mkdir()
     with lossy_link(tmp_path, 0) as (_, host_a, host_b), lab_server(host_a, "10.8.0.1") as url:
-        sender, receiver = peers(url, payload, out, host_a, host_b, "--reconnect-s", "5")
+        sender, receiver = peers(url, payload, out, host_a, host_b, "--reconnect-s", "2")
         had = receiver.event("progress", where=lambda e: 0 < e["done"] < e["total"] // 2)
         cut((host_a, host_b))
         assert receiver.wait(90) == 7, receiver.stderr
@@ -195,7 +203,8 @@ def test_a_path_that_never_returns_ends_with_exit_7_and_the_partial_kept(
         assert leftovers(out), "the partial data is kept for a resend"
 
         cut((host_a, host_b), "-D")
-        sender, receiver = peers(url, payload, out, host_a, host_b)
+        # Large packets for the resend: with small ones the rest took 23 s of a 37 s test.
+        sender, receiver = peers(url, payload, out, host_a, host_b, small_packets=False)
         assert receiver.wait(120) == 0, receiver.stderr
         assert sender.wait(60) == 0, sender.stderr
     done = receiver.last("done")

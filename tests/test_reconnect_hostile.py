@@ -34,6 +34,9 @@ from p2pshare.reconnect import ReconnectKeys
 from tests.cli_helpers import ROOT, Peer, leftovers, peer_env
 from tests.natlab import Lab, sh
 
+pytestmark = pytest.mark.alone
+"""The cases' timing is tight (below): another test beside them would load the machine."""
+
 MIB = 1 << 20
 SIZE = 4 * MIB
 RATE = "8mbit"

@@ -18,6 +18,7 @@ from tests.cli_helpers import (
     Peer,
     interruptible_env,
     leftovers,
+    peer_env,
     start_pair,
 )
 
@@ -43,7 +44,14 @@ def out(tmp_path: Path) -> Path:
 
 
 def start(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
+    """A transfer the test interrupts: small packets, so it is still running when it does."""
     return start_pair(server, path, out, "--yes", *recv_args, env=interruptible_env())
+
+
+def resend(server: str, path: Path, out: Path, *recv_args: str) -> tuple[Peer, Peer]:
+    """The send again, left to finish: large packets (the default; with small ones a resend
+    of 64 MiB is most of its test's time)."""
+    return start_pair(server, path, out, "--yes", *recv_args, env=peer_env())
 
 
 def partials(directory: Path) -> list[str]:
@@ -74,7 +82,7 @@ def test_receiver_killed_half_way_resumes_with_only_the_rest(
     assert part.endswith(".part") and record.endswith(".json")
     assert (out / part).stat().st_size >= had
 
-    sender, receiver = start(server, source, out)
+    sender, receiver = resend(server, source, out)
     assert receiver.event("offer")["found"] >= had
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
@@ -104,7 +112,7 @@ def test_sender_killed_receiver_reports_it_and_resend_resumes(
     assert source.name not in leftovers(out)
     assert len(partials(out)) == 2
 
-    sender, receiver = start(server, source, out)
+    sender, receiver = resend(server, source, out)
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     assert receiver.last("done")["resumed"] > 0
@@ -126,7 +134,7 @@ def test_partial_data_that_does_not_match_is_sent_again_in_full(
         f.seek(1000)
         f.write(bytes([byte[0] ^ 1]))
 
-    sender, receiver = start(server, source, out)
+    sender, receiver = resend(server, source, out)
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     assert receiver.last("done")["sent"] == SIZE
@@ -144,7 +152,7 @@ def test_a_different_file_of_the_same_name_is_not_resumed(
     changed = tmp_path / "v2" / source.name
     changed.parent.mkdir()
     changed.write_bytes(os.urandom(3 * MIB))
-    sender, receiver = start(server, changed, out)
+    sender, receiver = resend(server, changed, out)
     assert receiver.event("offer")["found"] == 0
     assert receiver.wait() == 0 and sender.wait() == 0
     assert receiver.last("done")["sent"] == 3 * MIB
@@ -162,7 +170,7 @@ def test_no_resume_keeps_nothing_and_sends_everything(server: str, source: Path,
 
     interrupt_receiver(server, source, out)
     assert len(partials(out)) == 2
-    sender, receiver = start(server, source, out, "--no-resume")
+    sender, receiver = resend(server, source, out, "--no-resume")
     assert receiver.event("offer")["found"] == 0
     assert receiver.wait() == 0 and sender.wait() == 0
     assert receiver.last("done")["sent"] == SIZE
@@ -189,7 +197,7 @@ def test_directory_resume_skips_complete_files_after_checking_them(
     assert (out / "photos" / "sub" / "p19.jpg").read_bytes() == small["sub/p19.jpg"]
     assert not (out / "photos" / "zz/video.mp4").exists()
 
-    sender, receiver = start(server, tree, out)
+    sender, receiver = resend(server, tree, out)
     assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
     done = receiver.last("done")

@@ -11,7 +11,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.cli_helpers import Peer, interruptible_env
+from tests.cli_helpers import Peer, interruptible_env, peer_env
 
 MIB = 1024 * 1024
 
@@ -30,21 +30,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _sender(server: str, payload: Path, *args: str) -> tuple[Peer, str]:
+def _sender(
+    server: str, payload: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[Peer, str]:
     sender = Peer(
         ["send", str(payload), "--server", server, "--json", "--many", *args],
         cwd=payload.parent,
-        env=interruptible_env(),
+        env=env or interruptible_env(),
     )
     return sender, sender.event("code")["code"]
 
 
-def _receiver(server: str, code: str, out: Path) -> Peer:
+def _receiver(server: str, code: str, out: Path, env: dict[str, str] | None = None) -> Peer:
     out.mkdir(exist_ok=True)
     return Peer(
         ["receive", code, "--server", server, "--json", "--yes", "-o", str(out)],
         cwd=out,
-        env=interruptible_env(),
+        env=env or interruptible_env(),
     )
 
 
@@ -56,9 +58,10 @@ def test_three_receivers_get_identical_verified_copies(
     server: str, payload: Path, tmp_path: Path
 ) -> None:
     """``send --many 3``: three receivers get identical verified copies, each over its own
-    connection with its own id, and the sender exits 0 after the third."""
-    sender, code = _sender(server, payload, "3")
-    receivers = [_receiver(server, code, tmp_path / f"out{i}") for i in range(3)]
+    connection with its own id, and the sender exits 0 after the third. Nothing is stopped
+    mid-transfer here: large packets (the default)."""
+    sender, code = _sender(server, payload, "3", env=peer_env())
+    receivers = [_receiver(server, code, tmp_path / f"out{i}", peer_env()) for i in range(3)]
     for receiver in receivers:
         assert receiver.wait() == 0, receiver.stderr
     assert sender.wait() == 0, sender.stderr
@@ -138,8 +141,9 @@ def test_a_receiver_killed_mid_transfer_does_not_disturb_the_others(
     server: str, payload: Path, tmp_path: Path
 ) -> None:
     """One receiver killed mid-transfer: the other finishes, the sender goes on admitting
-    until two have finished, and lists the killed one as failed."""
-    sender, code = _sender(server, payload, "2")
+    until two have finished, and lists the killed one as failed. The sender notices the
+    killed one by its silence: the shortest silence deadline (4 s, not 20) keeps it short."""
+    sender, code = _sender(server, payload, "2", env=interruptible_env(P2PSHARE_PEER_TIMEOUT_S="4"))
     doomed = _receiver(server, code, tmp_path / "doomed")
     doomed.event("progress", lambda e: e["done"] > 0)
     doomed.send_signal(signal.SIGSTOP)
