@@ -141,22 +141,24 @@ def release_written(fd: int, offset: int, length: int, using: Writeback = AVAILA
 
 
 _AT_EMPTY_PATH = 0x1000
+AtCall = Callable[[int, bytes, int, bytes, int], int]
 
 
-def _linkat() -> Callable[[int, bytes, int, bytes, int], int] | None:
-    """Linux's ``linkat`` (Python's ``os.link`` cannot name a descriptor), or None elsewhere."""
-    if not sys.platform.startswith("linux") or not hasattr(os, "O_TMPFILE"):
+def at_call(name: str, flags: type[ctypes.c_int | ctypes.c_uint] = ctypes.c_int) -> AtCall | None:
+    """Linux libc's ``name`` taking (dir fd, path, dir fd, path, flags), for the calls Python
+    has no binding for (``renameat2``; ``linkat`` of a descriptor); None elsewhere."""
+    if not sys.platform.startswith("linux"):
         return None
     try:
-        call = ctypes.CDLL(None, use_errno=True).linkat
+        call = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, flags)
     call.restype = ctypes.c_int
-    return cast("Callable[[int, bytes, int, bytes, int], int]", call)
+    return cast("AtCall", call)
 
 
-_LINKAT = _linkat()
+_LINKAT = at_call("linkat") if hasattr(os, "O_TMPFILE") else None
 UNNAMED_FILES = _LINKAT is not None
 """Whether :data:`UNNAMED_FILE_FLAGS` and :func:`link_unnamed` may be tried here (each file
 system and kernel may still refuse them: see :func:`link_unnamed`)."""

@@ -49,7 +49,31 @@ class Source:
     text: bytes | None = None
 
 
-class Sources(Sequence[Source]):
+class _SourceList(Sequence[Source]):
+    """A sequence of sources made when asked for: subclasses say how many and which."""
+
+    def _at(self, index: int) -> Source:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Source: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Source]: ...
+    def __getitem__(self, index: int | slice) -> Source | list[Source]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("source index out of range")
+        return self._at(index)
+
+    def __iter__(self) -> Iterator[Source]:
+        for index in range(len(self)):
+            yield self._at(index)
+
+
+class Sources(_SourceList):
     """Every entry to offer and where its bytes come from, in offer order.
 
     The entries are held in a :class:`~p2pshare.manifest.Manifest`; a file found by walking a
@@ -92,15 +116,7 @@ class Sources(Sequence[Source]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    @overload
-    def __getitem__(self, index: int) -> Source: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Source]: ...
-    def __getitem__(self, index: int | slice) -> Source | list[Source]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
+    def _at(self, index: int) -> Source:
         given = self._given.get(index)
         if given is not None:
             return given
@@ -110,10 +126,6 @@ class Sources(Sequence[Source]):
         root, cut = self._roots[bisect.bisect_right(self._starts, index) - 1]
         return Source(entry, path=Path(root + entry.path[cut:]))
 
-    def __iter__(self) -> Iterator[Source]:
-        for index in range(len(self)):
-            yield self[index]
-
     def carrying_data(self) -> Sequence[Source]:
         """The sources that have bytes to send (all but directories), in order."""
         if self._data is None:
@@ -121,7 +133,7 @@ class Sources(Sequence[Source]):
         return _Picked(self, self._data)
 
 
-class _Picked(Sequence[Source]):
+class _Picked(_SourceList):
     """Some of a :class:`Sources`, by index."""
 
     def __init__(self, sources: Sources, indexes: array[int]) -> None:
@@ -131,18 +143,8 @@ class _Picked(Sequence[Source]):
     def __len__(self) -> int:
         return len(self._indexes)
 
-    @overload
-    def __getitem__(self, index: int) -> Source: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Source]: ...
-    def __getitem__(self, index: int | slice) -> Source | list[Source]:
-        if isinstance(index, slice):
-            return [self._sources[i] for i in self._indexes[index]]
-        return self._sources[self._indexes[index]]
-
-    def __iter__(self) -> Iterator[Source]:
-        for index in self._indexes:
-            yield self._sources[index]
+    def _at(self, index: int) -> Source:
+        return self._sources._at(self._indexes[index])
 
 
 def as_sources(sources: Sources | Iterable[Source]) -> Sources:

@@ -28,11 +28,8 @@ import itertools
 import logging
 import os
 import stat
-import sys
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from p2pshare import digests
 from p2pshare import messages as m
@@ -48,6 +45,7 @@ from p2pshare.fs import (
     UNNAMED_FILES,
     WRITEBACK_BYTES,
     Writeback,
+    at_call,
     describe,
     link_unnamed,
     lstat_at,
@@ -77,20 +75,7 @@ directories must go through under the common limit of 1,024 descriptors (issue 2
 _RENAME_NOREPLACE = 1
 
 
-def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
-    """Linux's ``renameat2`` (glibc 2.28+; Python has no binding), or None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        call = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    call.restype = ctypes.c_int
-    return cast("Callable[[int, bytes, int, bytes, int], int]", call)
-
-
-_RENAMEAT2 = _renameat2()
+_RENAMEAT2 = at_call("renameat2", ctypes.c_uint)
 
 
 @dataclass
