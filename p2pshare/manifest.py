@@ -161,22 +161,20 @@ class Manifest(Sequence[FileEntry]):
     def kind(self, index: int) -> str:
         return KINDS[self._kinds[index]]
 
-    def carries_data(self, index: int) -> bool:
-        return self._kinds[index] != _KIND_CODES["dir"]
-
     def data_indexes(self) -> array[int]:
         """The entries that carry bytes (all but directories), in order: 8 bytes each."""
         if not self.dirs:
             return array("q", range(len(self)))
-        dir_code = _KIND_CODES["dir"]
-        return array("q", (i for i, kind in enumerate(self._kinds) if kind != dir_code))
+        return self._indexes(directories=False)
 
     def dir_indexes(self) -> array[int]:
-        """The directory entries, in order (a pass over one byte an entry)."""
+        """The directory entries, in order."""
+        return self._indexes(directories=True) if self.dirs else array("q")
+
+    def _indexes(self, directories: bool) -> array[int]:
+        """A pass over the kinds (one byte an entry), no ``FileEntry`` made."""
         dir_code = _KIND_CODES["dir"]
-        if not self.dirs:
-            return array("q")
-        return array("q", (i for i, kind in enumerate(self._kinds) if kind == dir_code))
+        return array("q", (i for i, k in enumerate(self._kinds) if (k == dir_code) == directories))
 
     def _entry(self, index: int) -> FileEntry:
         mtime = self._mtimes[index]

@@ -104,8 +104,7 @@ class Sources(_SourceList):
         self._roots.append((os.fspath(root), len(top)))
 
     def add_entry(self, rel: str, st: os.stat_result, kind: str = "file") -> None:
-        size = 0 if kind == "dir" else st.st_size
-        self.entries.add(rel, size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime, kind)
+        self.entries.add(rel, *_stat_fields(st, kind), kind)
         self._data = None
 
     @property
@@ -197,7 +196,7 @@ def collect(
         elif stat.S_ISDIR(st.st_mode):
             _walk(sources, path, top, warn, frozenset(exclude))
         elif stat.S_ISREG(st.st_mode):
-            sources.add(Source(_entry(top, st), path=path))
+            sources.add(Source(m.FileEntry(top, *_stat_fields(st, "file")), path=path))
         else:
             raise LocalFileError(f"{path}: not a regular file or directory")
     if not sources:
@@ -217,9 +216,9 @@ def _check_names(sources: Sources) -> None:
         ) from None
 
 
-def _entry(rel: str, st: os.stat_result, kind: str = "file") -> m.FileEntry:
-    size = 0 if kind == "dir" else st.st_size
-    return m.FileEntry(rel, size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime, kind=kind)
+def _stat_fields(st: os.stat_result, kind: str) -> tuple[int, int, float]:
+    """An entry's size, mode and mtime from its ``lstat``."""
+    return (0 if kind == "dir" else st.st_size, stat.S_IMODE(st.st_mode) & 0o777, st.st_mtime)
 
 
 def _walk(
